@@ -1,0 +1,34 @@
+"""nla_lens: Natural Language Autoencoders for TransformerLens.
+
+Explain a language model's residual-stream activations in plain English, and prove the words
+carry the information by rebuilding the activation from them.
+
+Quick start (offline, on the embedded SmolLM2-135M-Instruct)::
+
+    import nla_lens
+    bridge = nla_lens.load_subject("smollm2-135m")
+    acts = nla_lens.extract_activations(bridge, nla_lens.load_corpus(max_documents=50))
+"""
+
+from nla_lens.data.corpus import load_corpus
+from nla_lens.data.dataset import ActivationDataset
+from nla_lens.data.extraction import extract_activations
+from nla_lens.errors import NLALensError
+from nla_lens.hooks import parse_hook_name, resid_post
+from nla_lens.subjects.adapters import as_subject
+from nla_lens.subjects.embedded import load_embedded_hf
+from nla_lens.subjects.loader import load_subject
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivationDataset",
+    "NLALensError",
+    "as_subject",
+    "extract_activations",
+    "load_corpus",
+    "load_embedded_hf",
+    "load_subject",
+    "parse_hook_name",
+    "resid_post",
+]

@@ -1,0 +1,78 @@
+"""The ``nla-lens`` command line.
+
+``nla-lens extract`` runs the foundation's main job on the embedded default: load the subject,
+extract activations at a hook point from a corpus, save them as parquet and print a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from nla_lens.errors import NLALensError
+
+
+def _extract(args: argparse.Namespace) -> int:
+    import nla_lens
+
+    start = time.perf_counter()
+    subject = nla_lens.load_subject(args.model, backend=args.backend, cache_dir=args.cache_dir)
+    loaded = time.perf_counter()
+    if args.texts:
+        with open(args.texts, encoding="utf-8") as fh:
+            texts = [block.strip() for block in fh.read().split("\n\n") if block.strip()]
+    else:
+        texts = nla_lens.load_corpus(max_documents=args.max_documents)
+    hook = int(args.hook) if args.hook and args.hook.lstrip("-").isdigit() else args.hook
+    dataset = nla_lens.extract_activations(
+        subject, texts, hook, positions_per_doc=args.positions_per_doc, min_position=args.min_position,
+        max_length=args.max_length, batch_size=args.batch_size, seed=args.seed,
+    )
+    done = time.perf_counter()
+    path = dataset.save(args.out)
+    stats = dataset.meta["norm_stats"]
+    print(f"subject      {dataset.meta['subject']} ({dataset.meta['n_layers']} blocks, d_model {dataset.d_model})")
+    print(f"hook         {dataset.hook_name}")
+    print(f"documents    {dataset.meta['documents']} ({dataset.meta['skipped_documents']} skipped as too short)")
+    print(f"vectors      {len(dataset)}  splits {dataset.splits}")
+    print(f"norms        median {stats['median']:.1f}, min {stats['min']:.1f}, max {stats['max']:.1f}")
+    print(f"time         load {loaded - start:.1f} s, extract {done - loaded:.1f} s")
+    print(f"saved        {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nla-lens", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    ex = commands.add_parser("extract", help="extract activations from a corpus into a parquet dataset")
+    ex.add_argument("--model", default="smollm2-135m", help="subject model name (default: the embedded SmolLM2)")
+    ex.add_argument("--backend", default="bridge", choices=("bridge", "hooked", "nnsight"))
+    ex.add_argument("--hook", default=None, help="hook name or layer (default: about 2/3 of the depth)")
+    ex.add_argument("--texts", default=None, help="a UTF-8 file of documents separated by blank lines "
+                    "(default: the embedded corpus)")
+    ex.add_argument("--max-documents", type=int, default=200)
+    ex.add_argument("--positions-per-doc", type=int, default=6)
+    ex.add_argument("--min-position", type=int, default=10)
+    ex.add_argument("--max-length", type=int, default=128)
+    ex.add_argument("--batch-size", type=int, default=8)
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--cache-dir", default=None, help="cache root for the embedded model")
+    ex.add_argument("--out", default="runs/activations", help="output folder")
+    ex.set_defaults(func=_extract)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nla-lens`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NLALensError as exc:
+        print(f"nla-lens: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

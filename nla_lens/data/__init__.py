@@ -1,0 +1,1 @@
+"""Text corpora, activation extraction and activation datasets."""

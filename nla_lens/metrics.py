@@ -1,0 +1,315 @@
+"""Reconstruction metrics: the only definitions of normalised MSE, cosine, fve_nrm and controls.
+
+Everything that scores an AR prediction against a target vector goes through this module, so
+training losses, rewards, evaluation and widgets agree to the last digit.
+
+Conventions (as in the published NLA method):
+
+- Both vectors are L2-normalised before comparison. :func:`normalized_mse` rescales them to
+  ``sqrt(d)``, so its mean over dimensions equals ``||u - û||² = 2(1 - cos)`` for the unit
+  vectors ``u``, ``û``: 0 is perfect, 2 is orthogonal, 4 is antipodal.
+- :func:`fve_nrm` is the fraction of variance explained on unit vectors,
+  ``1 - mean||u - û||² / mean||u - mean(u)||²``. Predicting the mean scores 0 by construction;
+  always report it next to :func:`shuffled_control`, which pairs predictions with the wrong
+  targets and lands at or below 0.
+
+Inputs are torch tensors (numpy arrays are accepted and converted). Half-precision inputs are
+computed in float32, float64 stays float64. Shapes and NaNs are checked loudly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from nla_lens.errors import InputError, ShapeError
+
+__all__ = [
+    "normalize",
+    "normalized_mse",
+    "cosine",
+    "fve_nrm",
+    "predict_mean_control",
+    "shuffled_control",
+    "derangement",
+    "reconstruction_report",
+]
+
+
+def _as_float_tensor(x: Any, name: str) -> torch.Tensor:
+    """Return ``x`` as a floating tensor (float32 at least), keeping autograd and device."""
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise InputError(f"{name} must be a tensor or array of numbers, got {type(x)!r}.") from err
+    if not x.is_floating_point():
+        x = x.to(torch.float32)
+    elif x.dtype in (torch.float16, torch.bfloat16):
+        x = x.to(torch.float32)
+    return x
+
+
+def _check_finite(x: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(x).all()):
+        n_bad = int((~torch.isfinite(x)).sum())
+        raise InputError(
+            f"{name} contains {n_bad} NaN or infinite values. Check the activations or the "
+            "model output that produced them (a NaN usually means an overflow in half precision)."
+        )
+
+
+def _check_vectors(x: torch.Tensor, name: str) -> None:
+    if x.ndim == 0:
+        raise ShapeError(f"{name} must have a last dimension d (shape [..., d]), got a scalar.")
+    if x.shape[-1] == 0:
+        raise ShapeError(f"{name} has an empty last dimension (shape {tuple(x.shape)}).")
+    _check_finite(x, name)
+
+
+def _check_pair(pred: Any, target: Any, *, matrix: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Convert, validate and return ``(pred, target)`` with a common dtype and device."""
+    pred_t = _as_float_tensor(pred, "pred")
+    target_t = _as_float_tensor(target, "target")
+    _check_vectors(pred_t, "pred")
+    _check_vectors(target_t, "target")
+    if pred_t.shape != target_t.shape:
+        raise ShapeError(
+            f"pred has shape {tuple(pred_t.shape)} but target has shape {tuple(target_t.shape)}; "
+            "they must match (one prediction per target vector, same width d)."
+        )
+    if matrix and pred_t.ndim != 2:
+        raise ShapeError(
+            f"expected a batch of vectors with shape [N, d], got {tuple(pred_t.shape)}. "
+            "Stack the vectors into one 2-D tensor."
+        )
+    dtype = torch.promote_types(pred_t.dtype, target_t.dtype)
+    return pred_t.to(dtype), target_t.to(device=pred_t.device, dtype=dtype)
+
+
+def _unit(x: torch.Tensor, name: str) -> torch.Tensor:
+    norms = x.norm(dim=-1, keepdim=True)
+    if bool((norms == 0).any()):
+        n_zero = int((norms == 0).sum())
+        raise InputError(
+            f"{name} contains {n_zero} zero vector(s); a zero vector has no direction and cannot "
+            "be L2-normalised. Drop those rows (or check why the model produced them)."
+        )
+    return x / norms
+
+
+def normalize(v: Any, scale: float | None = None) -> torch.Tensor:
+    """Rescale vectors to a fixed L2 norm.
+
+    Args:
+        v: Vectors, shape ``[..., d]``.
+        scale: Target L2 norm of every vector; ``None`` means ``sqrt(d)`` (the paper's
+            ``mse_scale``).
+
+    Returns:
+        Tensor of shape ``[..., d]`` with ``||v_i|| == scale``, in ``v``'s dtype (the norm is
+        computed in at least float32).
+
+    Raises:
+        ShapeError: ``v`` has no last dimension.
+        InputError: NaN/inf entries, a zero vector, or a non-positive ``scale``.
+    """
+    orig_dtype = v.dtype if isinstance(v, torch.Tensor) and v.is_floating_point() else None
+    x = _as_float_tensor(v, "v")
+    _check_vectors(x, "v")
+    if scale is None:
+        scale = math.sqrt(x.shape[-1])
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+        raise InputError(f"scale must be a positive finite number, got {scale!r}.")
+    out = _unit(x, "v") * float(scale)
+    return out.to(orig_dtype) if orig_dtype is not None else out
+
+
+def normalized_mse(pred: Any, target: Any, scale: float | None = None) -> torch.Tensor:
+    """Per-item MSE after L2-normalising both vectors (the AR loss and the RL reward's ``-mse``).
+
+    With the default ``scale = sqrt(d)`` this equals ``||û - u||² = 2(1 - cos(pred, target))``
+    on unit vectors, independent of ``d``.
+
+    Args:
+        pred: Predicted vectors, shape ``[..., d]``.
+        target: Target vectors, same shape.
+        scale: L2 norm both are rescaled to before the MSE; ``None`` means ``sqrt(d)``.
+
+    Returns:
+        Tensor of shape ``[...]``: the mean over the last dimension of the squared difference.
+        Differentiable with respect to ``pred``.
+
+    Raises:
+        ShapeError: Shapes differ.
+        InputError: NaN/inf entries or zero vectors.
+    """
+    p, t = _check_pair(pred, target)
+    if scale is None:
+        scale = math.sqrt(p.shape[-1])
+    return ((normalize(p, scale) - normalize(t, scale)) ** 2).mean(dim=-1)
+
+
+def cosine(pred: Any, target: Any) -> torch.Tensor:
+    """Per-item cosine similarity.
+
+    Args:
+        pred: Predicted vectors, shape ``[..., d]``.
+        target: Target vectors, same shape.
+
+    Returns:
+        Tensor of shape ``[...]`` with values in ``[-1, 1]``.
+
+    Raises:
+        ShapeError: Shapes differ.
+        InputError: NaN/inf entries or zero vectors.
+    """
+    p, t = _check_pair(pred, target)
+    return (_unit(p, "pred") * _unit(t, "target")).sum(dim=-1)
+
+
+def _fve_units(pred_units: torch.Tensor, target_units: torch.Tensor) -> float:
+    """``1 - mean||u - û||² / mean||u - mean(u)||²`` for already prepared vectors ``[N, d]``."""
+    if target_units.shape[0] < 2:
+        raise ShapeError(
+            f"fve_nrm needs at least 2 target vectors to measure their variance, got "
+            f"{target_units.shape[0]}."
+        )
+    err = ((target_units - pred_units) ** 2).sum(dim=-1).mean()
+    var = ((target_units - target_units.mean(dim=0, keepdim=True)) ** 2).sum(dim=-1).mean()
+    if float(var) <= 1e-12:
+        raise InputError(
+            "all target vectors point in the same direction (zero variance), so the fraction "
+            "of variance explained is undefined. Evaluate on a more varied held-out set."
+        )
+    return float(1.0 - err / var)
+
+
+def fve_nrm(pred: Any, target: Any) -> float:
+    """Fraction of variance explained on unit vectors (the paper's headline metric).
+
+    ``fve_nrm = 1 - mean_i ||u_i - û_i||² / mean_i ||u_i - ū||²`` where ``u_i`` are the
+    L2-normalised targets, ``û_i`` the L2-normalised predictions and ``ū`` the mean of the
+    ``u_i``. 1 is perfect; predicting ``ū`` scores 0; report it with :func:`shuffled_control`.
+
+    Args:
+        pred: Predicted vectors, shape ``[N, d]``, ``N >= 2``.
+        target: Target vectors, shape ``[N, d]``.
+
+    Returns:
+        The fve_nrm as a Python float (at most 1, unbounded below).
+
+    Raises:
+        ShapeError: Shapes differ, are not 2-D, or ``N < 2``.
+        InputError: NaN/inf entries, zero vectors, or targets without variance.
+    """
+    p, t = _check_pair(pred, target, matrix=True)
+    with torch.no_grad():
+        return _fve_units(_unit(p, "pred"), _unit(t, "target"))
+
+
+def predict_mean_control(train_targets: Any, eval_targets: Any) -> float:
+    """fve_nrm of always predicting the mean training direction (a baseline near 0).
+
+    The prediction is the mean of the unit training targets, *not* renormalised (a unit-length
+    mean direction scores below 0, see DESIGN §1). On the training set itself the result is
+    exactly 0; on a held-out set from the same distribution it is slightly below 0.
+
+    Args:
+        train_targets: Training target vectors, shape ``[M, d]``.
+        eval_targets: Held-out target vectors, shape ``[N, d]``, ``N >= 2``.
+
+    Returns:
+        The baseline fve_nrm as a Python float.
+
+    Raises:
+        ShapeError: Not 2-D or widths differ.
+        InputError: NaN/inf entries or zero vectors.
+    """
+    train = _as_float_tensor(train_targets, "train_targets")
+    evals = _as_float_tensor(eval_targets, "eval_targets")
+    for x, name in ((train, "train_targets"), (evals, "eval_targets")):
+        _check_vectors(x, name)
+        if x.ndim != 2:
+            raise ShapeError(f"{name} must have shape [N, d], got {tuple(x.shape)}.")
+    if train.shape[-1] != evals.shape[-1]:
+        raise ShapeError(
+            f"train_targets have width {train.shape[-1]} but eval_targets have width "
+            f"{evals.shape[-1]}; both must come from the same hook."
+        )
+    with torch.no_grad():
+        dtype = torch.promote_types(train.dtype, evals.dtype)
+        mean_dir = _unit(train.to(dtype), "train_targets").mean(dim=0, keepdim=True)
+        u = _unit(evals.to(dtype), "eval_targets")
+        return _fve_units(mean_dir.to(u.device).expand_as(u), u)
+
+
+def derangement(n: int, generator: torch.Generator | int | None = None) -> torch.Tensor:
+    """A random permutation of ``range(n)`` with no fixed points (seeded, reproducible).
+
+    Built as one random cycle: shuffle the indices, then send each to the next in the shuffled
+    order, so no index maps to itself.
+
+    Args:
+        n: Number of items, at least 2.
+        generator: A ``torch.Generator``, an integer seed, or ``None`` (seed 0).
+
+    Returns:
+        Long tensor of shape ``[n]`` with ``perm[i] != i`` for every ``i``.
+    """
+    if n < 2:
+        raise ShapeError(f"a derangement needs at least 2 items, got {n}.")
+    if not isinstance(generator, torch.Generator):
+        generator = torch.Generator().manual_seed(0 if generator is None else int(generator))
+    order = torch.randperm(n, generator=generator)
+    perm = torch.empty(n, dtype=torch.long)
+    perm[order] = order.roll(-1)
+    return perm
+
+
+def shuffled_control(pred: Any, target: Any, generator: torch.Generator | int | None = None) -> float:
+    """fve_nrm of the predictions paired with the wrong targets (a derangement).
+
+    A reconstruction that carries information about its own vector scores well above this
+    control; the control itself lands at or below 0 when targets vary.
+
+    Args:
+        pred: Predicted vectors, shape ``[N, d]``, ``N >= 2``.
+        target: Target vectors, shape ``[N, d]``.
+        generator: A ``torch.Generator``, an integer seed, or ``None`` (seed 0).
+
+    Returns:
+        The shuffled fve_nrm as a Python float.
+    """
+    p, t = _check_pair(pred, target, matrix=True)
+    perm = derangement(p.shape[0], generator).to(p.device)
+    with torch.no_grad():
+        return _fve_units(_unit(p, "pred")[perm], _unit(t, "target"))
+
+
+def reconstruction_report(
+    pred: Any, target: Any, generator: torch.Generator | int | None = None
+) -> dict[str, float]:
+    """Summary of how well ``pred`` reconstructs ``target``.
+
+    Args:
+        pred: Predicted vectors, shape ``[N, d]``, ``N >= 2``.
+        target: Target vectors, shape ``[N, d]``.
+        generator: Seed or generator for the shuffled control.
+
+    Returns:
+        ``{"fve_nrm", "fve_nrm_shuffled", "mse", "cosine", "n"}``: fve_nrm, the shuffled
+        control, the mean :func:`normalized_mse` (``= 2(1 - cos)``), the mean cosine and the
+        number of vectors.
+    """
+    p, t = _check_pair(pred, target, matrix=True)
+    with torch.no_grad():
+        return {
+            "fve_nrm": fve_nrm(p, t),
+            "fve_nrm_shuffled": shuffled_control(p, t, generator),
+            "mse": float(normalized_mse(p, t).mean()),
+            "cosine": float(cosine(p, t).mean()),
+            "n": int(p.shape[0]),
+        }

@@ -1,0 +1,425 @@
+"""The ``nla_meta.yaml`` sidecar contract: one dataclass, YAML IO, validation against a tokenizer.
+
+Every NLA checkpoint is a plain Hugging Face folder plus ``nla_meta.yaml``. :class:`NLAMeta`
+is the only place its fields are defined. It reads the published format unchanged (``kind``,
+``role`` with the older ``actor``/``critic`` spellings, ``d_model``, ``extraction``,
+``tokens``, ``prompt_templates`` with ``av``/``ar`` or ``actor``/``critic``, and the
+extraction layer K as top-level ``extraction_layer_index`` or ``critic.extraction_layer_index``
+/ ``critic.num_hidden_layers``), adds our own optional fields (``subject_model``,
+``extraction.layer``, ``extraction.hook_name``, ``provenance``) and keeps every unknown key on a
+round trip. :meth:`NLAMeta.validate` checks the sidecar against the live tokenizer and model
+config before anything trusts it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from nla_lens.errors import CheckpointError, MarkerError
+from nla_lens.injection import choose_marker, marker_neighbors
+
+__all__ = [
+    "SIDECAR_NAME",
+    "DEFAULT_AV_TEMPLATE",
+    "DEFAULT_AR_TEMPLATE",
+    "TokenMeta",
+    "NLAMeta",
+]
+
+SIDECAR_NAME = "nla_meta.yaml"
+
+#: Default AV prompt (user turn of a chat): the marker inside ``<concept>…</concept>``.
+DEFAULT_AV_TEMPLATE = (
+    "Here is a vector from a language model's residual stream, shown as one token:\n\n"
+    "<concept>{injection_char}</concept>\n\n"
+    "Explain in English what the model is representing at this point: the two or three "
+    "features it would use to predict what comes next, the last one about the current token. "
+    "Write the explanation inside <explanation>...</explanation>."
+)
+
+#: Default AR prompt (raw string, read at its last token), as published.
+DEFAULT_AR_TEMPLATE = "Summary of the following text: <text>{explanation}</text> <summary>"
+
+_ROLE_ALIASES = {"av": "av", "actor": "av", "ar": "ar", "critic": "ar"}
+_KINDS = ("nla_model", "nla_dataset")
+_SQRT_D = "sqrt_d_model"
+_TOKEN_KEYS = ("injection_char", "injection_token_id",
+               "injection_left_neighbor_id", "injection_right_neighbor_id")
+_RESID_POST_RE = re.compile(r"^blocks\.(\d+)\.hook_resid_post$")
+
+
+def _fail(where: str, problem: str) -> CheckpointError:
+    return CheckpointError(f"nla_meta {where}: {problem}")
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(where, f"must be a mapping, got {type(value).__name__}.")
+    return value
+
+
+def _resolve_scale(raw: Any, d_model: int, name: str) -> float | None:
+    """Published scale values: null (raw vectors), ``"sqrt_d_model"``, or a number."""
+    if raw is None or raw in ("raw", "none"):
+        return None
+    if raw == _SQRT_D:
+        return math.sqrt(d_model)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise _fail(f"extraction.{name}", f"must be null, {_SQRT_D!r} or a number, got {raw!r}.") from None
+    if not (math.isfinite(value) and value > 0):
+        raise _fail(f"extraction.{name}", f"must be a positive number, got {raw!r}.")
+    return value
+
+
+@dataclass
+class TokenMeta:
+    """The ``tokens:`` section: the marker and its neighbours in the AV prompt.
+
+    Attributes:
+        injection_char: Marker string written into the AV template.
+        injection_token_id: Its single token id.
+        injection_left_neighbor_id: Token id just before the marker in the rendered AV prompt.
+        injection_right_neighbor_id: Token id just after it.
+        critic_suffix_ids: Published optional sanity check of the AR prompt's last tokens.
+        extra: Unknown keys of the section, kept on a round trip.
+    """
+
+    injection_char: str
+    injection_token_id: int
+    injection_left_neighbor_id: int
+    injection_right_neighbor_id: int
+    critic_suffix_ids: list[int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in _TOKEN_KEYS}
+        if self.critic_suffix_ids is not None:
+            out["critic_suffix_ids"] = list(self.critic_suffix_ids)
+        return {**out, **copy.deepcopy(self.extra)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenMeta:
+        data = dict(_mapping(data, "tokens"))
+        missing = [k for k in _TOKEN_KEYS if data.get(k) is None]
+        if missing:
+            raise _fail("tokens", f"missing {missing}. Re-create the sidecar with "
+                        "NLAMeta.for_tokenizer(...) or copy the fields from the training run.")
+        values = {k: data.pop(k) for k in _TOKEN_KEYS}
+        suffix = data.pop("critic_suffix_ids", None)
+        return cls(str(values.pop("injection_char")), *(int(v) for v in values.values()),
+                   critic_suffix_ids=None if suffix is None else [int(i) for i in suffix], extra=data)
+
+
+@dataclass
+class NLAMeta:
+    """One NLA checkpoint's sidecar (``nla_meta.yaml``).
+
+    Attributes:
+        role: ``"av"`` (verbalizer) or ``"ar"`` (reconstructor); ``None`` only for dataset
+            sidecars and old files that did not record it.
+        d_model: Width of the explained vectors.
+        tokens: The marker and its neighbours (:class:`TokenMeta`).
+        injection_scale: L2 norm vectors are rescaled to before injection (AV; null for AR).
+        mse_scale: L2 norm both vectors are rescaled to before the MSE (``sqrt(d)``), or
+            ``None`` for raw-magnitude MSE.
+        layer: Extraction layer K (``blocks.K.hook_resid_post``); the AR keeps K+1 blocks.
+        hook_name: TransformerLens hook name the vectors come from.
+        av_template: AV user-turn format string with ``{injection_char}``.
+        ar_template: AR raw-prompt format string with ``{explanation}``.
+        subject_model: Id or path of the model the vectors come from.
+        provenance: Free-form training provenance (steps, data, versions).
+        kind: ``"nla_model"`` (checkpoint) or ``"nla_dataset"`` (parquet sidecar).
+        schema_version: Published schema version (2).
+        extra: Unknown top-level keys, plus unknown keys of ``extraction`` /
+            ``prompt_templates`` / ``critic`` under those names, kept on a round trip.
+    """
+
+    role: Literal["av", "ar"] | None
+    d_model: int
+    tokens: TokenMeta
+    injection_scale: float | None = None
+    mse_scale: float | None = _SQRT_D  # type: ignore[assignment]  # resolved to sqrt(d_model)
+    layer: int | None = None
+    hook_name: str | None = None
+    av_template: str | None = DEFAULT_AV_TEMPLATE
+    ar_template: str | None = DEFAULT_AR_TEMPLATE
+    subject_model: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    kind: str = "nla_model"
+    schema_version: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise _fail("kind", f"unknown kind {self.kind!r}; expected one of {_KINDS}.")
+        if self.role is not None:
+            if self.role not in _ROLE_ALIASES:
+                raise _fail("role", f"unknown role {self.role!r}; expected 'av'/'ar' (or 'actor'/'critic').")
+            self.role = _ROLE_ALIASES[self.role]  # type: ignore[assignment]
+        if not isinstance(self.d_model, int) or isinstance(self.d_model, bool) or self.d_model <= 0:
+            raise _fail("d_model", f"must be a positive integer, got {self.d_model!r}.")
+        for name in ("injection_scale", "mse_scale"):
+            setattr(self, name, _resolve_scale(getattr(self, name), self.d_model, name))
+        if self.role == "av" and self.injection_scale is None:
+            raise _fail("extraction.injection_scale", "an AV sidecar needs the injection scale it "
+                        "was trained with (published 7B value: 150). Set it explicitly.")
+        if self.hook_name is not None:
+            match = _RESID_POST_RE.match(self.hook_name)
+            if match and self.layer is None:
+                self.layer = int(match.group(1))
+            elif match and int(match.group(1)) != self.layer:
+                raise _fail("extraction", f"hook_name {self.hook_name!r} is not at layer {self.layer}.")
+        if self.layer is not None and (not isinstance(self.layer, int) or self.layer < 0):
+            raise _fail("extraction.layer", f"must be a non-negative integer, got {self.layer!r}.")
+
+    @property
+    def n_kept_blocks(self) -> int | None:
+        """Blocks an AR keeps (K+1, its ``config.num_hidden_layers``); ``None`` if K is unknown."""
+        return None if self.layer is None else self.layer + 1
+
+    # ---------------------------------------------------------------- dict / YAML
+    def to_dict(self) -> dict[str, Any]:
+        """The sidecar as plain YAML-able data (published field names, ours added)."""
+        extra = copy.deepcopy(self.extra)
+        extraction = {k: v for k, v in (("layer", self.layer), ("hook_name", self.hook_name)) if v is not None}
+        extraction.update(injection_scale=self.injection_scale, mse_scale=self.mse_scale)
+        if self.kind == "nla_dataset":
+            extraction["d_model"] = self.d_model
+        extraction.update(extra.pop("extraction", {}))
+        templates = {k: v for k, v in (("av", self.av_template), ("ar", self.ar_template)) if v is not None}
+        templates.update(extra.pop("prompt_templates", {}))
+        out: dict[str, Any] = {"kind": self.kind, "schema_version": self.schema_version}
+        if self.role is not None:
+            out["role"] = self.role
+        if self.kind == "nla_model":
+            out["d_model"] = self.d_model
+        out["extraction"] = extraction
+        out["tokens"] = self.tokens.to_dict()
+        out["prompt_templates"] = templates
+        critic = extra.pop("critic", {})
+        if self.layer is not None:
+            out["extraction_layer_index"] = self.layer  # as in the released sidecars
+            if self.role == "ar":
+                critic = {"extraction_layer_index": self.layer, **critic}
+        if critic:
+            out["critic"] = critic
+        if self.subject_model is not None:
+            out["subject_model"] = self.subject_model
+        if self.provenance:
+            out["provenance"] = copy.deepcopy(self.provenance)
+        return {**out, **extra}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NLAMeta:
+        """Parse published or nla_lens sidecar data.
+
+        Raises:
+            CheckpointError: Missing or malformed fields, with the field named.
+        """
+        if not isinstance(data, dict):
+            raise CheckpointError(f"nla_meta must be a YAML mapping, got {type(data).__name__}.")
+        data = copy.deepcopy(data)
+        kind = data.pop("kind", None)
+        if kind not in _KINDS:
+            raise _fail("kind", f"got {kind!r}; expected 'nla_model' (a checkpoint) or "
+                        "'nla_dataset'. Is this an NLA sidecar?")
+        extraction = dict(_mapping(data.pop("extraction", None), "extraction"))
+        d_model = (data if kind == "nla_model" else extraction).pop("d_model", None)
+        extraction.pop("d_model", None)
+        if d_model is None:
+            raise _fail("d_model", "is missing; it must be the width of the explained vectors.")
+        d_model = int(d_model)
+        tokens = TokenMeta.from_dict(data.pop("tokens", None))
+        templates = dict(_mapping(data.pop("prompt_templates", None), "prompt_templates"))
+        av, actor = templates.pop("av", None), templates.pop("actor", None)
+        ar, critic_template = templates.pop("ar", None), templates.pop("critic", None)
+        critic = dict(_mapping(data.pop("critic", None), "critic"))
+        layers = [
+            extraction.pop("layer", None),
+            extraction.pop("layer_index", None),
+            data.pop("extraction_layer_index", None),
+            critic.pop("extraction_layer_index", None),
+            critic.pop("num_hidden_layers", None),  # schema v1: also K, not K+1
+        ]
+        found = {int(v) for v in layers if v is not None}
+        if len(found) > 1:
+            raise _fail("extraction", f"records conflicting extraction layers {sorted(found)}.")
+        hook_name = extraction.pop("hook_name", None) or extraction.pop("hook", None) or data.pop("hook_name", None)
+        extra = data
+        for name, rest in (("extraction", extraction), ("prompt_templates", templates), ("critic", critic)):
+            rest = {k: v for k, v in rest.items() if k not in ("injection_scale", "mse_scale")}
+            if rest:
+                extra[name] = rest
+        return cls(
+            role=extra.pop("role", None), d_model=d_model, tokens=tokens,
+            injection_scale=_resolve_scale(extraction.get("injection_scale"), d_model, "injection_scale"),
+            mse_scale=_resolve_scale(extraction.get("mse_scale", _SQRT_D), d_model, "mse_scale"),
+            layer=found.pop() if found else None, hook_name=hook_name,
+            av_template=av if av is not None else actor,
+            ar_template=ar if ar is not None else critic_template,
+            subject_model=extra.pop("subject_model", None),
+            provenance=extra.pop("provenance", None) or {},
+            kind=kind, schema_version=int(extra.pop("schema_version", 2)), extra=extra,
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the sidecar atomically (temp file in the same folder, then ``os.replace``).
+
+        Args:
+            path: A checkpoint folder (writes ``<folder>/nla_meta.yaml``) or a file path.
+
+        Returns:
+            The path written.
+        """
+        target = _sidecar_path(path, for_writing=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        fd, tmp = tempfile.mkstemp(prefix=".nla_meta.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> NLAMeta:
+        """Read a sidecar from a checkpoint folder or a YAML file path.
+
+        Raises:
+            CheckpointError: No sidecar there, unreadable YAML, or malformed fields.
+        """
+        target = _sidecar_path(path, for_writing=False)
+        if not target.is_file():
+            raise CheckpointError(
+                f"no {SIDECAR_NAME} at {str(path)!r}. An NLA checkpoint is a Hugging Face folder "
+                f"plus {SIDECAR_NAME}; if this folder came without it, ask for the sidecar (it "
+                "records the marker token, scales and prompt templates the model was trained with)."
+            )
+        try:
+            data = yaml.safe_load(target.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise CheckpointError(f"{target} is not valid YAML: {err}") from err
+        return cls.from_dict(data)
+
+    # ---------------------------------------------------------------- validation
+    def validate(self, tokenizer: Any, *, d_model: int | None = None, n_hidden_layers: int | None = None) -> None:
+        """Check the sidecar against the live tokenizer (and model config, when given).
+
+        Checks: the marker encodes to exactly ``[injection_token_id]``; the role's template is
+        present and has its placeholder; the AV template, rendered with the tokenizer's chat
+        template, contains the marker once, between the recorded neighbours; ``d_model``
+        matches; for an AR, ``n_hidden_layers`` equals the K+1 kept blocks.
+
+        Args:
+            tokenizer: The Hugging Face tokenizer the checkpoint will be used with.
+            d_model: The model's hidden size, to compare with ``d_model``.
+            n_hidden_layers: The AR's ``config.num_hidden_layers``.
+
+        Raises:
+            CheckpointError: Every problem found, one per line, each with a fix.
+        """
+        problems: list[str] = []
+        tok = self.tokens
+        try:
+            live = list(tokenizer.encode(tok.injection_char, add_special_tokens=False))
+        except Exception as err:  # noqa: BLE001 - any tokenizer failure is a contract failure
+            live = [f"error: {err}"]
+        if live != [tok.injection_token_id]:
+            problems.append(
+                f"marker {tok.injection_char!r} encodes to {live} with this tokenizer, but the "
+                f"sidecar records [{tok.injection_token_id}] (tokens.injection_token_id). Load the "
+                "tokenizer from the checkpoint folder; a different tokenizer or vocabulary makes "
+                "the AV read the literal marker."
+            )
+        elif tok.injection_token_id == getattr(tokenizer, "unk_token_id", None):
+            problems.append(f"marker {tok.injection_char!r} maps to the unknown token; pick another marker.")
+        if self.av_template is not None and "{injection_char}" not in self.av_template:
+            problems.append("prompt_templates.av has no '{injection_char}' placeholder for the marker.")
+        if self.ar_template is not None and "{explanation}" not in self.ar_template:
+            problems.append("prompt_templates.ar has no '{explanation}' placeholder.")
+        if self.role == "av" and self.av_template is None:
+            problems.append("prompt_templates.av is missing; an AV needs the prompt it was trained on.")
+        if self.role == "ar" and self.ar_template is None:
+            problems.append("prompt_templates.ar is missing; an AR needs the prompt it was trained on.")
+        has_chat = bool(getattr(tokenizer, "chat_template", None))
+        if not problems and self.av_template is not None and (self.role != "ar" or has_chat):
+            problems.extend(self._check_neighbors(tokenizer))  # an AR tokenizer need not chat
+        if d_model is not None and int(d_model) != self.d_model:
+            problems.append(
+                f"d_model is {self.d_model} in the sidecar but the model has hidden size "
+                f"{d_model}. This NLA explains vectors of another model or layer width."
+            )
+        if self.role == "ar" and n_hidden_layers is not None:
+            if self.layer is None:
+                problems.append(
+                    "the AR sidecar records no extraction layer K (extraction.layer or "
+                    "extraction_layer_index), so its kept blocks cannot be checked. Add it."
+                )
+            elif int(n_hidden_layers) != self.layer + 1:
+                problems.append(
+                    f"the AR keeps K+1 = {self.layer + 1} blocks for layer K = {self.layer}, but "
+                    f"its config has num_hidden_layers = {n_hidden_layers}. The folder holds a "
+                    "differently truncated model; re-save it or fix extraction.layer."
+                )
+        if problems:
+            raise CheckpointError("nla_meta does not match the model/tokenizer:\n- " + "\n- ".join(problems))
+
+    def _check_neighbors(self, tokenizer: Any) -> list[str]:
+        tok = self.tokens
+        try:
+            left, right = marker_neighbors(tokenizer, self.av_template or "", tok.injection_char,
+                                           tok.injection_token_id)
+        except MarkerError as err:
+            return [str(err)]
+        if (left, right) != (tok.injection_left_neighbor_id, tok.injection_right_neighbor_id):
+            return [
+                f"the AV prompt tokenizes to neighbours ({left}, {right}) around the marker, but "
+                f"the sidecar records ({tok.injection_left_neighbor_id}, "
+                f"{tok.injection_right_neighbor_id}) (tokens.injection_left/right_neighbor_id). "
+                "The template or the tokenizer changed; use the checkpoint's own tokenizer and "
+                "template, or re-record the neighbours with marker_neighbors()."
+            ]
+        return []
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Any, *, role: Literal["av", "ar"], d_model: int,
+                      injection_scale: float | None, marker: Any | None = None, **fields: Any) -> NLAMeta:
+        """Build a sidecar for a new NLA: choose the marker and record its neighbours.
+
+        Args:
+            tokenizer: The AV/AR tokenizer.
+            role: ``"av"`` or ``"ar"``.
+            d_model: Width of the explained vectors.
+            injection_scale: Injection L2 norm (required for an AV).
+            marker: A :class:`~nla_lens.injection.MarkerChoice`; chosen with
+                :func:`~nla_lens.injection.choose_marker` when ``None``.
+            **fields: Other :class:`NLAMeta` fields (``layer``, ``hook_name``, templates, ...).
+        """
+        marker = marker if marker is not None else choose_marker(tokenizer)
+        av_template = fields.setdefault("av_template", DEFAULT_AV_TEMPLATE)
+        left, right = marker_neighbors(tokenizer, av_template, marker.char, marker.token_id)
+        tokens = TokenMeta(marker.char, marker.token_id, left, right)
+        return cls(role=role, d_model=d_model, tokens=tokens, injection_scale=injection_scale, **fields)
+
+
+def _sidecar_path(path: str | os.PathLike[str], *, for_writing: bool) -> Path:
+    p = Path(path)
+    if p.is_dir() or (for_writing and not p.exists() and p.suffix not in (".yaml", ".yml")):
+        return p / SIDECAR_NAME
+    return p

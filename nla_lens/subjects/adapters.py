@@ -1,0 +1,262 @@
+"""One small interface over the subject-model backends nla_lens reads activations from.
+
+``as_subject(model)`` wraps a TransformerLens ``TransformerBridge`` or ``HookedTransformer``, or an
+``nnsight`` language model, in a ``SubjectAdapter`` with the few verbs extraction needs: tokenize
+a document, list and validate hook names, and read one hook's activations while running only the
+blocks needed to reach it (``stop_at_layer`` in TransformerLens, ``tracer.stop()`` in nnsight).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from nla_lens.errors import HookNameError, InputError
+from nla_lens.hooks import HookPoint, validate_hook_name
+
+
+class SubjectAdapter(ABC):
+    """What extraction needs from a subject model, whatever the backend.
+
+    Attributes:
+        model: The wrapped model object, unchanged.
+        tokenizer: Its HF tokenizer.
+        backend: ``"transformer_lens"`` or ``"nnsight"``.
+    """
+
+    backend: str
+
+    def __init__(self, model: Any, tokenizer: Any):
+        if tokenizer is None:
+            raise InputError(
+                f"The {type(model).__name__} has no tokenizer. Pass tokenizer=... (an HF tokenizer)."
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+
+    # -- facts about the model -------------------------------------------------------------
+    @property
+    @abstractmethod
+    def n_layers(self) -> int:
+        """Number of transformer blocks."""
+
+    @property
+    @abstractmethod
+    def d_model(self) -> int:
+        """Width of the residual stream."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """An identifier of the subject model for metadata."""
+
+    @property
+    @abstractmethod
+    def prepend_bos(self) -> bool:
+        """Whether documents start with the tokenizer's BOS token."""
+
+    @abstractmethod
+    def hook_names(self) -> list[str]:
+        """Every hook name this backend can read."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def n_ctx(self) -> int | None:
+        """Longest context the model accepts, if known."""
+        return None
+
+    def special_token_ids(self) -> set[int]:
+        """Ids of special tokens (BOS/EOS/PAD/chat markers), never sampled as positions."""
+        return set(getattr(self.tokenizer, "all_special_ids", []) or [])
+
+    def resolve_hook(self, hook_name: str | int) -> HookPoint:
+        """Validate a hook name (or a layer index meaning its ``hook_resid_post``)."""
+        return validate_hook_name(hook_name, self.hook_names(), self.n_layers)
+
+    def encode(self, text: str, max_length: int | None = None) -> list[int]:
+        """Token ids of one document, with BOS when the model expects it, truncated."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        if self.prepend_bos and bos is not None:
+            ids = [bos, *ids]
+        return ids[:max_length] if max_length else ids
+
+    @abstractmethod
+    def activations(self, tokens: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        """Activations at one hook, running no block after it.
+
+        Args:
+            tokens: ``[batch, seq]`` token ids, right-padded (causal models need no mask then).
+            hook: A hook point from ``resolve_hook``.
+
+        Returns:
+            ``[batch, seq, d_model]`` float tensor on the CPU.
+        """
+
+
+class TransformerLensSubject(SubjectAdapter):
+    """A ``TransformerBridge`` or ``HookedTransformer``, read with ``run_with_cache``."""
+
+    backend = "transformer_lens"
+
+    def __init__(self, model: Any, tokenizer: Any = None):
+        super().__init__(model, tokenizer if tokenizer is not None else model.tokenizer)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.cfg.n_layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.model.cfg.d_model)
+
+    @property
+    def n_ctx(self) -> int | None:
+        return int(self.model.cfg.n_ctx)
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.model, "nla_lens_name", None) or self.model.cfg.model_name)
+
+    @property
+    def prepend_bos(self) -> bool:
+        return bool(self.model.cfg.default_prepend_bos)
+
+    def hook_names(self) -> list[str]:
+        # hook_dict already lists the bridge's block aliases (blocks.K.hook_resid_post, ...).
+        names = set(self.model.hook_dict)
+        names.update(getattr(self.model, "hook_aliases", None) or {})
+        return sorted(names)
+
+    @torch.no_grad()
+    def activations(self, tokens: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        _, cache = self.model.run_with_cache(
+            tokens.to(self.device),
+            names_filter=hook.name,
+            stop_at_layer=hook.stop_at_layer,
+            return_cache_object=False,
+        )
+        if hook.name not in cache:
+            raise HookNameError(f"The model ran but hook {hook.name!r} produced no activation.")
+        return cache[hook.name].float().cpu()
+
+
+class NNsightSubject(SubjectAdapter):
+    """An ``nnsight`` language model; ``remote=True`` runs the trace on NDIF.
+
+    Only residual-stream hooks are readable here (they map to decoder-layer outputs/inputs);
+    other TransformerLens hook names have no generic nnsight equivalent.
+    """
+
+    backend = "nnsight"
+
+    def __init__(self, model: Any, tokenizer: Any = None, *, remote: bool = False):
+        super().__init__(model, tokenizer if tokenizer is not None else getattr(model, "tokenizer", None))
+        self.remote = remote
+        self._layers_path = _find_layers_path(model._model, self.n_layers)
+
+    @property
+    def _config(self) -> Any:
+        return self.model._model.config
+
+    @property
+    def n_layers(self) -> int:
+        config = self._config
+        return int(getattr(config, "num_hidden_layers", None) or config.n_layer)
+
+    @property
+    def d_model(self) -> int:
+        config = self._config
+        return int(getattr(config, "hidden_size", None) or config.n_embd)
+
+    @property
+    def n_ctx(self) -> int | None:
+        return getattr(self._config, "max_position_embeddings", None)
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.model, "nla_lens_name", None) or self._config._name_or_path)
+
+    @property
+    def prepend_bos(self) -> bool:
+        return False  # HF tokenizers decide themselves; we add no extra BOS
+
+    def encode(self, text: str, max_length: int | None = None) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        return ids[:max_length] if max_length else ids
+
+    def hook_names(self) -> list[str]:
+        return [
+            f"blocks.{k}.{suffix}"
+            for k in range(self.n_layers)
+            for suffix in ("hook_resid_pre", "hook_resid_post")
+        ]
+
+    @property
+    def device(self) -> torch.device:
+        return self.model._model.device if not self.remote else torch.device("cpu")
+
+    def _layer(self, index: int) -> Any:
+        envoy = self.model
+        for part in self._layers_path.split("."):
+            envoy = getattr(envoy, part)
+        return envoy[index]
+
+    @torch.no_grad()
+    def activations(self, tokens: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        layer = self._layer(hook.layer)
+        with self.model.trace(tokens.to(self.device), remote=self.remote) as tracer:
+            if hook.suffix == "hook_resid_post":
+                saved = layer.output.save()
+            else:
+                saved = layer.inputs.save()
+            tracer.stop()  # run no block past the hook
+        value = saved
+        while isinstance(value, (tuple, list)):
+            value = value[0]
+        if isinstance(value, dict):  # ``inputs`` is (args, kwargs)
+            value = value["hidden_states"]
+        return value.float().cpu()
+
+
+def _find_layers_path(module: torch.nn.Module, n_layers: int) -> str:
+    """Dotted path of the ``ModuleList`` of decoder blocks (``model.layers``, ``transformer.h``)."""
+    for path, child in module.named_modules():
+        if isinstance(child, torch.nn.ModuleList) and len(child) == n_layers:
+            return path
+    raise InputError(f"Could not find the list of {n_layers} decoder blocks in {type(module).__name__}.")
+
+
+def as_subject(model: Any, tokenizer: Any = None, *, remote: bool = False) -> SubjectAdapter:
+    """Wrap a subject model in the adapter for its backend.
+
+    Args:
+        model: A ``TransformerBridge``, ``HookedTransformer``, nnsight model, or an existing adapter.
+        tokenizer: Overrides the model's own tokenizer.
+        remote: nnsight only: run on NDIF.
+
+    Raises:
+        InputError: For an unsupported object (e.g. a bare HF model: wrap it with ``load_subject``).
+    """
+    if isinstance(model, SubjectAdapter):
+        return model
+    if hasattr(model, "run_with_cache") and hasattr(model, "cfg"):
+        return TransformerLensSubject(model, tokenizer)
+    if hasattr(model, "trace") and hasattr(model, "_model"):
+        return NNsightSubject(model, tokenizer, remote=remote)
+    raise InputError(
+        f"Unsupported subject model {type(model).__name__}. Pass a TransformerLens TransformerBridge "
+        "or HookedTransformer, or an nnsight model; wrap a Hugging Face model with "
+        "nla_lens.load_subject(model, tokenizer=...)."
+    )
+
+
+def resolve_hooks(subject: SubjectAdapter, hooks: Sequence[str | int]) -> list[HookPoint]:
+    """Validate several hook names at once."""
+    return [subject.resolve_hook(h) for h in hooks]

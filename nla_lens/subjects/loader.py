@@ -1,0 +1,120 @@
+"""``load_subject``: the one entry point that turns a name or a model object into a subject model.
+
+The embedded default (``"smollm2-135m"``) needs no network. Any other name goes to
+TransformerLens (``TransformerBridge.boot_transformers`` for any HF model,
+``HookedTransformer.from_pretrained_no_processing`` for official names) or to nnsight, exactly as
+a user with internet access would call them. Weight processing (LayerNorm folding, centring) is
+never applied: it shifts ``hook_resid_post`` away from the HF hidden states the NLA was trained on.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from nla_lens.errors import InputError, SubjectLoadError
+from nla_lens.subjects.embedded import (
+    EMBEDDED_NAMES,
+    embedded_model_dir,
+    is_embedded_name,
+    load_embedded_hf,
+)
+
+BACKENDS = ("bridge", "hooked", "nnsight")
+
+
+def load_subject(
+    model: Any = "smollm2-135m",
+    *,
+    backend: str = "bridge",
+    tokenizer: Any = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cache_dir: str | os.PathLike | None = None,
+) -> Any:
+    """Load a subject model for activation extraction.
+
+    Args:
+        model: ``"smollm2-135m"`` (the embedded default, offline), any TransformerLens or HF
+            model name or local folder, or an HF ``PreTrainedModel`` object to wrap.
+        backend: ``"bridge"`` (TransformerLens ``TransformerBridge``, raw HF numerics; works for
+            any HF model), ``"hooked"`` (``HookedTransformer`` for official TransformerLens names,
+            loaded without weight processing), or ``"nnsight"`` (an nnsight model; pass it to
+            extraction with ``remote=True`` to run on NDIF).
+        tokenizer: HF tokenizer; required when wrapping a model object offline.
+        device: Device to load onto.
+        dtype: Parameter dtype.
+        cache_dir: Cache root for the embedded model (default ``~/.cache/nla_lens``).
+
+    Returns:
+        The model object of the chosen backend, with ``.tokenizer`` set.
+
+    Example:
+        >>> bridge = load_subject("smollm2-135m")
+        >>> logits, cache = bridge.run_with_cache("The cat sat", names_filter="blocks.20.hook_resid_post")
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
+    name: str | None = None
+    hf_model = None
+    if isinstance(model, str):
+        if is_embedded_name(model):
+            hf_model, tokenizer = load_embedded_hf(cache_dir)
+            name = "smollm2-135m"
+        else:
+            name = model
+    elif isinstance(model, torch.nn.Module) and hasattr(model, "config"):
+        hf_model = model
+        name = model.config._name_or_path
+    else:
+        raise InputError(
+            f"load_subject takes a model name or a Hugging Face model, got {type(model).__name__}. "
+            "TransformerBridge, HookedTransformer and nnsight models can be passed straight to "
+            "extract_activations."
+        )
+    if hf_model is not None:
+        hf_model = hf_model.to(device=device, dtype=dtype).eval()
+    try:
+        subject = _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir)
+    except (OSError, ValueError) as exc:
+        raise SubjectLoadError(
+            f"Could not load subject model {name!r} with backend {backend!r}: {exc}. Without "
+            f"internet only the embedded default ({EMBEDDED_NAMES[0]!r}) and local folders load."
+        ) from exc
+    subject.nla_lens_name = "smollm2-135m" if is_embedded_name(name) else name
+    return subject
+
+
+def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir) -> Any:
+    embedded = is_embedded_name(name)
+    if backend == "bridge":
+        from transformer_lens.model_bridge import TransformerBridge
+
+        if hf_model is not None and tokenizer is None:
+            raise InputError("Wrapping a model object in a TransformerBridge needs tokenizer=...")
+        # boot_transformers reads the config by name; for the embedded model that is the cache folder.
+        boot_name = str(embedded_model_dir(cache_dir)) if embedded else name
+        bridge = TransformerBridge.boot_transformers(
+            boot_name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+        )
+        if embedded or getattr(bridge.tokenizer, "bos_token_id", None) is None:
+            bridge.cfg.default_prepend_bos = False  # SmolLM2 has no BOS in training data
+        return bridge
+    if backend == "hooked":
+        from transformer_lens import HookedTransformer
+
+        if embedded or hf_model is not None:
+            raise InputError(
+                "backend='hooked' only loads official TransformerLens model names (e.g. 'gpt2'); "
+                "use backend='bridge' for the embedded model or any local Hugging Face model."
+            )
+        return HookedTransformer.from_pretrained_no_processing(
+            name, device=device, dtype=dtype, tokenizer=tokenizer
+        )
+    from nnsight.modeling.transformers import TransformersModel
+
+    if hf_model is not None:
+        return TransformersModel(hf_model, tokenizer=tokenizer)
+    return TransformersModel(name, device_map=str(device), dtype=dtype)

@@ -1,0 +1,1 @@
+"""Offline helpers for tests and smoke-mode notebooks: tiny tokenizers and tiny models."""

@@ -1,0 +1,147 @@
+"""Unit tests for nla_lens.metrics (no model)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nla_lens.errors import InputError, ShapeError
+from nla_lens.metrics import (
+    cosine,
+    derangement,
+    fve_nrm,
+    normalize,
+    normalized_mse,
+    predict_mean_control,
+    reconstruction_report,
+    shuffled_control,
+)
+
+
+def _structured(n: int = 64, d: int = 16, seed: int = 0) -> torch.Tensor:
+    """Targets with a shared direction plus strong per-item structure (like real residuals)."""
+    g = torch.Generator().manual_seed(seed)
+    common = torch.randn(d, generator=g)
+    return common + 2.0 * torch.randn(n, d, generator=g)
+
+
+def test_normalize_sets_norm_and_keeps_direction() -> None:
+    v = torch.randn(5, 7) * 13.0
+    out = normalize(v)
+    assert torch.allclose(out.norm(dim=-1), torch.full((5,), math.sqrt(7)), atol=1e-5)
+    assert torch.allclose(normalize(v, 3.0).norm(dim=-1), torch.full((5,), 3.0), atol=1e-5)
+    assert torch.allclose(cosine(out, v), torch.ones(5), atol=1e-6)
+
+
+def test_normalize_keeps_half_precision_dtype() -> None:
+    v = torch.randn(3, 8).to(torch.bfloat16)
+    assert normalize(v, 2.0).dtype == torch.bfloat16
+
+
+def test_normalized_mse_equals_two_one_minus_cos() -> None:
+    g = torch.Generator().manual_seed(1)
+    pred, target = torch.randn(32, 24, generator=g), torch.randn(32, 24, generator=g) * 50
+    mse = normalized_mse(pred, target)
+    assert mse.shape == (32,)
+    assert torch.allclose(mse, 2 * (1 - cosine(pred, target)), atol=1e-5)
+
+
+def test_normalized_mse_extremes_and_scale_invariance() -> None:
+    v = torch.randn(4, 10)
+    assert torch.allclose(normalized_mse(v * 7, v), torch.zeros(4), atol=1e-6)
+    assert torch.allclose(normalized_mse(-v, v), torch.full((4,), 4.0), atol=1e-5)
+
+
+def test_normalized_mse_is_differentiable() -> None:
+    pred = torch.randn(3, 6, requires_grad=True)
+    normalized_mse(pred, torch.randn(3, 6)).mean().backward()
+    assert pred.grad is not None and torch.isfinite(pred.grad).all()
+    assert pred.grad.abs().sum() > 0
+
+
+def test_fve_is_one_for_perfect_reconstruction_at_any_norm() -> None:
+    target = _structured()
+    assert fve_nrm(target * 3.5, target) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_fve_matches_numpy_hand_computation() -> None:
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(6, 4))
+    pred = target + rng.normal(scale=0.5, size=(6, 4))
+    u = target / np.linalg.norm(target, axis=1, keepdims=True)
+    u_hat = pred / np.linalg.norm(pred, axis=1, keepdims=True)
+    err = np.mean(np.sum((u - u_hat) ** 2, axis=1))
+    var = np.mean(np.sum((u - u.mean(axis=0)) ** 2, axis=1))
+    expected = 1 - err / var
+    got = fve_nrm(torch.from_numpy(pred), torch.from_numpy(target))
+    assert got == pytest.approx(expected, abs=1e-10)
+    assert fve_nrm(pred, target) == pytest.approx(expected, abs=1e-10)  # numpy input accepted
+
+
+def test_predict_mean_control_is_zero_on_train_and_near_zero_held_out() -> None:
+    data = _structured(n=4000, d=16, seed=3)
+    train, held_out = data[:2000], data[2000:]
+    assert predict_mean_control(train, train) == pytest.approx(0.0, abs=1e-6)
+    assert abs(predict_mean_control(train, held_out)) < 0.02
+    # A unit-length mean direction is a worse constant prediction than the mean itself.
+    mean_dir = normalize(train).mean(0, keepdim=True).expand_as(held_out)
+    assert fve_nrm(mean_dir, held_out) < predict_mean_control(train, held_out)
+
+
+def test_shuffled_control_is_low_on_structured_data_and_reproducible() -> None:
+    target = _structured(n=200, seed=4)
+    pred = target + 0.3 * torch.randn(200, 16, generator=torch.Generator().manual_seed(5))
+    assert fve_nrm(pred, target) > 0.8
+    shuffled = shuffled_control(pred, target, generator=7)
+    assert shuffled < 0.1
+    assert shuffled == shuffled_control(pred, target, generator=7)
+    assert shuffled == shuffled_control(pred, target, torch.Generator().manual_seed(7))
+
+
+def test_derangement_has_no_fixed_points() -> None:
+    for n in (2, 3, 10, 101):
+        perm = derangement(n, generator=n)
+        assert sorted(perm.tolist()) == list(range(n))
+        assert not bool((perm == torch.arange(n)).any())
+    with pytest.raises(ShapeError):
+        derangement(1)
+
+
+def test_reconstruction_report_keys_and_consistency() -> None:
+    target = _structured(n=50, seed=8)
+    pred = target + torch.randn(50, 16, generator=torch.Generator().manual_seed(9))
+    report = reconstruction_report(pred, target, generator=0)
+    assert set(report) == {"fve_nrm", "fve_nrm_shuffled", "mse", "cosine", "n"}
+    assert report["n"] == 50
+    assert report["mse"] == pytest.approx(2 * (1 - report["cosine"]), abs=1e-5)
+    assert report["fve_nrm"] == pytest.approx(fve_nrm(pred, target))
+    assert report["fve_nrm"] > report["fve_nrm_shuffled"]
+
+
+def test_shape_errors() -> None:
+    with pytest.raises(ShapeError, match="shape"):
+        normalized_mse(torch.randn(3, 4), torch.randn(3, 5))
+    with pytest.raises(ShapeError):
+        fve_nrm(torch.randn(4), torch.randn(4))
+    with pytest.raises(ShapeError):
+        fve_nrm(torch.randn(1, 4), torch.randn(1, 4))
+    with pytest.raises(ShapeError):
+        predict_mean_control(torch.randn(3, 4), torch.randn(3, 5))
+
+
+def test_nan_zero_and_bad_scale_errors() -> None:
+    bad = torch.randn(3, 4)
+    bad[1, 2] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        cosine(bad, torch.randn(3, 4))
+    with pytest.raises(InputError, match="NaN"):
+        fve_nrm(torch.randn(3, 4), bad)
+    with pytest.raises(InputError, match="zero vector"):
+        normalized_mse(torch.zeros(2, 4), torch.randn(2, 4))
+    with pytest.raises(InputError):
+        normalize(torch.randn(2, 4), scale=-1.0)
+    with pytest.raises(InputError, match="variance"):
+        fve_nrm(torch.randn(3, 4), torch.ones(3, 4))
