@@ -1,4 +1,4 @@
-"""Vector injection into the AV's input embeddings: marker choice, marker search, injection.
+"""Vector injection into the AV's input embeddings: marker choice and search, injection, hook.
 
 The AV reads a fixed chat prompt with one *marker* token. The marker's input-embedding row is
 replaced by the vector to explain, rescaled to a fixed L2 norm (``injection_scale``). This
@@ -24,16 +24,8 @@ from nla_lens.errors import InputError, MarkerError, ShapeError
 from nla_lens.metrics import normalize
 
 __all__ = [
-    "CJK_MARKER_RANGE",
-    "MarkerChoice",
-    "choose_marker",
-    "chat_template_ids",
-    "marker_neighbors",
-    "find_marker_positions",
-    "normalize_vectors",
-    "inject",
-    "InjectionHook",
-    "make_injection_hook",
+    "CJK_MARKER_RANGE", "MarkerChoice", "choose_marker", "chat_template_ids", "marker_neighbors",
+    "find_marker_positions", "normalize_vectors", "inject", "InjectionHook", "make_injection_hook",
 ]
 
 #: Code points scanned for a single-token marker character (as in the published method).
@@ -162,7 +154,9 @@ def chat_template_ids(tokenizer: Any, content: str) -> list[int]:
     return [int(i) for i in ids]
 
 
-def marker_neighbors(tokenizer: Any, av_template: str, injection_char: str, injection_token_id: int) -> tuple[int, int]:
+def marker_neighbors(
+    tokenizer: Any, av_template: str, injection_char: str, injection_token_id: int
+) -> tuple[int, int]:
     """Token ids on both sides of the marker in the rendered AV prompt.
 
     Used both to record ``tokens.injection_{left,right}_neighbor_id`` and to verify them.
@@ -349,7 +343,9 @@ class InjectionHook:
     def __post_init__(self) -> None:
         normalize_vectors(self.vectors, self.injection_scale)  # validate once, loudly
 
-    def __call__(self, module: torch.nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor | None:
+    def __call__(
+        self, module: torch.nn.Module, args: tuple[Any, ...], output: torch.Tensor
+    ) -> torch.Tensor | None:
         """Return the injected embeddings ``[B, T, d]``, or ``None`` to leave a decode step alone."""
         input_ids = args[0] if args else None
         if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:

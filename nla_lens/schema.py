@@ -27,13 +27,7 @@ import yaml
 from nla_lens.errors import CheckpointError, MarkerError
 from nla_lens.injection import choose_marker, marker_neighbors
 
-__all__ = [
-    "SIDECAR_NAME",
-    "DEFAULT_AV_TEMPLATE",
-    "DEFAULT_AR_TEMPLATE",
-    "TokenMeta",
-    "NLAMeta",
-]
+__all__ = ["SIDECAR_NAME", "DEFAULT_AV_TEMPLATE", "DEFAULT_AR_TEMPLATE", "TokenMeta", "NLAMeta"]
 
 SIDECAR_NAME = "nla_meta.yaml"
 
@@ -62,11 +56,9 @@ def _fail(where: str, problem: str) -> CheckpointError:
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
+    if value is not None and not isinstance(value, dict):
         raise _fail(where, f"must be a mapping, got {type(value).__name__}.")
-    return value
+    return dict(value or {})
 
 
 def _resolve_scale(raw: Any, d_model: int, name: str) -> float | None:
@@ -112,7 +104,7 @@ class TokenMeta:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TokenMeta:
-        data = dict(_mapping(data, "tokens"))
+        data = _mapping(data, "tokens")
         missing = [k for k in _TOKEN_KEYS if data.get(k) is None]
         if missing:
             raise _fail("tokens", f"missing {missing}. Re-create the sidecar with "
@@ -236,17 +228,17 @@ class NLAMeta:
         if kind not in _KINDS:
             raise _fail("kind", f"got {kind!r}; expected 'nla_model' (a checkpoint) or "
                         "'nla_dataset'. Is this an NLA sidecar?")
-        extraction = dict(_mapping(data.pop("extraction", None), "extraction"))
+        extraction = _mapping(data.pop("extraction", None), "extraction")
         d_model = (data if kind == "nla_model" else extraction).pop("d_model", None)
         extraction.pop("d_model", None)
         if d_model is None:
             raise _fail("d_model", "is missing; it must be the width of the explained vectors.")
         d_model = int(d_model)
         tokens = TokenMeta.from_dict(data.pop("tokens", None))
-        templates = dict(_mapping(data.pop("prompt_templates", None), "prompt_templates"))
+        templates = _mapping(data.pop("prompt_templates", None), "prompt_templates")
         av, actor = templates.pop("av", None), templates.pop("actor", None)
         ar, critic_template = templates.pop("ar", None), templates.pop("critic", None)
-        critic = dict(_mapping(data.pop("critic", None), "critic"))
+        critic = _mapping(data.pop("critic", None), "critic")
         layers = [
             extraction.pop("layer", None),
             extraction.pop("layer_index", None),
@@ -276,14 +268,8 @@ class NLAMeta:
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the sidecar atomically (temp file in the same folder, then ``os.replace``).
-
-        Args:
-            path: A checkpoint folder (writes ``<folder>/nla_meta.yaml``) or a file path.
-
-        Returns:
-            The path written.
-        """
+        """Write atomically (temp file, then ``os.replace``) to a checkpoint folder's
+        ``nla_meta.yaml`` or to a ``.yaml`` file path; return the path written."""
         target = _sidecar_path(path, for_writing=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
@@ -306,18 +292,15 @@ class NLAMeta:
         """
         target = _sidecar_path(path, for_writing=False)
         if not target.is_file():
-            raise CheckpointError(
-                f"no {SIDECAR_NAME} at {str(path)!r}. An NLA checkpoint is a Hugging Face folder "
-                f"plus {SIDECAR_NAME}; if this folder came without it, ask for the sidecar (it "
-                "records the marker token, scales and prompt templates the model was trained with)."
-            )
+            raise CheckpointError(f"no {SIDECAR_NAME} at {str(path)!r}. An NLA checkpoint is a Hugging "
+                                  f"Face folder plus {SIDECAR_NAME} (marker, scales, templates); ask "
+                                  "for the sidecar if the folder came without it.")
         try:
             data = yaml.safe_load(target.read_text(encoding="utf-8"))
         except yaml.YAMLError as err:
             raise CheckpointError(f"{target} is not valid YAML: {err}") from err
         return cls.from_dict(data)
 
-    # ---------------------------------------------------------------- validation
     def validate(self, tokenizer: Any, *, d_model: int | None = None, n_hidden_layers: int | None = None) -> None:
         """Check the sidecar against the live tokenizer (and model config, when given).
 
@@ -334,68 +317,59 @@ class NLAMeta:
         Raises:
             CheckpointError: Every problem found, one per line, each with a fix.
         """
-        problems: list[str] = []
-        tok = self.tokens
-        try:
-            live = list(tokenizer.encode(tok.injection_char, add_special_tokens=False))
-        except Exception as err:  # noqa: BLE001 - any tokenizer failure is a contract failure
-            live = [f"error: {err}"]
-        if live != [tok.injection_token_id]:
-            problems.append(
-                f"marker {tok.injection_char!r} encodes to {live} with this tokenizer, but the "
-                f"sidecar records [{tok.injection_token_id}] (tokens.injection_token_id). Load the "
-                "tokenizer from the checkpoint folder; a different tokenizer or vocabulary makes "
-                "the AV read the literal marker."
-            )
-        elif tok.injection_token_id == getattr(tokenizer, "unk_token_id", None):
-            problems.append(f"marker {tok.injection_char!r} maps to the unknown token; pick another marker.")
-        if self.av_template is not None and "{injection_char}" not in self.av_template:
-            problems.append("prompt_templates.av has no '{injection_char}' placeholder for the marker.")
-        if self.ar_template is not None and "{explanation}" not in self.ar_template:
-            problems.append("prompt_templates.ar has no '{explanation}' placeholder.")
-        if self.role == "av" and self.av_template is None:
-            problems.append("prompt_templates.av is missing; an AV needs the prompt it was trained on.")
-        if self.role == "ar" and self.ar_template is None:
-            problems.append("prompt_templates.ar is missing; an AR needs the prompt it was trained on.")
-        has_chat = bool(getattr(tokenizer, "chat_template", None))
-        if not problems and self.av_template is not None and (self.role != "ar" or has_chat):
-            problems.extend(self._check_neighbors(tokenizer))  # an AR tokenizer need not chat
+        problems = [msg for msg, bad in (
+            ("prompt_templates.av has no '{injection_char}' placeholder for the marker.",
+             self.av_template is not None and "{injection_char}" not in self.av_template),
+            ("prompt_templates.ar has no '{explanation}' placeholder.",
+             self.ar_template is not None and "{explanation}" not in self.ar_template),
+            ("prompt_templates.av is missing; an AV needs the prompt it was trained on.",
+             self.role == "av" and self.av_template is None),
+            ("prompt_templates.ar is missing; an AR needs the prompt it was trained on.",
+             self.role == "ar" and self.ar_template is None),
+        ) if bad]
+        problems = self._marker_problems(tokenizer, check_prompt=not problems) + problems
         if d_model is not None and int(d_model) != self.d_model:
+            problems.append(f"d_model is {self.d_model} in the sidecar but the model has hidden size "
+                            f"{d_model}. This NLA explains vectors of another model or layer width.")
+        if self.role == "ar" and n_hidden_layers is not None and self.n_kept_blocks != int(n_hidden_layers):
             problems.append(
-                f"d_model is {self.d_model} in the sidecar but the model has hidden size "
-                f"{d_model}. This NLA explains vectors of another model or layer width."
-            )
-        if self.role == "ar" and n_hidden_layers is not None:
-            if self.layer is None:
-                problems.append(
-                    "the AR sidecar records no extraction layer K (extraction.layer or "
-                    "extraction_layer_index), so its kept blocks cannot be checked. Add it."
-                )
-            elif int(n_hidden_layers) != self.layer + 1:
-                problems.append(
-                    f"the AR keeps K+1 = {self.layer + 1} blocks for layer K = {self.layer}, but "
-                    f"its config has num_hidden_layers = {n_hidden_layers}. The folder holds a "
-                    "differently truncated model; re-save it or fix extraction.layer."
-                )
+                "the AR sidecar records no extraction layer K (extraction.layer or "
+                "extraction_layer_index), so its kept blocks cannot be checked. Add it."
+                if self.layer is None else
+                f"the AR keeps K+1 = {self.n_kept_blocks} blocks for layer K = {self.layer}, but its "
+                f"config has num_hidden_layers = {n_hidden_layers}. The folder holds a differently "
+                "truncated model; re-save it or fix extraction.layer.")
         if problems:
             raise CheckpointError("nla_meta does not match the model/tokenizer:\n- " + "\n- ".join(problems))
 
-    def _check_neighbors(self, tokenizer: Any) -> list[str]:
+    def _marker_problems(self, tokenizer: Any, *, check_prompt: bool) -> list[str]:
         tok = self.tokens
         try:
-            left, right = marker_neighbors(tokenizer, self.av_template or "", tok.injection_char,
+            live: list[Any] = list(tokenizer.encode(tok.injection_char, add_special_tokens=False))
+        except Exception as err:  # noqa: BLE001 - any tokenizer failure is a contract failure
+            live = [f"error: {err}"]
+        if live != [tok.injection_token_id] or live[0] == getattr(tokenizer, "unk_token_id", None):
+            return [f"marker {tok.injection_char!r} encodes to {live} (unknown-token id: "
+                    f"{getattr(tokenizer, 'unk_token_id', None)}) with this tokenizer, but the "
+                    f"sidecar records [{tok.injection_token_id}] (tokens.injection_token_id). Load the "
+                    "tokenizer from the checkpoint folder; a different tokenizer or vocabulary makes "
+                    "the AV read the literal marker."]
+        # An AR's tokenizer need not render chats; the marker check above is all it can get.
+        if not check_prompt or self.av_template is None or (
+                self.role == "ar" and not getattr(tokenizer, "chat_template", None)):
+            return []
+        try:
+            left, right = marker_neighbors(tokenizer, self.av_template, tok.injection_char,
                                            tok.injection_token_id)
         except MarkerError as err:
             return [str(err)]
-        if (left, right) != (tok.injection_left_neighbor_id, tok.injection_right_neighbor_id):
-            return [
-                f"the AV prompt tokenizes to neighbours ({left}, {right}) around the marker, but "
-                f"the sidecar records ({tok.injection_left_neighbor_id}, "
-                f"{tok.injection_right_neighbor_id}) (tokens.injection_left/right_neighbor_id). "
-                "The template or the tokenizer changed; use the checkpoint's own tokenizer and "
-                "template, or re-record the neighbours with marker_neighbors()."
-            ]
-        return []
+        if (left, right) == (tok.injection_left_neighbor_id, tok.injection_right_neighbor_id):
+            return []
+        return [f"the AV prompt tokenizes to neighbours ({left}, {right}) around the marker, but the "
+                f"sidecar records ({tok.injection_left_neighbor_id}, {tok.injection_right_neighbor_id}) "
+                "(tokens.injection_left/right_neighbor_id). The template or the tokenizer changed; "
+                "use the checkpoint's own tokenizer and template, or re-record the neighbours with "
+                "nla_lens.injection.marker_neighbors()."]
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Any, *, role: Literal["av", "ar"], d_model: int,

@@ -91,7 +91,7 @@ class ActivationDataset:
         if name not in self.splits:
             raise InputError(f"No split {name!r}; this dataset has {sorted(self.splits)}.")
         mask = (self.frame["split"] == name).to_numpy()
-        return ActivationDataset(self.vectors[torch.from_numpy(mask)], self.frame[mask], dict(self.meta))
+        return ActivationDataset(self.vectors[torch.tensor(mask)], self.frame[mask], dict(self.meta))
 
     def to_pandas(self, with_vectors: bool = False) -> pd.DataFrame:
         """The metadata as a DataFrame; ``with_vectors`` adds a ``vector`` column of arrays."""

@@ -159,11 +159,11 @@ class NNsightSubject(SubjectAdapter):
     def __init__(self, model: Any, tokenizer: Any = None, *, remote: bool = False):
         super().__init__(model, tokenizer if tokenizer is not None else getattr(model, "tokenizer", None))
         self.remote = remote
-        self._layers_path = _find_layers_path(model._model, self.n_layers)
+        self._layers_path = _find_layers_path(model._module, self.n_layers)
 
     @property
     def _config(self) -> Any:
-        return self.model._model.config
+        return self.model._module.config
 
     @property
     def n_layers(self) -> int:
@@ -200,7 +200,7 @@ class NNsightSubject(SubjectAdapter):
 
     @property
     def device(self) -> torch.device:
-        return self.model._model.device if not self.remote else torch.device("cpu")
+        return self.model._module.device if not self.remote else torch.device("cpu")
 
     def _layer(self, index: int) -> Any:
         envoy = self.model
@@ -248,7 +248,7 @@ def as_subject(model: Any, tokenizer: Any = None, *, remote: bool = False) -> Su
         return model
     if hasattr(model, "run_with_cache") and hasattr(model, "cfg"):
         return TransformerLensSubject(model, tokenizer)
-    if hasattr(model, "trace") and hasattr(model, "_model"):
+    if hasattr(model, "trace") and hasattr(model, "_module"):
         return NNsightSubject(model, tokenizer, remote=remote)
     raise InputError(
         f"Unsupported subject model {type(model).__name__}. Pass a TransformerLens TransformerBridge "

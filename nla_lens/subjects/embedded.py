@@ -142,8 +142,14 @@ def embedded_model_dir(cache_dir: str | os.PathLike | None = None, *, rebuild: b
     return folder
 
 
-def load_embedded_hf(cache_dir: str | os.PathLike | None = None):
+def load_embedded_hf(cache_dir: str | os.PathLike | None = None, *, attn_implementation: str | None = None):
     """Load the embedded SmolLM2-135M-Instruct as an HF causal LM and its tokenizer.
+
+    Args:
+        cache_dir: Cache root (default ``~/.cache/nla_lens``).
+        attn_implementation: Passed to transformers (``"eager"``, ``"sdpa"``; default: its choice).
+            A ``TransformerBridge`` computes attention eagerly, so an ``"eager"`` HF model gives
+            bit-identical hidden states; ``"sdpa"`` differs by float rounding (~2e-4 absolute).
 
     Returns:
         ``(model, tokenizer)``: a ``LlamaForCausalLM`` in fp32 eval mode (30 blocks, d_model 576)
@@ -152,13 +158,14 @@ def load_embedded_hf(cache_dir: str | os.PathLike | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = embedded_model_dir(cache_dir)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype="float32")
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype="float32", **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as exc:  # a cache that passed the size check but does not parse
         warnings.warn(f"The embedded-model cache at {folder} could not be loaded ({exc}); rebuilding it.")
         folder = embedded_model_dir(cache_dir, rebuild=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype="float32")
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype="float32", **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(folder)
     model.config.name_or_path = EMBEDDED_HF_ID
     if tokenizer.pad_token is None:

