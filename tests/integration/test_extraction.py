@@ -81,8 +81,9 @@ def test_hooked_transformer_extraction_equals_full_run(embedded_hf, documents):
 
 def _count_later_block_calls(subject_model, hf_blocks, run):
     calls = []
-    # pre-hooks: a block counts as run once it starts (nnsight stops inside layer K's output)
-    handles = [block.register_forward_pre_hook(lambda *_: calls.append(1)) for block in hf_blocks]
+    # Count a block as run when its MLP starts: TransformerLens stops at block K+1's input hook
+    # (the block is entered, nothing computed), nnsight inside block K's output.
+    handles = [block.mlp.register_forward_pre_hook(lambda *_: calls.append(1)) for block in hf_blocks]
     try:
         run()
     finally:
