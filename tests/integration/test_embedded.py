@@ -38,10 +38,14 @@ def cache_copy(tmp_path):
     return tmp_path, target
 
 
-def test_corrupted_cache_is_rebuilt(cache_copy, embedded_hf):
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_corrupted_or_missing_cache_is_rebuilt(cache_copy, embedded_hf, damage):
     root, folder = cache_copy
     weights = folder / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: 1 << 20])  # an interrupted copy
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[: 1 << 20])  # an interrupted copy
+    else:
+        weights.unlink()
     with pytest.warns(UserWarning, match="incomplete or corrupted"):
         model, _ = load_embedded_hf(root)
     reference, _ = embedded_hf
