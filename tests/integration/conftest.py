@@ -29,3 +29,15 @@ def documents():
     from nla_lens import load_corpus
 
     return load_corpus(max_documents=12)
+
+
+@pytest.fixture()
+def tiny_nla():
+    """An untrained NLA built on two random 3-block tiny llamas (AV full, AR truncated at K=1)."""
+    from nla_lens.models import NLA
+    from nla_lens.testing.models import tiny_llama
+    from nla_lens.testing.tokenizers import tiny_tokenizer
+
+    av_tok, ar_tok = tiny_tokenizer(), tiny_tokenizer()
+    return NLA.untrained("tiny", layer=1, injection_scale=5.0,
+                         base_models=((tiny_llama(av_tok), av_tok), (tiny_llama(ar_tok, seed=1), ar_tok)))

@@ -1,0 +1,105 @@
+"""Loading and writing model folders: base LMs by name, safetensors-only checks, atomic saves.
+
+Shared by the verbalizer, the reconstructor and the NLA pair so that all three refuse pickle
+checkpoints the same way, resolve the embedded base model the same way, and never leave a
+half-written folder behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nla_lens.errors import CheckpointError
+from nla_lens.subjects.embedded import is_embedded_name, load_embedded_hf
+
+ADAPTER_CONFIG = "adapter_config.json"
+_PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin", "value_head.bin", "value_head.pt")
+
+
+def load_base_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, cache_dir: Any = None):
+    """Load an HF causal LM and its tokenizer; the embedded name loads offline.
+
+    Returns:
+        ``(model, tokenizer)`` with the model in eval mode.
+    """
+    if is_embedded_name(name_or_path):
+        model, tokenizer = load_embedded_hf(cache_dir)
+        return model.to(dtype), tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except OSError as exc:
+        raise CheckpointError(f"Could not load base model {name_or_path!r}: {exc}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+def check_model_folder(path: Path, *, role: str) -> None:
+    """Refuse folders that are missing, or hold only pickled weights (never unpickled here)."""
+    if not path.is_dir():
+        raise CheckpointError(f"No {role} checkpoint folder at {str(path)!r}.")
+    names = {p.name for p in path.iterdir()}
+    has_safetensors = any(n.endswith(".safetensors") for n in names)
+    pickles = sorted(n for n in names if n in _PICKLE_FILES)
+    if pickles and not has_safetensors:
+        raise CheckpointError(
+            f"{path} holds only pickled weights ({', '.join(pickles)}); nla_lens loads safetensors "
+            "only, because unpickling can run arbitrary code. Convert it where you trust it: "
+            "model.save_pretrained(path, safe_serialization=True)."
+        )
+    if not has_safetensors:
+        raise CheckpointError(f"{path} has no .safetensors weights; is it a {role} checkpoint folder?")
+
+
+def adapter_base(path: Path, provenance: dict[str, Any]) -> str | None:
+    """Base model of a PEFT adapter folder, or ``None`` if ``path`` holds a full model.
+
+    The sidecar's ``provenance.base_model`` wins (it names the embedded model portably);
+    otherwise the adapter config's ``base_model_name_or_path``.
+
+    Raises:
+        CheckpointError: An adapter folder that names no base model.
+    """
+    config = path / ADAPTER_CONFIG
+    if not config.is_file():
+        return None
+    base = provenance.get("base_model") or json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise CheckpointError(f"{path} holds LoRA adapters but names no base model: set provenance.base_model "
+                              "in its nla_meta.yaml (e.g. 'smollm2-135m').")
+    return base
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` in one rename.
+
+    On any error (or KeyboardInterrupt) the temporary folder is removed and an existing
+    ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,246 @@
+"""``ActivationReconstructor`` (AR): text -> vector, a truncated LM plus a linear head.
+
+The base LM keeps blocks ``0..K`` (``K + 1`` blocks); its final norm is replaced by the identity
+(the head sees the raw residual stream after block K, like ``blocks.K.hook_resid_post``) and its
+LM head is dropped. ``value_head = Linear(d, d, bias=False)`` starts as the identity, so an
+untrained AR predicts the truncated backbone's own last-token residual. It reads the sidecar's
+AR template, tokenized as a raw string with the tokenizer's special tokens, at the last real
+token (right padding handled).
+
+Checkpoint layout, as published: an HF causal-LM folder whose ``config.json`` already has
+``num_hidden_layers = K + 1``, the head in ``value_head.safetensors`` (one ``weight`` [d, d]),
+the tokenizer and ``nla_meta.yaml``. A PEFT adapter folder in place of the weights also loads.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from nla_lens.errors import CheckpointError, InputError
+from nla_lens.models.loading import adapter_base, check_model_folder, load_base_lm
+from nla_lens.schema import SIDECAR_NAME, NLAMeta
+
+VALUE_HEAD_FILE = "value_head.safetensors"
+_FINAL_NORMS = ("norm", "final_layernorm", "ln_f")
+
+
+def _inner(causal_lm: nn.Module) -> nn.Module:
+    """The decoder stack inside a causal LM (``model`` for llama/qwen, ``transformer`` for gpt2)."""
+    for name in ("model", "transformer"):
+        inner = getattr(causal_lm, name, None)
+        if isinstance(inner, nn.Module):
+            return inner
+    raise CheckpointError(f"Cannot find the decoder stack of {type(causal_lm).__name__}.")
+
+
+def _layers_attr(inner: nn.Module) -> str:
+    for name in ("layers", "h", "blocks"):
+        if isinstance(getattr(inner, name, None), nn.ModuleList):
+            return name
+    raise CheckpointError(f"Cannot find the list of blocks of {type(inner).__name__}.")
+
+
+def truncate_causal_lm(causal_lm: nn.Module, n_blocks: int) -> nn.Module:
+    """Keep the first ``n_blocks`` blocks of a causal LM in place and update its config."""
+    inner = _inner(causal_lm)
+    name = _layers_attr(inner)
+    layers = getattr(inner, name)
+    if not 1 <= n_blocks <= len(layers):
+        raise InputError(f"Cannot keep {n_blocks} blocks of a model with {len(layers)}.")
+    setattr(inner, name, nn.ModuleList(list(layers)[:n_blocks]))
+    causal_lm.config.num_hidden_layers = n_blocks
+    if getattr(causal_lm.config, "layer_types", None):
+        causal_lm.config.layer_types = causal_lm.config.layer_types[:n_blocks]
+    return causal_lm
+
+
+class ActivationReconstructor(nn.Module):
+    """Explanation -> vector.
+
+    Args:
+        causal_lm: An HF causal LM already truncated to ``K + 1`` blocks (optionally a PEFT model).
+        tokenizer: Its tokenizer.
+        meta: The sidecar (``role="ar"``), validated here against the tokenizer and config.
+        value_head: The ``Linear(d, d, bias=False)`` head; identity-initialised when ``None``.
+        max_length: Longest AR prompt in tokens; longer explanations are cut with a warning.
+    """
+
+    def __init__(self, causal_lm: nn.Module, tokenizer: Any, meta: NLAMeta, value_head: nn.Linear | None = None,
+                 *, max_length: int = 512):
+        super().__init__()
+        if meta.role != "ar":
+            raise CheckpointError(f"ActivationReconstructor needs an AR sidecar (role 'ar'), got {meta.role!r}.")
+        config = causal_lm.config
+        meta.validate(tokenizer, d_model=config.hidden_size, n_hidden_layers=config.num_hidden_layers)
+        base = causal_lm.get_base_model() if hasattr(causal_lm, "get_base_model") else causal_lm
+        inner = _inner(base)
+        # Keep the original final norm aside so save_pretrained writes a complete folder.
+        self._final_norm_state: dict[str, torch.Tensor] = {}
+        for attr in _FINAL_NORMS:
+            norm = getattr(inner, attr, None)
+            if isinstance(norm, nn.Module) and not isinstance(norm, nn.Identity):
+                self._final_norm_state = {f"{attr}.{k}": v.detach().clone() for k, v in norm.state_dict().items()}
+                setattr(inner, attr, nn.Identity())
+                break
+        if hasattr(base, "lm_head"):
+            base.lm_head = nn.Identity()  # never used: the head reads hidden states
+        self.backbone = causal_lm
+        d = config.hidden_size
+        if value_head is None:
+            value_head = nn.Linear(d, d, bias=False)
+            with torch.no_grad():
+                value_head.weight.copy_(torch.eye(d))
+        self.value_head = value_head.to(next(causal_lm.parameters()).dtype)
+        self.tokenizer = tokenizer
+        self.cfg = meta
+        self.max_length = max_length
+
+    @property
+    def d_model(self) -> int:
+        return self.cfg.d_model
+
+    @property
+    def _inner(self) -> nn.Module:
+        """The decoder stack (norm replaced by identity), not registered twice as a submodule."""
+        base = self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone
+        return _inner(base)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @classmethod
+    def from_base(cls, causal_lm: nn.Module, tokenizer: Any, meta: NLAMeta, **kwargs: Any) -> ActivationReconstructor:
+        """Build an untrained AR from a full base LM: truncate to ``K + 1`` blocks, identity head."""
+        if meta.layer is None:
+            raise InputError("The AR sidecar needs the extraction layer K (meta.layer).")
+        return cls(truncate_causal_lm(causal_lm, meta.layer + 1), tokenizer, meta, **kwargs)
+
+    # -- text -> tokens ---------------------------------------------------------------------
+    def encode(self, explanations: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokenize AR prompts, right-padded.
+
+        Returns:
+            ``(input_ids [B, T], attention_mask [B, T])``.
+
+        Raises:
+            InputError: An empty or non-string explanation.
+        """
+        if isinstance(explanations, str):
+            raise InputError("explanations must be a list of strings; wrap a single one in a list.")
+        rows = []
+        cut = 0
+        for index, text in enumerate(explanations):
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(f"explanations[{index}] is empty or not a string ({text!r:.40}); "
+                                 "an AR needs text to reconstruct from.")
+            ids = self.tokenizer(self.cfg.ar_template.format(explanation=text), add_special_tokens=True)["input_ids"]
+            if len(ids) > self.max_length:
+                ids = self._truncate(text)
+                cut += 1
+            rows.append(ids)
+        if cut:
+            warnings.warn(f"{cut} explanation(s) longer than the AR's {self.max_length}-token context were "
+                          "truncated (the template's closing tokens are kept).", stacklevel=3)
+        width = max(map(len, rows))
+        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, ids in enumerate(rows):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = 1
+        return input_ids, mask
+
+    def _truncate(self, text: str) -> list[int]:
+        """Shorten the explanation (not the template) until the prompt fits ``max_length``."""
+        frame = self.tokenizer(self.cfg.ar_template.format(explanation=""), add_special_tokens=True)["input_ids"]
+        budget = max(1, self.max_length - len(frame) - 2)
+        words = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        while True:
+            short = self.tokenizer.decode(words[:budget], skip_special_tokens=True)
+            ids = self.tokenizer(self.cfg.ar_template.format(explanation=short), add_special_tokens=True)["input_ids"]
+            if len(ids) <= self.max_length or budget <= 1:
+                return ids[-self.max_length :]
+            budget -= len(ids) - self.max_length
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Predict vectors ``[B, d]`` from right-padded prompts ``[B, T]`` (read at the last real token)."""
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        hidden = self._inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        last = attention_mask.sum(dim=1) - 1
+        return self.value_head(hidden[torch.arange(len(hidden), device=hidden.device), last])
+
+    def reconstruct(self, explanations: Sequence[str], *, batch_size: int = 16) -> torch.Tensor:
+        """Vectors ``[N, d]`` (fp32, CPU) predicted from explanations, without gradients."""
+        if isinstance(explanations, str):
+            raise InputError("explanations must be a list of strings; wrap a single one in a list.")
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, len(explanations), batch_size):
+                ids, mask = self.encode(list(explanations[start : start + batch_size]))
+                outputs.append(self(ids, mask).float().cpu())
+        if not outputs:
+            raise InputError("No explanations given.")
+        return torch.cat(outputs)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write the published AR layout (or a PEFT adapter folder) plus ``value_head.safetensors``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if hasattr(self.backbone, "peft_config"):
+            self.backbone.save_pretrained(path)
+        else:
+            prefix = "model." if hasattr(self.backbone, "model") else "transformer."
+            state = {prefix + k: v.detach().contiguous() for k, v in self._inner.state_dict().items()}
+            state.update({prefix + k: v for k, v in self._final_norm_state.items()})
+            save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+            config = copy.deepcopy(self.backbone.config)
+            config.tie_word_embeddings = True  # no lm_head is stored: the embeddings stand in
+            config.save_pretrained(path)
+        save_file({"weight": self.value_head.weight.detach().float().contiguous()}, str(path / VALUE_HEAD_FILE))
+        self.tokenizer.save_pretrained(path)
+        self.cfg.save(path / SIDECAR_NAME)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype = torch.float32,
+                        device: str | torch.device = "cpu", is_trainable: bool = False, **kwargs: Any) -> ActivationReconstructor:
+        """Load an AR folder (published layout or PEFT adapter) with its sidecar, validated."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path)
+        check_model_folder(path, role="AR")
+        meta = NLAMeta.load(path)
+        head_file = path / VALUE_HEAD_FILE
+        if not head_file.is_file():
+            raise CheckpointError(f"{path} has no {VALUE_HEAD_FILE}: the AR's trained head is missing.")
+        base = adapter_base(path, meta.provenance)
+        if base is not None:
+            from peft import PeftModel
+
+            model, _ = load_base_lm(base, dtype=dtype)
+            model = truncate_causal_lm(model, meta.n_kept_blocks or model.config.num_hidden_layers)
+            model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        weight = load_file(str(head_file)).get("weight")
+        d = model.config.hidden_size
+        if weight is None or tuple(weight.shape) != (d, d):
+            raise CheckpointError(f"{head_file} must hold one 'weight' of shape [{d}, {d}], got "
+                                  f"{None if weight is None else tuple(weight.shape)}.")
+        head = nn.Linear(d, d, bias=False)
+        with torch.no_grad():
+            head.weight.copy_(weight)
+        return cls(model, tokenizer, meta, head, **kwargs).to(device).eval()

@@ -1,0 +1,320 @@
+"""``ActivationVerbalizer`` (AV): an HF causal LM that reads one injected vector and explains it.
+
+The AV sees a fixed chat prompt (the sidecar's AV template) whose marker token's input
+embedding is replaced by the vector, rescaled to ``injection_scale``. The assistant turn is
+pre-filled with ``<explanation>`` and the AV writes the explanation and closes the tag. The
+injection is a forward hook on the input-embedding module (``nla_lens.injection``), so the same
+code serves generation (prefill only) and every log-prob pass (policy and reference).
+
+Because every prompt is the same token sequence, a batch of vectors needs no padding: the prompt
+is repeated and only the injected row differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from nla_lens.errors import CheckpointError, InputError, ShapeError
+from nla_lens.injection import chat_template_ids, make_injection_hook, normalize_vectors
+from nla_lens.models.loading import adapter_base, check_model_folder, load_base_lm
+from nla_lens.schema import SIDECAR_NAME, NLAMeta
+
+RESPONSE_PREFIX = "<explanation>"
+RESPONSE_SUFFIX = "</explanation>"
+EXPLANATION_RE = re.compile(r"<explanation>\s*(.*?)\s*</explanation>", re.DOTALL)
+_CJK_RE = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\u3000-\u303f]")
+
+
+def parse_explanation(text: str) -> tuple[str, bool]:
+    """Split a generated response into ``(explanation, missing_tag)``.
+
+    ``text`` is the full response including the pre-filled ``<explanation>``. Without a closing
+    tag the explanation is whatever follows the opening tag and ``missing_tag`` is True.
+    """
+    match = EXPLANATION_RE.search(text)
+    if match:
+        return match.group(1).strip(), False
+    return text.split(RESPONSE_PREFIX, 1)[-1].strip(), True
+
+
+def looks_non_english(text: str, marker: str | None = None) -> bool:
+    """Heuristic for a failed injection: CJK characters, the literal marker, or mostly non-ASCII.
+
+    When the injection silently fails the AV reads the marker itself (a CJK character or a rare
+    token) and writes about it, or writes gibberish in its script.
+    """
+    if marker and marker in text:
+        return True
+    if _CJK_RE.search(text):
+        return True
+    letters = [c for c in text if c.isalpha()]
+    return bool(letters) and sum(not c.isascii() for c in letters) / len(letters) > 0.3
+
+
+class ActivationVerbalizer:
+    """Vector -> explanation.
+
+    Args:
+        model: An HF causal LM (optionally a ``peft`` model).
+        tokenizer: Its tokenizer (chat template required).
+        meta: The sidecar (``role="av"``), validated against ``tokenizer`` here.
+
+    Attributes:
+        cfg: The validated :class:`~nla_lens.schema.NLAMeta`.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, meta: NLAMeta):
+        if meta.role != "av":
+            raise CheckpointError(f"ActivationVerbalizer needs an AV sidecar (role 'av'), got role {meta.role!r}.")
+        meta.validate(tokenizer, d_model=model.config.hidden_size)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.cfg = meta
+        self._prompt: torch.Tensor | None = None
+
+    # -- facts --------------------------------------------------------------------------------
+    @property
+    def d_model(self) -> int:
+        return self.cfg.d_model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def stop_ids(self) -> list[int]:
+        """Token ids that end a response: the tokenizer's EOS (``<|im_end|>`` for ChatML)."""
+        ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
+        return sorted(i for i in ids if isinstance(i, int) and i >= 0 and i != self.tokenizer.unk_token_id)
+
+    def prompt_ids(self) -> torch.Tensor:
+        """The AV prompt ``[T]``: the chat-rendered template, then the ``<explanation>`` pre-fill."""
+        if self._prompt is None:
+            content = self.cfg.av_template.format(injection_char=self.cfg.tokens.injection_char)
+            ids = chat_template_ids(self.tokenizer, content)
+            ids += self.tokenizer.encode(RESPONSE_PREFIX, add_special_tokens=False)
+            self._prompt = torch.tensor(ids, dtype=torch.long)
+        return self._prompt
+
+    def check_vectors(self, vectors: Any) -> torch.Tensor:
+        """Validate ``[N, d_model]`` (or ``[d_model]``) vectors: width, finite, non-zero."""
+        vectors = torch.as_tensor(vectors)
+        if vectors.ndim == 1:
+            vectors = vectors[None]
+        if vectors.ndim != 2 or vectors.shape[1] != self.d_model:
+            raise ShapeError(
+                f"Expected vectors of shape [n, {self.d_model}] (this AV's d_model), got "
+                f"{tuple(vectors.shape)}. Extract them at the hook the NLA was trained on ({self.cfg.hook_name})."
+            )
+        if len(vectors) == 0:
+            raise InputError("No vectors given.")
+        normalize_vectors(vectors.float(), self.cfg.injection_scale)  # NaN / inf / zero checks
+        return vectors.float()
+
+    @contextlib.contextmanager
+    def injecting(self, vectors: torch.Tensor, prompt_length: int | None = None) -> Iterator[Any]:
+        """Context in which every forward pass of ``model`` injects ``vectors`` at the markers.
+
+        Args:
+            vectors: ``[N, d]``, one per marker in the batch (one per row).
+            prompt_length: Inject only on calls of exactly this length (the generation prefill).
+        """
+        tok = self.cfg.tokens
+        hook = make_injection_hook(
+            vectors.to(self.device), marker_id=tok.injection_token_id, left_id=tok.injection_left_neighbor_id,
+            right_id=tok.injection_right_neighbor_id, injection_scale=self.cfg.injection_scale,
+            prompt_length=prompt_length,
+        )
+        handle = self.model.get_input_embeddings().register_forward_hook(hook)
+        try:
+            yield hook
+        finally:
+            handle.remove()
+
+    # -- generation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        vectors: torch.Tensor,
+        *,
+        max_new_tokens: int = 150,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generate one response per vector (KV cache; injection on the prefill only).
+
+        Args:
+            vectors: ``[N, d_model]`` validated vectors.
+
+        Returns:
+            ``(tokens [N, L], finished [N])``: the new tokens (right-padded with the pad id) and
+            whether each response ended with a stop token before ``max_new_tokens``.
+        """
+        prompt = self.prompt_ids().to(self.device)
+        input_ids = prompt[None].repeat(len(vectors), 1)
+        kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids)
+        if do_sample:
+            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with self.injecting(vectors, prompt_length=len(prompt)) as hook:
+            out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
+        if hook.n_injections != 1:
+            raise RuntimeError(f"The vector was injected {hook.n_injections} times during generation, expected once.")
+        new = out[:, len(prompt):]
+        finished = torch.isin(new, torch.tensor(self.stop_ids, device=new.device)).any(dim=1)
+        return new.cpu(), finished.cpu()
+
+    def verbalize(
+        self,
+        vectors: Any,
+        *,
+        max_new_tokens: int = 150,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        num_samples: int = 1,
+        batch_size: int = 32,
+        seed: int | None = None,
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        """Explain vectors in words.
+
+        Args:
+            vectors: ``[N, d_model]`` raw activations (any norm; rescaled to ``injection_scale``).
+            max_new_tokens: Response cap; a response that hits it is flagged ``truncated``.
+            do_sample: Sample (``temperature``) instead of greedy decoding.
+            num_samples: Explanations per vector (use with ``do_sample``).
+            batch_size: Sequences generated together.
+            seed: Seeds sampling, for reproducible explanations.
+            progress: Show a progress bar.
+
+        Returns:
+            DataFrame with one row per (vector, sample): ``vector``, ``sample``, ``explanation``,
+            ``raw`` (the full response), ``n_tokens``, and the flags ``missing_tag``,
+            ``truncated``, ``non_english`` and ``ok`` (none of the three).
+        """
+        vectors = self.check_vectors(vectors)
+        repeated = vectors.repeat_interleave(num_samples, dim=0)
+        rows: list[dict[str, Any]] = []
+        generator = contextlib.nullcontext() if seed is None else torch.random.fork_rng(devices=[])
+        with generator:
+            if seed is not None:
+                torch.manual_seed(seed)
+            bar = tqdm(total=len(repeated), desc="verbalize", unit="vec", disable=not progress)
+            for start in range(0, len(repeated), batch_size):
+                chunk = repeated[start : start + batch_size]
+                tokens, _ = self.generate(chunk, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                                 temperature=temperature)
+                for offset, ids in enumerate(tokens):
+                    index = start + offset
+                    rows.append(self._describe(ids, index // num_samples, index % num_samples))
+                bar.update(len(chunk))
+            bar.close()
+        frame = pd.DataFrame(rows)
+        failed = int((~frame["ok"]).sum())
+        if failed:
+            warnings.warn(f"{failed} of {len(frame)} explanations are flagged (missing tag, truncated or "
+                          "non-English); see the flag columns.", stacklevel=2)
+        return frame
+
+    def _describe(self, ids: torch.Tensor, vector: int, sample: int) -> dict[str, Any]:
+        """One result row from generated ids ``[L]`` (cut at the first stop token)."""
+        kept = [int(t) for t in ids.tolist()]
+        stops = set(self.stop_ids)
+        cut = next((i for i, t in enumerate(kept) if t in stops), None)
+        finished = cut is not None
+        kept = kept[:cut] if finished else kept
+        raw = RESPONSE_PREFIX + self.tokenizer.decode(kept, skip_special_tokens=True)
+        explanation, missing = parse_explanation(raw)
+        non_english = looks_non_english(explanation, self.cfg.tokens.injection_char)
+        return {"vector": vector, "sample": sample, "explanation": explanation, "raw": raw,
+                "n_tokens": len(kept), "missing_tag": missing, "truncated": not finished,
+                "non_english": non_english, "ok": not (missing or non_english or not finished)}
+
+    # -- log-probs ----------------------------------------------------------------------------
+    def response_ids(self, explanations: Sequence[str]) -> list[list[int]]:
+        """Token ids of complete responses: ``explanation</explanation>`` and the stop token."""
+        stop = self.stop_ids[0]
+        return [self.tokenizer.encode(f"{e}{RESPONSE_SUFFIX}", add_special_tokens=False) + [stop]
+                for e in explanations]
+
+    def logprobs(self, vectors: torch.Tensor, responses: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token log-probabilities of given responses under the injected vectors.
+
+        Differentiable (call under ``torch.no_grad()`` for a reference pass).
+
+        Args:
+            vectors: ``[N, d_model]``.
+            responses: ``N`` lists of response token ids (e.g. from :meth:`response_ids`).
+
+        Returns:
+            ``(logp [N, L], mask [N, L])``: log-probs of each response token (0 where padded) and
+            a float mask of real tokens, ``L`` the longest response.
+        """
+        if len(responses) != len(vectors):
+            raise ShapeError(f"{len(vectors)} vectors but {len(responses)} responses.")
+        prompt = self.prompt_ids()
+        width = max(len(r) for r in responses)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(responses), len(prompt) + width), pad, dtype=torch.long)
+        mask = torch.zeros(len(responses), width)
+        for row, response in enumerate(responses):
+            ids[row, : len(prompt)] = prompt
+            ids[row, len(prompt) : len(prompt) + len(response)] = torch.tensor(list(response), dtype=torch.long)
+            mask[row, : len(response)] = 1.0
+        ids = ids.to(self.device)
+        attention = torch.ones_like(ids)  # right padding: causal positions never see it
+        with self.injecting(vectors):
+            logits = self.model(input_ids=ids, attention_mask=attention, use_cache=False).logits
+        logits = logits[:, len(prompt) - 1 : -1].float()
+        targets = ids[:, len(prompt):]
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+        mask = mask.to(logp.device)
+        return logp * mask, mask
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write the HF folder (or PEFT adapter folder), tokenizer and ``nla_meta.yaml`` into ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        self.cfg.save(path / SIDECAR_NAME)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype = torch.float32,
+                        device: str | torch.device = "cpu", is_trainable: bool = False) -> ActivationVerbalizer:
+        """Load an AV folder (full HF model or PEFT adapter) with its sidecar, validated."""
+        path = Path(path)
+        check_model_folder(path, role="AV")
+        meta = NLAMeta.load(path)
+        base = adapter_base(path, meta.provenance)
+        if base is not None:
+            from peft import PeftModel
+
+            model, tokenizer = load_base_lm(base, dtype=dtype)
+            model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        from transformers import AutoTokenizer
+
+        if (path / "tokenizer_config.json").is_file():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return cls(model.to(device).eval(), tokenizer, meta)
