@@ -15,6 +15,7 @@ from nla_lens.data.dataset import ActivationDataset
 from nla_lens.data.extraction import extract_activations
 from nla_lens.errors import NLALensError
 from nla_lens.hooks import parse_hook_name, resid_post
+from nla_lens.models import NLA, ActivationReconstructor, ActivationVerbalizer
 from nla_lens.subjects.adapters import as_subject
 from nla_lens.subjects.embedded import load_embedded_hf
 from nla_lens.subjects.loader import load_subject
@@ -22,7 +23,10 @@ from nla_lens.subjects.loader import load_subject
 __version__ = "0.1.0"
 
 __all__ = [
+    "NLA",
     "ActivationDataset",
+    "ActivationReconstructor",
+    "ActivationVerbalizer",
     "NLALensError",
     "as_subject",
     "extract_activations",
