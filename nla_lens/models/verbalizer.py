@@ -121,20 +121,22 @@ class ActivationVerbalizer:
         return vectors.float()
 
     @contextlib.contextmanager
-    def injecting(self, vectors: torch.Tensor, prompt_length: int | None = None) -> Iterator[Any]:
+    def injecting(self, vectors: torch.Tensor, prompt_length: int | None = None, model: Any = None) -> Iterator[Any]:
         """Context in which every forward pass of ``model`` injects ``vectors`` at the markers.
 
         Args:
             vectors: ``[N, d]``, one per marker in the batch (one per row).
             prompt_length: Inject only on calls of exactly this length (the generation prefill).
+            model: Another model sharing this AV's prompt (a reference copy); default ``self.model``.
         """
+        model = self.model if model is None else model
         tok = self.cfg.tokens
         hook = make_injection_hook(
             vectors.to(self.device), marker_id=tok.injection_token_id, left_id=tok.injection_left_neighbor_id,
             right_id=tok.injection_right_neighbor_id, injection_scale=self.cfg.injection_scale,
             prompt_length=prompt_length,
         )
-        handle = self.model.get_input_embeddings().register_forward_hook(hook)
+        handle = model.get_input_embeddings().register_forward_hook(hook)
         try:
             yield hook
         finally:
@@ -187,6 +189,7 @@ class ActivationVerbalizer:
         batch_size: int = 32,
         seed: int | None = None,
         progress: bool = True,
+        warn: bool = True,
     ) -> pd.DataFrame:
         """Explain vectors in words.
 
@@ -198,6 +201,7 @@ class ActivationVerbalizer:
             batch_size: Sequences generated together.
             seed: Seeds sampling, for reproducible explanations.
             progress: Show a progress bar.
+            warn: Warn when some explanations are flagged.
 
         Returns:
             DataFrame with one row per (vector, sample): ``vector``, ``sample``, ``explanation``,
@@ -223,7 +227,7 @@ class ActivationVerbalizer:
             bar.close()
         frame = pd.DataFrame(rows)
         failed = int((~frame["ok"]).sum())
-        if failed:
+        if failed and warn:
             warnings.warn(f"{failed} of {len(frame)} explanations are flagged (missing tag, truncated or "
                           "non-English); see the flag columns.", stacklevel=2)
         return frame
@@ -249,7 +253,8 @@ class ActivationVerbalizer:
         return [self.tokenizer.encode(f"{e}{RESPONSE_SUFFIX}", add_special_tokens=False) + [stop]
                 for e in explanations]
 
-    def logprobs(self, vectors: torch.Tensor, responses: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def logprobs(self, vectors: torch.Tensor, responses: Sequence[Sequence[int]],
+                 model: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log-probabilities of given responses under the injected vectors.
 
         Differentiable (call under ``torch.no_grad()`` for a reference pass).
@@ -257,6 +262,8 @@ class ActivationVerbalizer:
         Args:
             vectors: ``[N, d_model]``.
             responses: ``N`` lists of response token ids (e.g. from :meth:`response_ids`).
+            model: Score with another model of the same prompt format (e.g. the RL reference
+                policy); the vectors are injected into it too. Default ``self.model``.
 
         Returns:
             ``(logp [N, L], mask [N, L])``: log-probs of each response token (0 where padded) and
@@ -275,8 +282,9 @@ class ActivationVerbalizer:
             mask[row, : len(response)] = 1.0
         ids = ids.to(self.device)
         attention = torch.ones_like(ids)  # right padding: causal positions never see it
-        with self.injecting(vectors):
-            logits = self.model(input_ids=ids, attention_mask=attention, use_cache=False).logits
+        model = self.model if model is None else model
+        with self.injecting(vectors, model=model):
+            logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
         logits = logits[:, len(prompt) - 1 : -1].float()
         targets = ids[:, len(prompt):]
         logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)

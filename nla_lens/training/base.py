@@ -1,0 +1,318 @@
+"""The notebook-native trainer base: ``step()``, ``train(n)``, callbacks, history, checkpoints.
+
+Every nla_lens trainer (AR/AV warm starts, joint GRPO) is a :class:`Trainer`: it owns a config
+dataclass, a seeded data generator, a list of per-step metric rows (``history``, a pandas
+DataFrame), callbacks (``on_step``, ``on_eval``, ``on_checkpoint``) for progress bars and live
+widgets, periodic held-out evaluation, atomic checkpoints (weights, optimizer states, RNG states,
+history) every N steps, ``resume_from`` a checkpoint, and a clean stop on ``KeyboardInterrupt``
+or :meth:`Trainer.request_stop` (the dashboard's stop button).
+
+We write our own loop rather than use ``transformers.Trainer``/TRL's trainers because those own
+the loop (``train()`` only) and have no place for a step-at-a-time notebook API, a jointly
+trained reconstructor, or vectors injected into every pass; ``accelerate`` still handles devices
+and distribution, so ``accelerate launch`` scales the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+from tqdm.auto import tqdm
+
+from nla_lens.errors import CheckpointError, InputError
+from nla_lens.models.loading import atomic_folder
+from nla_lens.training.checkpoint import STATE_FILE, load_optimizer, load_rng, save_optimizer, save_rng
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """Fields every trainer has.
+
+    Attributes:
+        seed: Seeds data order, sampling and dropout.
+        eval_every: Evaluate on the held-out set every N steps (0: never).
+        eval_size: Held-out vectors used per evaluation.
+        checkpoint_every: Write a checkpoint every N steps (0: never); needs ``output_dir``.
+        output_dir: Folder for ``checkpoint-{step}`` subfolders.
+        keep_checkpoints: Older checkpoints beyond this many are deleted.
+        max_grad_norm: Gradient clipping.
+    """
+
+    seed: int = 0
+    eval_every: int = 0
+    eval_size: int = 32
+    checkpoint_every: int = 0
+    output_dir: str | None = None
+    keep_checkpoints: int = 2
+    max_grad_norm: float = 1.0
+
+    #: Fields a resumed run may change; any other difference refuses the resume.
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("eval_every", "checkpoint_every", "output_dir", "keep_checkpoints")
+
+    def __post_init__(self) -> None:
+        for name in ("eval_every", "eval_size", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{type(self).__name__}.{name} must be >= 0, got {getattr(self, name)}.")
+        if self.checkpoint_every and not self.output_dir:
+            raise InputError("checkpoint_every needs output_dir= (where checkpoints go).")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainerConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"Unknown {cls.__name__} fields {unknown}.")
+        return cls(**data)
+
+
+class TrainerCallback:
+    """Subclass and override what you need; every method is a no-op by default."""
+
+    def on_train_begin(self, trainer: Trainer, n_steps: int) -> None: ...
+
+    def on_step(self, trainer: Trainer, metrics: dict[str, Any]) -> None: ...
+
+    def on_eval(self, trainer: Trainer, metrics: dict[str, Any]) -> None: ...
+
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class Trainer:
+    """Base class; subclasses implement ``_step``, ``_evaluate``, ``_modules`` and ``_optimizers``."""
+
+    config_class: ClassVar[type[TrainerConfig]] = TrainerConfig
+
+    def __init__(self, config: TrainerConfig | None = None, callbacks: Iterable[TrainerCallback] = ()):
+        from accelerate import Accelerator
+
+        self.config = config or self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise InputError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(self.config).__name__}.")
+        self.accelerator = Accelerator()
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        torch.manual_seed(self.config.seed)
+        self.step_count = 0
+        self.records: list[dict[str, Any]] = []
+        self.callbacks: list[TrainerCallback] = list(callbacks)
+        self.last_checkpoint: Path | None = None
+        self._stop_requested = False
+
+    # -- to implement ------------------------------------------------------------------------
+    def _step(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _evaluate(self) -> dict[str, Any]:
+        return {}
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        """Trained modules by name (their weights go into checkpoints)."""
+        raise NotImplementedError
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    # -- public API --------------------------------------------------------------------------
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per completed step (evaluation columns are NaN on steps without one)."""
+        return pd.DataFrame(self.records)
+
+    def request_stop(self) -> None:
+        """Ask ``train`` to stop cleanly after the current step (used by the dashboard)."""
+        self._stop_requested = True
+
+    def step(self) -> dict[str, Any]:
+        """Run one training step (plus evaluation / checkpoint when due); return its metrics."""
+        start = time.perf_counter()
+        metrics = {"step": self.step_count + 1, **self._step()}
+        self.step_count += 1
+        metrics["seconds"] = time.perf_counter() - start
+        if self.config.eval_every and self.step_count % self.config.eval_every == 0:
+            metrics.update(self.evaluate())
+        self.records.append(metrics)
+        for callback in self.callbacks:
+            callback.on_step(self, metrics)
+        if self.config.checkpoint_every and self.step_count % self.config.checkpoint_every == 0:
+            self.save_checkpoint()
+        return metrics
+
+    def evaluate(self) -> dict[str, Any]:
+        """Held-out metrics now (prefixed ``eval_``), reported to ``on_eval`` callbacks."""
+        with torch.no_grad():
+            metrics = {f"eval_{k}": v for k, v in self._evaluate().items()}
+        for callback in self.callbacks:
+            callback.on_eval(self, metrics)
+        return metrics
+
+    def train(self, n_steps: int, *, progress: bool = True, callbacks: Iterable[TrainerCallback] = ()) -> pd.DataFrame:
+        """Run ``n_steps`` steps with a progress bar; Ctrl-C (or ``request_stop``) stops cleanly.
+
+        Returns:
+            The ``history`` DataFrame.
+        """
+        extra = list(callbacks)
+        self.callbacks.extend(extra)
+        self._stop_requested = False
+        bar = tqdm(total=n_steps, desc=type(self).__name__, disable=not progress)
+        try:
+            for callback in self.callbacks:
+                callback.on_train_begin(self, n_steps)
+            for _ in range(n_steps):
+                if self._stop_requested:
+                    break
+                metrics = self.step()
+                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()
+                                 if k in self.progress_keys and isinstance(v, float) and math.isfinite(v)})
+                bar.update()
+        except KeyboardInterrupt:
+            where = f"; the last checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
+            warnings.warn(f"Training interrupted during step {self.step_count + 1}; history holds the "
+                          f"{self.step_count} completed steps{where}.", stacklevel=2)
+        finally:
+            bar.close()
+            for callback in self.callbacks:
+                callback.on_train_end(self)
+            for callback in extra:
+                self.callbacks.remove(callback)
+        return self.history
+
+    progress_keys: ClassVar[tuple[str, ...]] = ("loss", "reward_mean", "eval_fve_nrm")
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Write weights, optimizer and RNG states, config and history atomically.
+
+        Args:
+            path: Target folder (default ``{output_dir}/checkpoint-{step}``).
+        """
+        if path is None:
+            if not self.config.output_dir:
+                raise InputError("save_checkpoint needs a path or config.output_dir.")
+            path = Path(self.config.output_dir) / f"checkpoint-{self.step_count}"
+        path = Path(path)
+        with atomic_folder(path) as tmp:
+            for name, module in self._modules().items():
+                _save_module(self.accelerator.unwrap_model(module), tmp / f"{name}.safetensors")
+            for name, optimizer in self._optimizers().items():
+                save_optimizer(optimizer, tmp, f"optimizer_{name}")
+            save_rng(tmp, self.generator)
+            (tmp / STATE_FILE).write_text(json.dumps({
+                "trainer": type(self).__name__, "step": self.step_count,
+                "config": self.config.to_dict(), "history": self.records,
+            }, default=_json_default))
+        self.last_checkpoint = path
+        self._prune_checkpoints(path.parent)
+        for callback in self.callbacks:
+            callback.on_checkpoint(self, path)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore a checkpoint of this trainer class written with the same config."""
+        path = Path(path)
+        state_file = path / STATE_FILE
+        if not state_file.is_file():
+            raise CheckpointError(f"{path} is not a trainer checkpoint ({STATE_FILE} is missing).")
+        state = json.loads(state_file.read_text())
+        if state["trainer"] != type(self).__name__:
+            raise CheckpointError(f"{path} was written by {state['trainer']}, not {type(self).__name__}.")
+        differing = {
+            k: (state["config"].get(k), v) for k, v in self.config.to_dict().items()
+            if k not in self.config.RESUMABLE and _json_roundtrip(state["config"].get(k)) != _json_roundtrip(v)
+        }
+        if differing:
+            listed = ", ".join(f"{k} (checkpoint {a!r}, now {b!r})" for k, (a, b) in differing.items())
+            raise CheckpointError(f"Cannot resume from {path}: the config differs in {listed}. "
+                                  "Use the checkpoint's config, or start a new run.")
+        for name, module in self._modules().items():
+            _load_module(self.accelerator.unwrap_model(module), path / f"{name}.safetensors")
+        for name, optimizer in self._optimizers().items():
+            load_optimizer(optimizer, path, f"optimizer_{name}")
+        load_rng(path, self.generator)
+        self.step_count = int(state["step"])
+        self.records = list(state["history"])
+        self.last_checkpoint = path
+
+    def _prune_checkpoints(self, folder: Path) -> None:
+        if not self.config.keep_checkpoints:
+            return
+        found = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                       key=lambda p: int(p.name.split("-")[-1]))
+        for old in found[: -self.config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _sample_indices(self, n_available: int, n: int) -> torch.Tensor:
+        """``n`` distinct indices drawn with the trainer's own generator (saved in checkpoints)."""
+        if n_available < 1:
+            raise InputError("The training set is empty.")
+        return torch.randperm(n_available, generator=self.generator)[: min(n, n_available)]
+
+    def _optimizer_step(self, loss: torch.Tensor, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
+        """Backward, clip, step, zero; returns the pre-clip gradient norm."""
+        self.accelerator.backward(loss)
+        params = [p for p in module.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm) if params else torch.tensor(0.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+
+def trainable_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint must hold: LoRA/head parameters of a PEFT model, else all."""
+    state = module.state_dict()
+    if hasattr(module, "peft_config") or any("lora_" in k for k in state):
+        names = {n for n, p in module.named_parameters() if p.requires_grad}
+        return {k: v for k, v in state.items() if "lora_" in k or k in names}
+    return state
+
+
+def _save_module(module: torch.nn.Module, file: Path) -> None:
+    state = trainable_state(module)
+    if len(state) == len(module.state_dict()):
+        save_model(module, str(file))  # handles tied weights
+    else:
+        save_file({k: v.detach().contiguous() for k, v in state.items()}, str(file))
+
+
+def _load_module(module: torch.nn.Module, file: Path) -> None:
+    if not file.is_file():
+        raise CheckpointError(f"Checkpoint weights {file} are missing.")
+    expected = trainable_state(module)
+    try:
+        if len(expected) == len(module.state_dict()):
+            load_model(module, str(file))
+            return
+        state = load_file(str(file))
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"Could not load checkpoint weights {file}: {exc}") from exc
+    missing = set(expected) - set(state)
+    if missing:
+        raise CheckpointError(f"{file} lacks {len(missing)} trained tensors (e.g. {sorted(missing)[:2]}).")
+    module.load_state_dict(state, strict=False)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (torch.Tensor,)):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _json_roundtrip(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_json_default))

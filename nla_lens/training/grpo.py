@@ -1,0 +1,222 @@
+"""Joint RL: GRPO on the verbalizer with the live reconstructor's reward, the AR trained alongside.
+
+One step (published method, DESIGN.md §1):
+
+1. draw ``n_vectors`` vectors; the AV samples ``group_size`` explanations of each
+   (temperature 1.0, at most ``max_new_tokens``; the vector injected on the prefill);
+2. reward = ``-normalised MSE`` of the *current* AR's reconstruction; a sample without
+   ``</explanation>``, truncated, or empty gets the worst reward (mse 2.0) and is not used to
+   train the AR;
+3. advantages standardised within each group; PPO-clipped surrogate on the AV's log-probs plus
+   ``kl_coef`` times a KL estimate to the reference (warm-started) AV, the vector injected in the
+   reference pass too;
+4. in the same step the AR takes a regression step on the fresh, successful explanations.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from typing import Any
+
+import pandas as pd
+import torch
+
+from nla_lens.data.dataset import ActivationDataset
+from nla_lens.errors import InputError, ShapeError
+from nla_lens.models.nla import NLA
+from nla_lens.metrics import normalized_mse
+from nla_lens.models.verbalizer import RESPONSE_PREFIX, looks_non_english, parse_explanation
+from nla_lens.training.base import Trainer, TrainerConfig
+from nla_lens.training.losses import (
+    clipped_surrogate, group_advantages, kl_penalty, reconstruction_loss, rewards_from_mse,
+)
+from nla_lens.training.lora import apply_lora
+from nla_lens.training.sft import round_trip_metrics
+
+
+@dataclasses.dataclass
+class GRPOConfig(TrainerConfig):
+    """GRPO settings (published 7B values in brackets).
+
+    Attributes:
+        n_vectors: Vectors per step [64].
+        group_size: Explanations sampled per vector [8].
+        max_new_tokens: Response cap [~150].
+        temperature: Sampling temperature [1.0].
+        av_lr: AV learning rate [1e-5 full; use ~1e-4 with LoRA].
+        ar_lr: AR learning rate [5e-5].
+        clip: PPO clip range [0.2].
+        kl_coef: Weight of the KL penalty to the reference AV [0.01].
+        train_ar: Also update the AR each step.
+        lora_r: Wrap the AV and AR with LoRA adapters of this rank (``None``: full fine-tune,
+            or keep the adapters they already have).
+    """
+
+    n_vectors: int = 8
+    group_size: int = 4
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    av_lr: float = 1e-5
+    ar_lr: float = 5e-5
+    clip: float = 0.2
+    kl_coef: float = 0.01
+    train_ar: bool = True
+    lora_r: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.group_size < 2:
+            raise InputError("group_size must be >= 2: advantages compare samples within a group.")
+
+
+class GRPOTrainer(Trainer):
+    """Joint GRPO training of an :class:`~nla_lens.models.NLA`.
+
+    Args:
+        nla: The (warm-started) NLA; trained in place.
+        dataset: Vectors to train on (the RL split).
+        config: :class:`GRPOConfig`.
+        eval_dataset: Held-out vectors: ``evaluate`` round-trips them greedily and reports
+            fve_nrm, its shuffled control, failure rate and response length.
+        reference: The AV model to keep close to (default: a frozen copy of ``nla.av.model`` now).
+        resume_from: A checkpoint of this run to continue from.
+    """
+
+    config_class = GRPOConfig
+    progress_keys = ("reward_mean", "kl", "eval_fve_nrm")
+
+    def __init__(self, nla: NLA, dataset: ActivationDataset, config: GRPOConfig | None = None, *,
+                 eval_dataset: ActivationDataset | None = None, reference: Any = None, callbacks=(),
+                 resume_from=None):
+        super().__init__(config, callbacks)
+        for name, data in (("training", dataset), ("eval", eval_dataset)):
+            if data is not None and data.d_model != nla.d_model:
+                raise ShapeError(f"The {name} dataset holds vectors of width {data.d_model}, but this NLA explains "
+                                 f"d_model={nla.d_model}. Extract activations at {nla.hook_name} of its subject.")
+        self.nla, self.dataset, self.eval_dataset = nla, dataset, eval_dataset
+        if self.config.lora_r:
+            nla.av.model = apply_lora(nla.av.model, self.config.lora_r)
+            nla.ar.backbone = apply_lora(nla.ar.backbone, self.config.lora_r)
+            nla.ar.value_head.weight.requires_grad_(True)
+        self.reference = reference if reference is not None else copy.deepcopy(nla.av.model)
+        self.reference.eval().requires_grad_(False)
+        nla.av.model.train()
+        nla.ar.train()
+        self.av_optimizer = torch.optim.AdamW([p for p in nla.av.model.parameters() if p.requires_grad],
+                                              lr=self.config.av_lr, weight_decay=0.0)
+        self.ar_optimizer = torch.optim.AdamW([p for p in nla.ar.parameters() if p.requires_grad],
+                                              lr=self.config.ar_lr, weight_decay=0.0)
+        nla.av.model, nla.ar, self.av_optimizer, self.ar_optimizer = self.accelerator.prepare(
+            nla.av.model, nla.ar, self.av_optimizer, self.ar_optimizer)
+        self.last_samples: pd.DataFrame | None = None
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"av": self.nla.av.model, "ar": self.nla.ar, "reference": self.reference}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"av": self.av_optimizer, "ar": self.ar_optimizer}
+
+    # -- one step ------------------------------------------------------------------------------
+    def _sample(self, vectors: torch.Tensor) -> tuple[list[list[int]], list[str], torch.Tensor, dict[str, float]]:
+        """Sample a group per vector; return responses (token ids incl. stop), texts, failed mask."""
+        av = self.nla.av
+        av.model.eval()
+        tokens, _ = av.generate(vectors, max_new_tokens=self.config.max_new_tokens, do_sample=True,
+                                temperature=self.config.temperature)
+        av.model.train()
+        stops = set(av.stop_ids)
+        responses, texts, failed = [], [], []
+        for ids in tokens.tolist():
+            cut = next((i for i, t in enumerate(ids) if t in stops), None)
+            response = ids[: cut + 1] if cut is not None else ids
+            text = RESPONSE_PREFIX + av.tokenizer.decode(response, skip_special_tokens=True)
+            explanation, missing = parse_explanation(text)
+            responses.append(response)
+            texts.append(explanation)
+            failed.append(cut is None or missing or not explanation.strip()
+                          or looks_non_english(explanation, av.cfg.tokens.injection_char))
+        return responses, texts, torch.tensor(failed), {
+            "response_length": float(sum(map(len, responses)) / len(responses)),
+            "failure_rate": float(sum(failed) / len(failed))}
+
+    def _step(self) -> dict[str, Any]:
+        cfg = self.config
+        timings: dict[str, float] = {}
+        idx = self._sample_indices(len(self.dataset), cfg.n_vectors)
+        vectors = self.dataset.vectors[idx]
+        group = vectors.repeat_interleave(cfg.group_size, dim=0)
+
+        start = time.perf_counter()
+        responses, texts, failed, sample_stats = self._sample(group)
+        timings["generate_seconds"] = time.perf_counter() - start
+
+        # Reward from the current AR (no gradient); failed samples are never reconstructed.
+        ok = (~failed).nonzero().flatten()
+        mse = torch.full((len(group),), 2.0)
+        if len(ok):
+            with torch.no_grad():
+                predicted = self.nla.ar.reconstruct([texts[i] for i in ok.tolist()])
+            mse[ok] = normalized_mse(predicted, group[ok])
+        rewards = rewards_from_mse(mse, failed)
+        advantages = group_advantages(rewards.view(len(idx), cfg.group_size)).flatten()
+
+        # Policy update: one on-policy PPO epoch (old log-probs = current, detached).
+        start = time.perf_counter()
+        av = self.nla.av
+        with torch.no_grad():
+            ref_logp, _ = av.logprobs(group, responses, model=self.reference)
+        logp, mask = av.logprobs(group, responses)
+        policy_loss = clipped_surrogate(logp, logp.detach(), advantages.to(logp.device), mask, cfg.clip)
+        kl = kl_penalty(logp, ref_logp.to(logp.device), mask)
+        av_loss = policy_loss + cfg.kl_coef * kl
+        av_grad = self._optimizer_step(av_loss, av.model, self.av_optimizer)
+        timings["policy_seconds"] = time.perf_counter() - start
+
+        # Reconstructor update on the fresh, successful explanations.
+        ar_loss = float("nan")
+        start = time.perf_counter()
+        if cfg.train_ar and len(ok):
+            ar = self.nla.ar
+            ids, attention = ar.encode([texts[i] for i in ok.tolist()])
+            loss = reconstruction_loss(ar(ids, attention), group[ok].to(ar.device))
+            self._optimizer_step(loss, ar, self.ar_optimizer)
+            ar_loss = float(loss)
+        timings["ar_seconds"] = time.perf_counter() - start
+
+        self.last_samples = pd.DataFrame({
+            "vector": idx.repeat_interleave(cfg.group_size).tolist(), "explanation": texts,
+            "reward": rewards.tolist(), "failed": failed.tolist()})
+        return {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
+                "mse_ok": float(mse[ok].mean()) if len(ok) else float("nan"),
+                "policy_loss": float(policy_loss), "kl": float(kl), "av_grad_norm": av_grad, "ar_loss": ar_loss,
+                **sample_stats, **timings}
+
+    def sampled_reward(self, vectors: torch.Tensor, seed: int = 0) -> float:
+        """Mean reward of ``group_size`` sampled explanations per vector, with a fixed seed.
+
+        Runs under its own RNG (training's random state is untouched), so calling it on the same
+        vectors before and after training compares like with like.
+        """
+        group = vectors.repeat_interleave(self.config.group_size, dim=0)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            _, texts, failed, _ = self._sample(group)
+            ok = (~failed).nonzero().flatten()
+            mse = torch.full((len(group),), 2.0)
+            if len(ok):
+                mse[ok] = normalized_mse(self.nla.ar.reconstruct([texts[i] for i in ok.tolist()]), group[ok])
+        return float(rewards_from_mse(mse, failed).mean())
+
+    def _evaluate(self) -> dict[str, Any]:
+        if self.eval_dataset is None:
+            return {}
+        n = min(self.config.eval_size, len(self.eval_dataset))
+        vectors = self.eval_dataset.vectors[:n]
+        self.nla.av.model.eval()
+        frame = self.nla.av.verbalize(vectors, max_new_tokens=self.config.max_new_tokens, progress=False, warn=False)
+        self.nla.av.model.train()
+        return {**round_trip_metrics(frame, vectors, self.nla.ar), "reward_mean": self.sampled_reward(vectors)}

@@ -1,0 +1,200 @@
+"""Warm starts: the AR regresses vectors from teacher explanations, the AV learns to write them.
+
+- :class:`ARWarmStart`: ``(explanation -> vector)`` with the normalised MSE (= 2(1 - cos)).
+- :class:`AVWarmStart`: next-token loss on the teacher's explanation with the vector injected at
+  the marker, on the response tokens only (the prompt is fixed and never scored).
+
+Both are :class:`~nla_lens.training.base.Trainer` subclasses, so they have ``step()``,
+``train(n)``, callbacks, history, evaluation and checkpoints. TRL's ``SFTTrainer`` can do the AV
+half through a custom collator, but it owns the loop (no ``step()``) and cannot regress vectors,
+so both warm starts share our loop instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from nla_lens.data.dataset import ActivationDataset
+from nla_lens.errors import InputError, ShapeError
+from nla_lens.metrics import fve_nrm, shuffled_control
+from nla_lens.models.reconstructor import ActivationReconstructor
+from nla_lens.models.verbalizer import ActivationVerbalizer
+from nla_lens.training.base import Trainer, TrainerConfig
+from nla_lens.training.losses import reconstruction_loss
+from nla_lens.training.lora import apply_lora
+
+
+@dataclasses.dataclass
+class WarmStartConfig(TrainerConfig):
+    """Settings of a warm start.
+
+    Attributes:
+        lr: AdamW learning rate (5e-5 suits a full AR fine-tune; ~3e-4 for LoRA).
+        batch_size: Pairs per step.
+        weight_decay: AdamW weight decay.
+        lora_r: LoRA rank; ``None`` fine-tunes every weight.
+        lora_alpha: LoRA alpha (default ``2 * lora_r``).
+    """
+
+    lr: float = 5e-5
+    batch_size: int = 16
+    weight_decay: float = 0.0
+    lora_r: int | None = None
+    lora_alpha: int | None = None
+
+
+def _check_pairs(dataset: ActivationDataset, explanations: Sequence[str], d_model: int, what: str) -> list[str]:
+    if not isinstance(dataset, ActivationDataset):
+        raise InputError(f"{what} needs an ActivationDataset, got {type(dataset).__name__}.")
+    if dataset.d_model != d_model:
+        raise ShapeError(f"The {what} dataset holds vectors of width {dataset.d_model}, but this NLA explains "
+                         f"d_model={d_model}. Extract activations at the NLA's hook from its subject model.")
+    explanations = list(explanations)
+    if len(explanations) != len(dataset):
+        raise InputError(f"{len(dataset)} vectors but {len(explanations)} explanations for the {what}.")
+    return explanations
+
+
+class ARWarmStart(Trainer):
+    """Supervised AR training on (teacher explanation, vector) pairs.
+
+    Args:
+        ar: The reconstructor to train (wrapped with LoRA when ``config.lora_r`` is set).
+        dataset: Training vectors.
+        explanations: One teacher explanation per vector.
+        config: :class:`WarmStartConfig`.
+        eval_dataset, eval_explanations: Held-out pairs for ``evaluate`` (fve_nrm, shuffled control).
+        resume_from: A checkpoint of this run to continue from.
+    """
+
+    config_class = WarmStartConfig
+    progress_keys = ("loss", "eval_fve_nrm")
+
+    def __init__(self, ar: ActivationReconstructor, dataset: ActivationDataset, explanations: Sequence[str],
+                 config: WarmStartConfig | None = None, *, eval_dataset: ActivationDataset | None = None,
+                 eval_explanations: Sequence[str] | None = None, callbacks=(), resume_from=None):
+        super().__init__(config, callbacks)
+        self.explanations = _check_pairs(dataset, explanations, ar.d_model, "AR warm start")
+        self.dataset = dataset
+        self.eval_pairs = None
+        if eval_dataset is not None:
+            self.eval_pairs = (eval_dataset, _check_pairs(eval_dataset, eval_explanations or [], ar.d_model, "eval"))
+        if self.config.lora_r:
+            ar.backbone = apply_lora(ar.backbone, self.config.lora_r, alpha=self.config.lora_alpha)
+            ar.value_head.weight.requires_grad_(True)
+        self.ar = ar.train()
+        params = [p for p in ar.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.ar, self.optimizer = self.accelerator.prepare(self.ar, self.optimizer)
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"ar": self.ar}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"ar": self.optimizer}
+
+    def _step(self) -> dict[str, Any]:
+        ar = self.accelerator.unwrap_model(self.ar)
+        idx = self._sample_indices(len(self.dataset), self.config.batch_size)
+        ids, mask = ar.encode([self.explanations[i] for i in idx.tolist()])
+        predicted = self.ar(ids, mask)
+        loss = reconstruction_loss(predicted, self.dataset.vectors[idx].to(predicted.device))
+        grad_norm = self._optimizer_step(loss, self.ar, self.optimizer)
+        return {"loss": float(loss), "grad_norm": grad_norm}
+
+    def _evaluate(self) -> dict[str, Any]:
+        if self.eval_pairs is None:
+            return {}
+        dataset, texts = self.eval_pairs
+        n = min(self.config.eval_size, len(dataset))
+        ar = self.accelerator.unwrap_model(self.ar).eval()
+        predicted = ar.reconstruct(texts[:n])
+        ar.train()
+        targets = dataset.vectors[:n]
+        return {"fve_nrm": fve_nrm(predicted, targets), "fve_nrm_shuffled": shuffled_control(predicted, targets, 0)}
+
+
+class AVWarmStart(Trainer):
+    """Supervised AV training: write the teacher's explanation given the injected vector.
+
+    Args:
+        av: The verbalizer to train (wrapped with LoRA when ``config.lora_r`` is set).
+        dataset: Training vectors.
+        explanations: One teacher explanation per vector.
+        config: :class:`WarmStartConfig`.
+        eval_dataset, eval_explanations: Held-out pairs: ``evaluate`` reports their token loss.
+        eval_ar: If given, ``evaluate`` also round-trips the held-out vectors (greedy AV ->
+            ``eval_ar``) and reports fve_nrm, its shuffled control and the failure rate.
+        max_new_tokens: Generation cap for that round trip.
+    """
+
+    config_class = WarmStartConfig
+    progress_keys = ("loss", "eval_loss", "eval_fve_nrm")
+
+    def __init__(self, av: ActivationVerbalizer, dataset: ActivationDataset, explanations: Sequence[str],
+                 config: WarmStartConfig | None = None, *, eval_dataset: ActivationDataset | None = None,
+                 eval_explanations: Sequence[str] | None = None, eval_ar: ActivationReconstructor | None = None,
+                 max_new_tokens: int = 96, callbacks=(), resume_from=None):
+        super().__init__(config, callbacks)
+        self.explanations = _check_pairs(dataset, explanations, av.d_model, "AV warm start")
+        self.dataset = dataset
+        self.eval_pairs = None
+        if eval_dataset is not None:
+            self.eval_pairs = (eval_dataset, _check_pairs(eval_dataset, eval_explanations or [], av.d_model, "eval"))
+        self.eval_ar = eval_ar
+        self.max_new_tokens = max_new_tokens
+        if self.config.lora_r:
+            av.model = apply_lora(av.model, self.config.lora_r, alpha=self.config.lora_alpha)
+        self.av = av
+        av.model.train()
+        params = [p for p in av.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        av.model, self.optimizer = self.accelerator.prepare(av.model, self.optimizer)
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        return {"av": self.av.model}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"av": self.optimizer}
+
+    def _nll(self, vectors: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        logp, mask = self.av.logprobs(vectors, self.av.response_ids(texts))
+        return -(logp * mask).sum() / mask.sum()
+
+    def _step(self) -> dict[str, Any]:
+        idx = self._sample_indices(len(self.dataset), self.config.batch_size)
+        loss = self._nll(self.dataset.vectors[idx], [self.explanations[i] for i in idx.tolist()])
+        grad_norm = self._optimizer_step(loss, self.av.model, self.optimizer)
+        return {"loss": float(loss), "grad_norm": grad_norm}
+
+    def _evaluate(self) -> dict[str, Any]:
+        if self.eval_pairs is None:
+            return {}
+        dataset, texts = self.eval_pairs
+        n = min(self.config.eval_size, len(dataset))
+        self.av.model.eval()
+        metrics: dict[str, Any] = {"loss": float(self._nll(dataset.vectors[:n], texts[:n]))}
+        if self.eval_ar is not None:
+            frame = self.av.verbalize(dataset.vectors[:n], max_new_tokens=self.max_new_tokens,
+                                       progress=False, warn=False)
+            metrics.update(round_trip_metrics(frame, dataset.vectors[:n], self.eval_ar))
+        self.av.model.train()
+        return metrics
+
+
+def round_trip_metrics(frame, targets: torch.Tensor, ar: ActivationReconstructor) -> dict[str, float]:
+    """fve_nrm, shuffled control and failure rate of greedy explanations ``frame`` of ``targets``."""
+    texts = [t if t.strip() else "(empty)" for t in frame["explanation"]]
+    was_training = ar.training
+    predicted = ar.eval().reconstruct(texts)
+    ar.train(was_training)
+    return {"fve_nrm": fve_nrm(predicted, targets), "fve_nrm_shuffled": shuffled_control(predicted, targets, 0),
+            "failure_rate": float((~frame["ok"]).mean()), "response_length": float(frame["n_tokens"].mean())}
