@@ -43,6 +43,56 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from nla_lens.training.recipe import PRESETS, run_recipe
+
+    recipe = PRESETS[args.preset]
+    overrides = {k: v for k, v in (("ar_steps", args.ar_steps), ("av_steps", args.av_steps),
+                                   ("rl_steps", args.rl_steps), ("documents", args.documents)) if v is not None}
+    recipe = dataclasses.replace(recipe, **overrides)
+    out = args.out or f"runs/{recipe.name}"
+    report = run_recipe(recipe, out, cache_dir=args.cache_dir)
+    for stage in ("sft", "rl"):
+        r = report[stage]
+        print(f"{stage:4s} held-out fve_nrm {r['fve_nrm']:.3f}  shuffled {r['fve_nrm_shuffled']:.3f}  "
+              f"predict-mean {r['predict_mean']:.3f}  failure rate {r['failure_rate']:.2f}")
+    print(f"run folder: {out}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    import nla_lens
+    from nla_lens.models.pretrained import load_pretrained_nla
+
+    nla = load_pretrained_nla(args.nla)
+    subject = nla_lens.load_subject(nla.av.cfg.subject_model or "smollm2-135m", cache_dir=args.cache_dir)
+    frame = nla.explain(text=args.text, subject=subject, max_new_tokens=args.max_new_tokens,
+                        positions=args.positions, progress=False, warn=False)
+    texts = [t if t.strip() else "(empty)" for t in frame["explanation"]]
+    adapter = nla_lens.as_subject(subject)
+    targets = adapter.activations(torch_tensor([adapter.encode(args.text, adapter.n_ctx)]),
+                                  adapter.resolve_hook(nla.hook_name))[0][frame["position"].tolist()]
+    from nla_lens.metrics import cosine, normalized_mse
+
+    predicted = nla.reconstruct(texts)
+    frame["mse"] = normalized_mse(predicted, targets).numpy()
+    frame["cosine"] = cosine(predicted, targets).numpy()
+    with pd.option_context("display.max_colwidth", args.width, "display.width", 200):
+        for row in frame.itertuples():
+            print(f"[{row.position:3d}] {row.token!r:14s} mse {row.mse:.3f}  cos {row.cosine:.3f}  {row.explanation}")
+    return 0
+
+
+def torch_tensor(data):
+    import torch
+
+    return torch.tensor(data)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nla-lens", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--cache-dir", default=None, help="cache root for the embedded model")
     ex.add_argument("--out", default="runs/activations", help="output folder")
     ex.set_defaults(func=_extract)
+
+    tr = commands.add_parser("train", help="train an NLA: data, teacher, warm starts, GRPO, held-out report")
+    tr.add_argument("--preset", default="smoke", choices=("smoke", "smollm2-135m"))
+    tr.add_argument("--out", default=None, help="run folder (default runs/<preset>); an existing run is resumed")
+    tr.add_argument("--documents", type=int, default=None)
+    tr.add_argument("--ar-steps", type=int, default=None)
+    tr.add_argument("--av-steps", type=int, default=None)
+    tr.add_argument("--rl-steps", type=int, default=None)
+    tr.add_argument("--cache-dir", default=None, help="cache root for the embedded model")
+    tr.set_defaults(func=_train)
+
+    xp = commands.add_parser("explain", help="explain every token of a text with an NLA, with reconstruction scores")
+    xp.add_argument("text")
+    xp.add_argument("--nla", default=None, help="NLA folder (default: the one shipped for the embedded model)")
+    xp.add_argument("--positions", type=int, nargs="*", default=None, help="token positions (default: all but the first)")
+    xp.add_argument("--max-new-tokens", type=int, default=64)
+    xp.add_argument("--width", type=int, default=120)
+    xp.add_argument("--cache-dir", default=None)
+    xp.set_defaults(func=_explain)
     return parser
 
 

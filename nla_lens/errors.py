@@ -51,3 +51,8 @@ class MarkerError(NLALensError, ValueError):
     marker token. A silent miss here would make the AV read a literal marker character instead
     of the vector, so it is always an error.
     """
+
+
+class TeacherError(NLALensError, RuntimeError):
+    """A warm-start teacher could not produce explanations (no API key, an endpoint that keeps
+    failing, a malformed reply, or a teacher returning the wrong number of explanations)."""

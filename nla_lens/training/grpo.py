@@ -184,7 +184,7 @@ class GRPOTrainer(Trainer):
             ids, attention = ar.encode([texts[i] for i in ok.tolist()])
             loss = reconstruction_loss(ar(ids, attention), group[ok].to(ar.device))
             self._optimizer_step(loss, ar, self.ar_optimizer)
-            ar_loss = float(loss)
+            ar_loss = loss.item()
         timings["ar_seconds"] = time.perf_counter() - start
 
         self.last_samples = pd.DataFrame({
@@ -192,7 +192,7 @@ class GRPOTrainer(Trainer):
             "reward": rewards.tolist(), "failed": failed.tolist()})
         return {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
                 "mse_ok": float(mse[ok].mean()) if len(ok) else float("nan"),
-                "policy_loss": float(policy_loss), "kl": float(kl), "av_grad_norm": av_grad, "ar_loss": ar_loss,
+                "policy_loss": policy_loss.item(), "kl": kl.item(), "av_grad_norm": av_grad, "ar_loss": ar_loss,
                 **sample_stats, **timings}
 
     def sampled_reward(self, vectors: torch.Tensor, seed: int = 0) -> float:

@@ -106,7 +106,7 @@ class ARWarmStart(Trainer):
         predicted = self.ar(ids, mask)
         loss = reconstruction_loss(predicted, self.dataset.vectors[idx].to(predicted.device))
         grad_norm = self._optimizer_step(loss, self.ar, self.optimizer)
-        return {"loss": float(loss), "grad_norm": grad_norm}
+        return {"loss": loss.item(), "grad_norm": grad_norm}
 
     def _evaluate(self) -> dict[str, Any]:
         if self.eval_pairs is None:
@@ -173,7 +173,7 @@ class AVWarmStart(Trainer):
         idx = self._sample_indices(len(self.dataset), self.config.batch_size)
         loss = self._nll(self.dataset.vectors[idx], [self.explanations[i] for i in idx.tolist()])
         grad_norm = self._optimizer_step(loss, self.av.model, self.optimizer)
-        return {"loss": float(loss), "grad_norm": grad_norm}
+        return {"loss": loss.item(), "grad_norm": grad_norm}
 
     def _evaluate(self) -> dict[str, Any]:
         if self.eval_pairs is None:

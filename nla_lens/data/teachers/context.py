@@ -1,0 +1,275 @@
+"""``ContextTeacher``: the offline default warm-start teacher, built from the text and the subject.
+
+It writes three numbered one-line snippets per activation: the recent context verbatim, the
+subject model's own top-k next-token predictions at that position (or the prefix's longest topic
+words when no subject is given), and the current token. No network, no sampling: the same rows
+always give the same explanations.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from nla_lens.data.teachers.base import check_records
+from nla_lens.errors import InputError
+
+VARIANTS = ("context", "template")
+TEMPLATE_LAST_WORDS = 6
+"""Words of verbatim context the ``"template"`` variant keeps (as in the FACTS.md measurement)."""
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z'\-]*[A-Za-z]|[A-Za-z]")
+_STOPWORDS = frozenset(
+    """a about above after again against all also although always among an and another any are
+    around as at be because been before being below between both but by can cannot could did does
+    doing down during each either else ever every few for from further had has have having he her
+    here hers herself him himself his how however into itself just least less made make many might
+    more most much must myself neither never nevertheless none nor not nothing now of off often on
+    once one only onto other others otherwise ought our ours ourselves out over own perhaps rather
+    same shall she should since some something sometimes somewhat still such than that the their
+    theirs them themselves then there therefore these they thing things this those though through
+    thus till to together too toward towards under unless until upon very was were what whatever
+    when whenever where whereas wherever whether which while who whoever whom whose why will with
+    within without would yet you your yours yourself yourselves""".split()
+)
+
+
+def context_words(prefix: str, n: int) -> str:
+    """The last ``n`` whitespace-separated words of ``prefix`` (verbatim, joined by one space),
+    with a leading ``…`` when words were cut off."""
+    words = prefix.split()
+    tail = " ".join(words[-n:]) if n > 0 else ""
+    return ("…" if len(words) > n else "") + tail
+
+
+def topic_words(prefix: str, k: int = 3) -> list[str]:
+    """The ``k`` longest distinct content words of ``prefix`` (ties: the most recent first).
+
+    Content words are alphabetic words of at least four letters that are not stopwords; words
+    are compared case-insensitively and returned as they last appear.
+    """
+    last: dict[str, tuple[int, str]] = {}
+    for index, match in enumerate(_WORD.finditer(prefix)):
+        word = match.group()
+        if len(word) >= 4 and word.lower() not in _STOPWORDS:
+            last[word.lower()] = (index, word)
+    ranked = sorted(last.values(), key=lambda item: (-len(item[1]), -item[0]))
+    return [word for _, word in ranked[:k]]
+
+
+def _quote(text: str) -> str:
+    """Double-quote ``text`` on one line (newlines and tabs escaped, Unicode kept)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _quote_list(items: list[str]) -> str:
+    return ", ".join(_quote(item) for item in items) if items else "(none)"
+
+
+class _NextTokenModel:
+    """Tokenize a prefix and run a causal LM to logits, whatever the subject's backend."""
+
+    def __init__(self, subject: Any):
+        from nla_lens.subjects.adapters import NNsightSubject, SubjectAdapter, as_subject
+
+        if isinstance(subject, tuple) and len(subject) == 2:
+            model, tokenizer = subject
+            if tokenizer is None:
+                raise InputError("ContextTeacher(subject=(model, tokenizer)) needs a tokenizer.")
+            self.model, self.tokenizer = model, tokenizer
+            self.encode = lambda text: tokenizer(text, add_special_tokens=True)["input_ids"]
+            self.forward = lambda tokens: model(input_ids=tokens).logits
+            self.n_ctx = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+            return
+        if not isinstance(subject, SubjectAdapter) and not (
+            hasattr(subject, "run_with_cache") or hasattr(subject, "trace")
+        ):
+            raise InputError(
+                f"ContextTeacher cannot use a {type(subject).__name__} as subject. Pass a "
+                "TransformerBridge or HookedTransformer (nla_lens.load_subject), an nnsight model, "
+                "or a (Hugging Face causal LM, tokenizer) pair."
+            )
+        adapter = as_subject(subject)
+        self.tokenizer, self.encode, self.n_ctx = adapter.tokenizer, adapter.encode, adapter.n_ctx
+        if isinstance(adapter, NNsightSubject):  # the local HF module behind the nnsight wrapper
+            hf_model = adapter.model._module
+            self.model = hf_model
+            self.forward = lambda tokens: hf_model(input_ids=tokens).logits
+        else:
+            self.model = adapter.model
+            self.forward = lambda tokens: adapter.model(tokens)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def pad_id(self) -> int:
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        return int(pad) if pad is not None else 0
+
+
+class ContextTeacher:
+    """Offline warm-start teacher: recent context verbatim, the subject's predictions, the token.
+
+    Each explanation is exactly three numbered snippets, one per line, e.g.::
+
+        1. Recent context: "…pulled at his forelock some hours after a Saracen"
+        2. Likely next: "scimitar", "sword", "army"
+        3. Current token: " Saracen"
+
+    Without a subject, snippet 2 lists the prefix's three longest distinct content words
+    (``2. Topic words: ...``) instead of predictions.
+
+    Why verbatim context is the default: on the embedded SmolLM2 at ``blocks.20.hook_resid_post``,
+    an AR trained on the last ~15 words of the prefix verbatim reached held-out fve_nrm 0.69 in
+    15 CPU-minutes, while a templated description (topic words, current word, last 6 words, top-3
+    predictions) reached 0.42 in the same time (FACTS.md, "What a reconstructor can reach here").
+    ``variant="template"`` writes that templated description, so the two can be compared.
+
+    Args:
+        subject: Optional subject model for the predictions: a ``TransformerBridge`` or
+            ``HookedTransformer`` (``nla_lens.load_subject``), an nnsight model (its local HF
+            module is run), a ``SubjectAdapter``, or a ``(HF causal LM, tokenizer)`` pair.
+        n_context_words: Words of verbatim context (``variant="context"``).
+        top_k: Number of next-token predictions listed.
+        batch_size: Sequences per subject forward pass.
+        variant: ``"context"`` (default) or ``"template"``.
+        progress: Show a ``tqdm`` bar while the subject runs.
+    """
+
+    def __init__(
+        self,
+        subject: Any = None,
+        *,
+        n_context_words: int = 15,
+        top_k: int = 3,
+        batch_size: int = 8,
+        variant: str = "context",
+        progress: bool = True,
+    ):
+        for name, value in (("n_context_words", n_context_words), ("top_k", top_k), ("batch_size", batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be an int >= 1, got {value!r}.")
+        if variant not in VARIANTS:
+            raise InputError(f"variant must be one of {VARIANTS}, got {variant!r}.")
+        self.n_context_words, self.top_k, self.batch_size = n_context_words, top_k, batch_size
+        self.variant, self.progress = variant, progress
+        self._runner = _NextTokenModel(subject) if subject is not None else None
+
+    def __repr__(self) -> str:
+        subject = "None" if self._runner is None else type(self._runner.model).__name__
+        return (
+            f"ContextTeacher(subject={subject}, variant={self.variant!r}, "
+            f"n_context_words={self.n_context_words}, top_k={self.top_k})"
+        )
+
+    # -- the subject's predictions -----------------------------------------------------------
+    @torch.no_grad()
+    def top_next_tokens(self, records: pd.DataFrame) -> list[list[int]]:
+        """The subject's ``top_k`` next-token ids after each row's prefix, most likely first.
+
+        Each prefix is re-tokenized with the subject's tokenizer (as extraction tokenizes
+        documents) and read at its last position; for a causal model that equals the document's
+        logits at the row's ``position``. Rows of one document (``doc_id``) whose token ids are
+        a prefix of the document's longest prefix share one forward pass.
+
+        Returns:
+            One list of ``top_k`` token ids per row (empty for an empty prefix).
+
+        Raises:
+            InputError: If the teacher has no subject, or for malformed records.
+        """
+        if self._runner is None:
+            raise InputError("This ContextTeacher has no subject model; pass subject=... to get predictions.")
+        records = check_records(records)
+        runner = self._runner
+        encoded: dict[str, list[int]] = {}
+        for prefix in records["prefix"]:
+            if prefix not in encoded:
+                ids = list(runner.encode(prefix))
+                encoded[prefix] = ids[-runner.n_ctx :] if runner.n_ctx and len(ids) > runner.n_ctx else ids
+        groups = records["doc_id"] if "doc_id" in records.columns else records["prefix"]
+
+        sequences: dict[tuple[int, ...], int] = {}  # token ids of one forward pass -> job index
+        where: list[tuple[int, int] | None] = []  # per row: (job, position) to read
+        longest: dict[Any, str] = {}
+        for prefix, key in zip(records["prefix"], groups):
+            if key not in longest or len(encoded[prefix]) > len(encoded[longest[key]]):
+                longest[key] = prefix
+        for prefix, key in zip(records["prefix"], groups):
+            ids, full = encoded[prefix], encoded[longest[key]]
+            if not ids:
+                where.append(None)
+                continue
+            run = tuple(full) if full[: len(ids)] == ids else tuple(ids)
+            where.append((sequences.setdefault(run, len(sequences)), len(ids) - 1))
+
+        wanted: dict[int, list[int]] = {}
+        for job_pos in where:
+            if job_pos is not None:
+                wanted.setdefault(job_pos[0], []).append(job_pos[1])
+        jobs = sorted(sequences, key=len)  # length-sorted: little padding
+        top: dict[tuple[int, int], list[int]] = {}
+        bar = tqdm(total=len(jobs), desc="subject predictions", unit="seq", disable=not self.progress)
+        for start in range(0, len(jobs), self.batch_size):
+            batch = jobs[start : start + self.batch_size]
+            width = max(len(seq) for seq in batch)
+            tokens = torch.full((len(batch), width), runner.pad_id, dtype=torch.long)
+            for row, seq in enumerate(batch):
+                tokens[row, : len(seq)] = torch.tensor(seq)
+            logits = runner.forward(tokens.to(runner.device))  # right padding: causal outputs exact
+            for row, seq in enumerate(batch):
+                job = sequences[seq]
+                positions = sorted(set(wanted[job]))
+                ids = logits[row, positions].float().topk(self.top_k, dim=-1).indices.tolist()
+                top.update({(job, p): i for p, i in zip(positions, ids)})
+            bar.update(len(batch))
+        bar.close()
+        return [top[job_pos] if job_pos is not None else [] for job_pos in where]
+
+    # -- explanations ------------------------------------------------------------------------
+    def explain(self, prefix: str, token: str, predictions: list[str] | None = None) -> str:
+        """The explanation of one prefix ending at ``token``.
+
+        Args:
+            prefix: Document text up to and including the token.
+            token: The token's text (leading space included).
+            predictions: Decoded next-token predictions, most likely first, or ``None``.
+
+        Returns:
+            Three numbered snippets separated by newlines.
+        """
+        topics = _quote_list(topic_words(prefix))
+        current = f"3. Current token: {_quote(token)}"
+        if self.variant == "context":
+            first = f"1. Recent context: {_quote(context_words(prefix, self.n_context_words))}"
+            if predictions is None:
+                second = f"2. Topic words: {topics}"
+            else:
+                second = f"2. Likely next: {_quote_list(predictions)}"
+            return "\n".join((first, second, current))
+        last = _quote(context_words(prefix, TEMPLATE_LAST_WORDS))
+        if predictions is None:
+            return "\n".join((f"1. Topic words: {topics}", f"2. Last words: {last}", current))
+        return "\n".join(
+            (f"1. Topic words: {topics}; last words: {last}", f"2. Likely next: {_quote_list(predictions)}", current)
+        )
+
+    def __call__(self, records: pd.DataFrame) -> list[str]:
+        """One explanation per row of ``records`` (columns ``prefix``, ``token``; ``doc_id``
+        optional, used to share forward passes), in row order."""
+        records = check_records(records)
+        if self._runner is None:
+            predictions: list[list[str] | None] = [None] * len(records)
+        else:
+            decode = self._runner.tokenizer.decode
+            predictions = [
+                [decode([i]).strip() or decode([i]) for i in ids] for ids in self.top_next_tokens(records)
+            ]
+        return [self.explain(p, t, q) for p, t, q in zip(records["prefix"], records["token"], predictions)]

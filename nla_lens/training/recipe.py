@@ -1,0 +1,180 @@
+"""The end-to-end recipe behind ``nla-lens train``: data -> teacher -> warm starts -> GRPO -> report.
+
+A run folder holds ``config.json``, the activation dataset, the teacher's explanations,
+``history_{stage}.csv`` for each stage, trainer checkpoints, ``nla-sft/`` (after the warm
+starts), ``nla/`` (after RL) and ``report.json`` with the held-out figures of both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from nla_lens.errors import InputError
+from nla_lens.metrics import fve_nrm, predict_mean_control, shuffled_control
+from nla_lens.models.nla import NLA
+from nla_lens.training.grpo import GRPOConfig, GRPOTrainer
+from nla_lens.training.sft import ARWarmStart, AVWarmStart, WarmStartConfig
+
+
+@dataclasses.dataclass
+class Recipe:
+    """Every setting of a training run (the presets are instances of it)."""
+
+    name: str
+    subject: str = "smollm2-135m"
+    layer: int = 20
+    documents: int = 800
+    positions_per_doc: int = 6
+    max_length: int = 128
+    n_context_words: int = 12
+    ar_steps: int = 300
+    ar: WarmStartConfig = dataclasses.field(default_factory=lambda: WarmStartConfig(lr=3e-4, batch_size=16, lora_r=12))
+    av_steps: int = 300
+    av: WarmStartConfig = dataclasses.field(default_factory=lambda: WarmStartConfig(lr=3e-4, batch_size=8, lora_r=8))
+    rl_steps: int = 40
+    rl: GRPOConfig = dataclasses.field(default_factory=lambda: GRPOConfig(
+        n_vectors=8, group_size=4, max_new_tokens=72, av_lr=5e-5, ar_lr=1e-4, kl_coef=0.01))
+    eval_size: int = 64
+    eval_every: int = 50
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, Recipe] = {
+    "smoke": Recipe(
+        name="smoke", documents=24, positions_per_doc=4, max_length=64, ar_steps=6,
+        ar=WarmStartConfig(lr=3e-4, batch_size=4, lora_r=4), av_steps=4,
+        av=WarmStartConfig(lr=3e-4, batch_size=2, lora_r=4), rl_steps=2,
+        rl=GRPOConfig(n_vectors=2, group_size=2, max_new_tokens=24), eval_size=6, eval_every=2),
+    "smollm2-135m": Recipe(name="smollm2-135m"),
+}
+
+
+def _log(message: str) -> None:
+    print(f"[nla-lens {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def held_out_report(nla: NLA, vectors: torch.Tensor, train_vectors: torch.Tensor, *, max_new_tokens: int) -> dict[str, Any]:
+    """fve_nrm of greedy round trips on held-out vectors, with both controls and the failure rate."""
+    frame = nla.av.verbalize(vectors, max_new_tokens=max_new_tokens, progress=False, warn=False)
+    texts = [t if t.strip() else "(empty)" for t in frame["explanation"]]
+    predicted = nla.ar.reconstruct(texts)
+    return {
+        "n": len(vectors), "fve_nrm": fve_nrm(predicted, vectors),
+        "fve_nrm_shuffled": shuffled_control(predicted, vectors, 0),
+        "predict_mean": predict_mean_control(train_vectors, vectors),
+        "failure_rate": float((~frame["ok"]).mean()), "response_length": float(frame["n_tokens"].mean()),
+        "examples": frame["explanation"].head(5).tolist(),
+    }
+
+
+def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None) -> dict[str, Any]:
+    """Train an NLA on the embedded (or any) subject from scratch; return the report.
+
+    Stages already finished in ``output_dir`` (their outputs exist) are loaded, not redone, so an
+    interrupted run continues where it stopped.
+    """
+    import nla_lens
+    from nla_lens.data.teachers import ContextTeacher
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(recipe.to_dict(), indent=2))
+    torch.manual_seed(recipe.seed)
+    clock = {"start": time.perf_counter()}
+
+    subject = nla_lens.load_subject(recipe.subject, cache_dir=cache_dir)
+    acts_dir = out / "activations"
+    if (acts_dir / "dataset_meta.json").is_file():
+        dataset = nla_lens.ActivationDataset.load(acts_dir)
+    else:
+        _log(f"extracting activations from {recipe.documents} documents")
+        docs = nla_lens.load_corpus(max_documents=recipe.documents)
+        dataset = nla_lens.extract_activations(subject, docs, recipe.layer, positions_per_doc=recipe.positions_per_doc,
+                                               max_length=recipe.max_length, seed=recipe.seed)
+        dataset.save(acts_dir)
+    if set(dataset.splits) < {"av_sft", "ar_sft", "rl", "eval"}:
+        raise InputError(f"Too few documents for all four splits: {dataset.splits}. Raise documents.")
+
+    teacher_file = out / "teacher_explanations.parquet"
+    if teacher_file.is_file():
+        explanations = pd.read_parquet(teacher_file)["explanation"]
+    else:
+        _log("writing warm-start explanations with the offline ContextTeacher")
+        teacher = ContextTeacher(subject, n_context_words=recipe.n_context_words)
+        explanations = pd.Series(teacher(dataset.frame), index=dataset.frame.index, name="explanation")
+        explanations.to_frame().to_parquet(teacher_file)
+    clock["data"] = time.perf_counter() - clock["start"]
+
+    def pairs(split: str):
+        part = dataset.split(split)
+        mask = (dataset.frame["split"] == split).to_numpy()
+        return part, explanations[mask].tolist()
+
+    av_data, av_texts = pairs("av_sft")
+    ar_data, ar_texts = pairs("ar_sft")
+    eval_data, eval_texts = pairs("eval")
+    rl_data = dataset.split("rl")
+    eval_vectors = eval_data.vectors[: recipe.eval_size]
+    train_vectors = torch.cat([av_data.vectors, ar_data.vectors, rl_data.vectors])
+
+    sft_dir = out / "nla-sft"
+    if (sft_dir / "ar").is_dir():
+        nla = NLA.from_pretrained(sft_dir, is_trainable=True)
+    else:
+        nla = NLA.untrained(recipe.subject, layer=recipe.layer, subject_model=dataset.meta.get("subject"),
+                            hook_name=dataset.hook_name)
+        _log(f"AR warm start: {recipe.ar_steps} steps")
+        ar_cfg = dataclasses.replace(recipe.ar, eval_every=recipe.eval_every, eval_size=recipe.eval_size, seed=recipe.seed)
+        ar_run = ARWarmStart(nla.ar, ar_data, ar_texts, ar_cfg, eval_dataset=eval_data, eval_explanations=eval_texts)
+        ar_run.train(recipe.ar_steps)
+        ar_run.history.to_csv(out / "history_ar_sft.csv", index=False)
+        _log(f"AV warm start: {recipe.av_steps} steps")
+        av_cfg = dataclasses.replace(recipe.av, eval_every=recipe.eval_every, eval_size=min(16, recipe.eval_size),
+                                     seed=recipe.seed)
+        av_run = AVWarmStart(nla.av, av_data, av_texts, av_cfg, eval_dataset=eval_data, eval_explanations=eval_texts,
+                             eval_ar=nla.ar, max_new_tokens=recipe.rl.max_new_tokens)
+        av_run.train(recipe.av_steps)
+        av_run.history.to_csv(out / "history_av_sft.csv", index=False)
+        _stamp(nla, "sft", recipe)
+        nla.save_pretrained(sft_dir)
+    clock["sft"] = time.perf_counter() - clock["start"] - clock["data"]
+    _log("held-out evaluation of the warm-started NLA")
+    report: dict[str, Any] = {"recipe": recipe.name, "sft": held_out_report(
+        nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens)}
+    report["teacher_oracle_fve_nrm"] = fve_nrm(nla.ar.reconstruct(eval_texts[: recipe.eval_size]), eval_vectors)
+    _log(f"SFT: {report['sft']['fve_nrm']:.3f} fve_nrm (shuffled {report['sft']['fve_nrm_shuffled']:.3f})")
+
+    _log(f"GRPO: {recipe.rl_steps} steps")
+    rl_cfg = dataclasses.replace(recipe.rl, eval_every=recipe.eval_every, eval_size=min(16, recipe.eval_size),
+                                 checkpoint_every=max(1, recipe.eval_every // 2), output_dir=str(out / "checkpoints"),
+                                 seed=recipe.seed)
+    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    rl_run = GRPOTrainer(nla, rl_data, rl_cfg, eval_dataset=eval_data,
+                         resume_from=checkpoints[-1] if checkpoints else None)
+    rl_run.train(max(0, recipe.rl_steps - rl_run.step_count))
+    rl_run.history.to_csv(out / "history_rl.csv", index=False)
+    clock["rl"] = time.perf_counter() - clock["start"] - clock["data"] - clock["sft"]
+    _stamp(nla, "rl", recipe, rl_steps=rl_run.step_count)
+    nla.save_pretrained(out / "nla")
+    report["rl"] = held_out_report(nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens)
+    report["cpu_minutes"] = {k: round(v / 60, 1) for k, v in clock.items() if k != "start"}
+    report["rl_steps"] = rl_run.step_count
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    _log(f"RL: {report['rl']['fve_nrm']:.3f} fve_nrm (shuffled {report['rl']['fve_nrm_shuffled']:.3f}); "
+         f"report in {out / 'report.json'}")
+    return report
+
+
+def _stamp(nla: NLA, stage: str, recipe: Recipe, **extra: Any) -> None:
+    for part in (nla.av, nla.ar):
+        part.cfg.provenance.update({"stage": stage, "recipe": recipe.name, "nla_lens": "0.1.0", **extra})
