@@ -12,6 +12,7 @@ Quick start (offline, on the embedded SmolLM2-135M-Instruct)::
 
 from nla_lens.data.corpus import load_corpus
 from nla_lens.data.dataset import ActivationDataset
+from nla_lens.data.teachers import APITeacher, ContextTeacher, HFTeacher
 from nla_lens.data.extraction import extract_activations
 from nla_lens.errors import NLALensError
 from nla_lens.hooks import parse_hook_name, resid_post
@@ -27,6 +28,9 @@ __all__ = [
     "ActivationDataset",
     "ActivationReconstructor",
     "ActivationVerbalizer",
+    "APITeacher",
+    "ContextTeacher",
+    "HFTeacher",
     "NLALensError",
     "as_subject",
     "extract_activations",

@@ -63,34 +63,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     import nla_lens
     from nla_lens.models.pretrained import load_pretrained_nla
 
     nla = load_pretrained_nla(args.nla)
     subject = nla_lens.load_subject(nla.av.cfg.subject_model or "smollm2-135m", cache_dir=args.cache_dir)
-    frame = nla.explain(text=args.text, subject=subject, max_new_tokens=args.max_new_tokens,
-                        positions=args.positions, progress=False, warn=False)
-    texts = [t if t.strip() else "(empty)" for t in frame["explanation"]]
-    adapter = nla_lens.as_subject(subject)
-    targets = adapter.activations(torch_tensor([adapter.encode(args.text, adapter.n_ctx)]),
-                                  adapter.resolve_hook(nla.hook_name))[0][frame["position"].tolist()]
-    from nla_lens.metrics import cosine, normalized_mse
-
-    predicted = nla.reconstruct(texts)
-    frame["mse"] = normalized_mse(predicted, targets).numpy()
-    frame["cosine"] = cosine(predicted, targets).numpy()
-    with pd.option_context("display.max_colwidth", args.width, "display.width", 200):
-        for row in frame.itertuples():
-            print(f"[{row.position:3d}] {row.token!r:14s} mse {row.mse:.3f}  cos {row.cosine:.3f}  {row.explanation}")
+    frame = nla.round_trip(text=args.text, subject=subject, positions=args.positions,
+                           max_new_tokens=args.max_new_tokens, progress=False, warn=False)
+    for row in frame.itertuples():
+        explanation = " / ".join(line.strip() for line in row.explanation.splitlines() if line.strip())
+        print(f"[{row.position:3d}] {row.token!r:14s} mse {row.mse:.3f}  cos {row.cosine:.3f}  {explanation[: args.width]}")
+    report = frame.attrs.get("report")
+    if report:
+        print(f"fve_nrm over these tokens {report['fve_nrm']:.3f} (shuffled control {report['fve_nrm_shuffled']:.3f})")
     return 0
-
-
-def torch_tensor(data):
-    import torch
-
-    return torch.tensor(data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--nla", default=None, help="NLA folder (default: the one shipped for the embedded model)")
     xp.add_argument("--positions", type=int, nargs="*", default=None, help="token positions (default: all but the first)")
     xp.add_argument("--max-new-tokens", type=int, default=64)
-    xp.add_argument("--width", type=int, default=120)
+    xp.add_argument("--width", type=int, default=160, help="characters of each explanation shown")
     xp.add_argument("--cache-dir", default=None)
     xp.set_defaults(func=_explain)
     return parser

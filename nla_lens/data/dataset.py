@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from nla_lens.atomic import atomic_folder
 from nla_lens.errors import DatasetError, InputError
 
 PARQUET_NAME = "activations.parquet"
@@ -130,25 +129,13 @@ class ActivationDataset:
         import pyarrow.parquet as pq
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
+        with atomic_folder(path) as tmp:
             table = pa.Table.from_pandas(self.frame[list(COLUMNS)], preserve_index=False)
             flat = pa.array(self.vectors.numpy().reshape(-1), type=pa.float32())
             table = table.append_column("vector", pa.FixedSizeListArray.from_arrays(flat, self.d_model))
             pq.write_table(table, tmp / PARQUET_NAME)
             meta = {**self.meta, "format_version": FORMAT_VERSION, "n": len(self), "d_model": self.d_model}
             (tmp / META_NAME).write_text(json.dumps(meta, indent=2, default=str))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod

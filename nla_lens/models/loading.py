@@ -1,18 +1,12 @@
-"""Loading and writing model folders: base LMs by name, safetensors-only checks, atomic saves.
+"""Loading model folders: base LMs by name, safetensors-only checks, PEFT adapter folders.
 
 Shared by the verbalizer, the reconstructor and the NLA pair so that all three refuse pickle
-checkpoints the same way, resolve the embedded base model the same way, and never leave a
-half-written folder behind.
+checkpoints the same way and resolve the embedded base model the same way.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,26 +74,3 @@ def adapter_base(path: Path, provenance: dict[str, Any]) -> str | None:
         raise CheckpointError(f"{path} holds LoRA adapters but names no base model: set provenance.base_model "
                               "in its nla_meta.yaml (e.g. 'smollm2-135m').")
     return base
-
-
-@contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; on success it replaces ``path`` in one rename.
-
-    On any error (or KeyboardInterrupt) the temporary folder is removed and an existing
-    ``path`` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -17,7 +17,8 @@ import torch
 from nla_lens.errors import CheckpointError, InputError
 from nla_lens.injection import choose_marker
 from nla_lens.metrics import cosine, normalized_mse, reconstruction_report
-from nla_lens.models.loading import atomic_folder, load_base_lm
+from nla_lens.atomic import atomic_folder
+from nla_lens.models.loading import load_base_lm
 from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.models.verbalizer import ActivationVerbalizer
 from nla_lens.schema import NLAMeta
@@ -148,13 +149,25 @@ class NLA:
         """Vectors ``[N, d_model]`` rebuilt from explanations by the AR."""
         return self.ar.reconstruct(explanations, **kwargs)
 
-    def round_trip(self, vectors: Any, **kwargs: Any) -> pd.DataFrame:
-        """Explain, reconstruct, and score each vector.
+    def round_trip(self, vectors: Any = None, *, text: str | None = None, positions: Any = None,
+                   subject: Any = None, **kwargs: Any) -> pd.DataFrame:
+        """Explain, reconstruct, and score each vector (or each chosen token of ``text``).
+
+        Args:
+            vectors: ``[N, d_model]`` activations; or pass ``text`` + ``subject`` (+ ``positions``)
+                to read them from the subject model at this NLA's hook.
+            **kwargs: Passed to :meth:`ActivationVerbalizer.verbalize`.
 
         Returns:
-            The verbalize DataFrame plus ``mse`` (normalised, 2(1-cos)) and ``cosine`` per row;
-            ``frame.attrs["report"]`` holds fve_nrm and its shuffled control over the batch.
+            The verbalize DataFrame plus ``mse`` (normalised, 2(1-cos)) and ``cosine`` per row
+            (and ``position``/``token`` for text); ``frame.attrs["report"]`` holds fve_nrm and its
+            shuffled control over the batch when there are more than two rows.
         """
+        tokens: list[str] | None = None
+        if text is not None:
+            vectors, tokens, positions = self._text_activations(text, positions, subject)
+        elif vectors is None:
+            raise InputError("Pass vectors, or text= with subject=.")
         vectors = self.av.check_vectors(vectors)
         frame = self.av.verbalize(vectors, **kwargs)
         texts = [e if e.strip() else "(empty)" for e in frame["explanation"]]
@@ -162,6 +175,9 @@ class NLA:
         targets = vectors[torch.tensor(frame["vector"].to_numpy())]
         frame["mse"] = normalized_mse(predicted, targets).numpy()
         frame["cosine"] = cosine(predicted, targets).numpy()
+        if tokens is not None:
+            frame.insert(0, "position", [positions[i] for i in frame["vector"]])
+            frame.insert(1, "token", [tokens[positions[i]] for i in frame["vector"]])
         if len(frame) > 2:
             frame.attrs["report"] = reconstruction_report(predicted, targets)
         return frame

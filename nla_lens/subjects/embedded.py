@@ -16,13 +16,12 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CacheError, SubjectLoadError
 
 EMBEDDED_NAMES = ("smollm2-135m", "smollm2-135m-instruct", "embedded")
@@ -87,10 +86,8 @@ def _build_cache(gguf: Path, folder: Path, key: str) -> None:
     """Dequantize the GGUF and write the HF folder atomically into ``folder``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_folder(folder) as tmp:
+        tmp.chmod(0o755)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         quantized = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
@@ -106,14 +103,6 @@ def _build_cache(gguf: Path, folder: Path, key: str) -> None:
         tokenizer.save_pretrained(tmp)
         files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
         (tmp / _MANIFEST).write_text(json.dumps({"key": key, "source": str(gguf), "files": files}))
-        if folder.exists():  # a stale or broken cache: move it aside, then swap in the new one
-            trash = folder.with_name(folder.name + ".stale")
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(folder, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def embedded_model_dir(cache_dir: str | os.PathLike | None = None, *, rebuild: bool = False) -> Path:

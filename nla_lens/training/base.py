@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 import torch
@@ -31,8 +31,11 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm.auto import tqdm
 
 from nla_lens.errors import CheckpointError, InputError
-from nla_lens.models.loading import atomic_folder
+from nla_lens.atomic import atomic_folder
 from nla_lens.training.checkpoint import STATE_FILE, load_optimizer, load_rng, save_optimizer, save_rng
+
+if TYPE_CHECKING:
+    from nla_lens.widgets.dashboard import NLADashboard
 
 
 @dataclasses.dataclass
@@ -160,13 +163,27 @@ class Trainer:
             callback.on_eval(self, metrics)
         return metrics
 
-    def train(self, n_steps: int, *, progress: bool = True, callbacks: Iterable[TrainerCallback] = ()) -> pd.DataFrame:
+    def train(self, n_steps: int, *, progress: bool = True, callbacks: Iterable[TrainerCallback] = (),
+              dashboard: bool | NLADashboard = False) -> pd.DataFrame:
         """Run ``n_steps`` steps with a progress bar; Ctrl-C (or ``request_stop``) stops cleanly.
+
+        Args:
+            n_steps: Steps to run.
+            progress: Show a ``tqdm`` progress bar.
+            callbacks: Extra callbacks for this call only.
+            dashboard: ``True`` displays a live :class:`~nla_lens.widgets.NLADashboard` (curves,
+                latest samples, a stop button) for this call; pass an existing one to reuse it.
 
         Returns:
             The ``history`` DataFrame.
         """
         extra = list(callbacks)
+        if dashboard is not False and dashboard is not None:
+            from nla_lens.widgets.dashboard import dashboard_for  # optional dependency: anywidget
+
+            board = dashboard_for(self, dashboard)
+            if board not in self.callbacks and board not in extra:
+                extra.append(board)
         self.callbacks.extend(extra)
         self._stop_requested = False
         bar = tqdm(total=n_steps, desc=type(self).__name__, disable=not progress)

@@ -20,6 +20,7 @@ from nla_lens.errors import InputError
 from nla_lens.metrics import fve_nrm, predict_mean_control, shuffled_control
 from nla_lens.models.nla import NLA
 from nla_lens.training.grpo import GRPOConfig, GRPOTrainer
+from nla_lens.training.model_card import write_model_card
 from nla_lens.training.sft import ARWarmStart, AVWarmStart, WarmStartConfig
 
 
@@ -51,10 +52,10 @@ class Recipe:
 
 PRESETS: dict[str, Recipe] = {
     "smoke": Recipe(
-        name="smoke", documents=24, positions_per_doc=4, max_length=64, ar_steps=6,
-        ar=WarmStartConfig(lr=3e-4, batch_size=4, lora_r=4), av_steps=4,
+        name="smoke", documents=12, positions_per_doc=4, max_length=48, ar_steps=4,
+        ar=WarmStartConfig(lr=3e-4, batch_size=4, lora_r=4), av_steps=3,
         av=WarmStartConfig(lr=3e-4, batch_size=2, lora_r=4), rl_steps=2,
-        rl=GRPOConfig(n_vectors=2, group_size=2, max_new_tokens=24), eval_size=6, eval_every=2),
+        rl=GRPOConfig(n_vectors=2, group_size=2, max_new_tokens=16), eval_size=4, eval_every=2),
     "smollm2-135m": Recipe(name="smollm2-135m"),
 }
 
@@ -170,6 +171,7 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     report["cpu_minutes"] = {k: round(v / 60, 1) for k, v in clock.items() if k != "start"}
     report["rl_steps"] = rl_run.step_count
     (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_model_card(out / "nla", report, recipe.to_dict())
     _log(f"RL: {report['rl']['fve_nrm']:.3f} fve_nrm (shuffled {report['rl']['fve_nrm_shuffled']:.3f}); "
          f"report in {out / 'report.json'}")
     return report

@@ -59,7 +59,21 @@ def _check_pairs(dataset: ActivationDataset, explanations: Sequence[str], d_mode
     return explanations
 
 
-class ARWarmStart(Trainer):
+class _WarmStart(Trainer):
+    """What both warm starts share: (vector, explanation) pairs and optional held-out pairs."""
+
+    config_class = WarmStartConfig
+
+    def _set_pairs(self, d_model: int, dataset: ActivationDataset, explanations: Sequence[str],
+                   eval_dataset: ActivationDataset | None, eval_explanations: Sequence[str] | None, what: str) -> None:
+        self.explanations = _check_pairs(dataset, explanations, d_model, what)
+        self.dataset = dataset
+        self.eval_pairs = None
+        if eval_dataset is not None:
+            self.eval_pairs = (eval_dataset, _check_pairs(eval_dataset, eval_explanations or [], d_model, "eval"))
+
+
+class ARWarmStart(_WarmStart):
     """Supervised AR training on (teacher explanation, vector) pairs.
 
     Args:
@@ -71,18 +85,13 @@ class ARWarmStart(Trainer):
         resume_from: A checkpoint of this run to continue from.
     """
 
-    config_class = WarmStartConfig
     progress_keys = ("loss", "eval_fve_nrm")
 
     def __init__(self, ar: ActivationReconstructor, dataset: ActivationDataset, explanations: Sequence[str],
                  config: WarmStartConfig | None = None, *, eval_dataset: ActivationDataset | None = None,
                  eval_explanations: Sequence[str] | None = None, callbacks=(), resume_from=None):
         super().__init__(config, callbacks)
-        self.explanations = _check_pairs(dataset, explanations, ar.d_model, "AR warm start")
-        self.dataset = dataset
-        self.eval_pairs = None
-        if eval_dataset is not None:
-            self.eval_pairs = (eval_dataset, _check_pairs(eval_dataset, eval_explanations or [], ar.d_model, "eval"))
+        self._set_pairs(ar.d_model, dataset, explanations, eval_dataset, eval_explanations, "AR warm start")
         if self.config.lora_r:
             ar.backbone = apply_lora(ar.backbone, self.config.lora_r, alpha=self.config.lora_alpha)
             ar.value_head.weight.requires_grad_(True)
@@ -120,7 +129,7 @@ class ARWarmStart(Trainer):
         return {"fve_nrm": fve_nrm(predicted, targets), "fve_nrm_shuffled": shuffled_control(predicted, targets, 0)}
 
 
-class AVWarmStart(Trainer):
+class AVWarmStart(_WarmStart):
     """Supervised AV training: write the teacher's explanation given the injected vector.
 
     Args:
@@ -134,7 +143,6 @@ class AVWarmStart(Trainer):
         max_new_tokens: Generation cap for that round trip.
     """
 
-    config_class = WarmStartConfig
     progress_keys = ("loss", "eval_loss", "eval_fve_nrm")
 
     def __init__(self, av: ActivationVerbalizer, dataset: ActivationDataset, explanations: Sequence[str],
@@ -142,11 +150,7 @@ class AVWarmStart(Trainer):
                  eval_explanations: Sequence[str] | None = None, eval_ar: ActivationReconstructor | None = None,
                  max_new_tokens: int = 96, callbacks=(), resume_from=None):
         super().__init__(config, callbacks)
-        self.explanations = _check_pairs(dataset, explanations, av.d_model, "AV warm start")
-        self.dataset = dataset
-        self.eval_pairs = None
-        if eval_dataset is not None:
-            self.eval_pairs = (eval_dataset, _check_pairs(eval_dataset, eval_explanations or [], av.d_model, "eval"))
+        self._set_pairs(av.d_model, dataset, explanations, eval_dataset, eval_explanations, "AV warm start")
         self.eval_ar = eval_ar
         self.max_new_tokens = max_new_tokens
         if self.config.lora_r:

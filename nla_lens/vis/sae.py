@@ -1,0 +1,317 @@
+"""SAE features for the views: train, cache and load a SAELens SAE; find top-activating contexts.
+
+Owns :func:`train_embedded_sae` (a small TopK SAE trained with SAELens's ``SAETrainer`` on
+activations read from a subject model, cached on disk and reloaded instead of retrained),
+:func:`load_sae`, :func:`check_sae` (an SAE must read the NLA's hook and width) and
+:func:`top_feature_contexts` (for each feature, the corpus snippets around its strongest
+activations, the max-activating token marked ``«like this»``).
+
+``sae_lens`` is imported inside the functions that need it, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nla_lens.atomic import atomic_folder
+from nla_lens.errors import CacheError, InputError
+from nla_lens.hooks import HookPoint
+from nla_lens.subjects.adapters import SubjectAdapter, as_subject
+
+__all__ = ["HIGHLIGHT", "check_sae", "load_sae", "sae_hook_name", "top_feature_contexts", "train_embedded_sae"]
+
+#: Marks around the max-activating token in a context snippet.
+HIGHLIGHT: tuple[str, str] = ("«", "»")
+
+_WEIGHTS, _CONFIG = "sae_weights.safetensors", "cfg.json"
+
+
+def sae_hook_name(sae: Any) -> str | None:
+    """The hook an SAE was trained on: ``sae.cfg.metadata.hook_name`` (SAELens 6) or ``cfg.hook_name``."""
+    metadata = getattr(sae.cfg, "metadata", None)
+    name = getattr(metadata, "hook_name", None) if metadata is not None else None
+    return name or getattr(sae.cfg, "hook_name", None)
+
+
+def check_sae(sae: Any, *, d_model: int, hook_name: str | None, what: str = "the NLA") -> None:
+    """Refuse an SAE that does not read the vectors ``what`` reads.
+
+    Args:
+        sae: A SAELens ``SAE``.
+        d_model: Width of the vectors (``nla.d_model``).
+        hook_name: Hook of the vectors (``nla.hook_name``).
+        what: How to name the other side in messages.
+
+    Raises:
+        InputError: ``sae.cfg.d_in != d_model``, the SAE's hook differs from ``hook_name``, or the
+            SAE records no hook at all. The message names both sides.
+    """
+    d_in = int(sae.cfg.d_in)
+    if d_in != int(d_model):
+        raise InputError(f"The SAE reads d_in={d_in} vectors but {what} reads d_model={d_model} vectors; "
+                         f"use an SAE trained on {what}'s hook ({hook_name}).")
+    sae_hook = sae_hook_name(sae)
+    if sae_hook is None:
+        raise InputError(f"The SAE records no hook name, so it cannot be checked against {what}'s hook "
+                         f"{hook_name!r}. If it was trained there, set sae.cfg.metadata.hook_name = {hook_name!r}.")
+    if hook_name is not None and sae_hook != hook_name:
+        raise InputError(f"The SAE was trained on hook {sae_hook!r} but {what} reads hook {hook_name!r}; "
+                         f"its features would describe other vectors. Use an SAE trained on {hook_name!r}.")
+
+
+def _encode_batches(adapter: SubjectAdapter, texts: Sequence[str], hook: HookPoint, *, max_length: int,
+                    batch_size: int, skip_first: bool) -> Iterator[tuple[list[list[int]], torch.Tensor, torch.Tensor]]:
+    """Yield ``(ids, acts [B, T, d], mask [B, T])`` per batch of texts; ``mask`` marks usable tokens.
+
+    Position 0 (an attention sink with a huge norm in real models) and special tokens are left out.
+    """
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise InputError("texts must be a list of strings.")
+    n_ctx = adapter.n_ctx
+    limit = min(max_length, n_ctx) if n_ctx else max_length
+    special = adapter.special_token_ids()
+    pad = adapter.tokenizer.pad_token_id if adapter.tokenizer.pad_token_id is not None else 0
+    for start in range(0, len(texts), batch_size):
+        ids = [adapter.encode(t, limit) for t in texts[start:start + batch_size]]
+        ids = [x for x in ids if x]
+        if not ids:
+            continue
+        width = max(len(x) for x in ids)
+        tokens = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
+        mask = torch.zeros(tokens.shape, dtype=torch.bool)
+        for row, x in enumerate(ids):
+            mask[row, : len(x)] = torch.tensor([t not in special for t in x])
+        if skip_first:
+            mask[:, 0] = False
+        yield ids, adapter.activations(tokens, hook), mask
+
+
+def _sae_device_dtype(sae: Any) -> tuple[torch.device, torch.dtype]:
+    weight = sae.W_enc
+    return weight.device, weight.dtype
+
+
+def _snippet(tokenizer: Any, ids: list[int], pos: int, left: int, right: int) -> str:
+    lo, hi = max(0, pos - left), min(len(ids), pos + 1 + right)
+    text = (("…" if lo > 0 else "") + tokenizer.decode(ids[lo:pos]) + HIGHLIGHT[0] + tokenizer.decode([ids[pos]])
+            + HIGHLIGHT[1] + tokenizer.decode(ids[pos + 1:hi]) + ("…" if hi < len(ids) else ""))
+    return text.replace("\n", "↵")
+
+
+@torch.no_grad()
+def top_feature_contexts(sae: Any, subject: Any, texts: Sequence[str], hook_name: str, k: int = 3, *,
+                         left: int = 8, right: int = 3, max_length: int = 128, batch_size: int = 8,
+                         skip_first: bool = True) -> dict[int, list[str]]:
+    """The top-``k`` corpus contexts of every SAE feature that fires on ``texts``.
+
+    Each text contributes at most one context per feature (its max-activating token), so the
+    ``k`` contexts of a feature come from ``k`` different texts, strongest first.
+
+    Args:
+        sae: A SAELens ``SAE`` reading ``hook_name``.
+        subject: The subject model (TransformerBridge/HookedTransformer/nnsight or an adapter).
+        texts: The corpus, a list of strings.
+        hook_name: Hook to read, e.g. ``nla.hook_name``; must match the SAE.
+        k: Contexts per feature.
+        left: Tokens of context before the max-activating token.
+        right: Tokens of context after it.
+        max_length: Tokens read per text (and at most the model's ``n_ctx``).
+        batch_size: Texts per forward pass.
+        skip_first: Leave out position 0 (an attention sink whose huge norm swamps features).
+
+    Returns:
+        ``{feature id: [snippet, ...]}`` for features with a positive activation somewhere, each
+        snippet the tokens around the max-activating one, which is marked ``«token»``.
+    """
+    adapter = as_subject(subject)
+    hook = adapter.resolve_hook(hook_name)
+    check_sae(sae, d_model=adapter.d_model, hook_name=hook.name, what="the subject hook")
+    texts = list(texts)
+    device, dtype = _sae_device_dtype(sae)
+    all_ids: list[list[int]] = []
+    best_vals, best_pos = [], []
+    for ids, acts, mask in _encode_batches(adapter, texts, hook, max_length=max_length,
+                                           batch_size=batch_size, skip_first=skip_first):
+        feats = sae.encode(acts.to(device=device, dtype=dtype)).float().cpu()  # [B, T, d_sae]
+        feats = feats.masked_fill(~mask[..., None], float("-inf"))
+        vals, pos = feats.max(dim=1)  # [B, d_sae]
+        all_ids.extend(ids)
+        best_vals.append(vals)
+        best_pos.append(pos)
+    if not all_ids:
+        raise InputError("No usable tokens in texts (all empty, or one token each with skip_first=True).")
+    vals, pos = torch.cat(best_vals), torch.cat(best_pos)  # [N, d_sae]
+    top_vals, top_docs = vals.topk(min(k, len(all_ids)), dim=0)  # [k, d_sae]
+    contexts: dict[int, list[str]] = {}
+    for feature in torch.nonzero(top_vals[0] > 0).flatten().tolist():
+        snippets = []
+        for rank in range(top_vals.shape[0]):
+            if not top_vals[rank, feature] > 0:
+                break
+            doc = int(top_docs[rank, feature])
+            snippets.append(_snippet(adapter.tokenizer, all_ids[doc], int(pos[doc, feature]), left, right))
+        contexts[int(feature)] = snippets
+    return contexts
+
+
+def load_sae(path: str | Path, *, device: str = "cpu") -> Any:
+    """Load an SAE folder written by ``sae.save_model`` / :func:`train_embedded_sae`.
+
+    Raises:
+        CacheError: The folder lacks ``cfg.json`` or ``sae_weights.safetensors``.
+    """
+    from sae_lens import SAE
+
+    path = Path(path).expanduser()
+    missing = [name for name in (_CONFIG, _WEIGHTS) if not (path / name).is_file()]
+    if missing:
+        raise CacheError(f"{path} is not an SAE folder: {', '.join(missing)} missing. An SAE folder is what "
+                         "sae.save_model(path) writes.")
+    return SAE.load_from_disk(path, device=device)
+
+
+def _cache_folder(root: Path, adapter: SubjectAdapter, texts: list[str], settings: dict[str, Any]) -> Path:
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"subject": adapter.name, **settings}, sort_keys=True).encode())
+    for text in texts:
+        digest.update(hashlib.sha256(text.encode()).digest())
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{adapter.name}-{settings['hook_name']}")
+    return root / f"sae-{slug}-{settings['d_sae']}-{digest.hexdigest()[:12]}"
+
+
+def _collect(adapter: SubjectAdapter, texts: list[str], hook: HookPoint, *, limit: int, max_length: int,
+             batch_size: int) -> torch.Tensor:
+    """Up to ``limit`` activation rows ``[N, d_model]`` (no position 0, no special tokens)."""
+    from tqdm.auto import tqdm
+
+    rows, total = [], 0
+    with tqdm(total=limit, desc="Reading activations", unit="tok") as bar:
+        for _, acts, mask in _encode_batches(adapter, texts, hook, max_length=max_length, batch_size=batch_size,
+                                             skip_first=True):
+            rows.append(acts[mask])
+            total += rows[-1].shape[0]
+            bar.update(min(rows[-1].shape[0], limit - bar.n))
+            if total >= limit:
+                break
+    if total == 0:
+        raise InputError("texts hold no usable tokens to train an SAE on.")
+    return torch.cat(rows)[:limit]
+
+
+def _train_sae(acts: torch.Tensor, cfg: Any, *, training_tokens: int, batch_size_tokens: int, lr: float,
+               seed: int) -> Any:
+    """Fit a ``TopKTrainingSAE`` with SAELens's ``SAETrainer`` over shuffled epochs of ``acts``."""
+    from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE
+    from sae_lens.config import SAETrainerConfig
+
+    generator = torch.Generator().manual_seed(seed)
+    batch = min(batch_size_tokens, acts.shape[0])
+
+    def provider() -> Iterator[torch.Tensor]:
+        while True:
+            order = torch.randperm(acts.shape[0], generator=generator)
+            for start in range(0, acts.shape[0] - batch + 1, batch):
+                yield acts[order[start:start + batch]]
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        sae = TopKTrainingSAE(cfg)
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=training_tokens, train_batch_size_samples=batch, lr=lr, lr_end=lr,
+        device=str(acts.device), logger=LoggingConfig(log_to_wandb=False),
+        n_batches_for_norm_estimate=max(1, min(100, acts.shape[0] // batch)),
+        dead_feature_window=max(1, training_tokens // batch // 4),
+    )
+    return SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=provider()).fit()
+
+
+def train_embedded_sae(
+    subject: Any,
+    texts: Sequence[str],
+    *,
+    hook_name: str = "blocks.20.hook_resid_post",
+    d_sae: int = 4096,
+    k: int = 32,
+    training_tokens: int = 200_000,
+    batch_size_tokens: int = 1024,
+    lr: float = 4e-4,
+    max_length: int = 128,
+    batch_size: int = 8,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    rebuild: bool = False,
+) -> Any:
+    """Train (or load from the cache) a TopK SAE on a subject model's activations at one hook.
+
+    Activations of ``texts`` (position 0 and special tokens left out, at most ``training_tokens``
+    rows kept in memory) feed SAELens's ``SAETrainer``, reshuffled every epoch until
+    ``training_tokens`` samples have been seen. Inputs are normalised to mean norm ``sqrt(d_in)``
+    during training and the factor is folded into the weights, so the SAE takes raw activations.
+    The inference SAE is written with ``save_inference_model`` into a cache folder keyed by the
+    subject, hook, settings and a hash of ``texts``, atomically; a later call with the same
+    arguments loads it instead of training.
+
+    Args:
+        subject: The subject model (e.g. ``nla_lens.load_subject()``) or its adapter.
+        texts: Training corpus, a list of strings (e.g. ``nla_lens.load_corpus()``).
+        hook_name: Hook to read; use the NLA's ``hook_name``.
+        d_sae: Number of features.
+        k: Active features per token (TopK).
+        training_tokens: Activation samples to train on (epochs repeat when the corpus is smaller).
+        batch_size_tokens: Activation rows per SAE step.
+        lr: Adam learning rate (constant).
+        max_length: Tokens read per text.
+        batch_size: Texts per subject forward pass.
+        seed: Seeds the SAE initialisation and the shuffling.
+        cache_dir: Root of the cache (default ``~/.cache/nla_lens/saes``).
+        rebuild: Retrain even when a cached SAE exists.
+
+    Returns:
+        A SAELens ``SAE`` (``TopKSAE``) with ``cfg.d_in == subject d_model`` and
+        ``cfg.metadata.hook_name == hook_name``, loaded from its cache folder.
+    """
+    from nla_lens.subjects.embedded import default_cache_dir
+
+    adapter = as_subject(subject)
+    hook = adapter.resolve_hook(hook_name)
+    texts = list(texts)
+    if training_tokens < 1 or d_sae < 1 or not 0 < k <= d_sae:
+        raise InputError(f"Need training_tokens >= 1, d_sae >= 1 and 0 < k <= d_sae (got {training_tokens}, "
+                         f"{d_sae}, {k}).")
+    settings = dict(hook_name=hook.name, d_sae=d_sae, k=k, training_tokens=training_tokens,
+                    batch_size_tokens=batch_size_tokens, lr=lr, max_length=max_length, seed=seed)
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "saes"
+    folder = _cache_folder(root, adapter, texts, settings)
+    if not rebuild and (folder / _CONFIG).is_file():
+        try:
+            return load_sae(folder)
+        except Exception as exc:  # a corrupted cache is rebuilt, never crashed on
+            warnings.warn(f"The SAE cache at {folder} is unreadable ({exc}); retraining.", stacklevel=2)
+
+    from sae_lens import TopKTrainingSAEConfig
+
+    acts = _collect(adapter, texts, hook, limit=training_tokens, max_length=max_length, batch_size=batch_size)
+    cfg = TopKTrainingSAEConfig(d_in=adapter.d_model, d_sae=d_sae, k=k,
+                                normalize_activations="expected_average_only_in")
+    cfg.metadata.model_name = adapter.name
+    cfg.metadata.hook_name = hook.name
+    cfg.metadata.context_size = max_length
+    cfg.metadata.prepend_bos = adapter.prepend_bos
+    sae = _train_sae(acts, cfg, training_tokens=training_tokens, batch_size_tokens=batch_size_tokens, lr=lr,
+                     seed=seed)
+    try:
+        with atomic_folder(folder) as tmp:
+            sae.save_inference_model(tmp)
+            (tmp / "nla_lens_sae.json").write_text(json.dumps(settings, indent=2))
+    except OSError as exc:
+        raise CacheError(f"Could not write the SAE cache under {folder.parent}: {exc}. "
+                         "Pass cache_dir= pointing to a writable folder.") from exc
+    return load_sae(folder)

@@ -1,0 +1,243 @@
+"""Tests of nla_lens.vis: self-contained HTML, the side-by-side view, and the SAE helpers.
+
+Tiny random models only (a 2-block HookedTransformer subject, a tiny-llama NLA, a 64-feature
+SAE): the whole file runs in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import nla_lens
+from nla_lens.errors import InputError
+from nla_lens.testing.tokenizers import TINY_CORPUS, tiny_tokenizer
+from nla_lens.vis import Section, circuitsvis_html, page, side_by_side, top_feature_contexts, train_embedded_sae
+from nla_lens.vis import sae as vis_sae
+from nla_lens.vis.side_by_side import FRAME_COLUMNS
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:.*explanations are flagged", "ignore:HookedTransformer is deprecated",
+    "ignore:The 'utils' module has been deprecated:DeprecationWarning",  # sae_lens importing transformer_lens
+)
+
+HOOK = "blocks.1.hook_resid_post"
+EXTERNAL = re.compile(r"https?://|//cdn|@import\s+url\(", re.IGNORECASE)
+MOUNT = re.compile(r'<div id="(circuits-vis-[^"]+)"[^>]*></div>')
+CORPUS = [*TINY_CORPUS, "The cat and the dog sat in the park.", "A bird sang a song to the cat."]
+
+
+@pytest.fixture(scope="module")
+def subject():
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    tok = tiny_tokenizer()
+    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_ctx=128, d_head=8, n_heads=4, d_mlp=64,
+                                  d_vocab=len(tok), act_fn="gelu", default_prepend_bos=False, seed=0)
+    return HookedTransformer(cfg, tokenizer=tok).eval()
+
+
+@pytest.fixture(scope="module")
+def nla():
+    from nla_lens.models import NLA
+    from nla_lens.testing.models import tiny_llama
+
+    av_tok, ar_tok = tiny_tokenizer(), tiny_tokenizer()
+    return NLA.untrained("tiny", layer=1, injection_scale=5.0,
+                         base_models=((tiny_llama(av_tok), av_tok), (tiny_llama(ar_tok, seed=1), ar_tok)))
+
+
+@pytest.fixture(scope="module")
+def sae_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("saes")
+
+
+@pytest.fixture(scope="module")
+def sae(subject, sae_cache):
+    return train_embedded_sae(subject, CORPUS, hook_name=HOOK, d_sae=64, k=4, training_tokens=2048,
+                              batch_size_tokens=64, lr=1e-2, cache_dir=sae_cache)
+
+
+def _sbs(nla, subject, prompt="The cat sat on the mat.", **kwargs):
+    return side_by_side(nla, subject, prompt, max_new_tokens=3, progress=False, **kwargs)
+
+
+def _make_sae(d_in: int, hook_name: str | None):
+    from sae_lens import TopKSAE, TopKSAEConfig
+
+    cfg = TopKSAEConfig(d_in=d_in, d_sae=8, k=2)
+    if hook_name is not None:
+        cfg.metadata.hook_name = hook_name
+    return TopKSAE(cfg)
+
+
+# -- self-contained pages ----------------------------------------------------------------------
+def test_raw_circuitsvis_local_src_would_fail_the_checks():
+    """The checks below can fail: circuitsvis's own local_src has URLs and a self-closed mount div."""
+    import circuitsvis as cv
+
+    raw = cv.attention.attention_heads(attention=torch.rand(2, 3, 3), tokens=["a", "b", "c"]).local_src
+    assert EXTERNAL.search(raw) and re.search(r'<div id="circuits-vis-[^"]+"[^>]*/>', raw)
+    assert not MOUNT.search(raw)
+    fixed = circuitsvis_html(cv.attention.attention_heads(attention=torch.rand(2, 3, 3), tokens=["a", "b", "c"]))
+    assert not EXTERNAL.search(fixed) and len(MOUNT.findall(fixed)) == 1
+    assert "http:\\/\\/www.w3.org/2000/svg" in fixed  # escaped, not deleted: JS reads the same string
+
+
+def test_page_with_two_side_by_sides_and_an_attention_view(nla, subject, sae):
+    import circuitsvis as cv
+
+    contexts = top_feature_contexts(sae, subject, CORPUS, HOOK, k=2)
+    url = "see https://cdn.example.com/«x».js or //cdn.example.com"  # user text holding URLs
+    contexts = {feature: [*found, url] for feature, found in contexts.items()}
+    first = _sbs(nla, subject, sae=sae, feature_contexts=contexts)
+    second = _sbs(nla, subject, "A bird sang </script><b>x</b> in the tree.", positions=[2, 3], heads=[0, 2])
+    attention = cv.attention.attention_heads(attention=torch.rand(4, 5, 5), tokens=list("abcde"))
+    html = page(Section(first, "first"), second, Section(attention, "raw attention"), title="three views")
+
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    assert EXTERNAL.findall(html) == []
+    assert html.count('data-nla-vis="side-by-side"') == 2
+    assert html.count('data-nla-vis="circuitsvis"') == 3 and html.count("CircuitsVis.render(") == 3
+    mounts = MOUNT.findall(html)
+    assert len(mounts) == 3 and len(set(mounts)) == 3  # closed, distinct mount points
+    assert not re.search(r'<div id="circuits-vis-[^"]+"[^>]*/>', html)
+    assert html.count("<section") == 3 and html.count("</section>") == 3
+    assert html.count('<script crossorigin type="module">') == html.count("</script>") == 3  # "</" escaped
+    assert '" <\\/"' in second.html  # "</" inside the circuitsvis props cannot end the script
+    assert ">&lt;&#47;</span>" in second.html and ">&lt;</span>" in second.html  # token strip escaped
+    assert "cdn.example.com" in first.html and "<mark>x</mark>" in first.html  # shown, but as text
+    assert "<mark>" in html and "L1H2" in html and "L1H1" not in second.html
+    assert "sourceMappingURL" not in html
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to parse the inlined JavaScript")
+def test_escaped_circuitsvis_script_is_still_valid_javascript(tmp_path):
+    import circuitsvis as cv
+
+    html = circuitsvis_html(cv.attention.attention_heads(attention=torch.rand(1, 2, 2), tokens=["</", "x"]))
+    script = html.split('<script crossorigin type="module">', 1)[1].rsplit("</script>", 1)[0]
+    (tmp_path / "view.mjs").write_text(script, encoding="utf-8")
+    done = subprocess.run(["node", "--check", str(tmp_path / "view.mjs")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_view_displays_and_saves(nla, subject, tmp_path):
+    view = _sbs(nla, subject, positions=[1])
+    assert view._repr_html_() == view.html and 'data-nla-vis="side-by-side"' in view.html
+    path = view.save(tmp_path / "out" / "view.html")
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and view.html in text and not EXTERNAL.search(text)
+
+
+# -- the side-by-side view ---------------------------------------------------------------------
+def test_frame_columns_and_features(nla, subject, sae):
+    view = _sbs(nla, subject, sae=sae, sae_top_k=3)
+    frame = view.frame
+    assert list(frame.columns[: len(FRAME_COLUMNS)]) == list(FRAME_COLUMNS)
+    assert frame["position"].tolist() == list(range(1, len(view.tokens)))
+    assert frame["token"].tolist() == view.tokens[1:]
+    assert frame["cosine"].between(-1, 1).all() and (frame["mse"] >= 0).all()
+    assert any(frame["sae_features"].map(len))
+    for features in frame["sae_features"]:
+        assert len(features) <= 3
+        assert all(isinstance(f, int) and 0 <= f < 64 and a > 0 for f, a in features)
+        assert [a for _, a in features] == sorted((a for _, a in features), reverse=True)
+    assert view.attention.shape == (4, len(view.tokens), len(view.tokens))
+    no_sae = _sbs(nla, subject, positions=[2])
+    assert no_sae.frame["sae_features"].tolist() == [[]] and no_sae.frame["position"].tolist() == [2]
+
+
+def test_sae_of_another_width_is_refused(nla, subject):
+    with pytest.raises(InputError, match=r"d_in=16.*d_model=32"):
+        _sbs(nla, subject, sae=_make_sae(16, HOOK))
+
+
+def test_sae_of_another_hook_is_refused(nla, subject):
+    with pytest.raises(InputError) as info:
+        _sbs(nla, subject, sae=_make_sae(32, "blocks.0.hook_resid_post"))
+    assert "blocks.0.hook_resid_post" in str(info.value) and HOOK in str(info.value)
+    with pytest.raises(InputError, match="records no hook name"):
+        _sbs(nla, subject, sae=_make_sae(32, None))
+
+
+def test_long_prompt_is_truncated_with_a_notice(nla, subject):
+    prompt = "The cat sat on the mat. " * 60
+    assert len(subject.tokenizer(prompt)["input_ids"]) > 128
+    with pytest.warns(UserWarning, match="more than the model context"):
+        view = _sbs(nla, subject, prompt, positions=[1, 127])
+    assert len(view.tokens) == 128 and view.frame.attrs["truncated"]
+    assert re.search(r'class="nla-notice"[^>]*>[^<]*more than the model context \(128\)', view.html)
+    short = _sbs(nla, subject, positions=[1])
+    assert "nla-notice" not in short.html.split("</style>", 1)[1]
+    with pytest.raises(InputError, match="positions"), pytest.warns(UserWarning, match="model context"):
+        _sbs(nla, subject, prompt, positions=[128])
+
+
+# -- SAE helpers -------------------------------------------------------------------------------
+def test_train_embedded_sae_trains_once_then_loads_the_cache(subject, sae, sae_cache, monkeypatch):
+    assert sae.cfg.d_in == 32 and sae.cfg.d_sae == 64 and sae.cfg.metadata.hook_name == HOOK
+    folders = list(sae_cache.glob("sae-*"))
+    assert len(folders) == 1 and (folders[0] / "cfg.json").is_file()
+
+    # Training reconstructs the activations better than the zero vector (direction, not numbers).
+    acts = subject.run_with_cache(torch.tensor([subject.tokenizer(CORPUS[0])["input_ids"]]),
+                                  names_filter=HOOK)[1][HOOK][0, 1:]
+    with torch.no_grad():
+        err = (sae.decode(sae.encode(acts)) - acts).pow(2).sum()
+    assert err < acts.pow(2).sum()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("retrained or re-extracted although a cached SAE exists")
+
+    monkeypatch.setattr(vis_sae, "_train_sae", refuse)
+    monkeypatch.setattr(vis_sae, "_collect", refuse)
+    again = train_embedded_sae(subject, CORPUS, hook_name=HOOK, d_sae=64, k=4, training_tokens=2048,
+                               batch_size_tokens=64, lr=1e-2, cache_dir=sae_cache)
+    for name, tensor in sae.state_dict().items():
+        assert torch.equal(tensor, again.state_dict()[name]), name
+    assert torch.equal(vis_sae.load_sae(folders[0]).W_enc, sae.W_enc)
+    with pytest.raises(AssertionError, match="retrained"):  # other settings -> another cache folder
+        train_embedded_sae(subject, CORPUS, hook_name=HOOK, d_sae=32, k=4, training_tokens=2048,
+                           batch_size_tokens=64, cache_dir=sae_cache)
+
+
+def test_load_sae_of_a_folder_without_files(tmp_path):
+    with pytest.raises(nla_lens.errors.CacheError, match="cfg.json"):
+        vis_sae.load_sae(tmp_path)
+
+
+def test_top_feature_contexts_mark_the_max_activating_token(subject, sae):
+    contexts = top_feature_contexts(sae, subject, CORPUS, HOOK, k=3)
+    assert contexts and all(1 <= len(c) <= 3 for c in contexts.values())
+
+    # Independent recomputation: the strongest (text, position) of each feature, position 0 excluded.
+    tok = subject.tokenizer
+    best: dict[int, tuple[float, str]] = {}
+    for text in CORPUS:
+        ids = tok(text)["input_ids"]
+        acts = subject.run_with_cache(torch.tensor([ids]), names_filter=HOOK)[1][HOOK][0]
+        with torch.no_grad():
+            feats = sae.encode(acts)[1:]  # [seq - 1, d_sae]
+        values, positions = feats.max(dim=0)
+        for f in torch.nonzero(values > 0).flatten().tolist():
+            if f not in best or values[f] > best[f][0]:
+                best[f] = (float(values[f]), tok.decode([ids[int(positions[f]) + 1]]))
+    assert set(best) == set(contexts)
+    for feature, (_, token) in best.items():
+        top = contexts[feature][0]
+        assert f"«{token}»" in top.replace("↵", "\n"), (feature, token, top)
+        assert all(c.count("«") == 1 and c.count("»") == 1 for c in contexts[feature])
+
+
+def test_core_modules_never_import_vis():
+    root = Path(nla_lens.__file__).parent
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                 if p.parts[len(root.parts)] not in ("vis", "widgets")
+                 and re.search(r"nla_lens\.vis\b|from nla_lens import vis\b", p.read_text(encoding="utf-8"))]
+    assert offenders == []
