@@ -74,3 +74,42 @@ def adapter_base(path: Path, provenance: dict[str, Any]) -> str | None:
         raise CheckpointError(f"{path} holds LoRA adapters but names no base model: set provenance.base_model "
                               "in its nla_meta.yaml (e.g. 'smollm2-135m').")
     return base
+
+
+def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype = torch.float32,
+                   is_trainable: bool = False, n_blocks: int | None = None):
+    """Load the causal LM of an AV/AR folder: a full HF model, or PEFT adapters over a named base.
+
+    The folder's own tokenizer is used when it has one; an adapter folder may leave it out and
+    use its base model's (the shipped NLAs do, to stay small).
+
+    Args:
+        path: The folder (already checked with :func:`check_model_folder`).
+        provenance: The sidecar's provenance (``base_model`` names the base of adapters).
+        dtype: Parameter dtype.
+        is_trainable: Load adapters trainable (to continue training).
+        n_blocks: Truncate the base to this many blocks before adding adapters (an AR).
+
+    Returns:
+        ``(model, tokenizer)``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = adapter_base(path, provenance)
+    if base is not None:
+        from peft import PeftModel
+
+        from nla_lens.models.reconstructor import truncate_causal_lm
+
+        model, tokenizer = load_base_lm(base, dtype=dtype)
+        if n_blocks is not None:
+            model = truncate_causal_lm(model, n_blocks)
+        model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True)
+        tokenizer = None
+    if (path / "tokenizer_config.json").is_file() or tokenizer is None:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nla_lens.errors import CheckpointError, InputError
-from nla_lens.models.loading import adapter_base, check_model_folder, load_base_lm
+from nla_lens.models.loading import check_model_folder, load_lm_folder
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -215,26 +215,14 @@ class ActivationReconstructor(nn.Module):
     def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype = torch.float32,
                         device: str | torch.device = "cpu", is_trainable: bool = False, **kwargs: Any) -> ActivationReconstructor:
         """Load an AR folder (published layout or PEFT adapter) with its sidecar, validated."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         path = Path(path)
         check_model_folder(path, role="AR")
         meta = NLAMeta.load(path)
         head_file = path / VALUE_HEAD_FILE
         if not head_file.is_file():
             raise CheckpointError(f"{path} has no {VALUE_HEAD_FILE}: the AR's trained head is missing.")
-        base = adapter_base(path, meta.provenance)
-        if base is not None:
-            from peft import PeftModel
-
-            model, _ = load_base_lm(base, dtype=dtype)
-            model = truncate_causal_lm(model, meta.n_kept_blocks or model.config.num_hidden_layers)
-            model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        model, tokenizer = load_lm_folder(path, meta.provenance, dtype=dtype, is_trainable=is_trainable,
+                                          n_blocks=meta.n_kept_blocks)
         weight = load_file(str(head_file)).get("weight")
         d = model.config.hidden_size
         if weight is None or tuple(weight.shape) != (d, d):

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from nla_lens.errors import CheckpointError, InputError, ShapeError
 from nla_lens.injection import chat_template_ids, make_injection_hook, normalize_vectors
-from nla_lens.models.loading import adapter_base, check_model_folder, load_base_lm
+from nla_lens.models.loading import check_model_folder, load_lm_folder
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
 
 RESPONSE_PREFIX = "<explanation>"
@@ -308,21 +308,5 @@ class ActivationVerbalizer:
         path = Path(path)
         check_model_folder(path, role="AV")
         meta = NLAMeta.load(path)
-        base = adapter_base(path, meta.provenance)
-        if base is not None:
-            from peft import PeftModel
-
-            model, tokenizer = load_base_lm(base, dtype=dtype)
-            model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
-        else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-        from transformers import AutoTokenizer
-
-        if (path / "tokenizer_config.json").is_file():
-            tokenizer = AutoTokenizer.from_pretrained(path)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        model, tokenizer = load_lm_folder(path, meta.provenance, dtype=dtype, is_trainable=is_trainable)
         return cls(model.to(device).eval(), tokenizer, meta)

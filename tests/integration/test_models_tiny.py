@@ -235,8 +235,7 @@ def test_lora_adapters_save_and_load(tiny_nla, tmp_path, monkeypatch):
     assert (tmp_path / "nla/av/adapter_config.json").is_file()
     assert not (tmp_path / "nla/av/model.safetensors").exists()
     # Adapter folders name their base model; resolve the tiny bases by name for this test.
-    import nla_lens.models.reconstructor as rec
-    import nla_lens.models.verbalizer as verb
+    import nla_lens.models.loading as loading
 
     bases = {"tiny-av": (tiny_llama(tiny_nla.av.tokenizer), tiny_nla.av.tokenizer),
              "tiny-ar": (tiny_llama(tiny_nla.ar.tokenizer, seed=1), tiny_nla.ar.tokenizer)}
@@ -250,9 +249,14 @@ def test_lora_adapters_save_and_load(tiny_nla, tmp_path, monkeypatch):
         loading_calls.append(name)
         return bases[name]
 
-    monkeypatch.setattr(verb, "load_base_lm", tiny_base)
-    monkeypatch.setattr(rec, "load_base_lm", tiny_base)
+    monkeypatch.setattr(loading, "load_base_lm", tiny_base)
     loaded = NLA.from_pretrained(tmp_path / "nla")
     assert loading_calls == ["tiny-av", "tiny-ar"]
     assert loaded.av.verbalize(v, max_new_tokens=5, progress=False).explanation.tolist() == expected_text
     assert torch.allclose(loaded.ar.reconstruct(texts), expected_vec, atol=1e-6)
+    # Shipped adapter folders leave the tokenizer out and use the base model's.
+    for role in ("av", "ar"):
+        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
+            (tmp_path / f"nla/{role}/{name}").unlink(missing_ok=True)
+    slim = NLA.from_pretrained(tmp_path / "nla")
+    assert slim.av.verbalize(v, max_new_tokens=5, progress=False).explanation.tolist() == expected_text
