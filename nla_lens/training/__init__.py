@@ -1,8 +1,8 @@
 """Training: warm starts (AR and AV SFT) and joint GRPO, on a notebook-native trainer base."""
 
-from nla_lens.training.base import Trainer, TrainerCallback, TrainerConfig
+from nla_lens.training.base import StopFileCallback, Trainer, TrainerCallback, TrainerConfig
 from nla_lens.training.grpo import GRPOConfig, GRPOTrainer
 from nla_lens.training.sft import ARWarmStart, AVWarmStart, WarmStartConfig
 
-__all__ = ["ARWarmStart", "AVWarmStart", "GRPOConfig", "GRPOTrainer", "Trainer", "TrainerCallback",
+__all__ = ["ARWarmStart", "AVWarmStart", "GRPOConfig", "GRPOTrainer", "StopFileCallback", "Trainer", "TrainerCallback",
            "TrainerConfig", "WarmStartConfig"]

@@ -96,6 +96,22 @@ class TrainerCallback:
     def on_train_end(self, trainer: Trainer) -> None: ...
 
 
+class StopFileCallback(TrainerCallback):
+    """Stop training cleanly when a file appears (for runs in the background, where Ctrl-C cannot reach).
+
+    ``touch {run}/STOP`` ends the current stage after its step; the file is removed so the next
+    stage runs.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def on_step(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        if self.path.exists():
+            self.path.unlink(missing_ok=True)
+            trainer.request_stop()
+
+
 class Trainer:
     """Base class; subclasses implement ``_step``, ``_evaluate``, ``_modules`` and ``_optimizers``."""
 

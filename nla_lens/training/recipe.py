@@ -19,6 +19,7 @@ import torch
 from nla_lens.errors import InputError
 from nla_lens.metrics import fve_nrm, predict_mean_control, shuffled_control
 from nla_lens.models.nla import NLA
+from nla_lens.training.base import StopFileCallback
 from nla_lens.training.grpo import GRPOConfig, GRPOTrainer
 from nla_lens.training.model_card import write_model_card
 from nla_lens.training.sft import ARWarmStart, AVWarmStart, WarmStartConfig
@@ -82,7 +83,8 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     """Train an NLA on the embedded (or any) subject from scratch; return the report.
 
     Stages already finished in ``output_dir`` (their outputs exist) are loaded, not redone, so an
-    interrupted run continues where it stopped.
+    interrupted run continues where it stopped (GRPO from its last checkpoint). Creating the file
+    ``{output_dir}/STOP`` ends the running stage cleanly after its current step.
     """
     import nla_lens
     from nla_lens.data.teachers import ContextTeacher
@@ -92,6 +94,7 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     (out / "config.json").write_text(json.dumps(recipe.to_dict(), indent=2))
     torch.manual_seed(recipe.seed)
     clock = {"start": time.perf_counter()}
+    stop = StopFileCallback(out / "STOP")  # `touch {out}/STOP` ends the running stage cleanly
 
     subject = nla_lens.load_subject(recipe.subject, cache_dir=cache_dir)
     acts_dir = out / "activations"
@@ -137,14 +140,14 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
         _log(f"AR warm start: {recipe.ar_steps} steps")
         ar_cfg = dataclasses.replace(recipe.ar, eval_every=recipe.eval_every, eval_size=recipe.eval_size, seed=recipe.seed)
         ar_run = ARWarmStart(nla.ar, ar_data, ar_texts, ar_cfg, eval_dataset=eval_data, eval_explanations=eval_texts)
-        ar_run.train(recipe.ar_steps)
+        ar_run.train(recipe.ar_steps, callbacks=[stop])
         ar_run.history.to_csv(out / "history_ar_sft.csv", index=False)
         _log(f"AV warm start: {recipe.av_steps} steps")
         av_cfg = dataclasses.replace(recipe.av, eval_every=recipe.eval_every, eval_size=min(16, recipe.eval_size),
                                      seed=recipe.seed)
         av_run = AVWarmStart(nla.av, av_data, av_texts, av_cfg, eval_dataset=eval_data, eval_explanations=eval_texts,
                              eval_ar=nla.ar, max_new_tokens=recipe.rl.max_new_tokens)
-        av_run.train(recipe.av_steps)
+        av_run.train(recipe.av_steps, callbacks=[stop])
         av_run.history.to_csv(out / "history_av_sft.csv", index=False)
         _stamp(nla, "sft", recipe)
         nla.save_pretrained(sft_dir)
@@ -162,7 +165,7 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     rl_run = GRPOTrainer(nla, rl_data, rl_cfg, eval_dataset=eval_data,
                          resume_from=checkpoints[-1] if checkpoints else None)
-    rl_run.train(max(0, recipe.rl_steps - rl_run.step_count))
+    rl_run.train(max(0, recipe.rl_steps - rl_run.step_count), callbacks=[stop])
     rl_run.history.to_csv(out / "history_rl.csv", index=False)
     clock["rl"] = time.perf_counter() - clock["start"] - clock["data"] - clock["sft"]
     _stamp(nla, "rl", recipe, rl_steps=rl_run.step_count)

@@ -194,3 +194,19 @@ def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one_loadable(tmp_
     for path in checkpoints:
         restored = ARWarmStart(untrained().ar, data, texts, WarmStartConfig(batch_size=4), resume_from=path)
         assert restored.step_count >= 0
+
+
+def test_a_stop_file_ends_training_after_the_current_step(tmp_path):
+    from nla_lens.training import StopFileCallback, TrainerCallback
+
+    data, texts = concept_dataset(16, D)
+    trainer = ARWarmStart(untrained().ar, data, texts, WarmStartConfig(batch_size=4))
+
+    class TouchAfterTwo(TrainerCallback):
+        def on_step(self, trainer, metrics):
+            if metrics["step"] == 2:
+                (tmp_path / "STOP").touch()
+
+    history = trainer.train(10, progress=False, callbacks=[TouchAfterTwo(), StopFileCallback(tmp_path / "STOP")])
+    assert len(history) == 2 and not (tmp_path / "STOP").exists()
+    assert len(trainer.train(1, progress=False)) == 3  # the next stage (call) runs normally
