@@ -33,11 +33,9 @@ SIDECAR_NAME = "nla_meta.yaml"
 
 #: Default AV prompt (user turn of a chat): the marker inside ``<concept>…</concept>``.
 DEFAULT_AV_TEMPLATE = (
-    "Here is a vector from a language model's residual stream, shown as one token:\n\n"
-    "<concept>{injection_char}</concept>\n\n"
-    "Explain in English what the model is representing at this point: the two or three "
-    "features it would use to predict what comes next, the last one about the current token. "
-    "Write the explanation inside <explanation>...</explanation>."
+    "Explain the residual-stream vector <concept>{injection_char}</concept> in two or three short "
+    "snippets inside <explanation></explanation>: what the model would use to predict the next "
+    "token, the last one about the current token."
 )
 
 #: Default AR prompt (raw string, read at its last token), as published.
