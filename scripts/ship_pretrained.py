@@ -14,6 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from nla_lens.training.model_card import write_model_card
 
 KEEP = ("adapter_config.json", "adapter_model.safetensors", "value_head.safetensors", "nla_meta.yaml")
@@ -36,6 +38,14 @@ def main() -> None:
             raise SystemExit(f"{args.run}/nla/{role} holds no LoRA adapters; only adapter NLAs are shipped.")
     report = json.loads((args.run / "report.json").read_text())
     recipe = json.loads((args.run / "config.json").read_text())
+    # Stages may have been ended early (STOP file): record the steps and seconds really run.
+    report["steps"], report["train_minutes"] = {}, {}
+    for stage in ("ar_sft", "av_sft", "rl"):
+        history = args.run / f"history_{stage}.csv"
+        if history.is_file():
+            frame = pd.read_csv(history)
+            report["steps"][stage] = int(len(frame))
+            report["train_minutes"][stage] = round(float(frame["seconds"].sum()) / 60, 1)
     (target / "report.json").write_text(json.dumps(report, indent=2))
     write_model_card(target, report, recipe)
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) / 2**20

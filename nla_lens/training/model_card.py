@@ -15,7 +15,9 @@ def write_model_card(folder: str | Path, report: dict[str, Any], recipe: dict[st
                 f"{r['failure_rate']:.2f} | {r['response_length']:.1f} |")
 
     examples = "\n".join(f"- {e!r}" for e in rl["examples"])
-    minutes = report.get("cpu_minutes", {})
+    minutes = report.get("train_minutes") or report.get("cpu_minutes", {})
+    steps = {"ar_sft": recipe["ar_steps"], "av_sft": recipe["av_steps"], "rl": report.get("rl_steps"),
+             **report.get("steps", {})}
     text = f"""# NLA for SmolLM2-135M-Instruct, `blocks.{recipe['layer']}.hook_resid_post`
 
 A Natural Language Autoencoder trained with nla_lens (recipe `{recipe['name']}`) for the embedded
@@ -30,12 +32,12 @@ its `value_head.safetensors`.
   RL / held-out (25/25/40/10 %).
 - Teacher: the offline `ContextTeacher` (last {recipe['n_context_words']} words verbatim, the subject's top-3
   next-token predictions, the current token).
-- AR warm start: {recipe['ar_steps']} steps, LoRA r={recipe['ar']['lora_r']}, lr {recipe['ar']['lr']}, batch {recipe['ar']['batch_size']}.
-- AV warm start: {recipe['av_steps']} steps, LoRA r={recipe['av']['lora_r']}, lr {recipe['av']['lr']}, batch {recipe['av']['batch_size']}.
-- GRPO: {report.get('rl_steps')} steps, {recipe['rl']['n_vectors']} vectors x group {recipe['rl']['group_size']}, temperature
+- AR warm start: {steps['ar_sft']} steps, LoRA r={recipe['ar']['lora_r']}, lr {recipe['ar']['lr']}, batch {recipe['ar']['batch_size']}.
+- AV warm start: {steps['av_sft']} steps, LoRA r={recipe['av']['lora_r']}, lr {recipe['av']['lr']}, batch {recipe['av']['batch_size']}.
+- GRPO: {steps['rl']} steps, {recipe['rl']['n_vectors']} vectors x group {recipe['rl']['group_size']}, temperature
   {recipe['rl']['temperature']}, <= {recipe['rl']['max_new_tokens']} new tokens, AV lr {recipe['rl']['av_lr']}, AR lr
   {recipe['rl']['ar_lr']}, KL {recipe['rl']['kl_coef']}, clip {recipe['rl']['clip']}.
-- CPU time (2 cores): data {minutes.get('data')} min, warm starts {minutes.get('sft')} min, RL {minutes.get('rl')} min.
+- Training time on 2 CPU cores (sum of training-step times, evaluations not included), minutes: {minutes}.
 
 ## Held-out figures ({rl['n']} vectors, greedy explanations)
 | checkpoint | fve_nrm | shuffled control | predict-the-mean | failure rate | mean tokens |
