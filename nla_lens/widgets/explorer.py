@@ -1,0 +1,231 @@
+"""The interactive explorer: :class:`NLAExplorer`, an anywidget to read a prompt token by token.
+
+Owns the explorer's synced state (the prompt, the hook choice, one round-trip row per token, the
+selected token and its sampled alternative explanations, a notice line and a busy flag) and the
+observers that recompute it: a new prompt or hook reruns ``NLA.round_trip`` on every token but the
+first; a new selection samples alternative explanations for that token and scores each against
+its activation. The view is the inline ES module ``explorer.js`` with ``explorer.css``: token
+chips coloured by cosine, a details panel, nothing fetched from the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+try:
+    import anywidget
+    import traitlets
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("NLAExplorer needs anywidget: pip install 'nla_lens[widgets]'.") from exc
+
+import pandas as pd
+import torch
+
+from nla_lens.errors import InputError, NLALensError
+from nla_lens.metrics import cosine, normalized_mse
+from nla_lens.subjects.adapters import as_subject
+from nla_lens.vis.side_by_side import _nla_hook_name
+from nla_lens.widgets.dashboard import _asset, json_safe
+
+#: Keys of each entry of ``NLAExplorer.tokens`` (and the columns of ``NLAExplorer.frame``).
+TOKEN_KEYS: tuple[str, ...] = ("position", "token", "explanation", "mse", "cosine", "ok")
+#: Keys of each entry of ``NLAExplorer.alternatives``.
+ALTERNATIVE_KEYS: tuple[str, ...] = ("explanation", "mse", "cosine", "ok")
+
+
+def _as_nlas(nlas: Any) -> dict[str, Any]:
+    """``{hook name: NLA}`` from one NLA or a mapping, checking each key against its NLA's hook."""
+    if not isinstance(nlas, Mapping):
+        return {_nla_hook_name(nlas): nlas}
+    if not nlas:
+        raise InputError("nlas is an empty mapping; pass an NLA or {hook_name: NLA}.")
+    out = {}
+    for key, nla in nlas.items():
+        if not hasattr(nla, "round_trip"):
+            raise InputError(f"nlas[{key!r}] is a {type(nla).__name__}, not an NLA.")
+        trained_at = _nla_hook_name(nla)
+        if str(key) != trained_at:
+            raise InputError(f"nlas[{key!r}] was trained at {trained_at!r}; key each NLA by its own hook name.")
+        out[str(key)] = nla
+    return out
+
+
+class NLAExplorer(anywidget.AnyWidget):
+    """Type a prompt, read each token's explanation, click a token for alternative explanations.
+
+    Every token but the first is explained (greedy decoding) and reconstructed by the NLA of the
+    selected hook; the view colours each token by its round-trip cosine. Selecting a token samples
+    ``n_alternatives`` further explanations of the same activation and scores each one. A prompt
+    longer than the subject's context is cut to its first ``n_ctx`` tokens, with a notice.
+
+    Args:
+        nlas: An :class:`~nla_lens.models.nla.NLA`, or ``{hook_name: NLA}`` for NLAs trained at
+            several hooks of the same subject (each keyed by its own ``hook_name``).
+        subject: The subject model (TransformerBridge/HookedTransformer, nnsight) or its adapter.
+        prompt: The first prompt to explain ("" shows an empty explorer).
+        max_new_tokens: Explanation length cap.
+        n_alternatives: Explanations sampled for the selected token.
+        seed: Seed of that sampling, so the same token always shows the same alternatives.
+
+    Raises:
+        InputError: An empty mapping, a key that is not its NLA's hook name, a hook the subject
+            lacks, or an NLA of another width than the subject.
+
+    Example::
+
+        explorer = NLAExplorer({"blocks.6.hook_resid_post": nla6, "blocks.20.hook_resid_post": nla20},
+                               subject, prompt="The cat sat on the mat.")
+        explorer            # display it; or from Python:
+        explorer.explore("Paris is the capital of France.")
+    """
+
+    _esm = _asset("explorer.js")
+    _css = _asset("explorer.css")
+
+    prompt = traitlets.Unicode("", help="The text explained (set by the view's Explain button).").tag(sync=True)
+    run_requested = traitlets.Int(0, help="Incremented by the view to recompute an unchanged prompt.").tag(sync=True)
+    hooks = traitlets.List(traitlets.Unicode(), help="Hook names with an NLA.").tag(sync=True)
+    hook = traitlets.Unicode("", help="The hook whose NLA explains the prompt.").tag(sync=True)
+    first_token = traitlets.Unicode("", help="The prompt's first token (shown, never explained).").tag(sync=True)
+    tokens = traitlets.List(traitlets.Dict(), help="One row of TOKEN_KEYS per position >= 1.").tag(sync=True)
+    selected = traitlets.Int(-1, help="Position of the selected token, or -1.").tag(sync=True)
+    alternatives = traitlets.List(traitlets.Dict(), help="Sampled rows of ALTERNATIVE_KEYS.").tag(sync=True)
+    notice = traitlets.Unicode("", help="Truncation notice or error message ('' when none).").tag(sync=True)
+    busy = traitlets.Bool(False, help="True while the kernel computes.").tag(sync=True)
+
+    def __init__(self, nlas: Any, subject: Any, *, prompt: str = "", max_new_tokens: int = 48,
+                 n_alternatives: int = 3, seed: int = 0, **kwargs: Any):
+        if n_alternatives < 1:
+            raise InputError(f"n_alternatives must be >= 1, got {n_alternatives}.")
+        if max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+        self._ready = False
+        super().__init__(**kwargs)
+        self.nlas = _as_nlas(nlas)
+        self.subject = as_subject(subject)
+        for name, nla in self.nlas.items():
+            self.subject.resolve_hook(name)  # HookNameError names close matches
+            if self.subject.d_model != nla.d_model:
+                raise InputError(f"The subject's d_model is {self.subject.d_model}; the NLA at {name!r} "
+                                 f"explains {nla.d_model}.")
+        self.max_new_tokens = int(max_new_tokens)
+        self.n_alternatives = int(n_alternatives)
+        self.seed = int(seed)
+        with self.hold_sync():
+            self.hooks = list(self.nlas)
+            self.hook = self.hooks[0]
+            self.prompt = prompt
+        self._ready = True
+        self._refresh()
+
+    def __repr__(self) -> str:
+        return (f"NLAExplorer(hook={self.hook!r}, hooks={len(self.hooks)}, tokens={len(self.tokens)}, "
+                f"selected={self.selected}, prompt={self.prompt[:40]!r})")
+
+    @property
+    def nla(self) -> Any:
+        """The NLA of the selected hook."""
+        return self.nlas[self.hook]
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """``tokens`` as a DataFrame with the columns ``TOKEN_KEYS``."""
+        return pd.DataFrame(list(self.tokens), columns=list(TOKEN_KEYS))
+
+    def explore(self, text: str) -> pd.DataFrame:
+        """Explain ``text`` (as if typed in the view) and return :attr:`frame`."""
+        if self.prompt == text:
+            self._refresh()
+        else:
+            self.prompt = text
+        return self.frame
+
+    # -- observers ------------------------------------------------------------------------------
+    @traitlets.validate("hook")
+    def _check_hook(self, proposal: dict[str, Any]) -> str:
+        value = proposal["value"]
+        if self.hooks and value not in self.hooks:
+            raise traitlets.TraitError(f"hook must be one of {self.hooks}, got {value!r}.")
+        return value
+
+    @traitlets.observe("prompt", "hook", "run_requested")
+    def _on_input(self, change: dict[str, Any]) -> None:
+        if self._ready:
+            self._refresh()
+
+    @traitlets.observe("selected")
+    def _on_selected(self, change: dict[str, Any]) -> None:
+        if self._ready:
+            self._sample_alternatives()
+
+    # -- computation ----------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        """Recompute ``tokens`` (and the alternatives of a still-valid selection)."""
+        self.busy = True
+        try:
+            rows, first, notice = self._explain_prompt()
+        except NLALensError as exc:
+            rows, first, notice = [], "", str(exc)
+        finally:
+            self.busy = False
+        with self.hold_sync():
+            self.tokens, self.first_token, self.notice = rows, first, notice
+        if self.selected != -1 and self.selected not in {r["position"] for r in rows}:
+            self.selected = -1  # the observer clears the alternatives
+        else:
+            self._sample_alternatives()
+
+    def _explain_prompt(self) -> tuple[list[dict[str, Any]], str, str]:
+        """Round-trip rows of every position but the first, the first token, and the notice."""
+        if not self.prompt:
+            return [], "", ""
+        ids = self.subject.encode(self.prompt)
+        notice, n_ctx = "", self.subject.n_ctx
+        if n_ctx and len(ids) > n_ctx:
+            notice = (f"The prompt has {len(ids)} tokens, more than the model context ({n_ctx}); only the first "
+                      f"{n_ctx} tokens are shown and explained.")
+            ids = ids[:n_ctx]
+        if not ids:
+            return [], "", "The prompt encodes to no tokens."
+        first = self.subject.tokenizer.decode([ids[0]])
+        if len(ids) < 2:
+            return [], first, "The prompt has one token; every token but the first is explained, so type more."
+        frame = self.nla.round_trip(text=self.prompt, subject=self.subject, positions=list(range(1, len(ids))),
+                                    max_new_tokens=self.max_new_tokens, progress=False, warn=False)
+        rows = [{"position": int(r["position"]), "token": str(r["token"]), "explanation": str(r["explanation"]),
+                 "mse": json_safe(r["mse"]), "cosine": json_safe(r["cosine"]), "ok": bool(r["ok"])}
+                for r in frame.to_dict("records")]
+        return rows, first, notice
+
+    def _sample_alternatives(self) -> None:
+        """Fill ``alternatives`` for ``selected`` (empty when nothing is selected)."""
+        position = self.selected
+        if position < 0 or not self.prompt or position not in {r["position"] for r in self.tokens}:
+            self.alternatives = []
+            return
+        self.busy = True
+        try:
+            rows = self._alternatives_of(position)
+        except NLALensError as exc:
+            rows = []
+            self.notice = str(exc)
+        finally:
+            self.busy = False
+        self.alternatives = rows
+
+    @torch.no_grad()
+    def _alternatives_of(self, position: int) -> list[dict[str, Any]]:
+        """``n_alternatives`` sampled explanations of one token, each reconstructed and scored."""
+        nla = self.nla
+        acts, _, _ = nla._text_activations(self.prompt, [position], self.subject)  # [1, d_model]
+        target = nla.av.check_vectors(acts)
+        frame = nla.av.verbalize(target, num_samples=self.n_alternatives, do_sample=True, seed=self.seed,
+                                 max_new_tokens=self.max_new_tokens, progress=False, warn=False)
+        texts = [e if e.strip() else "(empty)" for e in frame["explanation"]]
+        predicted = nla.reconstruct(texts)
+        targets = target.expand(len(texts), -1)
+        mse = normalized_mse(predicted, targets).tolist()
+        cos = cosine(predicted, targets).tolist()
+        return [{"explanation": str(e), "mse": json_safe(m), "cosine": json_safe(c), "ok": bool(ok)}
+                for e, m, c, ok in zip(frame["explanation"], mse, cos, frame["ok"])]
