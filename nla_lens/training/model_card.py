@@ -37,7 +37,8 @@ its `value_head.safetensors`.
 - GRPO: {steps['rl']} steps, {recipe['rl']['n_vectors']} vectors x group {recipe['rl']['group_size']}, temperature
   {recipe['rl']['temperature']}, <= {recipe['rl']['max_new_tokens']} new tokens, AV lr {recipe['rl']['av_lr']}, AR lr
   {recipe['rl']['ar_lr']}, KL {recipe['rl']['kl_coef']}, clip {recipe['rl']['clip']}.
-- Training time on 2 CPU cores (sum of training-step times, evaluations not included), minutes: {minutes}.
+- Training time on 2 CPU cores (sum of training-step times, evaluations not included): AR warm start
+  {minutes.get('ar_sft')} min, AV warm start {minutes.get('av_sft')} min, GRPO {minutes.get('rl')} min.
 
 ## Held-out figures ({rl['n']} vectors, greedy explanations)
 | checkpoint | fve_nrm | shuffled control | predict-the-mean | failure rate | mean tokens |
