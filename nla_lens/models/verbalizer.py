@@ -284,10 +284,11 @@ class ActivationVerbalizer:
         attention = torch.ones_like(ids)  # right padding: causal positions never see it
         model = self.model if model is None else model
         with self.injecting(vectors, model=model):
-            logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits
-        logits = logits[:, len(prompt) - 1 : -1].float()
+            # Only the response positions need the (49k-wide) vocabulary projection.
+            logits = model(input_ids=ids, attention_mask=attention, use_cache=False,
+                           logits_to_keep=width + 1).logits[:, :-1].float()
         targets = ids[:, len(prompt):]
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+        logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
         mask = mask.to(logp.device)
         return logp * mask, mask
 

@@ -298,6 +298,10 @@ class Trainer:
     def _optimizer_step(self, loss: torch.Tensor, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
         """Backward, clip, step, zero; returns the pre-clip gradient norm."""
         self.accelerator.backward(loss)
+        return self._apply_gradients(module, optimizer)
+
+    def _apply_gradients(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
+        """Clip the accumulated gradients, step, zero; returns the pre-clip gradient norm."""
         params = [p for p in module.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm) if params else torch.tensor(0.0)
         optimizer.step()

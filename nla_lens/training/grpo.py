@@ -52,6 +52,8 @@ class GRPOConfig(TrainerConfig):
         train_ar: Also update the AR each step.
         lora_r: Wrap the AV and AR with LoRA adapters of this rank (``None``: full fine-tune,
             or keep the adapters they already have).
+        micro_batch_size: Sequences per policy forward/backward; gradients are accumulated, so
+            the update is the same and only peak memory changes.
     """
 
     n_vectors: int = 8
@@ -64,6 +66,7 @@ class GRPOConfig(TrainerConfig):
     kl_coef: float = 0.01
     train_ar: bool = True
     lora_r: int | None = None
+    micro_batch_size: int = 8
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -164,16 +167,23 @@ class GRPOTrainer(Trainer):
         rewards = rewards_from_mse(mse, failed)
         advantages = group_advantages(rewards.view(len(idx), cfg.group_size)).flatten()
 
-        # Policy update: one on-policy PPO epoch (old log-probs = current, detached).
+        # Policy update: one on-policy PPO epoch (old log-probs = current, detached), accumulated
+        # over micro-batches; each chunk's loss is weighted by its share of the sequences.
         start = time.perf_counter()
         av = self.nla.av
-        with torch.no_grad():
-            ref_logp, _ = av.logprobs(group, responses, model=self.reference)
-        logp, mask = av.logprobs(group, responses)
-        policy_loss = clipped_surrogate(logp, logp.detach(), advantages.to(logp.device), mask, cfg.clip)
-        kl = kl_penalty(logp, ref_logp.to(logp.device), mask)
-        av_loss = policy_loss + cfg.kl_coef * kl
-        av_grad = self._optimizer_step(av_loss, av.model, self.av_optimizer)
+        policy_total, kl_total = 0.0, 0.0
+        for lo in range(0, len(group), cfg.micro_batch_size):
+            hi = min(lo + cfg.micro_batch_size, len(group))
+            with torch.no_grad():
+                ref_logp, _ = av.logprobs(group[lo:hi], responses[lo:hi], model=self.reference)
+            logp, mask = av.logprobs(group[lo:hi], responses[lo:hi])
+            policy_loss = clipped_surrogate(logp, logp.detach(), advantages[lo:hi].to(logp.device), mask, cfg.clip)
+            kl = kl_penalty(logp, ref_logp.to(logp.device), mask)
+            share = (hi - lo) / len(group)
+            self.accelerator.backward((policy_loss + cfg.kl_coef * kl) * share)
+            policy_total += policy_loss.item() * share
+            kl_total += kl.item() * share
+        av_grad = self._apply_gradients(av.model, self.av_optimizer)
         timings["policy_seconds"] = time.perf_counter() - start
 
         # Reconstructor update on the fresh, successful explanations.
@@ -192,7 +202,7 @@ class GRPOTrainer(Trainer):
             "reward": rewards.tolist(), "failed": failed.tolist()})
         return {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
                 "mse_ok": float(mse[ok].mean()) if len(ok) else float("nan"),
-                "policy_loss": policy_loss.item(), "kl": kl.item(), "av_grad_norm": av_grad, "ar_loss": ar_loss,
+                "policy_loss": policy_total, "kl": kl_total, "av_grad_norm": av_grad, "ar_loss": ar_loss,
                 **sample_stats, **timings}
 
     def sampled_reward(self, vectors: torch.Tensor, seed: int = 0) -> float:

@@ -260,3 +260,17 @@ def test_lora_adapters_save_and_load(tiny_nla, tmp_path, monkeypatch):
             (tmp_path / f"nla/{role}/{name}").unlink(missing_ok=True)
     slim = NLA.from_pretrained(tmp_path / "nla")
     assert slim.av.verbalize(v, max_new_tokens=5, progress=False).explanation.tolist() == expected_text
+
+
+def test_logprobs_equal_a_full_vocabulary_log_softmax(tiny_nla):
+    av = tiny_nla.av
+    responses = av.response_ids(["the cat sat", "a dog"])
+    v = torch.randn(2, 32)
+    logp, mask = av.logprobs(v, responses)
+    prompt = av.prompt_ids()
+    for row, response in enumerate(responses):
+        ids = torch.cat([prompt, torch.tensor(response)])[None]
+        with torch.no_grad(), av.injecting(v[row : row + 1]):
+            full = torch.log_softmax(av.model(input_ids=ids).logits[0].float(), dim=-1)
+        expected = full[len(prompt) - 1 : -1].gather(-1, torch.tensor(response)[:, None]).squeeze(-1)
+        assert torch.allclose(logp[row, : len(response)].detach(), expected, atol=1e-5)

@@ -210,3 +210,15 @@ def test_a_stop_file_ends_training_after_the_current_step(tmp_path):
     history = trainer.train(10, progress=False, callbacks=[TouchAfterTwo(), StopFileCallback(tmp_path / "STOP")])
     assert len(history) == 2 and not (tmp_path / "STOP").exists()
     assert len(trainer.train(1, progress=False)) == 3  # the next stage (call) runs normally
+
+
+def test_micro_batches_give_the_same_update(warm):
+    nla, data, _, _ = warm
+    results = []
+    for micro in (32, 3):
+        trainer = GRPOTrainer(copy.deepcopy(nla), data, grpo_config(seed=5, micro_batch_size=micro, train_ar=False))
+        metrics = trainer.step()
+        results.append((metrics, {k: v.clone() for k, v in trainer.nla.av.model.state_dict().items()}))
+    (m_full, w_full), (m_micro, w_micro) = results
+    assert abs(m_full["policy_loss"] - m_micro["policy_loss"]) < 1e-5 and abs(m_full["kl"] - m_micro["kl"]) < 1e-6
+    assert all(torch.allclose(w_full[k], w_micro[k], atol=1e-5) for k in w_full)
