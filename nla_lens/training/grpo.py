@@ -30,7 +30,7 @@ from nla_lens.metrics import normalized_mse
 from nla_lens.models.verbalizer import RESPONSE_PREFIX, looks_non_english, parse_explanation
 from nla_lens.training.base import Trainer, TrainerConfig
 from nla_lens.training.losses import (
-    clipped_surrogate, group_advantages, kl_penalty, reconstruction_loss, rewards_from_mse,
+    WORST_MSE, clipped_surrogate, group_advantages, kl_penalty, reconstruction_loss, rewards_from_mse,
 )
 from nla_lens.training.lora import apply_lora
 from nla_lens.training.sft import round_trip_metrics
@@ -157,14 +157,8 @@ class GRPOTrainer(Trainer):
         responses, texts, failed, sample_stats = self._sample(group)
         timings["generate_seconds"] = time.perf_counter() - start
 
-        # Reward from the current AR (no gradient); failed samples are never reconstructed.
+        rewards, mse = self._rewards(group, texts, failed)
         ok = (~failed).nonzero().flatten()
-        mse = torch.full((len(group),), 2.0)
-        if len(ok):
-            with torch.no_grad():
-                predicted = self.nla.ar.reconstruct([texts[i] for i in ok.tolist()])
-            mse[ok] = normalized_mse(predicted, group[ok])
-        rewards = rewards_from_mse(mse, failed)
         advantages = group_advantages(rewards.view(len(idx), cfg.group_size)).flatten()
 
         # Policy update: one on-policy PPO epoch (old log-probs = current, detached), accumulated
@@ -205,6 +199,16 @@ class GRPOTrainer(Trainer):
                 "policy_loss": policy_total, "kl": kl_total, "av_grad_norm": av_grad, "ar_loss": ar_loss,
                 **sample_stats, **timings}
 
+    def _rewards(self, group: torch.Tensor, texts: list[str], failed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(rewards [N], mse [N])`` from the current AR; failed samples are never reconstructed."""
+        ok = (~failed).nonzero().flatten()
+        mse = torch.full((len(group),), WORST_MSE)
+        if len(ok):
+            with torch.no_grad():
+                predicted = self.nla.ar.reconstruct([texts[i] for i in ok.tolist()])
+            mse[ok] = normalized_mse(predicted, group[ok])
+        return rewards_from_mse(mse, failed), mse
+
     def sampled_reward(self, vectors: torch.Tensor, seed: int = 0) -> float:
         """Mean reward of ``group_size`` sampled explanations per vector, with a fixed seed.
 
@@ -215,11 +219,8 @@ class GRPOTrainer(Trainer):
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed)
             _, texts, failed, _ = self._sample(group)
-            ok = (~failed).nonzero().flatten()
-            mse = torch.full((len(group),), 2.0)
-            if len(ok):
-                mse[ok] = normalized_mse(self.nla.ar.reconstruct([texts[i] for i in ok.tolist()]), group[ok])
-        return float(rewards_from_mse(mse, failed).mean())
+            rewards, _ = self._rewards(group, texts, failed)
+        return float(rewards.mean())
 
     def _evaluate(self) -> dict[str, Any]:
         if self.eval_dataset is None:

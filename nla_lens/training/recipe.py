@@ -17,12 +17,12 @@ import pandas as pd
 import torch
 
 from nla_lens.errors import InputError
-from nla_lens.metrics import fve_nrm, predict_mean_control, shuffled_control
+from nla_lens.metrics import fve_nrm, predict_mean_control
 from nla_lens.models.nla import NLA
 from nla_lens.training.base import StopFileCallback
 from nla_lens.training.grpo import GRPOConfig, GRPOTrainer
 from nla_lens.training.model_card import write_model_card
-from nla_lens.training.sft import ARWarmStart, AVWarmStart, WarmStartConfig
+from nla_lens.training.sft import ARWarmStart, AVWarmStart, WarmStartConfig, round_trip_metrics
 
 
 @dataclasses.dataclass
@@ -68,13 +68,9 @@ def _log(message: str) -> None:
 def held_out_report(nla: NLA, vectors: torch.Tensor, train_vectors: torch.Tensor, *, max_new_tokens: int) -> dict[str, Any]:
     """fve_nrm of greedy round trips on held-out vectors, with both controls and the failure rate."""
     frame = nla.av.verbalize(vectors, max_new_tokens=max_new_tokens, progress=False, warn=False)
-    texts = [t if t.strip() else "(empty)" for t in frame["explanation"]]
-    predicted = nla.ar.reconstruct(texts)
     return {
-        "n": len(vectors), "fve_nrm": fve_nrm(predicted, vectors),
-        "fve_nrm_shuffled": shuffled_control(predicted, vectors, 0),
+        "n": len(vectors), **round_trip_metrics(frame, vectors, nla.ar),
         "predict_mean": predict_mean_control(train_vectors, vectors),
-        "failure_rate": float((~frame["ok"]).mean()), "response_length": float(frame["n_tokens"].mean()),
         "examples": frame["explanation"].head(5).tolist(),
     }
 
