@@ -35,14 +35,14 @@ class Recipe:
     documents: int = 800
     positions_per_doc: int = 6
     max_length: int = 128
-    n_context_words: int = 12
+    n_context_words: int = 6
     ar_steps: int = 300
     ar: WarmStartConfig = dataclasses.field(default_factory=lambda: WarmStartConfig(lr=3e-4, batch_size=16, lora_r=12))
-    av_steps: int = 300
-    av: WarmStartConfig = dataclasses.field(default_factory=lambda: WarmStartConfig(lr=3e-4, batch_size=8, lora_r=8))
-    rl_steps: int = 40
+    av_steps: int = 400
+    av: WarmStartConfig = dataclasses.field(default_factory=lambda: WarmStartConfig(lr=5e-4, batch_size=8, lora_r=8))
+    rl_steps: int = 60
     rl: GRPOConfig = dataclasses.field(default_factory=lambda: GRPOConfig(
-        n_vectors=8, group_size=4, max_new_tokens=72, av_lr=5e-5, ar_lr=1e-4, kl_coef=0.01))
+        n_vectors=8, group_size=4, max_new_tokens=56, av_lr=1.5e-4, ar_lr=1e-4, kl_coef=0.01))
     eval_size: int = 64
     eval_every: int = 50
     seed: int = 0
