@@ -20,6 +20,7 @@ from nla_lens.models import NLA, ActivationReconstructor, ActivationVerbalizer
 from nla_lens.subjects.adapters import as_subject
 from nla_lens.subjects.embedded import load_embedded_hf
 from nla_lens.subjects.loader import load_subject
+from nla_lens.analysis import explain_prompt, faithfulness_report, layer_sweep, steer
 
 __version__ = "0.1.0"
 
@@ -33,10 +34,14 @@ __all__ = [
     "HFTeacher",
     "NLALensError",
     "as_subject",
+    "explain_prompt",
     "extract_activations",
+    "faithfulness_report",
+    "layer_sweep",
     "load_corpus",
     "load_embedded_hf",
     "load_subject",
     "parse_hook_name",
     "resid_post",
+    "steer",
 ]

@@ -1,0 +1,32 @@
+"""Analyses of a trained NLA: faithfulness checks, controls, layer sweeps, steering, prompt tables.
+
+Owns the public names of the analysis layer:
+
+* :func:`faithfulness_report` (fve_nrm with its controls, paraphrase robustness, ablation by
+  snippet, grounding, gibberish rate, the context oracle) and its parts
+  :func:`context_oracle`, :func:`snippet_ablation`, :class:`RuleParaphraser`;
+* :func:`explain_prompt`: every token of a prompt explained and scored, exportable;
+* :func:`layer_sweep`: one token explained at several hooks by NLAs trained there;
+* :func:`explanation_vector` and :func:`steer`: turn an explanation into a residual-stream
+  direction with the AR and add it to the subject while it generates.
+
+Imports no widget code; the views are self-contained HTML from :mod:`nla_lens.vis.html`.
+"""
+
+from __future__ import annotations
+
+from nla_lens.analysis.ablation import snippet_ablation
+from nla_lens.analysis.faithfulness import FaithfulnessReport, context_oracle, faithfulness_report
+from nla_lens.analysis.hook_check import check_subject, nla_hook_name
+from nla_lens.analysis.layer_sweep import LayerSweep, layer_sweep
+from nla_lens.analysis.paraphrase import RuleParaphraser
+from nla_lens.analysis.prompt_table import PromptExplanation, explain_prompt
+from nla_lens.analysis.steering import SteeringResult, explanation_vector, steer, steered_generate, topic_logprob
+from nla_lens.analysis.text import content_words, grounding, split_snippets
+
+__all__ = [
+    "FaithfulnessReport", "LayerSweep", "PromptExplanation", "RuleParaphraser", "SteeringResult", "check_subject",
+    "content_words", "context_oracle", "explain_prompt", "explanation_vector", "faithfulness_report", "grounding",
+    "layer_sweep", "nla_hook_name", "snippet_ablation", "split_snippets", "steer", "steered_generate",
+    "topic_logprob",
+]

@@ -1,0 +1,69 @@
+"""The check every analysis runs before reading or steering a subject: is this the NLA's hook?
+
+An NLA explains vectors of one hook of one subject model; read at another hook (or from a model
+of another width) its explanations and reconstructions mean nothing, so a mismatch is refused
+loudly here, once, for every analysis.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from nla_lens.errors import InputError
+from nla_lens.hooks import HookPoint, parse_hook_name, resid_post
+from nla_lens.subjects.adapters import SubjectAdapter, as_subject
+
+__all__ = ["check_subject", "nla_hook_name"]
+
+
+def nla_hook_name(nla: Any) -> str:
+    """The TransformerLens hook an NLA was trained on (from its sidecar: ``hook_name`` or ``layer``)."""
+    name = getattr(nla, "hook_name", None)
+    if name:
+        return str(name)
+    layer = getattr(nla, "layer", None)
+    if layer is None:
+        raise InputError("The NLA records neither a hook name nor a layer; its checkpoint metadata is incomplete. "
+                         "Set extraction.hook_name in its nla_meta.yaml.")
+    return resid_post(int(layer))
+
+
+def check_subject(nla: Any, subject: Any, hook_name: str | int | None = None) -> tuple[SubjectAdapter, HookPoint]:
+    """Wrap ``subject`` and return it with the NLA's hook point, refusing any mismatch.
+
+    Args:
+        nla: An :class:`~nla_lens.models.nla.NLA`.
+        subject: The subject model (TransformerBridge/HookedTransformer, nnsight model) or adapter.
+        hook_name: A hook (or layer) the caller asked for; it must be the NLA's own.
+
+    Returns:
+        ``(adapter, hook point)``.
+
+    Raises:
+        InputError: ``hook_name`` differs from the hook the NLA was trained on, or the subject's
+            width differs from the NLA's ``d_model``.
+        HookNameError: The subject has no such hook (e.g. fewer blocks than the NLA's layer).
+    """
+    trained_at = nla_hook_name(nla)
+    adapter = as_subject(subject)
+    if hook_name is not None:
+        asked = parse_hook_name(hook_name, adapter.n_layers).name
+        if asked != trained_at:
+            raise InputError(f"This NLA was trained on {trained_at!r}, not {asked!r}: its explanations only mean "
+                             f"something for vectors of its own hook. Use an NLA trained at {asked!r} (or pass "
+                             f"hook_name={trained_at!r}).")
+    hook = adapter.resolve_hook(trained_at)  # HookNameError when the subject lacks the hook
+    if adapter.d_model != nla.d_model:
+        raise InputError(f"The subject's d_model is {adapter.d_model} but this NLA explains {nla.d_model}-wide "
+                         f"vectors: it was trained on another model ({_subject_name(nla)!r}).")
+    expected = _subject_name(nla)
+    if expected and expected != adapter.name and expected not in adapter.name:
+        warnings.warn(f"This NLA was trained on subject {expected!r}; the subject given is {adapter.name!r}. "
+                      "Same width and hook, so it runs, but explanations may not transfer.", stacklevel=3)
+    return adapter, hook
+
+
+def _subject_name(nla: Any) -> str | None:
+    av = getattr(nla, "av", None)
+    return getattr(getattr(av, "cfg", None), "subject_model", None)

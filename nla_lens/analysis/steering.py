@@ -1,0 +1,382 @@
+"""Steering from explanations: the AR turns words into a residual-stream direction to add.
+
+The AR maps an explanation (or an edited one) to the vector it describes. It was trained on
+L2-normalised targets, so its raw output norm is arbitrary: :func:`explanation_vector` rescales
+it to the typical activation norm at the NLA's hook (the dataset's median norm, or the AV's
+``injection_scale``, which the NLA sidecar sets to about that median). :func:`steered_generate`
+adds ``coefficient * vector`` to the residual stream at that hook, at every position, while the
+subject generates greedily: through TransformerLens hooks (``model.hooks`` / ``run_with_hooks``)
+for a ``TransformerBridge`` or ``HookedTransformer``, and through an nnsight trace for nnsight
+models. :func:`steer` runs the whole experiment: the subject with no steering, with the
+explanation's vector and with a random vector of the same norm, and measures how much each
+raises the log-probability of the explanation's topic words along the continuation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from nla_lens.analysis.hook_check import check_subject
+from nla_lens.analysis.text import content_words
+from nla_lens.errors import InputError
+from nla_lens.hooks import HookPoint
+from nla_lens.subjects.adapters import NNsightSubject, SubjectAdapter, as_subject
+
+__all__ = ["SteeringResult", "explanation_vector", "steer", "steered_generate", "topic_logprob", "topic_token_ids"]
+
+
+# -- the vector --------------------------------------------------------------------------------
+def typical_norm(nla: Any, dataset: Any = None) -> float:
+    """The activation norm a steering vector is scaled to: the dataset's median norm, else the AV's
+    ``injection_scale`` (set to about that median when the NLA was built)."""
+    if dataset is not None:
+        median = (getattr(dataset, "meta", None) or {}).get("norm_stats", {}).get("median")
+        if median:
+            return float(median)
+    scale = getattr(getattr(getattr(nla, "av", None), "cfg", None), "injection_scale", None)
+    if not scale:
+        raise InputError("No typical activation norm known: pass norm=... or dataset= (an ActivationDataset "
+                         "from the NLA's hook).")
+    return float(scale)
+
+
+def explanation_vector(nla: Any, explanation: str, *, norm: float | None = None, dataset: Any = None) -> torch.Tensor:
+    """The residual-stream vector ``[d_model]`` an explanation describes, at activation scale.
+
+    Args:
+        nla: The NLA whose AR reads the explanation.
+        explanation: Any text, e.g. an NLA explanation or an edited one.
+        norm: L2 norm of the result (default: :func:`typical_norm`).
+        dataset: An ActivationDataset at the NLA's hook, for its median norm.
+
+    Returns:
+        ``[d_model]`` float32 CPU tensor of norm ``norm``.
+    """
+    if not isinstance(explanation, str) or not explanation.strip():
+        raise InputError("explanation must be a non-empty string.")
+    raw = nla.ar.reconstruct([explanation])[0].float()
+    scale = float(norm) if norm is not None else typical_norm(nla, dataset)
+    if not math.isfinite(scale) or scale <= 0:
+        raise InputError(f"norm must be a positive number, got {norm!r}.")
+    return raw / raw.norm() * scale
+
+
+def random_like(vector: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """A random direction ``[d]`` with the same norm as ``vector`` (the steering control)."""
+    noise = torch.randn(vector.shape[-1], generator=torch.Generator().manual_seed(seed))
+    return noise / noise.norm() * vector.norm()
+
+
+# -- steering backends -------------------------------------------------------------------------
+class _Steerer:
+    """Greedy generation and logits of one subject with ``coefficient * vector`` added at one hook."""
+
+    def __init__(self, adapter: SubjectAdapter, hook: HookPoint):
+        self.adapter, self.hook = adapter, hook
+
+    def logits(self, ids: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
+        """``[T, vocab]`` logits of ``ids`` ``[T]``."""
+        raise NotImplementedError
+
+    def generate(self, ids: torch.Tensor, delta: torch.Tensor | None, max_new_tokens: int) -> torch.Tensor:
+        """``[L]`` greedily generated tokens after ``ids`` ``[T]`` (exactly ``max_new_tokens``)."""
+        raise NotImplementedError
+
+
+class _TransformerLensSteerer(_Steerer):
+    def _hooks(self, delta: torch.Tensor | None) -> list[tuple[str, Any]]:
+        if delta is None:
+            return []
+
+        def add(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+            return activation + delta.to(device=activation.device, dtype=activation.dtype)
+
+        return [(self.hook.name, add)]
+
+    @torch.no_grad()
+    def logits(self, ids: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
+        model = self.adapter.model
+        out = model.run_with_hooks(ids[None].to(self.adapter.device), fwd_hooks=self._hooks(delta),
+                                   return_type="logits")
+        return out[0].float().cpu()
+
+    @torch.no_grad()
+    def generate(self, ids: torch.Tensor, delta: torch.Tensor | None, max_new_tokens: int) -> torch.Tensor:
+        model = self.adapter.model
+        # With the KV cache the hook sees the prompt once, then one new position per step: every
+        # position is steered exactly once.
+        with model.hooks(fwd_hooks=self._hooks(delta)):
+            out = model.generate(ids[None].to(self.adapter.device), max_new_tokens=max_new_tokens, do_sample=False,
+                                 stop_at_eos=False, verbose=False, return_type="tokens")
+        return out[0, len(ids):].cpu()
+
+
+class _NNsightSteerer(_Steerer):
+    def __init__(self, adapter: NNsightSubject, hook: HookPoint):
+        super().__init__(adapter, hook)
+        if hook.suffix != "hook_resid_post":
+            raise InputError(f"nnsight steering writes decoder-layer outputs, i.e. blocks.K.hook_resid_post; "
+                             f"{hook.name!r} is not one. Use a TransformerLens subject for other hooks.")
+        self.layer = adapter._layer(hook.layer)
+
+    def _edit(self, delta: torch.Tensor) -> None:
+        output = self.layer.output
+        if isinstance(output, tuple):  # older transformers return (hidden, ...)
+            self.layer.output = (output[0] + delta.to(output[0].device, output[0].dtype), *output[1:])
+        else:
+            self.layer.output = output + delta.to(output.device, output.dtype)
+
+    @torch.no_grad()
+    def logits(self, ids: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
+        model = self.adapter.model
+        with model.trace(ids[None].to(self.adapter.device), remote=self.adapter.remote):
+            if delta is not None:
+                self._edit(delta)
+            logits = model.output.logits.save()
+        return logits[0].float().cpu()
+
+    @torch.no_grad()
+    def generate(self, ids: torch.Tensor, delta: torch.Tensor | None, max_new_tokens: int) -> torch.Tensor:
+        model = self.adapter.model
+        pad = self.adapter.tokenizer.pad_token_id
+        # min_new_tokens: every one of the max_new_tokens steps the loop below edits must happen.
+        with model.generate(ids[None].to(self.adapter.device), max_new_tokens=max_new_tokens,
+                            min_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+                            pad_token_id=pad if pad is not None else 0, remote=self.adapter.remote) as tracer:
+            if delta is not None:
+                for _ in tracer.iter[:max_new_tokens]:
+                    self._edit(delta)
+            result = tracer.result.save()
+        return result[0, len(ids):].cpu()
+
+
+def _steerer(adapter: SubjectAdapter, hook: HookPoint) -> _Steerer:
+    if isinstance(adapter, NNsightSubject):
+        return _NNsightSteerer(adapter, hook)
+    return _TransformerLensSteerer(adapter, hook)
+
+
+def _cut_at_stop(tokens: torch.Tensor, tokenizer: Any) -> torch.Tensor:
+    stops = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"))
+             if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id}
+    for index, token in enumerate(tokens.tolist()):
+        if token in stops:
+            return tokens[:index]
+    return tokens
+
+
+# -- public verbs --------------------------------------------------------------------------------
+def steered_generate(subject: Any, prompt: str, vector: torch.Tensor | None, *, hook_name: str | int,
+                     coefficient: float = 1.0, max_new_tokens: int = 24) -> str:
+    """Greedy continuation of ``prompt`` with ``coefficient * vector`` added at ``hook_name``.
+
+    Args:
+        subject: A TransformerBridge/HookedTransformer, an nnsight model, or an adapter.
+        prompt: The text to continue.
+        vector: ``[d_model]`` steering vector, or ``None`` for no steering.
+        hook_name: Where to add it (every position, prompt and generated tokens).
+        coefficient: Multiplier of ``vector``.
+        max_new_tokens: Tokens generated (the text is cut at the first stop token).
+
+    Returns:
+        The continuation text (without the prompt).
+    """
+    adapter = as_subject(subject)
+    hook = adapter.resolve_hook(hook_name)
+    ids = _encode(adapter, prompt)
+    delta = None if vector is None else _delta(vector, coefficient, adapter.d_model)
+    new = _cut_at_stop(_steerer(adapter, hook).generate(ids, delta, max_new_tokens), adapter.tokenizer)
+    return adapter.tokenizer.decode(new.tolist(), skip_special_tokens=True)
+
+
+def topic_token_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
+    """First token ids of each word as it appears mid-text (``" word"``, ``" Word"``), deduplicated.
+
+    A form whose first token is only a fragment (a bare space or one or two letters, as when a
+    small vocabulary splits ``" Cat"`` into ``" " + "C" + "at"``) is skipped: its probability
+    says nothing about the word.
+    """
+    ids: list[int] = []
+    for word in words:
+        word = word.strip()
+        for form in (f" {word}", f" {word.capitalize()}"):
+            encoded = tokenizer(form, add_special_tokens=False)["input_ids"]
+            if not encoded:
+                continue
+            piece = tokenizer.decode([encoded[0]]).strip()
+            if len(piece) >= min(3, len(word)) and word.lower().startswith(piece.lower()) and encoded[0] not in ids:
+                ids.append(int(encoded[0]))
+    return ids
+
+
+def topic_logprob(subject: Any, text_ids: torch.Tensor, start: int, topic_ids: Sequence[int], *,
+                  vector: torch.Tensor | None = None, hook_name: str | int, coefficient: float = 1.0) -> float:
+    """Mean log-probability that the next token is a topic word, along positions ``start..T-1``.
+
+    At each position ``t`` of the continuation the (steered) model's next-token distribution,
+    read one position earlier, gives ``log sum_{w in topic} p(w)``; the result is the mean over
+    the continuation.
+
+    Args:
+        subject: The subject model or adapter.
+        text_ids: ``[T]`` prompt + continuation tokens.
+        start: Index of the first continuation token (the prompt length, >= 1).
+        topic_ids: Token ids of the topic words.
+        vector: ``[d_model]`` steering vector, or ``None``.
+        hook_name: Where the vector is added.
+        coefficient: Multiplier of ``vector``.
+    """
+    adapter = as_subject(subject)
+    if not topic_ids:
+        raise InputError("No topic tokens: pass topic words that the tokenizer can encode.")
+    if not 1 <= start < len(text_ids):
+        raise InputError(f"start must lie in 1..{len(text_ids) - 1} (a non-empty prompt and continuation).")
+    delta = None if vector is None else _delta(vector, coefficient, adapter.d_model)
+    steerer = _steerer(adapter, adapter.resolve_hook(hook_name))
+    return _topic_logprob(steerer, torch.as_tensor(text_ids).long(), start, list(topic_ids), delta)
+
+
+def _delta(vector: torch.Tensor, coefficient: float, d_model: int) -> torch.Tensor:
+    vector = torch.as_tensor(vector).float().reshape(-1)
+    if vector.shape[0] != d_model:
+        raise InputError(f"The steering vector has {vector.shape[0]} dimensions; the subject's residual stream has "
+                         f"{d_model}.")
+    return coefficient * vector
+
+
+def _encode(adapter: SubjectAdapter, prompt: str) -> torch.Tensor:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InputError("A steering prompt must be a non-empty string.")
+    return torch.tensor(adapter.encode(prompt, adapter.n_ctx), dtype=torch.long)
+
+
+@dataclass
+class SteeringResult:
+    """The result of :func:`steer`.
+
+    Attributes:
+        frame: One row per (prompt, condition): ``prompt``, ``condition`` (``"none"``,
+            ``"explanation"``, ``"random"``), ``coefficient``, ``continuation``,
+            ``topic_logprob`` (on the condition's own continuation) and ``topic_logprob_fixed``
+            (on the unsteered continuation: the pure shift of the next-token distribution).
+        summary: Means per condition and the gains of the explanation's vector over no steering
+            (``gain_vs_none``) and over the random vector (``gain_vs_random``), for both measures.
+        vector: The ``[d_model]`` steering vector (before ``coefficient``).
+        topic_words: The words whose log-probability is measured.
+    """
+
+    frame: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+    vector: torch.Tensor | None = None
+    topic_words: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"SteeringResult(topic_words={self.topic_words[:6]}, gain_vs_none={s.get('gain_vs_none', math.nan):.3f}, "
+                f"gain_vs_random={s.get('gain_vs_random', math.nan):.3f})")
+
+    def _repr_html_(self) -> str:
+        return f"<b>{self!r}</b>" + self.frame.to_html(index=False)
+
+
+def steer(
+    nla: Any,
+    subject: Any,
+    prompts: str | Sequence[str],
+    explanation: str,
+    *,
+    topic_words: Sequence[str] | None = None,
+    coefficient: float = 1.0,
+    max_new_tokens: int = 24,
+    vector: torch.Tensor | None = None,
+    norm: float | None = None,
+    dataset: Any = None,
+    hook_name: str | int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> SteeringResult:
+    """Steer the subject with the AR vector of an explanation and measure the pull toward its topic.
+
+    Each prompt is continued greedily three times: without steering, with
+    ``coefficient * explanation_vector`` added at the NLA's hook, and with a random vector of the
+    same norm (the control). The topic words' log-probability is measured on each condition's
+    own continuation and on the unsteered one.
+
+    Args:
+        nla: The NLA (its AR makes the vector; its hook is where it is added).
+        subject: The subject model it was trained on (TransformerLens or nnsight) or its adapter.
+        prompts: One prompt or several (figures are averaged over them).
+        explanation: The explanation (or an edited one) to steer toward.
+        topic_words: Words whose probability should rise (default: the explanation's content words).
+        coefficient: Multiplier of the vector (1.0 adds one typical activation norm).
+        max_new_tokens: Continuation length.
+        vector: Use this ``[d_model]`` vector instead of the AR's (e.g. an edited direction).
+        norm: Norm of the AR vector (default: the typical activation norm, see :func:`typical_norm`).
+        dataset: ActivationDataset at the NLA's hook, for the typical norm.
+        hook_name: Must be the NLA's hook when given (a mismatch is refused).
+        seed: Seed of the random control vector.
+        progress: Show a progress bar.
+
+    Returns:
+        A :class:`SteeringResult`.
+
+    Raises:
+        InputError: A hook other than the NLA's, an empty prompt, no usable topic word.
+        HookNameError: The subject has no such hook.
+    """
+    adapter, hook = check_subject(nla, subject, hook_name)
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts:
+        raise InputError("Pass at least one prompt.")
+    steer_vector = (explanation_vector(nla, explanation, norm=norm, dataset=dataset) if vector is None
+                    else _delta(vector, 1.0, adapter.d_model))
+    words = list(dict.fromkeys(topic_words if topic_words is not None else content_words(explanation)))
+    topic_ids = topic_token_ids(adapter.tokenizer, words)
+    if not topic_ids:
+        raise InputError("No topic words: the explanation has no content word; pass topic_words=[...].")
+    conditions = {"none": None, "explanation": steer_vector, "random": random_like(steer_vector, seed)}
+    steerer = _steerer(adapter, hook)
+    rows = []
+    bar = tqdm(total=len(prompts) * len(conditions), desc="steer", unit="run", disable=not progress)
+    for prompt in prompts:
+        ids = _encode(adapter, prompt)
+        continuations: dict[str, torch.Tensor] = {}
+        for name, vec in conditions.items():
+            delta = None if vec is None else coefficient * vec
+            continuations[name] = steerer.generate(ids, delta, max_new_tokens)
+            bar.update()
+        fixed = torch.cat([ids, continuations["none"]])
+        for name, vec in conditions.items():
+            delta = None if vec is None else coefficient * vec
+            own = torch.cat([ids, continuations[name]])
+            rows.append({
+                "prompt": prompt, "condition": name, "coefficient": 0.0 if vec is None else float(coefficient),
+                "continuation": adapter.tokenizer.decode(_cut_at_stop(continuations[name], adapter.tokenizer).tolist(),
+                                                         skip_special_tokens=True),
+                "topic_logprob": _topic_logprob(steerer, own, len(ids), topic_ids, delta),
+                "topic_logprob_fixed": _topic_logprob(steerer, fixed, len(ids), topic_ids, delta),
+            })
+    bar.close()
+    frame = pd.DataFrame(rows)
+    means = frame.groupby("condition")[["topic_logprob", "topic_logprob_fixed"]].mean()
+    summary: dict[str, Any] = {"coefficient": float(coefficient), "norm": float(steer_vector.norm()),
+                               "n_prompts": len(prompts), "hook_name": hook.name}
+    for measure, suffix in (("topic_logprob", ""), ("topic_logprob_fixed", "_fixed")):
+        for name in conditions:
+            summary[f"{measure}_{name}"] = float(means.loc[name, measure])
+        summary[f"gain_vs_none{suffix}"] = summary[f"{measure}_explanation"] - summary[f"{measure}_none"]
+        summary[f"gain_vs_random{suffix}"] = summary[f"{measure}_explanation"] - summary[f"{measure}_random"]
+    return SteeringResult(frame, summary, steer_vector, words)
+
+
+def _topic_logprob(steerer: _Steerer, ids: torch.Tensor, start: int, topic_ids: list[int],
+                   delta: torch.Tensor | None) -> float:
+    logp = steerer.logits(ids, delta)[start - 1 : len(ids) - 1].log_softmax(dim=-1)
+    return float(logp[:, topic_ids].logsumexp(dim=-1).mean())

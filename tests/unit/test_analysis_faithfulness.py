@@ -1,0 +1,229 @@
+"""The faithfulness report on constructed cases: each check must move in the right direction.
+
+The NLAs here are small real objects whose AR output is a deterministic function of the text
+(a bag of concept-word vectors, a constant, an exact-string lookup) and whose AV names the
+concept words closest to a vector. They are the *input* of the report under test: a report that
+always printed good numbers would fail the constant and surface-form cases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from nla_lens.analysis import RuleParaphraser, context_oracle, faithfulness_report, snippet_ablation
+from nla_lens.data.dataset import ActivationDataset, norm_stats
+from nla_lens.errors import InputError, ShapeError
+
+D = 32
+WORDS = ("cat", "ocean", "razor", "castle", "music", "winter", "doctor", "garden", "river", "engine", "bread",
+         "storm", "violin", "desert", "candle", "forest")
+WORD_VECTORS = torch.randn(len(WORDS), D, generator=torch.Generator().manual_seed(0))
+N = 40
+
+
+def explain_words(words) -> str:
+    a, b, c = words
+    return (f'1. Recent context: "…the {a} stood by the old wall"\n2. Likely next: "{b}", "and"\n'
+            f'3. Current token: " {c}"')
+
+
+def bag_vector(text: str) -> torch.Tensor:
+    """Sum of the vectors of the concept words in ``text`` (a fixed vector when there is none)."""
+    found = [i for i, w in enumerate(WORDS) if re.search(rf"\b{w}\b", text.lower())]
+    return WORD_VECTORS[found].sum(0) if found else torch.ones(D)
+
+
+class BagAR:
+    """Reads meaning: the output depends only on which concept words the text contains."""
+
+    d_model = D
+
+    def reconstruct(self, texts, batch_size: int = 16) -> torch.Tensor:
+        return torch.stack([bag_vector(t) for t in texts])
+
+
+class ConstantAR:
+    """Ignores its input."""
+
+    d_model = D
+
+    def reconstruct(self, texts, batch_size: int = 16) -> torch.Tensor:
+        return WORD_VECTORS.sum(0).expand(len(texts), D).clone()
+
+
+class SurfaceAR:
+    """Knows the exact training strings and nothing else (a hash of any other string)."""
+
+    d_model = D
+
+    def __init__(self, table: dict[str, torch.Tensor]):
+        self.table = table
+
+    def reconstruct(self, texts, batch_size: int = 16) -> torch.Tensor:
+        out = []
+        for t in texts:
+            if t in self.table:
+                out.append(self.table[t])
+            else:
+                seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
+                out.append(torch.randn(D, generator=torch.Generator().manual_seed(seed)))
+        return torch.stack(out)
+
+
+TRIPLES = list(itertools.combinations(range(len(WORDS)), 3))
+TRIPLE_SUMS = torch.stack([WORD_VECTORS[list(t)].sum(0) for t in TRIPLES])  # [560, D]
+
+
+class NearestWordsAV:
+    """Names the three concept words whose sum is closest to the vector (optionally in Japanese)."""
+
+    def __init__(self, gibberish_every: int = 0):
+        self.gibberish_every = gibberish_every
+        self.calls = 0
+
+    def verbalize(self, vectors, **kwargs) -> pd.DataFrame:
+        best = torch.cdist(torch.as_tensor(vectors).float(), TRIPLE_SUMS).argmin(dim=1)
+        rows = []
+        for i, index in enumerate(best.tolist()):
+            text = explain_words([WORDS[j] for j in TRIPLES[index]])
+            if self.gibberish_every and i % self.gibberish_every == 0:
+                text = "猫が座った"
+            rows.append({"vector": i, "explanation": text, "ok": True, "n_tokens": 20})
+        return pd.DataFrame(rows)
+
+
+class StandInNLA:
+    def __init__(self, ar, av=None):
+        self.ar, self.av, self.d_model, self.hook_name = ar, av or NearestWordsAV(), D, "blocks.1.hook_resid_post"
+
+
+@pytest.fixture(scope="module")
+def case():
+    """``N`` vectors, each the sum of three concept vectors, with their truthful explanations."""
+    rng = np.random.default_rng(1)
+    triples = [tuple(WORDS[j] for j in rng.choice(len(WORDS), 3, replace=False)) for _ in range(N)]
+    noise = 0.05 * torch.randn(N, D, generator=torch.Generator().manual_seed(2))
+    vectors = torch.stack([WORD_VECTORS[[WORDS.index(w) for w in t]].sum(0) for t in triples]) + noise
+    explanations = [explain_words(t) for t in triples]
+    frame = pd.DataFrame({"doc_id": range(N), "split": ["eval"] * (N // 2) + ["rl"] * (N - N // 2),
+                          "position": 10, "token_id": 0, "token": [f" {t[2]}" for t in triples],
+                          "prefix": [f"Once the {t[0]} saw a {t[2]}" for t in triples],
+                          "norm": vectors.norm(dim=-1).numpy()})
+    meta = {"hook_name": "blocks.1.hook_resid_post", "norm_stats": norm_stats(vectors)}
+    return ActivationDataset(vectors, frame, meta), explanations
+
+
+def report(nla, case, **kwargs):
+    dataset, _ = case
+    return faithfulness_report(nla, dataset, n=None, progress=False, **kwargs)
+
+
+def test_meaning_reading_nla_beats_every_control(case):
+    summary = report(StandInNLA(BagAR()), case).summary
+    assert summary["n"] == N // 2 and summary["split"] == "eval"
+    assert summary["fve_nrm"] > 0.9
+    assert summary["fve_nrm_shuffled"] < 0.2 < summary["fve_nrm"] - 0.5
+    assert summary["predict_mean"] < 0.1 and not summary["predict_mean_in_sample"]
+    assert summary["random_vector_fve_nrm"] < summary["fve_nrm"] - 0.5
+    assert summary["paraphrase_retention"] > 0.95  # the rewrite keeps every concept word
+    assert summary["paraphrase_retention_vs_shuffled"] > 0.95
+    assert summary["ablation_mse_increase"] > 0.2  # every snippet names a concept
+    assert set(summary["ablation_by_heading"]) == {"Recent context", "Likely next", "Current token"}
+    assert summary["grounding"] > summary["grounding_shuffled"]
+    assert summary["non_english_rate"] == 0.0
+
+
+def test_an_ar_that_ignores_its_input_shows_no_signal(case):
+    rep = report(StandInNLA(ConstantAR()), case)
+    s = rep.summary
+    assert s["fve_nrm"] <= 0.0
+    assert s["fve_nrm"] == pytest.approx(s["fve_nrm_shuffled"], abs=1e-6)
+    assert s["paraphrase_drop"] == pytest.approx(0.0, abs=1e-6)
+    assert math.isnan(s["paraphrase_retention"])  # nothing to retain below the mean baseline
+    assert math.isnan(s["paraphrase_retention_vs_shuffled"])  # nor above chance
+    assert rep.ablations["mse_increase"].abs().max() < 1e-6
+
+
+def test_a_surface_form_ar_fails_the_paraphrase_check(case):
+    dataset, explanations = case
+    held = dataset.split("eval")
+    table = {e: v for e, v in zip(explanations, held.vectors)}  # exact strings of the eval rows
+    s = report(StandInNLA(SurfaceAR(table)), case, explanations=explanations[: N // 2]).summary
+    assert s["fve_nrm"] > 0.99
+    assert s["paraphrase_fve_nrm"] < 0.2 and s["paraphrase_retention"] < 0.2
+    assert s["paraphrase_retention_vs_shuffled"] < 0.5
+
+
+def test_given_explanations_are_scored_not_regenerated(case):
+    dataset, explanations = case
+    wrong = explanations[N // 2 :]  # explanations of other vectors
+    s = report(StandInNLA(BagAR()), case, explanations=wrong).summary
+    assert s["fve_nrm"] < 0.2 and math.isnan(s["failure_rate"])
+
+
+def test_custom_paraphraser_is_used(case):
+    drop_words = lambda texts: [re.sub(r"\b(" + "|".join(WORDS) + r")\b", "thing", t) for t in texts]  # noqa: E731
+    rep = report(StandInNLA(BagAR()), case, paraphraser=drop_words)
+    assert rep.summary["paraphrase_retention"] < 0.2
+    assert all("thing" in p for p in rep.frame["paraphrase"])
+
+
+def test_gibberish_rate_counts_non_english_explanations(case):
+    s = report(StandInNLA(BagAR(), NearestWordsAV(gibberish_every=4)), case, n_random=0).summary
+    assert s["non_english_rate"] == pytest.approx(5 / 20)
+    assert math.isnan(s["random_vector_fve_nrm"])
+
+
+def test_context_oracle_perfect_and_blind(case):
+    dataset, explanations = case
+    held = dataset.split("eval")
+    full = [e.replace("\n", " ") for e in explanations[: N // 2]]  # source texts naming all three concepts
+    perfect = context_oracle(BagAR(), held.vectors, prefixes=full, n_words=None)
+    blind = context_oracle(ConstantAR(), held.vectors, prefixes=full, n_words=None)
+    assert perfect.attrs["report"]["fve_nrm"] > 0.9
+    assert blind.attrs["report"]["fve_nrm"] <= 0.0
+    partial = report(StandInNLA(BagAR()), case).summary["context_oracle_fve_nrm"]  # prefixes name 2 of 3
+    assert blind.attrs["report"]["fve_nrm"] < partial < perfect.attrs["report"]["fve_nrm"]
+
+
+def test_snippet_ablation_finds_the_informative_snippet():
+    target = WORD_VECTORS[WORDS.index("ocean")][None]
+    text = '1. Topic: "ocean"\n2. Style: "plain and short"'
+    frame = snippet_ablation(BagAR(), [text], target)
+    by = dict(zip(frame["heading"], frame["mse_increase"]))
+    assert by["Topic"] > 0.5 and abs(by["Style"]) < 1e-6
+
+
+def test_json_summary_round_trips(case, tmp_path):
+    import json
+
+    rep = report(StandInNLA(BagAR()), case)
+    loaded = json.loads(rep.to_json(tmp_path / "r.json"))
+    assert loaded["fve_nrm"] == pytest.approx(rep.summary["fve_nrm"])
+    assert "fve_nrm" in rep._repr_html_() and "FaithfulnessReport" in repr(rep)
+
+
+def test_bad_input_is_refused_with_a_reason(case):
+    dataset, explanations = case
+    nla = StandInNLA(BagAR())
+    with pytest.raises(InputError, match="one explanation per vector"):
+        faithfulness_report(nla, dataset, explanations=explanations, progress=False)
+    with pytest.raises(ShapeError, match="wide"):
+        faithfulness_report(nla, torch.randn(4, D + 1), progress=False)
+    with pytest.raises(InputError, match="at least 2"):
+        faithfulness_report(nla, torch.randn(1, D), progress=False)
+    with pytest.raises(InputError, match="list of 20 strings"):
+        faithfulness_report(nla, dataset, paraphraser=lambda texts: texts[:1], progress=False)
+    other = ActivationDataset(dataset.vectors, dataset.frame, {**dataset.meta, "hook_name": "blocks.0.hook_resid_post"})
+    with pytest.raises(InputError, match="trained on"):
+        faithfulness_report(nla, other, progress=False)
+    with pytest.raises(InputError, match="ops"):
+        RuleParaphraser(ops=("translate",))
