@@ -1,0 +1,123 @@
+"""How course notebooks are written and read back: cell builders and the exercise format.
+
+An exercise is four cells, built by :func:`exercise`:
+
+1. a markdown cell with the task (title, difficulty, time estimate, what to implement);
+2. a code cell tagged ``exercise`` with the stub the student fills in;
+3. a code cell tagged ``test`` calling a ``nla_lens.tutorials.checks.check_*`` function;
+4. a markdown cell tagged ``solution`` holding the reference code in a collapsed
+   ``<details>`` block.
+
+Cells 2 and 4 carry ``metadata["nla_lens"]["exercise"] = <name>``. :func:`with_solutions`
+returns a copy of a notebook in which every exercise stub is replaced by its solution; the CI
+test executes that copy, which proves the published solutions pass the visible tests, while
+students open the stubs. Notebooks are written without outputs (:func:`write`).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+_SOLUTION_RE = re.compile(r"```python\n(.*?)\n```", re.DOTALL)
+DIFFICULTY = {1: "🟢⚪⚪", 2: "🟢🟡⚪", 3: "🟢🟡🔴"}
+
+
+def md(text: str, **meta: Any) -> Any:
+    """A markdown cell (leading/trailing blank lines stripped)."""
+    return new_markdown_cell(text.strip("\n"), **meta)
+
+
+def code(text: str, *, tags: tuple[str, ...] = (), **meta: Any) -> Any:
+    """A code cell without outputs."""
+    cell = new_code_cell(text.strip("\n"), **meta)
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def exercise(name: str, title: str, *, difficulty: int, minutes: int, task: str, stub: str, solution: str,
+             test: str) -> list[Any]:
+    """The four cells of one exercise (see the module docstring)."""
+    header = (f"### Exercise: {title}\n\n> **Difficulty** {DIFFICULTY[difficulty]} · **Time** ~{minutes} min\n\n"
+              + task.strip("\n"))
+    stub_cell = code(stub, tags=("exercise",))
+    stub_cell.metadata["nla_lens"] = {"exercise": name}
+    solution_cell = md(f"<details><summary>Solution</summary>\n\n```python\n{solution.strip()}\n```\n\n</details>")
+    solution_cell.metadata["tags"] = ["solution"]
+    solution_cell.metadata["nla_lens"] = {"exercise": name}
+    return [md(header), stub_cell, code(test, tags=("test",)), solution_cell]
+
+
+def notebook(cells: list[Any]) -> Any:
+    """A notebook with the python3 kernel and no outputs."""
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def write(nb: Any, path: str | Path) -> Path:
+    """Validate and write ``nb`` without outputs (deterministic cell ids, so rebuilds diff cleanly)."""
+    path = Path(path)
+    for index, cell in enumerate(nb.cells):
+        cell["id"] = f"{path.stem[:40]}-{index:03d}".replace("_", "-")
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.validate(nb)
+    path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+    return path
+
+
+def exercise_name(cell: Any) -> str | None:
+    """The exercise a cell belongs to, or ``None``."""
+    return (cell.get("metadata", {}).get("nla_lens") or {}).get("exercise")
+
+
+def tags(cell: Any) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def solution_code(cell: Any) -> str:
+    """The python code inside a ``solution`` markdown cell's ``<details>`` block."""
+    match = _SOLUTION_RE.search(cell.source)
+    if match is None:
+        raise ValueError(f"Solution cell of {exercise_name(cell)!r} has no ```python block.")
+    return match.group(1)
+
+
+def exercises(nb: Any) -> dict[str, dict[str, Any]]:
+    """``{name: {"stub": str, "solution": str, "test": str}}`` for every exercise of a notebook.
+
+    Raises:
+        ValueError: An exercise without a solution, or a test cell, or listed twice.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    cells = nb.cells
+    for index, cell in enumerate(cells):
+        name = exercise_name(cell)
+        if name is None or "exercise" not in tags(cell):
+            continue
+        if name in found:
+            raise ValueError(f"Exercise {name!r} appears twice.")
+        test = next((c for c in cells[index + 1:] if "test" in tags(c)), None)
+        solution = next((c for c in cells if "solution" in tags(c) and exercise_name(c) == name), None)
+        if test is None or solution is None:
+            raise ValueError(f"Exercise {name!r} lacks its {'test' if test is None else 'solution'} cell.")
+        found[name] = {"stub": cell.source, "solution": solution_code(solution), "test": test.source}
+    return found
+
+
+def with_solutions(nb: Any) -> Any:
+    """A copy of ``nb`` with every ``exercise`` cell's source replaced by its solution."""
+    nb = copy.deepcopy(nb)
+    solutions = {name: parts["solution"] for name, parts in exercises(nb).items()}
+    for cell in nb.cells:
+        if "exercise" in tags(cell) and exercise_name(cell) in solutions:
+            cell.source = solutions[exercise_name(cell)]
+    return nb

@@ -1,0 +1,291 @@
+"""The course (tutorials/) and research notebooks (notebooks/): clean, well-formed, and executed.
+
+- Every notebook is committed without outputs.
+- Every exercise has a stub, a visible test cell and a collapsed solution; the check behind the
+  test rejects the stub and deliberately broken implementations, and accepts the solution.
+- Every notebook executes top to bottom in smoke mode (``NLA_LENS_SMOKE=1``, Hugging Face hub
+  offline) with the exercise stubs replaced by their solutions, within a per-notebook budget, and
+  every exercise's test cell reports success in the executed outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import nbformat
+import pytest
+import torch
+
+from nla_lens.tutorials import authoring, checks
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted([*ROOT.glob("tutorials/*.ipynb"), *ROOT.glob("notebooks/*.ipynb")])
+IDS = [f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS]
+
+#: Wall-clock budget per notebook in smoke mode (seconds); CI runs them on 2 cores.
+BUDGET_SECONDS = 300
+DEFAULT_CELL_TIMEOUT = BUDGET_SECONDS
+
+
+def _read(path: Path) -> Any:
+    return nbformat.read(path, as_version=4)
+
+
+ALL_EXERCISES = [(path, name, parts) for path in NOTEBOOKS for name, parts in authoring.exercises(_read(path)).items()]
+
+
+def test_there_is_a_course_and_research_notebooks():
+    names = {p.stem for p in NOTEBOOKS}
+    assert sum(p.parent.name == "tutorials" for p in NOTEBOOKS) >= 6, names
+    assert sum(p.parent.name == "notebooks" for p in NOTEBOOKS) >= 3, names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_committed_without_outputs(path):
+    nb = _read(path)
+    nbformat.validate(nb)
+    dirty = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing."
+    assert "widgets" not in nb.metadata, f"{path.name} carries saved widget state; clear it."
+
+
+# -- exercises --------------------------------------------------------------------------------
+def _broken_hidden_states_index(name):
+    parts = name.split(".")
+    if name == "hook_embed":
+        return 0
+    if len(parts) == 3 and parts[2] in ("hook_resid_post", "hook_resid_pre"):
+        return int(parts[1])  # forgets the embedding slot of hidden_states
+    return None
+
+
+def _broken_get_resid(bridge, text, layer):
+    name = f"blocks.{layer}.hook_resid_pre"  # the input of the block, not its output
+    _, cache = bridge.run_with_cache(text, names_filter=name, stop_at_layer=layer + 1)
+    return cache[name][0]
+
+
+def _fve_without_normalising(pred, target):
+    err = ((target - pred) ** 2).sum(-1).mean()
+    return float(1 - err / ((target - target.mean(0)) ** 2).sum(-1).mean())
+
+
+def _fve_as_cosine(pred, target):
+    return float(torch.nn.functional.cosine_similarity(pred, target, dim=-1).mean())
+
+
+def _predict_mean_renormalised(train, evals):
+    mean = torch.nn.functional.normalize(torch.nn.functional.normalize(train, dim=-1).mean(0), dim=0)
+    u = torch.nn.functional.normalize(evals, dim=-1)
+    return float(1 - ((u - mean) ** 2).sum(-1).mean() / ((u - u.mean(0)) ** 2).sum(-1).mean())
+
+
+def _predict_mean_of_eval_targets(train, evals):
+    return 0.0  # the mean of the *eval* targets always scores exactly 0: a leak, not a baseline
+
+
+def _markers_ignoring_neighbours(ids, marker, left, right):
+    return (ids == marker).nonzero().long()
+
+
+def _markers_off_by_one(ids, marker, left, right):
+    valid = (ids[:, 1:-1] == marker) & (ids[:, :-2] == left) & (ids[:, 2:] == right)
+    return valid.nonzero().long()  # forgets that the slice starts at position 1
+
+
+def _inject_in_place(embeddings, positions, vectors, scale):
+    embeddings[positions[:, 0], positions[:, 1]] = vectors / vectors.norm(dim=-1, keepdim=True) * scale
+    return embeddings
+
+
+def _inject_without_rescaling(embeddings, positions, vectors, scale):
+    out = embeddings.clone()
+    out[positions[:, 0], positions[:, 1]] = vectors
+    return out
+
+
+def _mse_raw(pred, target):
+    return ((pred - target) ** 2).mean(-1)
+
+
+def _mse_unit(pred, target):
+    u, v = torch.nn.functional.normalize(pred, dim=-1), torch.nn.functional.normalize(target, dim=-1)
+    return ((u - v) ** 2).mean(-1)  # unit vectors: off by a factor d
+
+
+def _forward_last_column(causal_lm, head, n_blocks, ids, mask):
+    hidden = causal_lm(ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    return head(hidden[n_blocks][:, -1])  # reads padding on the shorter rows
+
+
+def _forward_final_norm(causal_lm, head, n_blocks, ids, mask):
+    hidden = causal_lm(ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    return head(hidden[-1][torch.arange(len(ids)), mask.sum(1) - 1])  # all blocks + the final norm
+
+
+def _forward_without_head(causal_lm, head, n_blocks, ids, mask):
+    hidden = causal_lm(ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    return hidden[n_blocks][torch.arange(len(ids)), mask.sum(1) - 1]
+
+
+def _rewards_zero_for_failed(mse, failed):
+    return torch.where(failed, torch.zeros_like(mse), -mse)
+
+
+def _rewards_positive(mse, failed):
+    return torch.where(failed, torch.full_like(mse, -2.0), mse)
+
+
+def _advantages_global(rewards):
+    return (rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-4)
+
+
+def _advantages_no_eps(rewards):
+    return (rewards - rewards.mean(1, keepdim=True)) / rewards.std(1, keepdim=True, unbiased=False)
+
+
+def _scramble_identity(text, seed):
+    return text
+
+
+def _scramble_drops_a_word(text, seed):
+    words = text.split()
+    random.Random(seed).shuffle(words)
+    return " ".join(words[1:])
+
+
+def _scramble_unseeded(text, seed):
+    words = text.split()
+    random.shuffle(words)
+    return " ".join(words)
+
+
+def _scramble_reversed(text, seed):
+    return " ".join(reversed(text.split()))  # ignores the seed: every seed gives the same text
+
+
+def _previous_with_self(pattern):
+    return (pattern.diagonal(offset=-1, dim1=1, dim2=2).sum(-1)
+            + pattern.diagonal(dim1=1, dim2=2).sum(-1)) / pattern.shape[1]
+
+
+def _previous_over_all_queries(pattern):
+    return pattern.diagonal(offset=-1, dim1=1, dim2=2).sum(-1) / pattern.shape[1]
+
+
+def _top_features_linear(sae, acts, k):
+    with torch.no_grad():
+        return (acts @ sae.W_enc).topk(k, dim=-1)
+
+
+def _top_features_smallest(sae, acts, k):
+    with torch.no_grad():
+        values, ids = sae.encode(acts).sort(dim=-1)
+    return values[:, :k], ids[:, :k]
+
+
+BROKEN: dict[str, list[Callable[..., Any]]] = {
+    "hidden_states_index": [_broken_hidden_states_index],
+    "get_resid": [_broken_get_resid],
+    "fve_nrm": [_fve_without_normalising, _fve_as_cosine],
+    "predict_mean": [_predict_mean_renormalised, _predict_mean_of_eval_targets],
+    "find_markers": [_markers_ignoring_neighbours, _markers_off_by_one],
+    "inject": [_inject_in_place, _inject_without_rescaling],
+    "normalized_mse": [_mse_raw, _mse_unit],
+    "reconstructor_forward": [_forward_last_column, _forward_final_norm, _forward_without_head],
+    "rewards_from_mse": [_rewards_zero_for_failed, _rewards_positive],
+    "group_advantages": [_advantages_global, _advantages_no_eps],
+    "scramble_words": [_scramble_identity, _scramble_drops_a_word, _scramble_unseeded, _scramble_reversed],
+    "previous_token_score": [_previous_with_self, _previous_over_all_queries],
+    "top_features": [_top_features_linear, _top_features_smallest],
+}
+NEEDS_BRIDGE = {"get_resid"}
+
+
+@pytest.fixture(scope="module")
+def bridge():
+    from nla_lens import load_subject
+
+    return load_subject("smollm2-135m")
+
+
+def _define(source: str, name: str) -> Callable[..., Any]:
+    """Execute a cell defining ``name`` in a namespace with the notebooks' usual imports."""
+    namespace: dict[str, Any] = {"torch": torch, "math": math, "random": random, "re": __import__("re")}
+    exec(compile(source, f"<exercise {name}>", "exec"), namespace)
+    return namespace[name]
+
+
+def _run_check(test_source: str, name: str, fn: Callable[..., Any], request) -> None:
+    namespace: dict[str, Any] = {"checks": checks, name: fn}
+    if name in NEEDS_BRIDGE:
+        namespace["bridge"] = request.getfixturevalue("bridge")
+    exec(compile(test_source, f"<test {name}>", "exec"), namespace)
+
+
+def test_every_exercise_has_broken_variants_and_a_check():
+    names = [name for _, name, _ in ALL_EXERCISES]
+    assert len(names) == len(set(names)), f"exercise names must be unique: {names}"
+    assert len(names) >= 12
+    assert set(names) == set(BROKEN), "each exercise needs broken implementations in BROKEN (and vice versa)"
+    for _, name, parts in ALL_EXERCISES:
+        called = checks.solution_check_names(parts["test"])
+        assert called == [f"check_{name}"], f"{name}: the test cell should call checks.check_{name}, calls {called}"
+        assert "NotImplementedError" in parts["stub"], f"{name}: the stub should raise NotImplementedError"
+
+
+@pytest.mark.parametrize("path,name,parts", ALL_EXERCISES, ids=[n for _, n, _ in ALL_EXERCISES])
+def test_check_accepts_the_solution_and_rejects_the_stub_and_broken_versions(path, name, parts, request, capsys):
+    _run_check(parts["test"], name, _define(parts["solution"], name), request)
+    assert checks.TICK in capsys.readouterr().out
+
+    with pytest.raises(NotImplementedError):
+        _run_check(parts["test"], name, _define(parts["stub"], name), request)
+    for broken in BROKEN[name]:
+        with pytest.raises(AssertionError):
+            _run_check(parts["test"], name, broken, request)
+
+
+def test_with_solutions_replaces_only_the_exercise_cells():
+    path = ROOT / "tutorials" / "03_building_the_pieces.ipynb"
+    nb = _read(path)
+    solved = authoring.with_solutions(nb)
+    changed = [i for i, (a, b) in enumerate(zip(nb.cells, solved.cells)) if a.source != b.source]
+    assert changed and all("exercise" in authoring.tags(nb.cells[i]) for i in changed)
+    assert all("NotImplementedError" not in solved.cells[i].source for i in changed)
+
+
+# -- execution in smoke mode ------------------------------------------------------------------
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_runs_in_smoke_mode(path, monkeypatch, tmp_path):
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("NLA_LENS_SMOKE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = authoring.with_solutions(_read(path))
+    client = NotebookClient(nb, timeout=DEFAULT_CELL_TIMEOUT, kernel_name="python3", allow_errors=False,
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    elapsed = time.perf_counter() - start
+    nbformat.write(nb, tmp_path / path.name)  # kept for inspection when a later assertion fails
+    assert elapsed < BUDGET_SECONDS, f"{path.name} took {elapsed:.0f} s in smoke mode (budget {BUDGET_SECONDS} s)"
+
+    outputs = {i: "".join(o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream")
+               for i, c in enumerate(nb.cells) if c.cell_type == "code"}
+    tests = [i for i, c in enumerate(nb.cells) if "test" in authoring.tags(c)]
+    for i in tests:
+        assert checks.TICK in outputs[i], f"{path.name}: the test cell {i} did not report success: {outputs[i]!r}"
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+    print(f"{path.parent.name}/{path.name}: {elapsed:.1f} s")
