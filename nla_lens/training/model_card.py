@@ -49,9 +49,43 @@ its `value_head.safetensors`.
 The AR fed the teacher's own explanations (an upper reference for the warm start) scores
 {report['teacher_oracle_fve_nrm']:.3f}. Measured by `nla-lens train --preset {recipe['name']}` (`report.json`).
 
+{_faithfulness(report.get("faithfulness"))}
 ## Example explanations (after GRPO)
 {examples}
 """
     path = Path(folder) / "README.md"
     path.write_text(text)
     return path
+
+
+def _faithfulness(summary: dict[str, Any] | None) -> str:
+    """The card's faithfulness section from a ``faithfulness_report`` summary (empty without one)."""
+    if not summary:
+        return ""
+
+    def num(key: str) -> str:
+        value = summary.get(key)
+        return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
+
+    rows = [("NLA round trip (greedy)", "fve_nrm"), ("shuffled explanations", "fve_nrm_shuffled"),
+            ("predict-the-mean", "predict_mean"), ("explanation of a random vector", "random_vector_fve_nrm"),
+            ("paraphrased explanations (all offline rules)", "paraphrase_fve_nrm"),
+            ("context oracle (the last words of the source text)", "context_oracle_fve_nrm")]
+    table = "\n".join(f"| {name} | {num(key)} |" for name, key in rows)
+    by_op = summary.get("paraphrase_fve_nrm_by_op") or {}
+    ops = ", ".join(f"{op} {value:.3f}" for op, value in by_op.items())
+    ablation = summary.get("ablation_by_heading") or {}
+    drops = ", ".join(f"{name} {value:+.3f}" for name, value in ablation.items())
+    docs = summary.get("held_out_documents")
+    where = f"corpus documents {docs[0]}-{docs[1] - 1}, never read in training" if docs else "a held-out set"
+    return f"""
+## Faithfulness (`python scripts/faithfulness_report.py`, {summary.get('n', '?')} vectors from {where})
+| reconstruction from | fve_nrm |
+|---|---|
+{table}
+
+- Grounding (share of an explanation's content words found in the source prefix): {num('grounding')}
+  (against a shuffled prefix: {num('grounding_shuffled')}); non-English rate {num('non_english_rate')}.
+- Paraphrase, one rewrite rule at a time: {ops or 'n/a'}.
+- Ablation, normalised-MSE increase when one snippet is dropped: {drops or 'n/a'}.
+"""
