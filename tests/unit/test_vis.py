@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -236,8 +237,16 @@ def test_top_feature_contexts_mark_the_max_activating_token(subject, sae):
 
 
 def test_core_modules_never_import_vis():
+    # vis, widgets, analysis and the tutorials helpers are the layers on top; the core stays below.
     root = Path(nla_lens.__file__).parent
     offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
-                 if p.parts[len(root.parts)] not in ("vis", "widgets")
+                 if p.parts[len(root.parts)] not in ("vis", "widgets", "analysis", "tutorials")
                  and re.search(r"nla_lens\.vis\b|from nla_lens import vis\b", p.read_text(encoding="utf-8"))]
     assert offenders == []
+
+
+def test_importing_nla_lens_loads_no_optional_view_dependency():
+    code = ("import sys, nla_lens; print(','.join(m for m in ('circuitsvis', 'sae_lens', 'anywidget') "
+            "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""
