@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nla_lens.tutorials.authoring import code, md, notebook, write
+from nla_lens.tutorials.authoring import build_all, code, md
 
 HERE = Path(__file__).resolve().parent
 
@@ -437,9 +437,7 @@ NOTEBOOKS = {
 
 
 def main() -> None:
-    for name, build in NOTEBOOKS.items():
-        path = write(notebook(build()), HERE / f"{name}.ipynb")
-        print("wrote", path.relative_to(HERE.parent))
+    build_all(NOTEBOOKS, HERE)
 
 
 if __name__ == "__main__":

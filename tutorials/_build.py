@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nla_lens.tutorials.authoring import code, exercise, md, notebook, write
+from nla_lens.tutorials.authoring import build_all, code, exercise, md
 
 HERE = Path(__file__).resolve().parent
 
@@ -1088,9 +1088,7 @@ TUTORIALS = {
 
 
 def main() -> None:
-    for name, build in TUTORIALS.items():
-        path = write(notebook(build()), HERE / f"{name}.ipynb")
-        print("wrote", path.relative_to(HERE.parent))
+    build_all(TUTORIALS, HERE)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,15 @@ def write(nb: Any, path: str | Path) -> Path:
     return path
 
 
+def build_all(builders: dict[str, Any], folder: str | Path) -> list[Path]:
+    """Write ``{name: build() -> cells}`` as ``folder/{name}.ipynb``; the ``_build.py`` scripts' main."""
+    folder = Path(folder)
+    paths = [write(notebook(build()), folder / f"{name}.ipynb") for name, build in builders.items()]
+    for path in paths:
+        print("wrote", path.relative_to(folder.parent))
+    return paths
+
+
 def exercise_name(cell: Any) -> str | None:
     """The exercise a cell belongs to, or ``None``."""
     return (cell.get("metadata", {}).get("nla_lens") or {}).get("exercise")
