@@ -1,6 +1,6 @@
 """Copy a trained embedded-model NLA from a run folder into the package (nla_lens/pretrained/).
 
-    python scripts/ship_pretrained.py runs/smollm2-135m [--name smollm2-135m-L20]
+    python scripts/ship_pretrained.py runs/smollm2-135m [--name smollm2-135m-L20] [--faithfulness f.json]
 
 Copies the LoRA adapter folders ``av/`` and ``ar/`` (with the AR's value head and both sidecars)
 but not the tokenizer files: adapter folders load the embedded base model's tokenizer, which is
@@ -26,6 +26,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--name", default="smollm2-135m-L20")
+    parser.add_argument("--faithfulness", type=Path, default=None,
+                        help="JSON from scripts/faithfulness_report.py, added to the report and the model card")
     args = parser.parse_args()
     target = Path(__file__).resolve().parent.parent / "nla_lens" / "pretrained" / args.name
     shutil.rmtree(target, ignore_errors=True)
@@ -46,6 +48,8 @@ def main() -> None:
             frame = pd.read_csv(history)
             report["steps"][stage] = int(len(frame))
             report["train_minutes"][stage] = round(float(frame["seconds"].sum()) / 60, 1)
+    if args.faithfulness is not None:
+        report["faithfulness"] = json.loads(args.faithfulness.read_text())
     (target / "report.json").write_text(json.dumps(report, indent=2))
     write_model_card(target, report, recipe)
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) / 2**20

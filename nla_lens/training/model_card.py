@@ -70,7 +70,8 @@ def _faithfulness(summary: dict[str, Any] | None) -> str:
     rows = [("NLA round trip (greedy)", "fve_nrm"), ("shuffled explanations", "fve_nrm_shuffled"),
             ("predict-the-mean", "predict_mean"), ("explanation of a random vector", "random_vector_fve_nrm"),
             ("paraphrased explanations (all offline rules)", "paraphrase_fve_nrm"),
-            ("context oracle (the last words of the source text)", "context_oracle_fve_nrm")]
+            (f"context oracle (the last {summary.get('context_oracle_words', '?')} words of the source text)",
+             "context_oracle_fve_nrm")]
     table = "\n".join(f"| {name} | {num(key)} |" for name, key in rows)
     by_op = summary.get("paraphrase_fve_nrm_by_op") or {}
     ops = ", ".join(f"{op} {value:.3f}" for op, value in by_op.items())
