@@ -27,3 +27,37 @@ def tiny_llama(tokenizer, *, n_layers: int = 3, d_model: int = 32, n_heads: int 
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     return model.eval()
+
+
+def tiny_hooked_transformer(tokenizer, *, n_layers: int = 2, d_model: int = 32, n_ctx: int = 128, seed: int = 0):
+    """A random TransformerLens ``HookedTransformer`` subject (heads of width 8, GELU MLP of 2x).
+
+    Args:
+        tokenizer: Its tokenizer (``len(tokenizer)`` = vocab size); SmolLM2-style, no BOS prepended.
+        n_layers: Number of blocks.
+        d_model: Residual width (a multiple of 8).
+        n_ctx: Context length.
+        seed: Seed of the weight initialisation.
+    """
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=n_layers, d_model=d_model, n_ctx=n_ctx, d_head=8, n_heads=d_model // 8,
+                                  d_mlp=2 * d_model, d_vocab=len(tokenizer), act_fn="gelu",
+                                  default_prepend_bos=False, seed=seed)
+    return HookedTransformer(cfg, tokenizer=tokenizer).eval()
+
+
+def tiny_layer_nla(layer: int, *, hook_name: str | None = None):
+    """An untrained NLA of two tiny llamas reading ``layer`` of a width-32 subject.
+
+    The AV has 2 blocks, the AR ``max(2, layer + 1)``; seeds depend on ``layer``, so NLAs at
+    different layers differ.
+    """
+    from nla_lens.models import NLA
+    from nla_lens.testing.tokenizers import tiny_tokenizer
+
+    av_tok, ar_tok = tiny_tokenizer(), tiny_tokenizer()
+    av = tiny_llama(av_tok, n_layers=2, seed=2 * layer)
+    ar = tiny_llama(ar_tok, n_layers=max(2, layer + 1), seed=2 * layer + 1)
+    return NLA.untrained("tiny", layer=layer, injection_scale=5.0, hook_name=hook_name,
+                         base_models=((av, av_tok), (ar, ar_tok)))

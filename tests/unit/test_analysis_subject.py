@@ -13,7 +13,7 @@ from nla_lens.errors import HookNameError, InputError
 from nla_lens.metrics import fve_nrm
 from nla_lens.models import NLA
 from nla_lens.subjects.adapters import as_subject
-from nla_lens.testing.models import tiny_llama
+from nla_lens.testing.models import tiny_hooked_transformer, tiny_layer_nla, tiny_llama
 from nla_lens.testing.tokenizers import tiny_tokenizer
 from nla_lens.vis.html import external_references
 
@@ -24,19 +24,7 @@ KW = dict(max_new_tokens=4, progress=False)
 
 
 def _subject(d_model: int = 32, n_layers: int = 2):
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    tok = tiny_tokenizer()
-    cfg = HookedTransformerConfig(n_layers=n_layers, d_model=d_model, n_ctx=64, d_head=8, n_heads=d_model // 8,
-                                  d_mlp=2 * d_model, d_vocab=len(tok), act_fn="gelu", default_prepend_bos=False, seed=0)
-    return HookedTransformer(cfg, tokenizer=tok).eval()
-
-
-def _nla(layer: int) -> NLA:
-    av_tok, ar_tok = tiny_tokenizer(), tiny_tokenizer()
-    av = tiny_llama(av_tok, n_layers=2, seed=2 * layer)
-    ar = tiny_llama(ar_tok, n_layers=max(2, layer + 1), seed=2 * layer + 1)
-    return NLA.untrained("tiny", layer=layer, injection_scale=5.0, base_models=((av, av_tok), (ar, ar_tok)))
+    return tiny_hooked_transformer(tiny_tokenizer(), n_layers=n_layers, d_model=d_model, n_ctx=64)
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +34,12 @@ def subject():
 
 @pytest.fixture(scope="module")
 def nla0() -> NLA:
-    return _nla(0)
+    return tiny_layer_nla(0)
 
 
 @pytest.fixture(scope="module")
 def nla1() -> NLA:
-    return _nla(1)
+    return tiny_layer_nla(1)
 
 
 # -- explain a whole prompt ------------------------------------------------------------------
@@ -95,7 +83,7 @@ def test_mismatched_hook_or_subject_is_refused(nla1, subject):
     with pytest.raises(InputError, match="trained on 'blocks.1.hook_resid_post', not 'blocks.0.hook_resid_post'"):
         explain_prompt(nla1, subject, PROMPT, hook_name=0, **KW)
     with pytest.raises(HookNameError, match="out of range"):
-        explain_prompt(_nla(5), subject, PROMPT, **KW)  # the subject has 2 blocks
+        explain_prompt(tiny_layer_nla(5), subject, PROMPT, **KW)  # the subject has 2 blocks
     with pytest.raises(InputError, match="d_model is 48"):
         explain_prompt(nla1, _subject(d_model=48), PROMPT, **KW)
     with pytest.raises(InputError, match="positions"):

@@ -23,7 +23,7 @@ import traitlets  # noqa: E402
 from nla_lens.errors import HookNameError, InputError  # noqa: E402
 from nla_lens.metrics import cosine  # noqa: E402
 from nla_lens.models import NLA  # noqa: E402
-from nla_lens.testing.models import tiny_llama  # noqa: E402
+from nla_lens.testing.models import tiny_hooked_transformer, tiny_layer_nla  # noqa: E402
 from nla_lens.testing.tokenizers import tiny_tokenizer  # noqa: E402
 from nla_lens.widgets import NLAExplorer  # noqa: E402
 from nla_lens.widgets.explorer import ALTERNATIVE_KEYS, TOKEN_KEYS  # noqa: E402
@@ -41,30 +41,17 @@ EXTERNAL = re.compile(r"https?://|//cdn|innerHTML|@import|url\(", re.IGNORECASE)
 
 @pytest.fixture(scope="module")
 def subject():
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    tok = tiny_tokenizer()
-    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_ctx=N_CTX, d_head=8, n_heads=4, d_mlp=64,
-                                  d_vocab=len(tok), act_fn="gelu", default_prepend_bos=False, seed=0)
-    return HookedTransformer(cfg, tokenizer=tok).eval()
-
-
-def _nla(layer: int, hook_name: str | None = None) -> NLA:
-    av_tok, ar_tok = tiny_tokenizer(), tiny_tokenizer()
-    av = tiny_llama(av_tok, n_layers=2, seed=2 * layer)
-    ar = tiny_llama(ar_tok, n_layers=2, seed=2 * layer + 1)
-    return NLA.untrained("tiny", layer=layer, injection_scale=5.0, hook_name=hook_name,
-                         base_models=((av, av_tok), (ar, ar_tok)))
+    return tiny_hooked_transformer(tiny_tokenizer(), n_ctx=N_CTX)
 
 
 @pytest.fixture(scope="module")
 def nla1() -> NLA:
-    return _nla(1)
+    return tiny_layer_nla(1)
 
 
 @pytest.fixture(scope="module")
 def nla0() -> NLA:
-    return _nla(0)
+    return tiny_layer_nla(0)
 
 
 def explorer(nlas, subject, **kwargs) -> NLAExplorer:
@@ -179,7 +166,7 @@ def test_selecting_a_position_without_a_row_gives_no_alternatives(nla1, subject)
 
 
 # -- hooks --------------------------------------------------------------------------------------
-def test_switching_hook_recomputes_with_that_hooks_nla(nla0, nla1, subject):
+def test_switching_hook_recomputes_with_that_hookstiny_layer_nla(nla0, nla1, subject):
     ex = explorer({HOOK1: nla1, HOOK0: nla0}, subject, prompt=PROMPT)
     assert ex.hooks == [HOOK1, HOOK0] and ex.hook == HOOK1
     assert_matches_round_trip(ex, nla1, subject, PROMPT)
@@ -203,7 +190,7 @@ def test_constructor_checks_hooks_loudly(nla0, nla1, subject):
     with pytest.raises(InputError, match="n_alternatives"):
         NLAExplorer(nla1, subject, n_alternatives=0)
     with pytest.raises(HookNameError):
-        NLAExplorer(_nla(1, hook_name="blocks.1.hook_resid_psot"), subject)
+        NLAExplorer(tiny_layer_nla(1, hook_name="blocks.1.hook_resid_psot"), subject)
 
 
 # -- state and assets ---------------------------------------------------------------------------

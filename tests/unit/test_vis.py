@@ -17,6 +17,7 @@ import torch
 
 import nla_lens
 from nla_lens.errors import InputError
+from nla_lens.testing.models import tiny_hooked_transformer
 from nla_lens.testing.tokenizers import TINY_CORPUS, tiny_tokenizer
 from nla_lens.vis import Section, circuitsvis_html, page, side_by_side, top_feature_contexts, train_embedded_sae
 from nla_lens.vis import sae as vis_sae
@@ -35,12 +36,7 @@ CORPUS = [*TINY_CORPUS, "The cat and the dog sat in the park.", "A bird sang a s
 
 @pytest.fixture(scope="module")
 def subject():
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    tok = tiny_tokenizer()
-    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_ctx=128, d_head=8, n_heads=4, d_mlp=64,
-                                  d_vocab=len(tok), act_fn="gelu", default_prepend_bos=False, seed=0)
-    return HookedTransformer(cfg, tokenizer=tok).eval()
+    return tiny_hooked_transformer(tiny_tokenizer())
 
 
 @pytest.fixture(scope="module")
