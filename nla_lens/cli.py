@@ -54,9 +54,11 @@ def _train(args: argparse.Namespace) -> int:
     recipe = dataclasses.replace(recipe, **overrides)
     out = args.out or f"runs/{recipe.name}"
     report = run_recipe(recipe, out, cache_dir=args.cache_dir)
-    for stage in ("sft", "rl"):
+    for stage in ("teacher_sft", "sft", "rl"):
+        if stage not in report:  # a resumed run whose warm start was finished before
+            continue
         r = report[stage]
-        print(f"{stage:4s} held-out fve_nrm {r['fve_nrm']:.3f}  shuffled {r['fve_nrm_shuffled']:.3f}  "
+        print(f"{stage:11s} held-out fve_nrm {r['fve_nrm']:.3f}  shuffled {r['fve_nrm_shuffled']:.3f}  "
               f"predict-mean {r['predict_mean']:.3f}  failure rate {r['failure_rate']:.2f}")
     print(f"run folder: {out}")
     return 0

@@ -16,7 +16,7 @@ import time
 import torch
 
 import nla_lens
-from nla_lens.vis.sae import _collect, train_embedded_sae
+from nla_lens.vis.sae import collect_activations, train_embedded_sae
 
 
 def main() -> None:
@@ -37,7 +37,8 @@ def main() -> None:
     seconds = time.perf_counter() - start
 
     adapter = nla_lens.as_subject(bridge)
-    acts = _collect(adapter, eval_texts, adapter.resolve_hook(hook), limit=20_000, max_length=128, batch_size=8)
+    acts = collect_activations(adapter, eval_texts, adapter.resolve_hook(hook), limit=20_000, max_length=128,
+                               batch_size=8)
     with torch.no_grad():
         features = sae.encode(acts)
         recon = sae.decode(features)

@@ -42,7 +42,7 @@ def main() -> None:
     recipe = json.loads((args.run / "config.json").read_text())
     # Stages may have been ended early (STOP file): record the steps and seconds really run.
     report["steps"], report["train_minutes"] = {}, {}
-    for stage in ("ar_sft", "av_sft", "rl"):
+    for stage in ("ar_sft", "av_sft", "ar_refit", "rl"):
         history = args.run / f"history_{stage}.csv"
         if history.is_file():
             frame = pd.read_csv(history)

@@ -222,7 +222,7 @@ class ActivationVerbalizer:
                                                  temperature=temperature)
                 for offset, ids in enumerate(tokens):
                     index = start + offset
-                    rows.append(self._describe(ids, index // num_samples, index % num_samples))
+                    rows.append(self.describe(ids, index // num_samples, index % num_samples))
                 bar.update(len(chunk))
             bar.close()
         frame = pd.DataFrame(rows)
@@ -232,9 +232,15 @@ class ActivationVerbalizer:
                           "non-English); see the flag columns.", stacklevel=2)
         return frame
 
-    def _describe(self, ids: torch.Tensor, vector: int, sample: int) -> dict[str, Any]:
-        """One result row from generated ids ``[L]`` (cut at the first stop token)."""
-        kept = [int(t) for t in ids.tolist()]
+    def describe(self, ids: torch.Tensor | Sequence[int], vector: int = 0, sample: int = 0) -> dict[str, Any]:
+        """Parse one generated response: ids ``[L]`` cut at the first stop token.
+
+        Returns the row ``verbalize`` reports: the explanation, the raw text, ``n_tokens`` (before
+        the stop token), the flags ``missing_tag`` / ``truncated`` / ``non_english`` and ``ok``
+        (none of them). The GRPO trainer parses its samples with it too.
+        """
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
+        kept = [int(t) for t in ids]
         stops = set(self.stop_ids)
         cut = next((i for i, t in enumerate(kept) if t in stops), None)
         finished = cut is not None

@@ -27,7 +27,6 @@ from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError, ShapeError
 from nla_lens.models.nla import NLA
 from nla_lens.metrics import normalized_mse
-from nla_lens.models.verbalizer import RESPONSE_PREFIX, looks_non_english, parse_explanation
 from nla_lens.training.base import Trainer, TrainerConfig
 from nla_lens.training.losses import (
     WORST_MSE, clipped_surrogate, group_advantages, kl_penalty, reconstruction_loss, rewards_from_mse,
@@ -131,17 +130,12 @@ class GRPOTrainer(Trainer):
         tokens, _ = av.generate(vectors, max_new_tokens=self.config.max_new_tokens, do_sample=True,
                                 temperature=self.config.temperature)
         av.model.train()
-        stops = set(av.stop_ids)
         responses, texts, failed = [], [], []
         for ids in tokens.tolist():
-            cut = next((i for i, t in enumerate(ids) if t in stops), None)
-            response = ids[: cut + 1] if cut is not None else ids
-            text = RESPONSE_PREFIX + av.tokenizer.decode(response, skip_special_tokens=True)
-            explanation, missing = parse_explanation(text)
-            responses.append(response)
-            texts.append(explanation)
-            failed.append(cut is None or missing or not explanation.strip()
-                          or looks_non_english(explanation, av.cfg.tokens.injection_char))
+            row = av.describe(ids)
+            responses.append(ids if row["truncated"] else ids[: row["n_tokens"] + 1])  # the stop token included
+            texts.append(row["explanation"])
+            failed.append(not row["ok"] or not row["explanation"].strip())
         return responses, texts, torch.tensor(failed), {
             "response_length": float(sum(map(len, responses)) / len(responses)),
             "failure_rate": float(sum(failed) / len(failed))}

@@ -16,8 +16,16 @@ def write_model_card(folder: str | Path, report: dict[str, Any], recipe: dict[st
 
     examples = "\n".join(f"- {e!r}" for e in rl["examples"])
     minutes = report.get("train_minutes") or report.get("cpu_minutes", {})
-    steps = {"ar_sft": recipe["ar_steps"], "av_sft": recipe["av_steps"], "rl": report.get("rl_steps"),
-             **report.get("steps", {})}
+    steps = {"ar_sft": recipe["ar_steps"], "av_sft": recipe["av_steps"], "ar_refit": recipe.get("ar_refit_steps", 0),
+             "rl": report.get("rl_steps"), **report.get("steps", {})}
+    refit = recipe.get("ar_refit") or {}
+    refit_line = (f"- AR refit: {steps['ar_refit']} steps on the warm-started AV's greedy explanations of the AR-split "
+                  f"vectors, lr {refit.get('lr')}, batch {refit.get('batch_size')} (generating them took "
+                  f"{report.get('ar_refit_generate_minutes')} min). The warm start ends here.\n"
+                  if steps["ar_refit"] else "")
+    teacher_row = ""
+    if "teacher_sft" in report:
+        teacher_row = row("teacher warm start (before the AR refit)", report["teacher_sft"]) + "\n"
     text = f"""# NLA for SmolLM2-135M-Instruct, `blocks.{recipe['layer']}.hook_resid_post`
 
 A Natural Language Autoencoder trained with nla_lens (recipe `{recipe['name']}`) for the embedded
@@ -34,16 +42,17 @@ its `value_head.safetensors`.
   next-token predictions, the current token).
 - AR warm start: {steps['ar_sft']} steps, LoRA r={recipe['ar']['lora_r']}, lr {recipe['ar']['lr']}, batch {recipe['ar']['batch_size']}.
 - AV warm start: {steps['av_sft']} steps, LoRA r={recipe['av']['lora_r']}, lr {recipe['av']['lr']}, batch {recipe['av']['batch_size']}.
-- GRPO: {steps['rl']} steps, {recipe['rl']['n_vectors']} vectors x group {recipe['rl']['group_size']}, temperature
+{refit_line}- GRPO: {steps['rl']} steps, {recipe['rl']['n_vectors']} vectors x group {recipe['rl']['group_size']}, temperature
   {recipe['rl']['temperature']}, <= {recipe['rl']['max_new_tokens']} new tokens, AV lr {recipe['rl']['av_lr']}, AR lr
   {recipe['rl']['ar_lr']}, KL {recipe['rl']['kl_coef']}, clip {recipe['rl']['clip']}.
 - Training time on 2 CPU cores (sum of training-step times, evaluations not included): AR warm start
-  {minutes.get('ar_sft')} min, AV warm start {minutes.get('av_sft')} min, GRPO {minutes.get('rl')} min.
+  {minutes.get('ar_sft')} min, AV warm start {minutes.get('av_sft')} min, AR refit {minutes.get('ar_refit', 0)} min,
+  GRPO {minutes.get('rl')} min.
 
 ## Held-out figures ({rl['n']} vectors, greedy explanations)
 | checkpoint | fve_nrm | shuffled control | predict-the-mean | failure rate | mean tokens |
 |---|---|---|---|---|---|
-{row('warm start only', sft)}
+{teacher_row}{row('warm start only', sft)}
 {row('after GRPO', rl)}
 
 The AR fed the teacher's own explanations (an upper reference for the warm start) scores

@@ -94,7 +94,7 @@ class ARWarmStart(_WarmStart):
         self._set_pairs(ar.d_model, dataset, explanations, eval_dataset, eval_explanations, "AR warm start")
         if self.config.lora_r:
             ar.backbone = apply_lora(ar.backbone, self.config.lora_r, alpha=self.config.lora_alpha)
-            ar.value_head.weight.requires_grad_(True)
+        ar.value_head.weight.requires_grad_(True)  # also when continuing an AR loaded with its adapters
         self.ar = ar.train()
         params = [p for p in ar.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)

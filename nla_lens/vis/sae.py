@@ -26,7 +26,8 @@ from nla_lens.errors import CacheError, InputError
 from nla_lens.hooks import HookPoint
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 
-__all__ = ["HIGHLIGHT", "check_sae", "load_sae", "sae_hook_name", "top_feature_contexts", "train_embedded_sae"]
+__all__ = ["HIGHLIGHT", "check_sae", "collect_activations", "load_sae", "sae_hook_name", "top_feature_contexts",
+           "train_embedded_sae"]
 
 #: Marks around the max-activating token in a context snippet.
 HIGHLIGHT: tuple[str, str] = ("«", "»")
@@ -187,9 +188,12 @@ def _cache_folder(root: Path, adapter: SubjectAdapter, texts: list[str], setting
     return root / f"sae-{slug}-{settings['d_sae']}-{digest.hexdigest()[:12]}"
 
 
-def _collect(adapter: SubjectAdapter, texts: list[str], hook: HookPoint, *, limit: int, max_length: int,
-             batch_size: int) -> torch.Tensor:
-    """Up to ``limit`` activation rows ``[N, d_model]`` (no position 0, no special tokens)."""
+def collect_activations(adapter: SubjectAdapter, texts: list[str], hook: HookPoint, *, limit: int,
+                        max_length: int, batch_size: int) -> torch.Tensor:
+    """Up to ``limit`` activation rows ``[N, d_model]`` at ``hook`` (no position 0, no special tokens).
+
+    What an SAE trains on; ``scripts/embedded_sae.py`` reads its held-out rows with it too.
+    """
     from tqdm.auto import tqdm
 
     rows, total = [], 0
@@ -298,7 +302,8 @@ def train_embedded_sae(
 
     from sae_lens import TopKTrainingSAEConfig
 
-    acts = _collect(adapter, texts, hook, limit=training_tokens, max_length=max_length, batch_size=batch_size)
+    acts = collect_activations(adapter, texts, hook, limit=training_tokens, max_length=max_length,
+                               batch_size=batch_size)
     cfg = TopKTrainingSAEConfig(d_in=adapter.d_model, d_sae=d_sae, k=k,
                                 normalize_activations="expected_average_only_in")
     cfg.metadata.model_name = adapter.name

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
+from safetensors.torch import load_file
 
 from nla_lens.cli import main
 from nla_lens.models import NLA
@@ -14,13 +16,28 @@ def test_smoke_recipe_writes_a_complete_run_folder_and_resumes(tmp_path, capsys)
     out = tmp_path / "run"
     assert main(["train", "--preset", "smoke", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "sft  held-out fve_nrm" in printed and "rl   held-out fve_nrm" in printed
+    assert all(f"{stage:11s} held-out fve_nrm" in printed for stage in ("teacher_sft", "sft", "rl"))
     for name in ("config.json", "report.json", "history_ar_sft.csv", "history_av_sft.csv", "history_rl.csv",
                  "teacher_explanations.parquet", "activations/activations.parquet", "nla/av/nla_meta.yaml",
-                 "nla/ar/value_head.safetensors", "nla/README.md", "nla-sft/ar/nla_meta.yaml"):
+                 "nla/ar/value_head.safetensors", "nla/README.md", "nla-sft/ar/nla_meta.yaml",
+                 "nla-teacher-sft/ar/nla_meta.yaml", "av_explanations.parquet", "history_ar_refit.csv"):
         assert (out / name).exists(), name
     report = json.loads((out / "report.json").read_text())
-    assert {"fve_nrm", "fve_nrm_shuffled", "predict_mean", "failure_rate"} <= set(report["rl"])
+    for stage in ("teacher_sft", "sft", "rl"):
+        assert {"fve_nrm", "fve_nrm_shuffled", "predict_mean", "failure_rate"} <= set(report[stage]), stage
+    assert "AR refit: 2 steps" in (out / "nla" / "README.md").read_text()
+
+    # The AR refit trained the reconstructor that ends the warm start, on the AV's own explanations;
+    # the verbalizer is the teacher-warm-started one.
+    refit = pd.read_parquet(out / "av_explanations.parquet")
+    assert len(refit) > 0 and refit["explanation"].str.len().gt(0).any()
+    assert len(pd.read_csv(out / "history_ar_refit.csv")) == 2
+    before = load_file(out / "nla-teacher-sft" / "ar" / "value_head.safetensors")
+    after = load_file(out / "nla-sft" / "ar" / "value_head.safetensors")
+    assert any(not before[k].equal(after[k]) for k in before)
+    av_before = load_file(out / "nla-teacher-sft" / "av" / "adapter_model.safetensors")
+    av_after = load_file(out / "nla-sft" / "av" / "adapter_model.safetensors")
+    assert all(av_before[k].equal(av_after[k]) for k in av_before)
     assert len(pd.read_csv(out / "history_rl.csv")) == 2
     nla = NLA.from_pretrained(out / "nla")
     assert nla.av.cfg.provenance["stage"] == "rl" and nla.hook_name == "blocks.20.hook_resid_post"
@@ -31,4 +48,11 @@ def test_smoke_recipe_writes_a_complete_run_folder_and_resumes(tmp_path, capsys)
     stamp = (out / "history_ar_sft.csv").stat().st_mtime
     assert main(["train", "--preset", "smoke", "--out", str(out)]) == 0
     assert (out / "history_ar_sft.csv").stat().st_mtime == stamp
+
+    # Without the finished warm start the refit is redone from the cached AV explanations.
+    shutil.rmtree(out / "nla-sft")
+    stamp = (out / "av_explanations.parquet").stat().st_mtime
+    assert main(["train", "--preset", "smoke", "--out", str(out)]) == 0
+    assert (out / "av_explanations.parquet").stat().st_mtime == stamp
+    assert (out / "nla-sft" / "ar" / "nla_meta.yaml").is_file()
     assert len(pd.read_csv(out / "history_rl.csv")) == 2

@@ -193,7 +193,7 @@ def test_train_embedded_sae_trains_once_then_loads_the_cache(subject, sae, sae_c
         raise AssertionError("retrained or re-extracted although a cached SAE exists")
 
     monkeypatch.setattr(vis_sae, "_train_sae", refuse)
-    monkeypatch.setattr(vis_sae, "_collect", refuse)
+    monkeypatch.setattr(vis_sae, "collect_activations", refuse)
     again = train_embedded_sae(subject, CORPUS, hook_name=HOOK, d_sae=64, k=4, training_tokens=2048,
                                batch_size_tokens=64, lr=1e-2, cache_dir=sae_cache)
     for name, tensor in sae.state_dict().items():
