@@ -231,8 +231,13 @@ def _ar_refit(recipe: Recipe, nla: NLA, out: Path, stop: Any, ar_data: Any, eval
                                  warn=False)[["explanation", "ok"]]
         frame.to_parquet(cache)
     minutes = round((time.perf_counter() - start) / 60, 1)
-    texts, ok = frame["explanation"].tolist(), frame["ok"].to_numpy()
-    keep = [i for i in range(len(ar_data)) if ok[i] and texts[i].strip()]  # failed samples teach nothing
+    texts = frame["explanation"].tolist()
+    # Truncated explanations stay: the held-out round trip scores whatever the AV writes, so the
+    # AR learns to read that. Only empty ones (nothing to read) are left out.
+    keep = [i for i in range(len(ar_data)) if texts[i].strip()]
+    if not keep:
+        _log("AR refit skipped: the AV wrote no text for any AR-split vector; the teacher-trained AR is kept")
+        return minutes
     train = ActivationDataset(ar_data.vectors[keep], ar_data.frame.iloc[keep], dict(ar_data.meta))
     eval_set = ActivationDataset(eval_vectors, eval_data.frame.iloc[: len(eval_vectors)], dict(eval_data.meta))
     _log(f"AR refit: {recipe.ar_refit_steps} steps on {len(keep)} AV explanations")
