@@ -16,9 +16,10 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
+from typing import Any
 from dataclasses import dataclass
 
-from nla_lens.errors import HookNameError
+from nla_lens.errors import HookNameError, InputError
 
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 RESID_POST = "hook_resid_post"
@@ -144,3 +145,18 @@ def validate_hook_name(
         f"Unknown hook name {point.name!r}.{hint} Valid names are 'blocks.<K>.<hook>' for K in "
         f"0..{(n_layers or 1) - 1} with <hook> one of {block0}, or one of {top}."
     )
+
+
+def nla_hook_name(nla: Any) -> str:
+    """The TransformerLens hook an NLA was trained on (from its sidecar: ``hook_name`` or ``layer``).
+
+    Every view and analysis that reads a subject for an NLA asks this one function.
+    """
+    name = getattr(nla, "hook_name", None)
+    if name:
+        return str(name)
+    layer = getattr(nla, "layer", None)
+    if layer is None:
+        raise InputError("The NLA records neither a hook name nor a layer; its checkpoint metadata is incomplete. "
+                         "Set extraction.hook_name in its nla_meta.yaml.")
+    return resid_post(int(layer))

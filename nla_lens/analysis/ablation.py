@@ -12,8 +12,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from nla_lens.analysis.text import ar_texts, heading_of, join_snippets, snippet_style, split_snippets
+from nla_lens.analysis.text import heading_of, join_snippets, snippet_style, split_snippets
 from nla_lens.metrics import normalized_mse
+from nla_lens.models.reconstructor import ar_texts
 
 __all__ = ["snippet_ablation"]
 

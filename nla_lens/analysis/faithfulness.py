@@ -36,11 +36,12 @@ from tqdm.auto import tqdm
 
 from nla_lens.analysis.ablation import snippet_ablation
 from nla_lens.analysis.paraphrase import Paraphraser, RuleParaphraser, check_paraphrases
-from nla_lens.analysis.text import ar_texts, grounding
+from nla_lens.analysis.text import grounding
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.data.teachers.context import context_words
 from nla_lens.errors import InputError, ShapeError
 from nla_lens.metrics import cosine, derangement, fve_nrm, normalized_mse, predict_mean_control, shuffled_control
+from nla_lens.models.reconstructor import ar_texts
 from nla_lens.models.verbalizer import looks_non_english
 
 __all__ = ["FaithfulnessReport", "context_oracle", "faithfulness_report"]

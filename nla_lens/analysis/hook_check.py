@@ -11,22 +11,10 @@ import warnings
 from typing import Any
 
 from nla_lens.errors import InputError
-from nla_lens.hooks import HookPoint, parse_hook_name, resid_post
+from nla_lens.hooks import HookPoint, nla_hook_name, parse_hook_name
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 
 __all__ = ["check_subject", "nla_hook_name"]
-
-
-def nla_hook_name(nla: Any) -> str:
-    """The TransformerLens hook an NLA was trained on (from its sidecar: ``hook_name`` or ``layer``)."""
-    name = getattr(nla, "hook_name", None)
-    if name:
-        return str(name)
-    layer = getattr(nla, "layer", None)
-    if layer is None:
-        raise InputError("The NLA records neither a hook name nor a layer; its checkpoint metadata is incomplete. "
-                         "Set extraction.hook_name in its nla_meta.yaml.")
-    return resid_post(int(layer))
 
 
 def check_subject(nla: Any, subject: Any, hook_name: str | int | None = None) -> tuple[SubjectAdapter, HookPoint]:

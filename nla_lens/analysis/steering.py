@@ -27,6 +27,7 @@ from nla_lens.analysis.hook_check import check_subject
 from nla_lens.analysis.text import content_words
 from nla_lens.errors import InputError
 from nla_lens.hooks import HookPoint
+from nla_lens.models.verbalizer import stop_token_ids
 from nla_lens.subjects.adapters import NNsightSubject, SubjectAdapter, as_subject
 
 __all__ = ["SteeringResult", "explanation_vector", "steer", "steered_generate", "topic_logprob", "topic_token_ids"]
@@ -164,8 +165,7 @@ def _steerer(adapter: SubjectAdapter, hook: HookPoint) -> _Steerer:
 
 
 def _cut_at_stop(tokens: torch.Tensor, tokenizer: Any) -> torch.Tensor:
-    stops = {i for i in (tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>"))
-             if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id}
+    stops = set(stop_token_ids(tokenizer))
     for index, token in enumerate(tokens.tolist()):
         if token in stops:
             return tokens[:index]

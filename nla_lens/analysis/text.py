@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from nla_lens.data.teachers.context import _STOPWORDS  # one stopword list for the whole package
 
-__all__ = ["ar_texts", "content_words", "grounding", "heading_of", "join_snippets", "snippet_style", "split_snippets"]
+__all__ = ["content_words", "grounding", "heading_of", "join_snippets", "snippet_style", "split_snippets"]
 
 _NUMBERED_RE = re.compile(r"^\s*(?:\d+[.)]|\(\d+\))\s+", re.MULTILINE)
 _BULLET_RE = re.compile(r"^\s*[-*•]\s+", re.MULTILINE)
@@ -110,8 +110,3 @@ def grounding(explanation: str, source: str) -> float:
         return math.nan
     present = {w.lower() for w in _WORD_RE.findall(source)}
     return sum(w in present for w in words) / len(words)
-
-
-def ar_texts(explanations: Sequence[str]) -> list[str]:
-    """Explanations as the AR reads them: an empty one becomes ``"(empty)"`` (as in ``NLA.round_trip``)."""
-    return [e if isinstance(e, str) and e.strip() else "(empty)" for e in explanations]

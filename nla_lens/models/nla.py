@@ -19,7 +19,7 @@ from nla_lens.injection import choose_marker
 from nla_lens.metrics import cosine, normalized_mse, reconstruction_report
 from nla_lens.atomic import atomic_folder
 from nla_lens.models.loading import load_base_lm
-from nla_lens.models.reconstructor import ActivationReconstructor
+from nla_lens.models.reconstructor import ActivationReconstructor, ar_texts
 from nla_lens.models.verbalizer import ActivationVerbalizer
 from nla_lens.schema import NLAMeta
 
@@ -170,8 +170,7 @@ class NLA:
             raise InputError("Pass vectors, or text= with subject=.")
         vectors = self.av.check_vectors(vectors)
         frame = self.av.verbalize(vectors, **kwargs)
-        texts = [e if e.strip() else "(empty)" for e in frame["explanation"]]
-        predicted = self.ar.reconstruct(texts)
+        predicted = self.ar.reconstruct(ar_texts(frame["explanation"]))
         targets = vectors[torch.tensor(frame["vector"].to_numpy())]
         frame["mse"] = normalized_mse(predicted, targets).numpy()
         frame["cosine"] = cosine(predicted, targets).numpy()

@@ -62,6 +62,15 @@ def truncate_causal_lm(causal_lm: nn.Module, n_blocks: int) -> nn.Module:
     return causal_lm
 
 
+
+def ar_texts(explanations: Sequence[str]) -> list[str]:
+    """Explanations as the AR reads them: an empty (or missing) one becomes ``"(empty)"``.
+
+    Every round trip (``NLA.round_trip``, the warm starts' held-out metric, the explorer, the
+    analyses) reconstructs through this, so they all score an empty explanation the same way.
+    """
+    return [e if isinstance(e, str) and e.strip() else "(empty)" for e in explanations]
+
 class ActivationReconstructor(nn.Module):
     """Explanation -> vector.
 

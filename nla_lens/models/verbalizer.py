@@ -34,6 +34,12 @@ EXPLANATION_RE = re.compile(r"<explanation>\s*(.*?)\s*</explanation>", re.DOTALL
 _CJK_RE = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\u3000-\u303f]")
 
 
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """Token ids that end a chat response: the EOS and, for ChatML, ``<|im_end|>`` (sorted)."""
+    ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    return sorted(i for i in ids if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id)
+
+
 def parse_explanation(text: str) -> tuple[str, bool]:
     """Split a generated response into ``(explanation, missing_tag)``.
 
@@ -93,8 +99,7 @@ class ActivationVerbalizer:
     @property
     def stop_ids(self) -> list[int]:
         """Token ids that end a response: the tokenizer's EOS (``<|im_end|>`` for ChatML)."""
-        ids = {self.tokenizer.eos_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
-        return sorted(i for i in ids if isinstance(i, int) and i >= 0 and i != self.tokenizer.unk_token_id)
+        return stop_token_ids(self.tokenizer)
 
     def prompt_ids(self) -> torch.Tensor:
         """The AV prompt ``[T]``: the chat-rendered template, then the ``<explanation>`` pre-fill."""

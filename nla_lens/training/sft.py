@@ -21,7 +21,7 @@ import torch
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError, ShapeError
 from nla_lens.metrics import fve_nrm, shuffled_control
-from nla_lens.models.reconstructor import ActivationReconstructor
+from nla_lens.models.reconstructor import ActivationReconstructor, ar_texts
 from nla_lens.models.verbalizer import ActivationVerbalizer
 from nla_lens.training.base import Trainer, TrainerConfig
 from nla_lens.training.losses import reconstruction_loss
@@ -196,9 +196,8 @@ class AVWarmStart(_WarmStart):
 
 def round_trip_metrics(frame, targets: torch.Tensor, ar: ActivationReconstructor) -> dict[str, float]:
     """fve_nrm, shuffled control and failure rate of greedy explanations ``frame`` of ``targets``."""
-    texts = [t if t.strip() else "(empty)" for t in frame["explanation"]]
     was_training = ar.training
-    predicted = ar.eval().reconstruct(texts)
+    predicted = ar.eval().reconstruct(ar_texts(frame["explanation"]))
     ar.train(was_training)
     return {"fve_nrm": fve_nrm(predicted, targets), "fve_nrm_shuffled": shuffled_control(predicted, targets, 0),
             "failure_rate": float((~frame["ok"]).mean()), "response_length": float(frame["n_tokens"].mean())}

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from nla_lens.errors import InputError
-from nla_lens.hooks import resid_post
+from nla_lens.hooks import nla_hook_name
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 from nla_lens.vis.html import BASE_CSS, HTMLView, circuitsvis_html, esc, unique_id
 from nla_lens.vis.sae import HIGHLIGHT, check_sae
@@ -30,14 +30,6 @@ __all__ = ["FRAME_COLUMNS", "SideBySide", "side_by_side"]
 FRAME_COLUMNS: tuple[str, ...] = ("position", "token", "explanation", "mse", "cosine", "sae_features")
 
 _MARK_RE = re.compile(re.escape(esc(HIGHLIGHT[0])) + "(.*?)" + re.escape(esc(HIGHLIGHT[1])), re.DOTALL)
-
-
-def _nla_hook_name(nla: Any) -> str:
-    if nla.hook_name:
-        return str(nla.hook_name)
-    if nla.layer is None:
-        raise InputError("The NLA records neither a hook name nor a layer; its checkpoint metadata is incomplete.")
-    return resid_post(int(nla.layer))
 
 
 def _highlight(context: str) -> str:
@@ -213,7 +205,7 @@ def side_by_side(
         InputError: An SAE of another width or hook (the message names both), a subject of
             another width, positions out of range, an empty prompt.
     """
-    hook_name = _nla_hook_name(nla)
+    hook_name = nla_hook_name(nla)
     if sae is not None:
         check_sae(sae, d_model=nla.d_model, hook_name=hook_name)
     if not isinstance(prompt, str) or not prompt:

@@ -23,9 +23,10 @@ import pandas as pd
 import torch
 
 from nla_lens.errors import InputError, NLALensError
+from nla_lens.hooks import nla_hook_name
 from nla_lens.metrics import cosine, normalized_mse
+from nla_lens.models.reconstructor import ar_texts
 from nla_lens.subjects.adapters import as_subject
-from nla_lens.vis.side_by_side import _nla_hook_name
 from nla_lens.widgets.dashboard import _asset, json_safe
 
 #: Keys of each entry of ``NLAExplorer.tokens`` (and the columns of ``NLAExplorer.frame``).
@@ -37,14 +38,14 @@ ALTERNATIVE_KEYS: tuple[str, ...] = ("explanation", "mse", "cosine", "ok")
 def _as_nlas(nlas: Any) -> dict[str, Any]:
     """``{hook name: NLA}`` from one NLA or a mapping, checking each key against its NLA's hook."""
     if not isinstance(nlas, Mapping):
-        return {_nla_hook_name(nlas): nlas}
+        return {nla_hook_name(nlas): nlas}
     if not nlas:
         raise InputError("nlas is an empty mapping; pass an NLA or {hook_name: NLA}.")
     out = {}
     for key, nla in nlas.items():
         if not hasattr(nla, "round_trip"):
             raise InputError(f"nlas[{key!r}] is a {type(nla).__name__}, not an NLA.")
-        trained_at = _nla_hook_name(nla)
+        trained_at = nla_hook_name(nla)
         if str(key) != trained_at:
             raise InputError(f"nlas[{key!r}] was trained at {trained_at!r}; key each NLA by its own hook name.")
         out[str(key)] = nla
@@ -222,7 +223,7 @@ class NLAExplorer(anywidget.AnyWidget):
         target = nla.av.check_vectors(acts)
         frame = nla.av.verbalize(target, num_samples=self.n_alternatives, do_sample=True, seed=self.seed,
                                  max_new_tokens=self.max_new_tokens, progress=False, warn=False)
-        texts = [e if e.strip() else "(empty)" for e in frame["explanation"]]
+        texts = ar_texts(frame["explanation"])
         predicted = nla.reconstruct(texts)
         targets = target.expand(len(texts), -1)
         mse = normalized_mse(predicted, targets).tolist()
