@@ -1,7 +1,9 @@
 """The end-to-end recipe behind ``nla-lens train``: data -> teacher -> warm starts -> GRPO -> report.
 
-A run folder holds ``config.json``, the activation dataset, the teacher's explanations,
-``history_{stage}.csv`` for each stage, trainer checkpoints, ``nla-teacher-sft/`` (AR and AV
+A run folder holds ``config.json``, the activation dataset (and ``activations_av/``, the AV
+warm-start split drawn with more positions per document), the teacher's explanations of each,
+``history_{stage}.csv`` for each stage, trainer checkpoints, ``ar-teacher-sft/`` (the AR after its
+warm start, so an interrupted AV warm start does not redo it), ``nla-teacher-sft/`` (AR and AV
 warm-started on the teacher), ``av_explanations.parquet`` and ``nla-sft/`` (after the AR refit on
 the AV's own explanations: the end of the warm start), ``nla/`` (after RL) and ``report.json``
 with the held-out figures of each.
@@ -25,10 +27,13 @@ from typing import Any
 import pandas as pd
 import torch
 
+from nla_lens.atomic import atomic_folder
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError
 from nla_lens.metrics import fve_nrm, predict_mean_control
 from nla_lens.models.nla import NLA
+from nla_lens.models.reconstructor import ActivationReconstructor
+from nla_lens.schema import SIDECAR_NAME
 from nla_lens.training.base import StopFileCallback
 from nla_lens.training.grpo import GRPOConfig, GRPOTrainer
 from nla_lens.training.model_card import write_model_card
@@ -44,12 +49,13 @@ class Recipe:
     layer: int = 20
     documents: int = 800
     positions_per_doc: int = 6
+    av_positions_per_doc: int | None = 24
     max_length: int = 128
     n_context_words: int = 6
     ar_steps: int = 300
     ar: WarmStartConfig = dataclasses.field(default_factory=lambda: WarmStartConfig(lr=3e-4, batch_size=16, lora_r=12))
     av_steps: int = 400
-    av: WarmStartConfig = dataclasses.field(default_factory=lambda: WarmStartConfig(lr=5e-4, batch_size=8, lora_r=8))
+    av: WarmStartConfig = dataclasses.field(default_factory=lambda: WarmStartConfig(lr=5e-4, batch_size=8, lora_r=24))
     ar_refit_steps: int = 150
     ar_refit: WarmStartConfig = dataclasses.field(default_factory=lambda: WarmStartConfig(lr=3e-4, batch_size=16))
     rl_steps: int = 50
@@ -65,7 +71,7 @@ class Recipe:
 
 PRESETS: dict[str, Recipe] = {
     "smoke": Recipe(
-        name="smoke", documents=12, positions_per_doc=4, max_length=48, ar_steps=4,
+        name="smoke", documents=12, positions_per_doc=4, av_positions_per_doc=6, max_length=48, ar_steps=4,
         ar=WarmStartConfig(lr=3e-4, batch_size=4, lora_r=4), av_steps=3,
         av=WarmStartConfig(lr=3e-4, batch_size=2, lora_r=4), ar_refit_steps=2,
         ar_refit=WarmStartConfig(lr=3e-4, batch_size=4), rl_steps=2,
@@ -96,7 +102,6 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     ``{output_dir}/STOP`` ends the running stage cleanly after its current step.
     """
     import nla_lens
-    from nla_lens.data.teachers import ContextTeacher
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,22 +123,19 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     if set(dataset.splits) < {"av_sft", "ar_sft", "rl", "eval"}:
         raise InputError(f"Too few documents for all four splits: {dataset.splits}. Raise documents.")
 
-    teacher_file = out / "teacher_explanations.parquet"
-    if teacher_file.is_file():
-        explanations = pd.read_parquet(teacher_file)["explanation"]
-    else:
-        _log("writing warm-start explanations with the offline ContextTeacher")
-        teacher = ContextTeacher(subject, n_context_words=recipe.n_context_words)
-        explanations = pd.Series(teacher(dataset.frame), index=dataset.frame.index, name="explanation")
-        explanations.to_frame().to_parquet(teacher_file)
+    explanations = _teacher_texts(recipe, subject, dataset, out / "teacher_explanations.parquet")
+    av_dataset, av_explanations = dataset, explanations
+    if recipe.av_positions_per_doc and recipe.av_positions_per_doc > recipe.positions_per_doc:
+        av_dataset = _av_split_dataset(recipe, subject, dataset, out / "activations_av")
+        av_explanations = _teacher_texts(recipe, subject, av_dataset, out / "teacher_explanations_av.parquet")
     clock["data"] = time.perf_counter() - clock["start"]
 
-    def pairs(split: str):
-        part = dataset.split(split)
-        mask = (dataset.frame["split"] == split).to_numpy()
-        return part, explanations[mask].tolist()
+    def pairs(split: str, data: ActivationDataset = dataset, texts: pd.Series = explanations):
+        part = data.split(split)
+        mask = (data.frame["split"] == split).to_numpy()
+        return part, texts[mask].tolist()
 
-    av_data, av_texts = pairs("av_sft")
+    av_data, av_texts = pairs("av_sft", av_dataset, av_explanations)
     ar_data, ar_texts = pairs("ar_sft")
     eval_data, eval_texts = pairs("eval")
     rl_data = dataset.split("rl")
@@ -192,17 +194,64 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     return report
 
 
+def _teacher_texts(recipe: Recipe, subject: Any, dataset: ActivationDataset, cache: Path) -> pd.Series:
+    """The offline ContextTeacher's explanation of every row of ``dataset``, cached in ``cache``."""
+    from nla_lens.data.teachers import ContextTeacher
+
+    if cache.is_file():
+        explanations = pd.read_parquet(cache)["explanation"]
+        if len(explanations) == len(dataset):
+            return pd.Series(explanations.to_numpy(), index=dataset.frame.index, name="explanation")
+        _log(f"{cache.name} has {len(explanations)} rows for {len(dataset)} vectors; writing it again")
+    _log(f"writing warm-start explanations of {len(dataset)} vectors with the offline ContextTeacher")
+    teacher = ContextTeacher(subject, n_context_words=recipe.n_context_words)
+    explanations = pd.Series(teacher(dataset.frame), index=dataset.frame.index, name="explanation")
+    explanations.to_frame().to_parquet(cache)
+    return explanations
+
+
+def _av_split_dataset(recipe: Recipe, subject: Any, dataset: ActivationDataset, folder: Path) -> ActivationDataset:
+    """The AV warm-start split drawn with ``av_positions_per_doc`` positions per document.
+
+    The AV warm start is the stage that learns to read vectors, and it is short of examples at
+    6 per document; extraction is cheap (one forward pass per document), so its documents give
+    more. The other splits keep ``positions_per_doc``. Same documents, same split assignment.
+    """
+    import nla_lens
+
+    if (folder / "dataset_meta.json").is_file():
+        return nla_lens.ActivationDataset.load(folder)
+    _log(f"extracting {recipe.av_positions_per_doc} positions per document for the AV warm start")
+    docs = nla_lens.load_corpus(max_documents=recipe.documents)
+    full = nla_lens.extract_activations(subject, docs, recipe.layer, positions_per_doc=recipe.av_positions_per_doc,
+                                        max_length=recipe.max_length, seed=recipe.seed)
+    part = full.split("av_sft")
+    wanted = set(dataset.split("av_sft").frame["doc_id"])
+    if set(part.frame["doc_id"]) != wanted:
+        raise InputError("The AV-split documents differ between the two extractions; delete "
+                         f"{folder.parent / 'activations'} and {folder} and run again.")
+    part.save(folder)
+    return part
+
+
 def _teacher_warm_start(recipe: Recipe, dataset: Any, out: Path, stop: Any, ar_pairs: tuple, av_pairs: tuple,
                         eval_pairs: tuple) -> NLA:
     """AR then AV supervised on the teacher's explanations; histories written to ``out``."""
     nla = NLA.untrained(recipe.subject, layer=recipe.layer, subject_model=dataset.meta.get("subject"),
                         hook_name=dataset.hook_name)
     eval_data, eval_texts = eval_pairs
-    _log(f"AR warm start: {recipe.ar_steps} steps")
-    ar_cfg = dataclasses.replace(recipe.ar, eval_every=recipe.eval_every, eval_size=recipe.eval_size, seed=recipe.seed)
-    ar_run = ARWarmStart(nla.ar, *ar_pairs, ar_cfg, eval_dataset=eval_data, eval_explanations=eval_texts)
-    ar_run.train(recipe.ar_steps, callbacks=[stop])
-    ar_run.history.to_csv(out / "history_ar_sft.csv", index=False)
+    ar_dir = out / "ar-teacher-sft"
+    if (ar_dir / SIDECAR_NAME).is_file():  # the AR stage finished before an interruption
+        nla.ar = ActivationReconstructor.from_pretrained(ar_dir, is_trainable=True)
+    else:
+        _log(f"AR warm start: {recipe.ar_steps} steps")
+        ar_cfg = dataclasses.replace(recipe.ar, eval_every=recipe.eval_every, eval_size=recipe.eval_size,
+                                     seed=recipe.seed)
+        ar_run = ARWarmStart(nla.ar, *ar_pairs, ar_cfg, eval_dataset=eval_data, eval_explanations=eval_texts)
+        ar_run.train(recipe.ar_steps, callbacks=[stop])
+        ar_run.history.to_csv(out / "history_ar_sft.csv", index=False)
+        with atomic_folder(ar_dir) as tmp:
+            nla.ar.save_pretrained(tmp)
     _log(f"AV warm start: {recipe.av_steps} steps")
     av_cfg = dataclasses.replace(recipe.av, eval_every=recipe.eval_every, eval_size=min(16, recipe.eval_size),
                                  seed=recipe.seed)

@@ -9,6 +9,7 @@ import pandas as pd
 from safetensors.torch import load_file
 
 from nla_lens.cli import main
+from nla_lens.data.dataset import ActivationDataset
 from nla_lens.models import NLA
 
 
@@ -44,6 +45,13 @@ def test_smoke_recipe_writes_a_complete_run_folder_and_resumes(tmp_path, capsys)
     teacher = pd.read_parquet(out / "teacher_explanations.parquet")["explanation"]
     assert teacher.str.contains("Current token:").all()
 
+    # The AV warm start read its split drawn with more positions per document: same documents.
+    main_av = ActivationDataset.load(out / "activations").split("av_sft")
+    av_split = ActivationDataset.load(out / "activations_av")
+    assert av_split.splits == {"av_sft": len(av_split)} and len(av_split) > len(main_av)
+    assert set(av_split.frame["doc_id"]) == set(main_av.frame["doc_id"])
+    assert len(pd.read_parquet(out / "teacher_explanations_av.parquet")) == len(av_split)
+
     # A second call finds every stage done: nothing is retrained.
     stamp = (out / "history_ar_sft.csv").stat().st_mtime
     assert main(["train", "--preset", "smoke", "--out", str(out)]) == 0
@@ -56,3 +64,13 @@ def test_smoke_recipe_writes_a_complete_run_folder_and_resumes(tmp_path, capsys)
     assert (out / "av_explanations.parquet").stat().st_mtime == stamp
     assert (out / "nla-sft" / "ar" / "nla_meta.yaml").is_file()
     assert len(pd.read_csv(out / "history_rl.csv")) == 2
+
+    # Interrupted during the AV warm start: the finished AR warm start is loaded, not redone.
+    for name in ("nla-sft", "nla-teacher-sft", "av_explanations.parquet", "history_av_sft.csv"):
+        shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
+    stamp = (out / "history_ar_sft.csv").stat().st_mtime
+    assert main(["train", "--preset", "smoke", "--out", str(out)]) == 0
+    assert (out / "history_ar_sft.csv").stat().st_mtime == stamp
+    assert len(pd.read_csv(out / "history_av_sft.csv")) == 3
+    kept = load_file(out / "ar-teacher-sft" / "value_head.safetensors")["weight"]
+    assert kept.equal(load_file(out / "nla-teacher-sft" / "ar" / "value_head.safetensors")["weight"])
