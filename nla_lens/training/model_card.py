@@ -23,6 +23,11 @@ def write_model_card(folder: str | Path, report: dict[str, Any], recipe: dict[st
                   f"vectors, lr {refit.get('lr')}, batch {refit.get('batch_size')} (generating them took "
                   f"{report.get('ar_refit_generate_minutes')} min). The warm start ends here.\n"
                   if steps["ar_refit"] else "")
+    av_positions = recipe.get("av_positions_per_doc")
+    av_note = (f"; the AV warm-start split at {av_positions} per document"
+               if av_positions and av_positions > recipe["positions_per_doc"] else "")
+    stages = [minutes.get(k) for k in ("ar_sft", "av_sft", "ar_refit", "rl")]
+    total = sum(m for m in stages if m) + (report.get("ar_refit_generate_minutes") or 0)
     teacher_row = ""
     if "teacher_sft" in report:
         teacher_row = row("teacher warm start (before the AR refit)", report["teacher_sft"]) + "\n"
@@ -35,7 +40,7 @@ base model (`provenance.base_model: smollm2-135m`), the AR truncated to {recipe[
 its `value_head.safetensors`.
 
 ## How it was trained
-- Data: {recipe['documents']} documents of the embedded corpus, {recipe['positions_per_doc']} positions each
+- Data: {recipe['documents']} documents of the embedded corpus, {recipe['positions_per_doc']} positions each{av_note}
   (positions >= 10, <= {recipe['max_length']} tokens), split by document into AV warm start / AR warm start /
   RL / held-out (25/25/40/10 %).
 - Teacher: the offline `ContextTeacher` (last {recipe['n_context_words']} words verbatim, the subject's top-3
@@ -47,7 +52,7 @@ its `value_head.safetensors`.
   {recipe['rl']['ar_lr']}, KL {recipe['rl']['kl_coef']}, clip {recipe['rl']['clip']}.
 - Training time on 2 CPU cores (sum of training-step times, evaluations not included): AR warm start
   {minutes.get('ar_sft')} min, AV warm start {minutes.get('av_sft')} min, AR refit {minutes.get('ar_refit', 0)} min,
-  GRPO {minutes.get('rl')} min.
+  GRPO {minutes.get('rl')} min; {total:.1f} min in all with the refit's generation.
 
 ## Held-out figures ({rl['n']} vectors, greedy explanations)
 | checkpoint | fve_nrm | shuffled control | predict-the-mean | failure rate | mean tokens |
