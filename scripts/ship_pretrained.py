@@ -43,9 +43,9 @@ def main() -> None:
         for name in KEEP:
             if (args.run / "nla" / role / name).is_file():
                 shutil.copy2(args.run / "nla" / role / name, target / role / name)
-        if not (target / role / "adapter_model.safetensors").is_file():
-            raise SystemExit(f"{args.run}/nla/{role} holds no LoRA adapters; only adapter NLAs are shipped.")
         adapters = target / role / "adapter_model.safetensors"
+        if not adapters.is_file():
+            raise SystemExit(f"{args.run}/nla/{role} holds no LoRA adapters; only adapter NLAs are shipped.")
         dtype = getattr(torch, args.adapter_dtype)
         save_file({k: v.to(dtype) for k, v in load_file(str(adapters)).items()}, str(adapters), metadata={"format": "pt"})
     report = json.loads((args.run / "report.json").read_text())

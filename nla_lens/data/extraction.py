@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,7 @@ def extract_activations(
     max_length: int = 256,
     batch_size: int = 8,
     splits: Mapping[str, float] | None = None,
+    only_splits: Collection[str] | None = None,
     seed: int = 0,
     text_column: str = "text",
     tokenizer: Any = None,
@@ -88,6 +89,9 @@ def extract_activations(
         max_length: Documents are truncated to this many tokens.
         batch_size: Documents per forward pass.
         splits: Split names -> fractions of documents (default ``DEFAULT_SPLITS``).
+        only_splits: Run only the documents assigned to these splits through the model. The
+            assignment is still made over all documents, so the rows equal those of a full
+            extraction filtered to these splits (same documents, positions and split names).
         seed: Seeds positions (per document) and the split assignment.
         text_column: Column to read from an HF ``Dataset``.
         tokenizer: Overrides the model's tokenizer.
@@ -136,6 +140,15 @@ def extract_activations(
             "pass longer documents or lower min_position."
         )
     split_of = assign_splits(np.array(sorted(encoded)), splits or DEFAULT_SPLITS, seed)
+    if only_splits is not None:
+        only_splits = [only_splits] if isinstance(only_splits, str) else list(only_splits)
+        unknown = set(only_splits) - set(splits or DEFAULT_SPLITS)
+        if unknown or not only_splits:
+            raise InputError(f"only_splits must name splits of {sorted(splits or DEFAULT_SPLITS)}, "
+                             f"got {sorted(only_splits)}.")
+        encoded = {d: ids for d, ids in encoded.items() if split_of[d] in only_splits}
+        if not encoded:
+            raise InputError(f"No document falls in the splits {sorted(only_splits)}; pass more documents.")
 
     # Length-sorted batches waste little on padding; right padding keeps causal outputs exact.
     order = sorted(encoded, key=lambda d: len(encoded[d]))
@@ -181,7 +194,8 @@ def extract_activations(
         "skipped_documents": len(skipped),
         "settings": {
             "positions_per_doc": positions_per_doc, "min_position": min_position, "max_length": max_length,
-            "seed": seed, "splits": dict(splits or DEFAULT_SPLITS), "prepend_bos": subject.prepend_bos,
+            "seed": seed, "splits": dict(splits or DEFAULT_SPLITS),
+            "only_splits": sorted(only_splits) if only_splits is not None else None, "prepend_bos": subject.prepend_bos,
         },
     }
     return ActivationDataset(stacked, frame, meta)

@@ -215,7 +215,8 @@ def _av_split_dataset(recipe: Recipe, subject: Any, dataset: ActivationDataset, 
 
     The AV warm start is the stage that learns to read vectors, and it is short of examples at
     6 per document; extraction is cheap (one forward pass per document), so its documents give
-    more. The other splits keep ``positions_per_doc``. Same documents, same split assignment.
+    more. The other splits keep ``positions_per_doc``. Same documents, same split assignment:
+    ``only_splits`` assigns splits over all documents and runs only the AV split's.
     """
     import nla_lens
 
@@ -223,9 +224,8 @@ def _av_split_dataset(recipe: Recipe, subject: Any, dataset: ActivationDataset, 
         return nla_lens.ActivationDataset.load(folder)
     _log(f"extracting {recipe.av_positions_per_doc} positions per document for the AV warm start")
     docs = nla_lens.load_corpus(max_documents=recipe.documents)
-    full = nla_lens.extract_activations(subject, docs, recipe.layer, positions_per_doc=recipe.av_positions_per_doc,
-                                        max_length=recipe.max_length, seed=recipe.seed)
-    part = full.split("av_sft")
+    part = nla_lens.extract_activations(subject, docs, recipe.layer, positions_per_doc=recipe.av_positions_per_doc,
+                                        max_length=recipe.max_length, seed=recipe.seed, only_splits=["av_sft"])
     wanted = set(dataset.split("av_sft").frame["doc_id"])
     if set(part.frame["doc_id"]) != wanted:
         raise InputError("The AV-split documents differ between the two extractions; delete "

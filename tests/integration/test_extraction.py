@@ -158,3 +158,17 @@ def test_adapter_reports_model_facts(bridge):
     subject = as_subject(bridge)
     assert (subject.n_layers, subject.d_model, subject.prepend_bos) == (30, 576, False)
     assert HOOK in subject.hook_names()
+
+
+def test_only_splits_equals_the_full_extraction_filtered(bridge, documents):
+    full = nla_lens.extract_activations(bridge, documents, HOOK, max_length=64, progress=False, seed=2)
+    split = full.frame["split"].iloc[0]
+    part = nla_lens.extract_activations(bridge, documents, HOOK, max_length=64, progress=False, seed=2,
+                                        only_splits=[split])
+    expected = full.split(split)
+    assert len(part) == len(expected) < len(full)
+    columns = ["doc_id", "split", "position", "token_id", "prefix"]
+    assert part.frame[columns].reset_index(drop=True).equals(expected.frame[columns].reset_index(drop=True))
+    assert torch.allclose(part.vectors, expected.vectors, rtol=1e-4, atol=1e-3)  # other padding partners
+    with pytest.raises(InputError, match="only_splits must name splits"):
+        nla_lens.extract_activations(bridge, documents, HOOK, max_length=64, progress=False, only_splits=["train"])
