@@ -32,6 +32,7 @@ __all__ = [
     "cosine",
     "fve_nrm",
     "predict_mean_control",
+    "current_token_control",
     "shuffled_control",
     "derangement",
     "reconstruction_report",
@@ -244,6 +245,63 @@ def predict_mean_control(train_targets: Any, eval_targets: Any) -> float:
         mean_dir = _unit(train.to(dtype), "train_targets").mean(dim=0, keepdim=True)
         u = _unit(evals.to(dtype), "eval_targets")
         return _fve_units(mean_dir.to(u.device).expand_as(u), u)
+
+
+def current_token_control(train_targets: Any, train_token_ids: Any, eval_targets: Any, eval_token_ids: Any,
+                          token_embeddings: Any, *, ridge: float = 100.0) -> float:
+    """fve_nrm of a ridge regression from the current token's input embedding alone.
+
+    A token-identity baseline, as in probing work: how much of each vector is predictable from
+    *which token* it sits on, with no context at all. An explanation that only names the current
+    token can score about this much, so an NLA earns credit for context only above it. The
+    embedding (rather than a per-token mean) lets the baseline generalise to tokens unseen in
+    training. Features are standardised on the training rows, with a bias; targets are unit
+    vectors; ``ridge`` is the L2 penalty on the standardised weights.
+
+    Args:
+        train_targets: Training vectors, shape ``[M, d]``.
+        train_token_ids: Current-token id of each training vector, shape ``[M]``.
+        eval_targets: Held-out vectors, shape ``[N, d]``, ``N >= 2``.
+        eval_token_ids: Current-token id of each held-out vector, shape ``[N]``.
+        token_embeddings: The subject's input embedding matrix ``[d_vocab, d_e]`` (``W_E``).
+        ridge: L2 penalty, > 0.
+
+    Returns:
+        The baseline's held-out fve_nrm as a Python float.
+
+    Raises:
+        ShapeError: Mismatched lengths or widths, or token ids outside the vocabulary.
+        InputError: NaN/inf entries, zero vectors or a non-positive ``ridge``.
+    """
+    train = _as_float_tensor(train_targets, "train_targets")
+    evals = _as_float_tensor(eval_targets, "eval_targets")
+    table = _as_float_tensor(token_embeddings, "token_embeddings")
+    if table.ndim != 2:
+        raise ShapeError(f"token_embeddings must have shape [d_vocab, d_e], got {tuple(table.shape)}.")
+    _check_finite(table, "token_embeddings")
+    if not ridge > 0:
+        raise InputError(f"ridge must be > 0, got {ridge!r}.")
+    ids = []
+    for x, tokens, name in ((train, train_token_ids, "train"), (evals, eval_token_ids, "eval")):
+        _check_vectors(x, f"{name}_targets")
+        tokens = torch.as_tensor(tokens, dtype=torch.long).flatten()
+        if x.ndim != 2 or len(tokens) != len(x):
+            raise ShapeError(f"{name}_targets must be [N, d] with one token id each; got {tuple(x.shape)} vectors "
+                             f"and {len(tokens)} ids.")
+        if len(tokens) and (tokens.min() < 0 or tokens.max() >= len(table)):
+            raise ShapeError(f"{name}_token_ids must lie in [0, {len(table)}) (the embedding's vocabulary); "
+                             "pass the subject's W_E and the dataset's token_id column.")
+        ids.append(tokens)
+    if train.shape[-1] != evals.shape[-1]:
+        raise ShapeError(f"train_targets have width {train.shape[-1]} but eval_targets have width "
+                         f"{evals.shape[-1]}; both must come from the same hook.")
+    with torch.no_grad():
+        feats = [table[i].double() for i in ids]
+        mean, std = feats[0].mean(0), feats[0].std(0).clamp_min(1e-6)
+        x_train, x_eval = (torch.cat([(f - mean) / std, torch.ones(len(f), 1, dtype=f.dtype)], 1) for f in feats)
+        gram = x_train.T @ x_train + ridge * torch.eye(x_train.shape[1], dtype=x_train.dtype)
+        weights = torch.linalg.solve(gram, x_train.T @ _unit(train.double(), "train_targets"))
+        return fve_nrm(x_eval @ weights, evals.double())
 
 
 def derangement(n: int, generator: torch.Generator | int | None = None) -> torch.Tensor:

@@ -6,7 +6,7 @@ Usage (offline, CPU, a few minutes for the shipped NLA)::
     python scripts/faithfulness_report.py --nla runs/x/nla --n 128 --json out.json
 
 The held-out vectors come from corpus documents the shipped recipe never reads (it trains on the
-first 800); the predict-the-mean control uses vectors of the first training documents.
+first 800); the predict-the-mean and current-token controls use vectors of the first training documents.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from nla_lens.analysis import RuleParaphraser, faithfulness_report
 from nla_lens.analysis.paraphrase import OPS
 from nla_lens.metrics import fve_nrm
 from nla_lens.models.pretrained import load_pretrained_nla
+from nla_lens.subjects.adapters import as_subject
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -27,8 +28,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--subject", default="smollm2-135m")
     parser.add_argument("--start", type=int, default=800, help="first held-out corpus document (training used 0..start-1)")
     parser.add_argument("--documents", type=int, default=60, help="held-out documents to read")
-    parser.add_argument("--train-documents", type=int, default=40, help="training documents for the predict-mean control")
+    parser.add_argument("--train-documents", type=int, default=400,
+                        help="training documents for the predict-the-mean and current-token controls")
     parser.add_argument("--positions-per-doc", type=int, default=6)
+    parser.add_argument("--train-positions-per-doc", type=int, default=24,
+                        help="positions per training document (the current-token baseline is a regression)")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--n", type=int, default=64, help="held-out vectors evaluated")
     parser.add_argument("--n-random", type=int, default=16)
@@ -45,8 +49,11 @@ def main(argv: list[str] | None = None) -> dict:
     extract = dict(positions_per_doc=args.positions_per_doc, max_length=args.max_length, seed=args.seed,
                    splits={"eval": 1.0}, progress=False)
     held = nla_lens.extract_activations(subject, held_docs, nla.hook_name, **extract)
-    train = nla_lens.extract_activations(subject, docs[: args.train_documents], nla.hook_name, **extract)
+    train = nla_lens.extract_activations(subject, docs[: args.train_documents], nla.hook_name,
+                                         **{**extract, "positions_per_doc": args.train_positions_per_doc})
     report = faithfulness_report(nla, held, n=args.n, train_vectors=train.vectors, n_random=args.n_random,
+                                 token_embeddings=as_subject(subject).token_embeddings(),
+                                 train_token_ids=train.frame["token_id"].tolist(),
                                  max_new_tokens=args.max_new_tokens, seed=args.seed)
     # Which surface change costs what: one rewrite rule at a time on the same explanations.
     frame, vectors = report.frame, report.vectors

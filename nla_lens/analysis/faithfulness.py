@@ -40,7 +40,8 @@ from nla_lens.analysis.text import grounding
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.data.teachers.context import context_words
 from nla_lens.errors import InputError, ShapeError
-from nla_lens.metrics import cosine, derangement, fve_nrm, normalized_mse, predict_mean_control, shuffled_control
+from nla_lens.metrics import (cosine, current_token_control, derangement, fve_nrm, normalized_mse, predict_mean_control,
+                              shuffled_control)
 from nla_lens.models.reconstructor import ar_texts
 from nla_lens.models.verbalizer import looks_non_english
 
@@ -56,10 +57,11 @@ class _Held:
     frame: pd.DataFrame
     train_vectors: torch.Tensor | None
     split: str | None
+    train_token_ids: list[int] | None = None
 
 
 def _resolve(data: Any, prefixes: Any, split: str | None, d_model: int, hook_name: str | None = None) -> _Held:
-    train = None
+    train, train_ids = None, None
     if isinstance(data, ActivationDataset):
         if data.hook_name and hook_name and data.hook_name != hook_name:
             raise InputError(f"The dataset holds vectors of {data.hook_name!r} but the NLA was trained on "
@@ -69,6 +71,8 @@ def _resolve(data: Any, prefixes: Any, split: str | None, d_model: int, hook_nam
             held = data.split(chosen)
             rest = (data.frame["split"] != chosen).to_numpy()
             train = data.vectors[torch.from_numpy(rest.copy())] if rest.any() else None
+            if train is not None and "token_id" in data.frame.columns:
+                train_ids = data.frame["token_id"].to_numpy()[rest].tolist()
         else:
             held = data
         vectors, frame = held.vectors, held.frame.reset_index(drop=True)
@@ -91,7 +95,7 @@ def _resolve(data: Any, prefixes: Any, split: str | None, d_model: int, hook_nam
     if len(vectors) < 2:
         raise InputError(f"A faithfulness report needs at least 2 held-out vectors (fve_nrm measures their variance), "
                          f"got {len(vectors)}.")
-    return _Held(vectors, frame, train, chosen)
+    return _Held(vectors, frame, train, chosen, train_ids)
 
 
 def _fve_or_nan(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -145,7 +149,8 @@ class FaithfulnessReport:
             ``grounding_shuffled``, ``non_english``, ``ok`` and ``mse_context_oracle``.
         ablations: One row per (vector, snippet), see :func:`snippet_ablation`.
         summary: The headline figures (JSON-safe): ``fve_nrm``, the controls
-            ``fve_nrm_shuffled``, ``predict_mean`` and ``random_vector_fve_nrm``,
+            ``fve_nrm_shuffled``, ``predict_mean``, ``current_token_control`` (NaN without
+            ``token_embeddings``) and ``random_vector_fve_nrm``,
             ``paraphrase_fve_nrm``, ``paraphrase_retention`` (paraphrase fve_nrm / fve_nrm, NaN
             when fve_nrm <= 0), ``paraphrase_retention_vs_shuffled`` (the same share measured
             from the shuffled control), ``ablation_mse_increase`` (and
@@ -160,8 +165,8 @@ class FaithfulnessReport:
     vectors: torch.Tensor | None = None
 
     def __repr__(self) -> str:
-        keys = ("fve_nrm", "fve_nrm_shuffled", "predict_mean", "random_vector_fve_nrm", "paraphrase_retention",
-                "grounding", "context_oracle_fve_nrm")
+        keys = ("fve_nrm", "fve_nrm_shuffled", "predict_mean", "current_token_control", "random_vector_fve_nrm",
+                "paraphrase_retention", "grounding", "context_oracle_fve_nrm")
         shown = ", ".join(f"{k}={_fmt(self.summary.get(k))}" for k in keys)
         return f"FaithfulnessReport(n={self.summary.get('n')}, {shown})"
 
@@ -208,6 +213,8 @@ def faithfulness_report(
     split: str | None = None,
     n: int | None = 64,
     train_vectors: Any = None,
+    token_embeddings: Any = None,
+    train_token_ids: Any = None,
     paraphraser: Paraphraser | None = None,
     n_random: int = 16,
     oracle_words: int | None = 15,
@@ -231,6 +238,10 @@ def faithfulness_report(
         train_vectors: ``[M, d]`` training vectors whose mean direction is the predict-the-mean
             control (default: the dataset's other splits; else the held-out set itself, in-sample,
             which scores exactly 0).
+        token_embeddings: The subject's input embedding matrix ``[d_vocab, d_e]`` (``model.W_E``);
+            adds the current-token baseline (:func:`~nla_lens.metrics.current_token_control`,
+            fitted on the training vectors), which needs a ``token_id`` column in ``data``.
+        train_token_ids: The current-token id of each of ``train_vectors`` (with ``token_embeddings``).
         paraphraser: Any callable ``list[str] -> list[str]`` (default :class:`RuleParaphraser`).
         n_random: Random vectors explained for the random-vector control (0 to skip).
         oracle_words: Words of source text the context oracle reads (``None``: the whole prefix).
@@ -285,6 +296,15 @@ def faithfulness_report(
     train = train_vectors if train_vectors is not None else held.train_vectors
     summary["predict_mean"] = predict_mean_control(train if train is not None else vectors, vectors)
     summary["predict_mean_in_sample"] = train is None
+    summary["current_token_control"] = math.nan
+    if token_embeddings is not None:
+        ids = train_token_ids if train_vectors is not None else held.train_token_ids
+        if train is None or ids is None or "token_id" not in out.columns:
+            raise InputError("The current-token baseline needs training vectors with their token ids and a "
+                             "'token_id' column: pass an ActivationDataset with other splits, or train_vectors= "
+                             "with train_token_ids=.")
+        summary["current_token_control"] = current_token_control(train, ids, vectors, out["token_id"].tolist(),
+                                                                 token_embeddings)
     stages.update()
 
     # 2. the random-vector control

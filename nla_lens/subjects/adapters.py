@@ -88,6 +88,10 @@ class SubjectAdapter(ABC):
         return ids[:max_length] if max_length else ids
 
     @abstractmethod
+    def token_embeddings(self) -> torch.Tensor:
+        """The input embedding matrix ``W_E``, ``[d_vocab, d_model]``, float32 on the CPU."""
+
+    @abstractmethod
     def activations(self, tokens: torch.Tensor, hook: HookPoint) -> torch.Tensor:
         """Activations at one hook, running no block after it.
 
@@ -133,6 +137,9 @@ class TransformerLensSubject(SubjectAdapter):
         names = set(self.model.hook_dict)
         names.update(getattr(self.model, "hook_aliases", None) or {})
         return sorted(names)
+
+    def token_embeddings(self) -> torch.Tensor:
+        return self.model.W_E.detach().float().cpu()
 
     @torch.no_grad()
     def activations(self, tokens: torch.Tensor, hook: HookPoint) -> torch.Tensor:
@@ -201,6 +208,12 @@ class NNsightSubject(SubjectAdapter):
     @property
     def device(self) -> torch.device:
         return self.model._module.device if not self.remote else torch.device("cpu")
+
+    def token_embeddings(self) -> torch.Tensor:
+        if self.remote:
+            raise InputError("The input embeddings of a remote (NDIF) model are not read here; load the model "
+                             "locally (remote=False) for the current-token baseline.")
+        return self.model._module.get_input_embeddings().weight.detach().float().cpu()
 
     def _layer(self, index: int) -> Any:
         envoy = self.model

@@ -62,6 +62,7 @@ its `value_head.safetensors`.
 
 The AR fed the teacher's own explanations (an upper reference for the warm start) scores
 {report['teacher_oracle_fve_nrm']:.3f}. Measured by `nla-lens train --preset {recipe['name']}` (`report.json`).
+{_token_baseline(report.get('current_token_control'))}
 
 {_faithfulness(report.get("faithfulness"))}
 ## Example explanations (after GRPO)
@@ -70,6 +71,14 @@ The AR fed the teacher's own explanations (an upper reference for the warm start
     path = Path(folder) / "README.md"
     path.write_text(text)
     return path
+
+
+def _token_baseline(value: float | None) -> str:
+    if value is None:
+        return ""
+    return (f"\nA ridge regression from the current token's input embedding alone, with no context (the\n"
+            f"token-identity baseline of probing work; `metrics.current_token_control`), scores {value:.3f}: an\n"
+            "explanation earns credit for what it says beyond the current token only above that.")
 
 
 def _faithfulness(summary: dict[str, Any] | None) -> str:
@@ -82,7 +91,9 @@ def _faithfulness(summary: dict[str, Any] | None) -> str:
         return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
 
     rows = [("NLA round trip (greedy)", "fve_nrm"), ("shuffled explanations", "fve_nrm_shuffled"),
-            ("predict-the-mean", "predict_mean"), ("explanation of a random vector", "random_vector_fve_nrm"),
+            ("predict-the-mean", "predict_mean"),
+            ("current token only (ridge on its input embedding, no context)", "current_token_control"),
+            ("explanation of a random vector", "random_vector_fve_nrm"),
             ("paraphrased explanations (all offline rules)", "paraphrase_fve_nrm"),
             (f"context oracle (the last {summary.get('context_oracle_words', '?')} words of the source text)",
              "context_oracle_fve_nrm")]

@@ -30,10 +30,11 @@ import torch
 from nla_lens.atomic import atomic_folder
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError
-from nla_lens.metrics import fve_nrm, predict_mean_control
+from nla_lens.metrics import current_token_control, fve_nrm, predict_mean_control
 from nla_lens.models.nla import NLA
 from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.schema import SIDECAR_NAME
+from nla_lens.subjects.adapters import as_subject
 from nla_lens.training.base import StopFileCallback
 from nla_lens.training.grpo import GRPOConfig, GRPOTrainer
 from nla_lens.training.model_card import write_model_card
@@ -141,6 +142,7 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     rl_data = dataset.split("rl")
     eval_vectors = eval_data.vectors[: recipe.eval_size]
     train_vectors = torch.cat([av_data.vectors, ar_data.vectors, rl_data.vectors])
+    train_token_ids = pd.concat([part.frame["token_id"] for part in (av_data, ar_data, rl_data)]).tolist()
 
     teacher_dir, sft_dir = out / "nla-teacher-sft", out / "nla-sft"
     report: dict[str, Any] = {"recipe": recipe.name}
@@ -170,6 +172,10 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     report["sft"] = held_out_report(nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens)
     if "teacher_oracle_fve_nrm" not in report:
         report["teacher_oracle_fve_nrm"] = fve_nrm(nla.ar.reconstruct(eval_texts[: recipe.eval_size]), eval_vectors)
+    if "current_token_control" not in report:  # what naming the current token alone can give
+        report["current_token_control"] = current_token_control(
+            train_vectors, train_token_ids, eval_vectors, eval_data.frame["token_id"][: recipe.eval_size].tolist(),
+            as_subject(subject).token_embeddings())
     _log(f"SFT: {report['sft']['fve_nrm']:.3f} fve_nrm (shuffled {report['sft']['fve_nrm_shuffled']:.3f})")
 
     _log(f"GRPO: {recipe.rl_steps} steps")

@@ -61,6 +61,7 @@ def test_nnsight_extraction_equals_hf_hidden_states(embedded_hf, documents):
     pre = nla_lens.extract_activations(model, docs[:1], "blocks.20.hook_resid_pre", batch_size=1, max_length=96, progress=False)
     expected_pre = hf_reference(hf_model, tokenizer, pre, docs[:1], index=20, max_length=96)
     assert (pre.vectors - expected_pre).abs().max().item() <= 1e-5
+    assert torch.equal(as_subject(model).token_embeddings(), hf_model.get_input_embeddings().weight.float())
 
 
 def test_hooked_transformer_extraction_equals_full_run(embedded_hf, documents):
@@ -158,6 +159,11 @@ def test_adapter_reports_model_facts(bridge):
     subject = as_subject(bridge)
     assert (subject.n_layers, subject.d_model, subject.prepend_bos) == (30, 576, False)
     assert HOOK in subject.hook_names()
+
+
+def test_bridge_token_embeddings_equal_the_hf_input_embeddings(bridge, embedded_hf):
+    hf_model, _ = embedded_hf
+    assert torch.allclose(as_subject(bridge).token_embeddings(), hf_model.get_input_embeddings().weight.float())
 
 
 def test_only_splits_equals_the_full_extraction_filtered(bridge, documents):

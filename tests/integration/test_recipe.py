@@ -28,6 +28,8 @@ def test_smoke_recipe_writes_a_complete_run_folder_and_resumes(tmp_path, capsys)
         assert {"fve_nrm", "fve_nrm_shuffled", "predict_mean", "failure_rate"} <= set(report[stage]), stage
     card = (out / "nla" / "README.md").read_text()
     assert "AR refit: 2 steps" in card and "the AV warm-start split at 6 per document" in card
+    baseline = report["current_token_control"]
+    assert isinstance(baseline, float) and baseline == baseline and f"scores {baseline:.3f}" in card
 
     # The AR refit trained the reconstructor that ends the warm start, on the AV's own explanations;
     # the verbalizer is the teacher-warm-started one.

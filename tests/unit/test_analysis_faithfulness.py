@@ -141,6 +141,28 @@ def test_meaning_reading_nla_beats_every_control(case):
     assert summary["non_english_rate"] == 0.0
 
 
+def test_current_token_baseline_explains_the_named_word_and_the_nla_beats_it(case):
+    rng = np.random.default_rng(3)  # a larger set than `case`: the baseline is a regression
+    triples = [tuple(rng.choice(len(WORDS), 3, replace=False)) for _ in range(400)]
+    vectors = torch.stack([WORD_VECTORS[list(t)].sum(0) for t in triples])
+    frame = pd.DataFrame({"doc_id": range(400), "split": ["eval"] * 100 + ["rl"] * 300, "position": 10,
+                          "token_id": [t[2] for t in triples], "token": [f" {WORDS[t[2]]}" for t in triples],
+                          "prefix": [f"Once the {WORDS[t[2]]}" for t in triples],
+                          "norm": vectors.norm(dim=-1).numpy()})
+    meta = {"hook_name": "blocks.1.hook_resid_post", "norm_stats": norm_stats(vectors)}
+    data = ActivationDataset(vectors, frame, meta)
+    summary = report(StandInNLA(BagAR()), (data, None), token_embeddings=WORD_VECTORS, n_random=0).summary
+    unrelated = frame.assign(token_id=rng.integers(0, len(WORDS), 400))
+    blind = report(StandInNLA(BagAR()), (ActivationDataset(vectors, unrelated, dict(data.meta)), None),
+                   token_embeddings=WORD_VECTORS, n_random=0).summary
+    # one of the three concept words is the current token: the baseline gets part of the vector
+    # (little on unit vectors), tokens unrelated to the vectors get nothing, the NLA all of it
+    assert blind["current_token_control"] + 0.1 < summary["current_token_control"] < summary["fve_nrm"] - 0.5
+    assert math.isnan(report(StandInNLA(BagAR()), (data, None), n_random=0).summary["current_token_control"])
+    with pytest.raises(InputError, match="token ids"):
+        faithfulness_report(StandInNLA(BagAR()), vectors, token_embeddings=WORD_VECTORS, progress=False)
+
+
 def test_an_ar_that_ignores_its_input_shows_no_signal(case):
     rep = report(StandInNLA(ConstantAR()), case)
     s = rep.summary

@@ -11,6 +11,7 @@ import torch
 from nla_lens.errors import InputError, ShapeError
 from nla_lens.metrics import (
     cosine,
+    current_token_control,
     derangement,
     fve_nrm,
     normalize,
@@ -89,6 +90,45 @@ def test_predict_mean_control_is_zero_on_train_and_near_zero_held_out() -> None:
     # A unit-length mean direction is a worse constant prediction than the mean itself.
     mean_dir = normalize(train).mean(0, keepdim=True).expand_as(held_out)
     assert fve_nrm(mean_dir, held_out) < predict_mean_control(train, held_out)
+
+
+def _token_data(n: int, vocab: int, d: int, seed: int, dependent: bool) -> tuple:
+    """Vectors on random tokens: a linear map of the token's embedding (plus noise), or not."""
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(vocab, 12, generator=g)
+    ids = torch.randint(0, vocab, (n,), generator=g)
+    mix = torch.randn(12, d, generator=g)
+    signal = table[ids] @ mix if dependent else torch.randn(n, d, generator=g) * 3
+    return table, ids, signal + torch.randn(d, generator=g) + 0.3 * torch.randn(n, d, generator=g)
+
+
+def test_current_token_control_finds_token_dependence_and_only_that() -> None:
+    table, ids, vectors = _token_data(3000, vocab=400, d=24, seed=11, dependent=True)
+    train, held = slice(0, 2500), slice(2500, None)
+    high = current_token_control(vectors[train], ids[train], vectors[held], ids[held], table)
+    assert high > 0.8  # tokens unseen in training are covered too: the map runs through the embedding
+    table, ids, vectors = _token_data(3000, vocab=400, d=24, seed=12, dependent=False)
+    assert current_token_control(vectors[train], ids[train], vectors[held], ids[held], table) < 0.05
+    # the same vectors with their tokens re-drawn lose what the tokens told
+    table, ids, vectors = _token_data(3000, vocab=400, d=24, seed=11, dependent=True)
+    wrong = ids[torch.randperm(len(ids), generator=torch.Generator().manual_seed(0))]
+    assert current_token_control(vectors[train], wrong[train], vectors[held], wrong[held], table) < high - 0.5
+
+
+def test_current_token_control_rejects_bad_input() -> None:
+    table, ids, vectors = _token_data(100, vocab=50, d=8, seed=1, dependent=True)
+    with pytest.raises(ShapeError, match="one token id each"):
+        current_token_control(vectors, ids[:-1], vectors, ids, table)
+    with pytest.raises(ShapeError, match="vocabulary"):
+        current_token_control(vectors, ids + 50, vectors, ids, table)
+    with pytest.raises(ShapeError, match="same hook"):
+        current_token_control(vectors, ids, vectors[:, :4], ids, table)
+    with pytest.raises(InputError, match="ridge"):
+        current_token_control(vectors, ids, vectors, ids, table, ridge=0.0)
+    bad = vectors.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(InputError):
+        current_token_control(bad, ids, vectors, ids, table)
 
 
 def test_shuffled_control_is_low_on_structured_data_and_reproducible() -> None:
