@@ -211,6 +211,22 @@ def fve_nrm(pred: Any, target: Any) -> float:
         return _fve_units(_unit(p, "pred"), _unit(t, "target"))
 
 
+def _train_eval_pair(train_targets: Any, eval_targets: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and held-out targets of a control: finite, non-zero ``[N, d]`` of one width."""
+    train = _as_float_tensor(train_targets, "train_targets")
+    evals = _as_float_tensor(eval_targets, "eval_targets")
+    for x, name in ((train, "train_targets"), (evals, "eval_targets")):
+        _check_vectors(x, name)
+        if x.ndim != 2:
+            raise ShapeError(f"{name} must have shape [N, d], got {tuple(x.shape)}.")
+    if train.shape[-1] != evals.shape[-1]:
+        raise ShapeError(
+            f"train_targets have width {train.shape[-1]} but eval_targets have width "
+            f"{evals.shape[-1]}; both must come from the same hook."
+        )
+    return train, evals
+
+
 def predict_mean_control(train_targets: Any, eval_targets: Any) -> float:
     """fve_nrm of always predicting the mean training direction (a baseline near 0).
 
@@ -229,17 +245,7 @@ def predict_mean_control(train_targets: Any, eval_targets: Any) -> float:
         ShapeError: Not 2-D or widths differ.
         InputError: NaN/inf entries or zero vectors.
     """
-    train = _as_float_tensor(train_targets, "train_targets")
-    evals = _as_float_tensor(eval_targets, "eval_targets")
-    for x, name in ((train, "train_targets"), (evals, "eval_targets")):
-        _check_vectors(x, name)
-        if x.ndim != 2:
-            raise ShapeError(f"{name} must have shape [N, d], got {tuple(x.shape)}.")
-    if train.shape[-1] != evals.shape[-1]:
-        raise ShapeError(
-            f"train_targets have width {train.shape[-1]} but eval_targets have width "
-            f"{evals.shape[-1]}; both must come from the same hook."
-        )
+    train, evals = _train_eval_pair(train_targets, eval_targets)
     with torch.no_grad():
         dtype = torch.promote_types(train.dtype, evals.dtype)
         mean_dir = _unit(train.to(dtype), "train_targets").mean(dim=0, keepdim=True)
@@ -273,8 +279,7 @@ def current_token_control(train_targets: Any, train_token_ids: Any, eval_targets
         ShapeError: Mismatched lengths or widths, or token ids outside the vocabulary.
         InputError: NaN/inf entries, zero vectors or a non-positive ``ridge``.
     """
-    train = _as_float_tensor(train_targets, "train_targets")
-    evals = _as_float_tensor(eval_targets, "eval_targets")
+    train, evals = _train_eval_pair(train_targets, eval_targets)
     table = _as_float_tensor(token_embeddings, "token_embeddings")
     if table.ndim != 2:
         raise ShapeError(f"token_embeddings must have shape [d_vocab, d_e], got {tuple(table.shape)}.")
@@ -283,18 +288,13 @@ def current_token_control(train_targets: Any, train_token_ids: Any, eval_targets
         raise InputError(f"ridge must be > 0, got {ridge!r}.")
     ids = []
     for x, tokens, name in ((train, train_token_ids, "train"), (evals, eval_token_ids, "eval")):
-        _check_vectors(x, f"{name}_targets")
         tokens = torch.as_tensor(tokens, dtype=torch.long).flatten()
-        if x.ndim != 2 or len(tokens) != len(x):
-            raise ShapeError(f"{name}_targets must be [N, d] with one token id each; got {tuple(x.shape)} vectors "
-                             f"and {len(tokens)} ids.")
+        if len(tokens) != len(x):
+            raise ShapeError(f"{name}_targets need one token id each; got {len(x)} vectors and {len(tokens)} ids.")
         if len(tokens) and (tokens.min() < 0 or tokens.max() >= len(table)):
             raise ShapeError(f"{name}_token_ids must lie in [0, {len(table)}) (the embedding's vocabulary); "
                              "pass the subject's W_E and the dataset's token_id column.")
         ids.append(tokens)
-    if train.shape[-1] != evals.shape[-1]:
-        raise ShapeError(f"train_targets have width {train.shape[-1]} but eval_targets have width "
-                         f"{evals.shape[-1]}; both must come from the same hook.")
     with torch.no_grad():
         feats = [table[i].double() for i in ids]
         mean, std = feats[0].mean(0), feats[0].std(0).clamp_min(1e-6)

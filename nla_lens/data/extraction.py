@@ -139,12 +139,13 @@ def extract_activations(
             f"All {len(documents)} documents are shorter than min_position={min_position} tokens: "
             "pass longer documents or lower min_position."
         )
-    split_of = assign_splits(np.array(sorted(encoded)), splits or DEFAULT_SPLITS, seed)
+    splits = dict(splits or DEFAULT_SPLITS)
+    split_of = assign_splits(np.array(sorted(encoded)), splits, seed)
     if only_splits is not None:
         only_splits = [only_splits] if isinstance(only_splits, str) else list(only_splits)
-        unknown = set(only_splits) - set(splits or DEFAULT_SPLITS)
+        unknown = set(only_splits) - set(splits)
         if unknown or not only_splits:
-            raise InputError(f"only_splits must name splits of {sorted(splits or DEFAULT_SPLITS)}, "
+            raise InputError(f"only_splits must name splits of {sorted(splits)}, "
                              f"got {sorted(only_splits)}.")
         encoded = {d: ids for d, ids in encoded.items() if split_of[d] in only_splits}
         if not encoded:
@@ -194,7 +195,7 @@ def extract_activations(
         "skipped_documents": len(skipped),
         "settings": {
             "positions_per_doc": positions_per_doc, "min_position": min_position, "max_length": max_length,
-            "seed": seed, "splits": dict(splits or DEFAULT_SPLITS),
+            "seed": seed, "splits": splits,
             "only_splits": sorted(only_splits) if only_splits is not None else None, "prepend_bos": subject.prepend_bos,
         },
     }
