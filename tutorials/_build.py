@@ -964,8 +964,8 @@ nla = load_pretrained_nla()
 corpus = nla_lens.load_corpus(max_documents=mode.pick(full=400, smoke=12))
 sae = train_embedded_sae(bridge, corpus, hook_name=nla.hook_name,
                          d_sae=mode.pick(full=2048, smoke=128), k=mode.pick(full=32, smoke=8),
-                         training_tokens=mode.pick(full=100_000, smoke=2048),
-                         batch_size_tokens=mode.pick(full=1024, smoke=256))
+                         training_tokens=mode.pick(full=200_000, smoke=2048),
+                         batch_size_tokens=256)
 sae.cfg.d_in, sae.cfg.d_sae, sae.cfg.metadata.hook_name
 '''),
         md("""

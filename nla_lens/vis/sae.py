@@ -242,11 +242,12 @@ def train_embedded_sae(
     texts: Sequence[str],
     *,
     hook_name: str = "blocks.20.hook_resid_post",
-    d_sae: int = 4096,
+    d_sae: int = 2048,
     k: int = 32,
-    training_tokens: int = 200_000,
-    batch_size_tokens: int = 1024,
-    lr: float = 4e-4,
+    training_tokens: int = 1_000_000,
+    max_activations: int = 200_000,
+    batch_size_tokens: int = 512,
+    lr: float = 1e-3,
     max_length: int = 128,
     batch_size: int = 8,
     seed: int = 0,
@@ -255,9 +256,12 @@ def train_embedded_sae(
 ) -> Any:
     """Train (or load from the cache) a TopK SAE on a subject model's activations at one hook.
 
-    Activations of ``texts`` (position 0 and special tokens left out, at most ``training_tokens``
+    Activations of ``texts`` (position 0 and special tokens left out, at most ``max_activations``
     rows kept in memory) feed SAELens's ``SAETrainer``, reshuffled every epoch until
-    ``training_tokens`` samples have been seen. Inputs are normalised to mean norm ``sqrt(d_in)``
+    ``training_tokens`` samples have been seen. The defaults are measured on the embedded model
+    (``scripts/embedded_sae.py``): with fewer steps or a lower learning rate most features never
+    fire (4,096 features after 200k samples at lr 4e-4 in batches of 1,024: 84 % never active on
+    held-out tokens, variance explained 0.50). Inputs are normalised to mean norm ``sqrt(d_in)``
     during training and the factor is folded into the weights, so the SAE takes raw activations.
     The inference SAE is written with ``save_inference_model`` into a cache folder keyed by the
     subject, hook, settings and a hash of ``texts``, atomically; a later call with the same
@@ -270,6 +274,8 @@ def train_embedded_sae(
         d_sae: Number of features.
         k: Active features per token (TopK).
         training_tokens: Activation samples to train on (epochs repeat when the corpus is smaller).
+        max_activations: Activation rows read and kept in memory (``[rows, d_model]`` float32:
+            200k rows of width 576 take 0.46 GB).
         batch_size_tokens: Activation rows per SAE step.
         lr: Adam learning rate (constant).
         max_length: Tokens read per text.
@@ -287,11 +293,12 @@ def train_embedded_sae(
     adapter = as_subject(subject)
     hook = adapter.resolve_hook(hook_name)
     texts = list(texts)
-    if training_tokens < 1 or d_sae < 1 or not 0 < k <= d_sae:
-        raise InputError(f"Need training_tokens >= 1, d_sae >= 1 and 0 < k <= d_sae (got {training_tokens}, "
-                         f"{d_sae}, {k}).")
+    if training_tokens < 1 or max_activations < 1 or d_sae < 1 or not 0 < k <= d_sae:
+        raise InputError(f"Need training_tokens >= 1, max_activations >= 1, d_sae >= 1 and 0 < k <= d_sae (got "
+                         f"{training_tokens}, {max_activations}, {d_sae}, {k}).")
     settings = dict(hook_name=hook.name, d_sae=d_sae, k=k, training_tokens=training_tokens,
-                    batch_size_tokens=batch_size_tokens, lr=lr, max_length=max_length, seed=seed)
+                    max_activations=max_activations, batch_size_tokens=batch_size_tokens, lr=lr,
+                    max_length=max_length, seed=seed)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "saes"
     folder = _cache_folder(root, adapter, texts, settings)
     if not rebuild and (folder / _CONFIG).is_file():
@@ -302,8 +309,8 @@ def train_embedded_sae(
 
     from sae_lens import TopKTrainingSAEConfig
 
-    acts = collect_activations(adapter, texts, hook, limit=training_tokens, max_length=max_length,
-                               batch_size=batch_size)
+    acts = collect_activations(adapter, texts, hook, limit=min(max_activations, training_tokens),
+                               max_length=max_length, batch_size=batch_size)
     cfg = TopKTrainingSAEConfig(d_in=adapter.d_model, d_sae=d_sae, k=k,
                                 normalize_activations="expected_average_only_in")
     cfg.metadata.model_name = adapter.name

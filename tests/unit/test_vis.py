@@ -204,6 +204,26 @@ def test_train_embedded_sae_trains_once_then_loads_the_cache(subject, sae, sae_c
                            batch_size_tokens=64, cache_dir=sae_cache)
 
 
+def test_train_embedded_sae_keeps_max_activations_rows_and_trains_over_epochs(subject, tmp_path, monkeypatch):
+    read, collect = [], vis_sae.collect_activations
+
+    def spy(*args, **kwargs):  # the real reader, counting the rows it returns
+        rows = collect(*args, **kwargs)
+        read.append(rows.shape[0])
+        return rows
+
+    monkeypatch.setattr(vis_sae, "collect_activations", spy)
+    sae = train_embedded_sae(subject, CORPUS, hook_name=HOOK, d_sae=32, k=4, training_tokens=1024,
+                             max_activations=40, batch_size_tokens=16, lr=1e-2, cache_dir=tmp_path)
+    assert read == [40]  # 1,024 samples drawn from a 40-row buffer: about 25 epochs
+    acts = subject.run_with_cache(torch.tensor([subject.tokenizer(CORPUS[0])["input_ids"]]),
+                                  names_filter=HOOK)[1][HOOK][0, 1:]
+    with torch.no_grad():
+        assert (sae.decode(sae.encode(acts)) - acts).pow(2).sum() < acts.pow(2).sum()
+    with pytest.raises(InputError, match="max_activations >= 1"):
+        train_embedded_sae(subject, CORPUS, hook_name=HOOK, max_activations=0, cache_dir=tmp_path)
+
+
 def test_load_sae_of_a_folder_without_files(tmp_path):
     with pytest.raises(nla_lens.errors.CacheError, match="cfg.json"):
         vis_sae.load_sae(tmp_path)
