@@ -56,3 +56,13 @@ class MarkerError(NLALensError, ValueError):
 class TeacherError(NLALensError, RuntimeError):
     """A warm-start teacher could not produce explanations (no API key, an endpoint that keeps
     failing, a malformed reply, or a teacher returning the wrong number of explanations)."""
+
+
+class MissingDependencyError(NLALensError, ImportError):
+    """An optional package, or a class of another TransformerLens line, that the call needs is not
+    installed (SAELens, ``HookedTransformer`` on TransformerLens 4.x, nnsight, ...). The message
+    names the extra or the install command, and the route that works without it."""
+
+
+class SAEInterfaceError(InputError):
+    """An SAE object lacks the small interface nla_lens reads (see :mod:`nla_lens.sae`)."""

@@ -5,8 +5,8 @@ L2-normalised targets, so its raw output norm is arbitrary: :func:`explanation_v
 it to the typical activation norm at the NLA's hook (the dataset's median norm, or the AV's
 ``injection_scale``, which the NLA sidecar sets to about that median). :func:`steered_generate`
 adds ``coefficient * vector`` to the residual stream at that hook, at every position, while the
-subject generates greedily: through TransformerLens hooks (``model.hooks`` / ``run_with_hooks``)
-for a ``TransformerBridge`` or ``HookedTransformer``, and through an nnsight trace for nnsight
+subject generates greedily: through TransformerLens hooks (``run_with_hooks``, one full pass per
+new token, never the bridge's KV cache) for a ``TransformerBridge`` or ``HookedTransformer``, and through an nnsight trace for nnsight
 models. :func:`steer` runs the whole experiment: the subject with no steering, with the
 explanation's vector and with a random vector of the same norm, and measures how much each
 raises the log-probability of the explanation's topic words along the continuation.
@@ -110,13 +110,16 @@ class _TransformerLensSteerer(_Steerer):
 
     @torch.no_grad()
     def generate(self, ids: torch.Tensor, delta: torch.Tensor | None, max_new_tokens: int) -> torch.Tensor:
-        model = self.adapter.model
-        # With the KV cache the hook sees the prompt once, then one new position per step: every
-        # position is steered exactly once.
-        with model.hooks(fwd_hooks=self._hooks(delta)):
-            out = model.generate(ids[None].to(self.adapter.device), max_new_tokens=max_new_tokens, do_sample=False,
-                                 stop_at_eos=False, verbose=False, return_type="tokens")
-        return out[0, len(ids):].cpu()
+        # Our own greedy loop, one full forward per new token, instead of TransformerLens's
+        # generate: its bridge reads the KV cache under the argument name transformers used before
+        # 5.24 (`past_key_values`), so from 5.24 on (`cache=`) it keeps an empty cache and every step
+        # attends to itself alone -- garbage after the first token, no error. Without a cache the
+        # steering hook adds `delta` at every position of every pass, exactly once per position.
+        tokens = ids.cpu()
+        for _ in range(max_new_tokens):
+            next_token = self.logits(tokens, delta)[-1].argmax(-1, keepdim=True)
+            tokens = torch.cat([tokens, next_token.to(tokens.dtype)])
+        return tokens[len(ids):]
 
 
 class _NNsightSteerer(_Steerer):

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from nla_lens.errors import InputError, SubjectLoadError
+from nla_lens.errors import InputError, MissingDependencyError, SubjectLoadError
 from nla_lens.subjects.embedded import (
     EMBEDDED_NAMES,
     embedded_model_dir,
@@ -41,7 +41,7 @@ def load_subject(
             model name or local folder, or an HF ``PreTrainedModel`` object to wrap.
         backend: ``"bridge"`` (TransformerLens ``TransformerBridge``, raw HF numerics; works for
             any HF model), ``"hooked"`` (``HookedTransformer`` for official TransformerLens names,
-            loaded without weight processing), or ``"nnsight"`` (an nnsight model; pass it to
+            loaded without weight processing; TransformerLens 3.9 only), or ``"nnsight"`` (an nnsight model; pass it to
             extraction with ``remote=True`` to run on NDIF).
         tokenizer: HF tokenizer; required when wrapping a model object offline.
         device: Device to load onto.
@@ -50,6 +50,10 @@ def load_subject(
 
     Returns:
         The model object of the chosen backend, with ``.tokenizer`` set.
+
+    Raises:
+        MissingDependencyError: ``backend="hooked"`` on TransformerLens 4.x (the message names
+            the bridge route), or ``backend="nnsight"`` without nnsight.
 
     Example:
         >>> bridge = load_subject("smollm2-135m")
@@ -103,8 +107,9 @@ def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir) 
             bridge.cfg.default_prepend_bos = False  # SmolLM2 has no BOS in training data
         return bridge
     if backend == "hooked":
-        from transformer_lens import HookedTransformer
+        from nla_lens.optional import hooked_transformer
 
+        HookedTransformer, _ = hooked_transformer("load_subject(..., backend='hooked')")
         if embedded or hf_model is not None:
             raise InputError(
                 "backend='hooked' only loads official TransformerLens model names (e.g. 'gpt2'); "
@@ -113,7 +118,10 @@ def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir) 
         return HookedTransformer.from_pretrained_no_processing(
             name, device=device, dtype=dtype, tokenizer=tokenizer
         )
-    from nnsight.modeling.transformers import TransformersModel
+    try:
+        from nnsight.modeling.transformers import TransformersModel
+    except ImportError as exc:
+        raise MissingDependencyError(f"backend='nnsight' needs nnsight ({exc}): pip install 'nla_lens[nnsight]'.") from exc
 
     if hf_model is not None:
         return TransformersModel(hf_model, tokenizer=tokenizer)

@@ -1,11 +1,17 @@
-"""Tiny offline HF causal LMs for tests and smoke runs (random weights, milliseconds)."""
+"""Tiny offline models for tests and smoke runs (random weights, milliseconds).
+
+:func:`tiny_subject` is the subject model of tests and smoke-mode notebooks on both TransformerLens
+lines (a tiny llama booted into a ``TransformerBridge``); :func:`tiny_hooked_transformer` exists only
+on the 3.9 line and raises a clear error on 4.x.
+"""
 
 from __future__ import annotations
 
 import torch
 
 
-def tiny_llama(tokenizer, *, n_layers: int = 3, d_model: int = 32, n_heads: int = 4, seed: int = 0):
+def tiny_llama(tokenizer, *, n_layers: int = 3, d_model: int = 32, n_heads: int = 4, seed: int = 0,
+               n_ctx: int = 512, init_std: float = 0.02):
     """A random ``LlamaForCausalLM`` sized for unit tests, matching ``tokenizer``'s vocabulary.
 
     Args:
@@ -14,19 +20,48 @@ def tiny_llama(tokenizer, *, n_layers: int = 3, d_model: int = 32, n_heads: int 
         d_model: Hidden size.
         n_heads: Attention heads (``d_model`` must be divisible by it).
         seed: Seed of the weight initialisation.
+        n_ctx: Longest context (``max_position_embeddings``).
+        init_std: Standard deviation of the weight initialisation (``initializer_range``).
     """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=d_model, intermediate_size=2 * d_model,
         num_hidden_layers=n_layers, num_attention_heads=n_heads, num_key_value_heads=n_heads,
-        max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+        max_position_embeddings=n_ctx, pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=True,
+        initializer_range=init_std,
     )
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     return model.eval()
+
+
+def tiny_subject(tokenizer, *, n_layers: int = 2, d_model: int = 32, n_ctx: int = 128, seed: int = 0):
+    """A random tiny llama in a TransformerLens ``TransformerBridge``: the test subject on both TL lines.
+
+    Booted offline from the model object (``TransformerBridge.boot_transformers(name, hf_model=...)``
+    reads the config from it), with raw HF numerics: ``blocks.K.hook_resid_post`` equals the llama's
+    ``hidden_states[K+1]``. Weights are drawn with std ``1/sqrt(d_model)`` (not HF's 0.02), so
+    logits span a few nats as a trained model's do and steering effects are measurable.
+
+    Args:
+        tokenizer: Its tokenizer (``len(tokenizer)`` = vocab size); SmolLM2-style, no BOS prepended.
+        n_layers: Number of blocks.
+        d_model: Residual width (a multiple of 8; heads of width 8).
+        n_ctx: Context length.
+        seed: Seed of the weight initialisation.
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    hf_model = tiny_llama(tokenizer, n_layers=n_layers, d_model=d_model, n_heads=d_model // 8, seed=seed,
+                          n_ctx=n_ctx, init_std=d_model ** -0.5)
+    bridge = TransformerBridge.boot_transformers("nla-lens-tiny-llama", hf_model=hf_model, tokenizer=tokenizer,
+                                                 device="cpu")
+    bridge.cfg.default_prepend_bos = False
+    bridge.nla_lens_name = "nla-lens-tiny-llama"
+    return bridge.eval()
 
 
 def tiny_hooked_transformer(tokenizer, *, n_layers: int = 2, d_model: int = 32, n_ctx: int = 128, seed: int = 0):
@@ -39,8 +74,9 @@ def tiny_hooked_transformer(tokenizer, *, n_layers: int = 2, d_model: int = 32, 
         n_ctx: Context length.
         seed: Seed of the weight initialisation.
     """
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from nla_lens.optional import hooked_transformer
 
+    HookedTransformer, HookedTransformerConfig = hooked_transformer("tiny_hooked_transformer")
     cfg = HookedTransformerConfig(n_layers=n_layers, d_model=d_model, n_ctx=n_ctx, d_head=8, n_heads=d_model // 8,
                                   d_mlp=2 * d_model, d_vocab=len(tokenizer), act_fn="gelu",
                                   default_prepend_bos=False, seed=seed)

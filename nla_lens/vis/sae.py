@@ -2,11 +2,13 @@
 
 Owns :func:`train_embedded_sae` (a small TopK SAE trained with SAELens's ``SAETrainer`` on
 activations read from a subject model, cached on disk and reloaded instead of retrained),
-:func:`load_sae`, :func:`check_sae` (an SAE must read the NLA's hook and width) and
+:func:`load_sae` and
 :func:`top_feature_contexts` (for each feature, the corpus snippets around its strongest
 activations, the max-activating token marked ``«like this»``).
 
-``sae_lens`` is imported inside the functions that need it, so importing this module is cheap.
+``sae_lens`` is imported inside the functions that need it (training and loading need SAELens, so
+TransformerLens 3.9); :func:`top_feature_contexts` takes any SAE with the interface of
+:mod:`nla_lens.sae`, on both TransformerLens lines.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import torch
 from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CacheError, InputError
 from nla_lens.hooks import HookPoint
+from nla_lens.optional import sae_lens
+from nla_lens.sae import check_sae, sae_device_dtype, sae_hook_name
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 
 __all__ = ["HIGHLIGHT", "check_sae", "collect_activations", "load_sae", "sae_hook_name", "top_feature_contexts",
@@ -33,39 +37,6 @@ __all__ = ["HIGHLIGHT", "check_sae", "collect_activations", "load_sae", "sae_hoo
 HIGHLIGHT: tuple[str, str] = ("«", "»")
 
 _WEIGHTS, _CONFIG = "sae_weights.safetensors", "cfg.json"
-
-
-def sae_hook_name(sae: Any) -> str | None:
-    """The hook an SAE was trained on: ``sae.cfg.metadata.hook_name`` (SAELens 6) or ``cfg.hook_name``."""
-    metadata = getattr(sae.cfg, "metadata", None)
-    name = getattr(metadata, "hook_name", None) if metadata is not None else None
-    return name or getattr(sae.cfg, "hook_name", None)
-
-
-def check_sae(sae: Any, *, d_model: int, hook_name: str | None, what: str = "the NLA") -> None:
-    """Refuse an SAE that does not read the vectors ``what`` reads.
-
-    Args:
-        sae: A SAELens ``SAE``.
-        d_model: Width of the vectors (``nla.d_model``).
-        hook_name: Hook of the vectors (``nla.hook_name``).
-        what: How to name the other side in messages.
-
-    Raises:
-        InputError: ``sae.cfg.d_in != d_model``, the SAE's hook differs from ``hook_name``, or the
-            SAE records no hook at all. The message names both sides.
-    """
-    d_in = int(sae.cfg.d_in)
-    if d_in != int(d_model):
-        raise InputError(f"The SAE reads d_in={d_in} vectors but {what} reads d_model={d_model} vectors; "
-                         f"use an SAE trained on {what}'s hook ({hook_name}).")
-    sae_hook = sae_hook_name(sae)
-    if sae_hook is None:
-        raise InputError(f"The SAE records no hook name, so it cannot be checked against {what}'s hook "
-                         f"{hook_name!r}. If it was trained there, set sae.cfg.metadata.hook_name = {hook_name!r}.")
-    if hook_name is not None and sae_hook != hook_name:
-        raise InputError(f"The SAE was trained on hook {sae_hook!r} but {what} reads hook {hook_name!r}; "
-                         f"its features would describe other vectors. Use an SAE trained on {hook_name!r}.")
 
 
 def _encode_batches(adapter: SubjectAdapter, texts: Sequence[str], hook: HookPoint, *, max_length: int,
@@ -95,11 +66,6 @@ def _encode_batches(adapter: SubjectAdapter, texts: Sequence[str], hook: HookPoi
         yield ids, adapter.activations(tokens, hook), mask
 
 
-def _sae_device_dtype(sae: Any) -> tuple[torch.device, torch.dtype]:
-    weight = sae.W_enc
-    return weight.device, weight.dtype
-
-
 def _snippet(tokenizer: Any, ids: list[int], pos: int, left: int, right: int) -> str:
     lo, hi = max(0, pos - left), min(len(ids), pos + 1 + right)
     text = (("…" if lo > 0 else "") + tokenizer.decode(ids[lo:pos]) + HIGHLIGHT[0] + tokenizer.decode([ids[pos]])
@@ -117,7 +83,7 @@ def top_feature_contexts(sae: Any, subject: Any, texts: Sequence[str], hook_name
     ``k`` contexts of a feature come from ``k`` different texts, strongest first.
 
     Args:
-        sae: A SAELens ``SAE`` reading ``hook_name``.
+        sae: A SAELens ``SAE``, or any object with the interface of :mod:`nla_lens.sae`, reading ``hook_name``.
         subject: The subject model (TransformerBridge/HookedTransformer/nnsight or an adapter).
         texts: The corpus, a list of strings.
         hook_name: Hook to read, e.g. ``nla.hook_name``; must match the SAE.
@@ -136,7 +102,7 @@ def top_feature_contexts(sae: Any, subject: Any, texts: Sequence[str], hook_name
     hook = adapter.resolve_hook(hook_name)
     check_sae(sae, d_model=adapter.d_model, hook_name=hook.name, what="the subject hook")
     texts = list(texts)
-    device, dtype = _sae_device_dtype(sae)
+    device, dtype = sae_device_dtype(sae)
     all_ids: list[list[int]] = []
     best_vals, best_pos = [], []
     for ids, acts, mask in _encode_batches(adapter, texts, hook, max_length=max_length,
@@ -169,8 +135,7 @@ def load_sae(path: str | Path, *, device: str = "cpu") -> Any:
     Raises:
         CacheError: The folder lacks ``cfg.json`` or ``sae_weights.safetensors``.
     """
-    from sae_lens import SAE
-
+    SAE = sae_lens("load_sae").SAE
     path = Path(path).expanduser()
     missing = [name for name in (_CONFIG, _WEIGHTS) if not (path / name).is_file()]
     if missing:
@@ -213,7 +178,7 @@ def collect_activations(adapter: SubjectAdapter, texts: list[str], hook: HookPoi
 def _train_sae(acts: torch.Tensor, cfg: Any, *, training_tokens: int, batch_size_tokens: int, lr: float,
                seed: int) -> Any:
     """Fit a ``TopKTrainingSAE`` with SAELens's ``SAETrainer`` over shuffled epochs of ``acts``."""
-    from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE
+    from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE  # checked by train_embedded_sae
     from sae_lens.config import SAETrainerConfig
 
     generator = torch.Generator().manual_seed(seed)
@@ -290,6 +255,7 @@ def train_embedded_sae(
     """
     from nla_lens.subjects.embedded import default_cache_dir
 
+    TopKTrainingSAEConfig = sae_lens("train_embedded_sae").TopKTrainingSAEConfig
     adapter = as_subject(subject)
     hook = adapter.resolve_hook(hook_name)
     texts = list(texts)
@@ -306,8 +272,6 @@ def train_embedded_sae(
             return load_sae(folder)
         except Exception as exc:  # a corrupted cache is rebuilt, never crashed on
             warnings.warn(f"The SAE cache at {folder} is unreadable ({exc}); retraining.", stacklevel=2)
-
-    from sae_lens import TopKTrainingSAEConfig
 
     acts = collect_activations(adapter, texts, hook, limit=min(max_activations, training_tokens),
                                max_length=max_length, batch_size=batch_size)

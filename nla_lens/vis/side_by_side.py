@@ -22,7 +22,8 @@ from nla_lens.errors import InputError
 from nla_lens.hooks import nla_hook_name
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 from nla_lens.vis.html import BASE_CSS, HTMLView, circuitsvis_html, esc, unique_id
-from nla_lens.vis.sae import HIGHLIGHT, check_sae
+from nla_lens.sae import check_sae, sae_device_dtype
+from nla_lens.vis.sae import HIGHLIGHT
 
 __all__ = ["FRAME_COLUMNS", "SideBySide", "side_by_side"]
 
@@ -191,7 +192,8 @@ def side_by_side(
         positions: Token positions to explain (default: all but the first).
         layer: Layer of the attention view (default: the NLA's layer).
         heads: Heads shown (default: all).
-        sae: A SAELens ``SAE`` on the NLA's hook, or ``None``.
+        sae: A SAELens ``SAE`` (or any object with the interface of :mod:`nla_lens.sae`) on the
+            NLA's hook, or ``None``.
         sae_top_k: Features listed per token.
         feature_contexts: ``{feature id: [context, ...]}``, e.g. from
             :func:`~nla_lens.vis.sae.top_feature_contexts`; ``«token»`` is highlighted.
@@ -259,8 +261,8 @@ def _top_features(sae: Any, acts: torch.Tensor, k: int) -> Any:
     """Object array ``[n]`` of ``[(feature id, activation), ...]`` (positive ones, strongest first)."""
     import numpy as np
 
-    weight = sae.W_enc
-    feats = sae.encode(acts.to(device=weight.device, dtype=weight.dtype)).float().cpu()  # [n, d_sae]
+    device, dtype = sae_device_dtype(sae)
+    feats = sae.encode(acts.to(device=device, dtype=dtype)).float().cpu()  # [n, d_sae]
     values, indices = feats.topk(min(max(1, int(k)), feats.shape[-1]), dim=-1)
     out = np.empty(len(feats), dtype=object)
     for i, (vals, idx) in enumerate(zip(values.tolist(), indices.tolist())):

@@ -13,7 +13,7 @@ from nla_lens.errors import HookNameError, InputError
 from nla_lens.metrics import fve_nrm
 from nla_lens.models import NLA
 from nla_lens.subjects.adapters import as_subject
-from nla_lens.testing.models import tiny_hooked_transformer, tiny_layer_nla, tiny_llama
+from nla_lens.testing.models import tiny_layer_nla, tiny_subject, tiny_llama
 from nla_lens.testing.tokenizers import tiny_tokenizer
 from nla_lens.vis.html import external_references
 
@@ -24,7 +24,7 @@ KW = dict(max_new_tokens=4, progress=False)
 
 
 def _subject(d_model: int = 32, n_layers: int = 2):
-    return tiny_hooked_transformer(tiny_tokenizer(), n_layers=n_layers, d_model=d_model, n_ctx=64)
+    return tiny_subject(tiny_tokenizer(), n_layers=n_layers, d_model=d_model, n_ctx=64)
 
 
 @pytest.fixture(scope="module")

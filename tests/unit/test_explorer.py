@@ -23,7 +23,7 @@ import traitlets  # noqa: E402
 from nla_lens.errors import HookNameError, InputError  # noqa: E402
 from nla_lens.metrics import cosine  # noqa: E402
 from nla_lens.models import NLA  # noqa: E402
-from nla_lens.testing.models import tiny_hooked_transformer, tiny_layer_nla  # noqa: E402
+from nla_lens.testing.models import tiny_layer_nla, tiny_subject  # noqa: E402
 from nla_lens.testing.tokenizers import tiny_tokenizer  # noqa: E402
 from nla_lens.widgets import NLAExplorer  # noqa: E402
 from nla_lens.widgets.explorer import ALTERNATIVE_KEYS, TOKEN_KEYS  # noqa: E402
@@ -41,7 +41,7 @@ EXTERNAL = re.compile(r"https?://|//cdn|innerHTML|@import|url\(", re.IGNORECASE)
 
 @pytest.fixture(scope="module")
 def subject():
-    return tiny_hooked_transformer(tiny_tokenizer(), n_ctx=N_CTX)
+    return tiny_subject(tiny_tokenizer(), n_ctx=N_CTX)
 
 
 @pytest.fixture(scope="module")

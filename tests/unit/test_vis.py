@@ -1,7 +1,8 @@
 """Tests of nla_lens.vis: self-contained HTML, the side-by-side view, and the SAE helpers.
 
-Tiny random models only (a 2-block HookedTransformer subject, a tiny-llama NLA, a 64-feature
-SAE): the whole file runs in seconds on a CPU.
+Tiny random models only (a 2-block tiny-llama TransformerBridge subject, a tiny-llama NLA, a
+64-feature SAE): the whole file runs in seconds on a CPU. The views run with a SAELens SAE (on
+TransformerLens 3.9) and with the hand-made ``TinySAE`` of the documented interface (both lines).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import pytest
 import torch
 
 import nla_lens
-from nla_lens.errors import InputError
-from nla_lens.testing.models import tiny_hooked_transformer
+from nla_lens.errors import InputError, SAEInterfaceError
+from nla_lens.testing import TinySAE
+from nla_lens.testing.models import tiny_subject
 from nla_lens.testing.tokenizers import TINY_CORPUS, tiny_tokenizer
 from nla_lens.vis import Section, circuitsvis_html, page, side_by_side, top_feature_contexts, train_embedded_sae
 from nla_lens.vis import sae as vis_sae
@@ -36,7 +38,7 @@ CORPUS = [*TINY_CORPUS, "The cat and the dog sat in the park.", "A bird sang a s
 
 @pytest.fixture(scope="module")
 def subject():
-    return tiny_hooked_transformer(tiny_tokenizer())
+    return tiny_subject(tiny_tokenizer())
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +62,23 @@ def sae(subject, sae_cache):
                               batch_size_tokens=64, lr=1e-2, cache_dir=sae_cache)
 
 
+#: Both kinds of SAE the views accept: SAELens's (3.9 only) and the documented interface.
+SAE_KINDS = [pytest.param("sae_lens", marks=pytest.mark.sae_lens), "interface"]
+
+
+@pytest.fixture()
+def any_sae(request, subject, sae_cache):
+    if request.param == "sae_lens":
+        return request.getfixturevalue("sae")
+    return TinySAE(32, 64, 4, HOOK, seed=3)
+
+
 def _sbs(nla, subject, prompt="The cat sat on the mat.", **kwargs):
     return side_by_side(nla, subject, prompt, max_new_tokens=3, progress=False, **kwargs)
 
 
 def _make_sae(d_in: int, hook_name: str | None):
-    from sae_lens import TopKSAE, TopKSAEConfig
-
-    cfg = TopKSAEConfig(d_in=d_in, d_sae=8, k=2)
-    if hook_name is not None:
-        cfg.metadata.hook_name = hook_name
-    return TopKSAE(cfg)
+    return TinySAE(d_in, 8, 2, hook_name)
 
 
 # -- self-contained pages ----------------------------------------------------------------------
@@ -86,7 +94,9 @@ def test_raw_circuitsvis_local_src_would_fail_the_checks():
     assert "http:\\/\\/www.w3.org/2000/svg" in fixed  # escaped, not deleted: JS reads the same string
 
 
-def test_page_with_two_side_by_sides_and_an_attention_view(nla, subject, sae):
+@pytest.mark.parametrize("any_sae", SAE_KINDS, indirect=True)
+def test_page_with_two_side_by_sides_and_an_attention_view(nla, subject, any_sae):
+    sae = any_sae
     import circuitsvis as cv
 
     contexts = top_feature_contexts(sae, subject, CORPUS, HOOK, k=2)
@@ -133,7 +143,9 @@ def test_view_displays_and_saves(nla, subject, tmp_path):
 
 
 # -- the side-by-side view ---------------------------------------------------------------------
-def test_frame_columns_and_features(nla, subject, sae):
+@pytest.mark.parametrize("any_sae", SAE_KINDS, indirect=True)
+def test_frame_columns_and_features(nla, subject, any_sae):
+    sae = any_sae
     view = _sbs(nla, subject, sae=sae, sae_top_k=3)
     frame = view.frame
     assert list(frame.columns[: len(FRAME_COLUMNS)]) == list(FRAME_COLUMNS)
@@ -163,6 +175,15 @@ def test_sae_of_another_hook_is_refused(nla, subject):
         _sbs(nla, subject, sae=_make_sae(32, None))
 
 
+def test_object_without_the_sae_interface_is_refused(nla, subject):
+    with pytest.raises(SAEInterfaceError, match=r"encode.*W_dec.*cfg.d_in"):
+        _sbs(nla, subject, sae=object())
+    broken = TinySAE(32, 8, 2, HOOK)
+    broken.W_dec = torch.nn.Parameter(torch.zeros(8, 16), requires_grad=False)
+    with pytest.raises(SAEInterfaceError, match=r"W_dec has shape \(8, 16\) but cfg.d_in=32"):
+        top_feature_contexts(broken, subject, CORPUS, HOOK)
+
+
 def test_long_prompt_is_truncated_with_a_notice(nla, subject):
     prompt = "The cat sat on the mat. " * 60
     assert len(subject.tokenizer(prompt)["input_ids"]) > 128
@@ -177,6 +198,7 @@ def test_long_prompt_is_truncated_with_a_notice(nla, subject):
 
 
 # -- SAE helpers -------------------------------------------------------------------------------
+@pytest.mark.sae_lens
 def test_train_embedded_sae_trains_once_then_loads_the_cache(subject, sae, sae_cache, monkeypatch):
     assert sae.cfg.d_in == 32 and sae.cfg.d_sae == 64 and sae.cfg.metadata.hook_name == HOOK
     folders = list(sae_cache.glob("sae-*"))
@@ -204,6 +226,7 @@ def test_train_embedded_sae_trains_once_then_loads_the_cache(subject, sae, sae_c
                            batch_size_tokens=64, cache_dir=sae_cache)
 
 
+@pytest.mark.sae_lens
 def test_train_embedded_sae_keeps_max_activations_rows_and_trains_over_epochs(subject, tmp_path, monkeypatch):
     read, collect = [], vis_sae.collect_activations
 
@@ -224,12 +247,15 @@ def test_train_embedded_sae_keeps_max_activations_rows_and_trains_over_epochs(su
         train_embedded_sae(subject, CORPUS, hook_name=HOOK, max_activations=0, cache_dir=tmp_path)
 
 
+@pytest.mark.sae_lens
 def test_load_sae_of_a_folder_without_files(tmp_path):
     with pytest.raises(nla_lens.errors.CacheError, match="cfg.json"):
         vis_sae.load_sae(tmp_path)
 
 
-def test_top_feature_contexts_mark_the_max_activating_token(subject, sae):
+@pytest.mark.parametrize("any_sae", SAE_KINDS, indirect=True)
+def test_top_feature_contexts_mark_the_max_activating_token(subject, any_sae):
+    sae = any_sae
     contexts = top_feature_contexts(sae, subject, CORPUS, HOOK, k=3)
     assert contexts and all(1 <= len(c) <= 3 for c in contexts.values())
 

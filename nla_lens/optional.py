@@ -1,0 +1,84 @@
+"""Optional packages and the two TransformerLens lines: one place that imports them or says why not.
+
+TransformerLens 3.9 has ``HookedTransformer`` and ``TransformerBridge``; 4.x has only the bridge.
+SAELens pins ``transformer-lens<4`` (SAELens issue 738), so it exists only beside 3.9. Everything
+nla_lens does goes through the bridge on both lines; the few calls that need ``HookedTransformer``
+or SAELens import them through here and get a :class:`~nla_lens.errors.MissingDependencyError`
+that names the fix when they are absent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from typing import Any
+
+from nla_lens.errors import MissingDependencyError
+
+__all__ = ["has_hooked_transformer", "has_sae_lens", "hooked_transformer", "sae_lens", "transformer_lens_version"]
+
+
+def transformer_lens_version() -> str:
+    """The installed ``transformer-lens`` version, e.g. ``"3.9.0"``."""
+    return importlib.metadata.version("transformer-lens")
+
+
+def _major() -> int:
+    return int(transformer_lens_version().split(".")[0])
+
+
+def has_hooked_transformer() -> bool:
+    """Whether the installed TransformerLens still has ``HookedTransformer`` (the 3.x line)."""
+    return _major() < 4
+
+
+def has_sae_lens() -> bool:
+    """Whether SAELens is installed and imports (it cannot beside TransformerLens 4.x)."""
+    try:
+        importlib.import_module("sae_lens")
+    except ImportError:
+        return False
+    return True
+
+
+def hooked_transformer(what: str = "This call") -> tuple[Any, Any]:
+    """``(HookedTransformer, HookedTransformerConfig)``, or a clear error on TransformerLens 4.x.
+
+    Args:
+        what: The caller, named in the error message.
+
+    Raises:
+        MissingDependencyError: TransformerLens 4.x is installed (it removed both classes).
+    """
+    if not has_hooked_transformer():
+        raise MissingDependencyError(
+            f"{what} needs TransformerLens's HookedTransformer, which transformer-lens "
+            f"{transformer_lens_version()} no longer has (removed in 4.0). Use the TransformerBridge route "
+            "instead: nla_lens.load_subject(name, backend='bridge') (TransformerBridge.boot_transformers(name)), "
+            "which reads the same hook names with raw HF numerics; or install the 3.9 line: "
+            "pip install 'transformer-lens>=3.9,<4'."
+        )
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    return HookedTransformer, HookedTransformerConfig
+
+
+def sae_lens(what: str = "This call") -> Any:
+    """The ``sae_lens`` module, or a clear error naming the extra and the TransformerLens line.
+
+    Args:
+        what: The caller, named in the error message.
+
+    Raises:
+        MissingDependencyError: SAELens is not installed (or cannot import beside TransformerLens 4.x).
+    """
+    try:
+        return importlib.import_module("sae_lens")
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{what} needs SAELens, which is not importable here ({exc}). SAELens runs on TransformerLens 3.9 only "
+            f"(it pins transformer-lens<4; installed: {transformer_lens_version()}): install it with "
+            "pip install 'nla_lens[sae]' in an environment with transformer-lens 3.9. On TransformerLens 4.x, "
+            "pass any SAE object with the interface described in nla_lens.sae (encode, W_dec, cfg.d_in, hook "
+            "name) to the views and analyses instead."
+        ) from exc
