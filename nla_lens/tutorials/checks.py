@@ -276,13 +276,13 @@ def check_previous_token_score(fn: Callable[[torch.Tensor], torch.Tensor]) -> No
 
 def check_top_features(fn: Callable[[Any, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]) -> None:
     """``fn(sae, acts [N, d], k) -> (values [N, k], feature ids [N, k])``: the strongest SAE features."""
-    from sae_lens import TopKSAE, TopKSAEConfig
+    from nla_lens.testing import TinySAE  # the SAE interface, on both TransformerLens lines
 
     n = 0
     for seed in (0, 1):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            sae = TopKSAE(TopKSAEConfig(d_in=16, d_sae=48, k=8))
+            sae = TinySAE(16, 48, 8, "blocks.0.hook_resid_post", seed=seed)
             with torch.no_grad():
                 sae.b_enc.copy_(torch.randn_like(sae.b_enc))
                 sae.b_dec.copy_(torch.randn_like(sae.b_dec))
