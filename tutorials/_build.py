@@ -1071,7 +1071,9 @@ Agreement between the NLA and the SAE's top contexts on many tokens is evidence 
 research notebook `notebooks/02_nla_vs_sae_over_a_corpus.ipynb` measures it over a corpus.
 
 **Going further.** Load an SAE someone else trained with `nla_lens.vis.load_sae(path)`; it must
-read the NLA's hook and width, which `side_by_side` checks loudly.
+read the NLA's hook and width, which `side_by_side` checks loudly. SAELens installs only beside
+TransformerLens 3.9; on 4.x, any object with `encode`, `W_dec`, `cfg.d_in` and `cfg.hook_name`
+works in the same places (see `nla_lens.sae`).
 """),
     ]
     return cells

@@ -17,7 +17,7 @@ from nla_lens.testing.models import tiny_layer_nla, tiny_subject, tiny_llama
 from nla_lens.testing.tokenizers import tiny_tokenizer
 from nla_lens.vis.html import external_references
 
-pytestmark = pytest.mark.filterwarnings("ignore:HookedTransformer is deprecated", "ignore:This NLA was trained")
+pytestmark = pytest.mark.filterwarnings("ignore:This NLA was trained")
 
 PROMPT = "The cat sat on the mat. The dog ran in the park."
 KW = dict(max_new_tokens=4, progress=False)

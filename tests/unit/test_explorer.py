@@ -1,6 +1,6 @@
 """NLAExplorer without a browser: synced traitlets, recomputation on prompt/hook/selection, offline assets.
 
-Tiny random models only (a 2-block HookedTransformer subject with a 16-token context, two
+Tiny random models only (a 2-block tiny-llama TransformerBridge subject with a 16-token context, two
 tiny-llama NLAs at layers 0 and 1): the whole file runs in seconds on a CPU. The view's ES module
 is run once under node with a minimal stand-in DOM when node is installed.
 """
@@ -28,7 +28,6 @@ from nla_lens.testing.tokenizers import tiny_tokenizer  # noqa: E402
 from nla_lens.widgets import NLAExplorer  # noqa: E402
 from nla_lens.widgets.explorer import ALTERNATIVE_KEYS, TOKEN_KEYS  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:HookedTransformer is deprecated")
 
 N_CTX = 16
 HOOK0, HOOK1 = "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"

@@ -26,7 +26,7 @@ from nla_lens.vis import sae as vis_sae
 from nla_lens.vis.side_by_side import FRAME_COLUMNS
 
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:.*explanations are flagged", "ignore:HookedTransformer is deprecated",
+    "ignore:.*explanations are flagged",
     "ignore:The 'utils' module has been deprecated:DeprecationWarning",  # sae_lens importing transformer_lens
 )
 
