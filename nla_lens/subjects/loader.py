@@ -41,8 +41,8 @@ def load_subject(
             model name or local folder, or an HF ``PreTrainedModel`` object to wrap.
         backend: ``"bridge"`` (TransformerLens ``TransformerBridge``, raw HF numerics; works for
             any HF model), ``"hooked"`` (``HookedTransformer`` for official TransformerLens names,
-            loaded without weight processing; TransformerLens 3.9 only), or ``"nnsight"`` (an nnsight model; pass it to
-            extraction with ``remote=True`` to run on NDIF).
+            loaded without weight processing; TransformerLens 3.9 only), or ``"nnsight"`` (an
+            nnsight model; pass it to extraction with ``remote=True`` to run on NDIF).
         tokenizer: HF tokenizer; required when wrapping a model object offline.
         device: Device to load onto.
         dtype: Parameter dtype.

@@ -4,7 +4,8 @@ Owns the public names of the view layer: :func:`side_by_side` and :class:`SideBy
 explanations beside attention and SAE features), the page helpers :func:`page`,
 :class:`Section`, :class:`HTMLView` and :func:`circuitsvis_html`, and the SAE helpers
 :func:`train_embedded_sae`, :func:`load_sae` and :func:`top_feature_contexts`. No core module
-imports this package; it needs ``circuitsvis`` (and ``sae-lens`` for the SAE helpers).
+imports this package; it needs ``circuitsvis`` (and ``sae-lens`` to train or load SAEs; the views
+take any SAE with the interface of :mod:`nla_lens.sae`).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Owns :func:`train_embedded_sae` (a small TopK SAE trained with SAELens's ``SAETrainer`` on
 activations read from a subject model, cached on disk and reloaded instead of retrained),
-:func:`load_sae` and
-:func:`top_feature_contexts` (for each feature, the corpus snippets around its strongest
-activations, the max-activating token marked ``«like this»``).
+:func:`load_sae` and :func:`top_feature_contexts` (for each feature, the corpus snippets around its
+strongest activations, the max-activating token marked ``«like this»``). The SAE checks live in
+:mod:`nla_lens.sae` and are re-exported here.
 
 ``sae_lens`` is imported inside the functions that need it (training and loading need SAELens, so
 TransformerLens 3.9); :func:`top_feature_contexts` takes any SAE with the interface of
