@@ -17,6 +17,7 @@ from nla_lens.data.extraction import extract_activations
 from nla_lens.errors import NLALensError
 from nla_lens.hooks import parse_hook_name, resid_post
 from nla_lens.models import NLA, ActivationReconstructor, ActivationVerbalizer
+from nla_lens.models.registry import list_pretrained, register_pretrained
 from nla_lens.subjects.adapters import as_subject
 from nla_lens.subjects.embedded import load_embedded_hf
 from nla_lens.subjects.loader import load_subject
@@ -38,10 +39,12 @@ __all__ = [
     "extract_activations",
     "faithfulness_report",
     "layer_sweep",
+    "list_pretrained",
     "load_corpus",
     "load_embedded_hf",
     "load_subject",
     "parse_hook_name",
+    "register_pretrained",
     "resid_post",
     "steer",
 ]

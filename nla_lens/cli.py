@@ -66,9 +66,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     import nla_lens
-    from nla_lens.models.pretrained import load_pretrained_nla
-
-    nla = load_pretrained_nla(args.nla)
+    nla = nla_lens.NLA.from_pretrained(args.nla)
     subject = nla_lens.load_subject(nla.av.cfg.subject_model or "smollm2-135m", cache_dir=args.cache_dir)
     frame = nla.round_trip(text=args.text, subject=subject, positions=args.positions,
                            max_new_tokens=args.max_new_tokens, progress=False, warn=False)
@@ -78,6 +76,23 @@ def _explain(args: argparse.Namespace) -> int:
     report = frame.attrs.get("report")
     if report:
         print(f"fve_nrm over these tokens {report['fve_nrm']:.3f} (shuffled control {report['fve_nrm_shuffled']:.3f})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    import nla_lens
+    from nla_lens.models.export import export_merged
+
+    nla = nla_lens.NLA.from_pretrained(args.nla, dtype=getattr(torch, args.dtype))
+    path = export_merged(nla, args.out, overwrite=args.overwrite)
+    for role in ("av", "ar"):
+        files = sorted(p for p in (path / role).iterdir() if p.is_file())
+        mib = sum(p.stat().st_size for p in files) / 2**20
+        print(f"{role}  {path / role}  {mib:.1f} MiB: {', '.join(p.name for p in files)}")
+    print(f"exported {args.nla} to {path}: full published-layout folders (any LoRA merged), "
+          f"the AR with {nla.ar.cfg.n_kept_blocks} blocks")
     return 0
 
 
@@ -118,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--width", type=int, default=160, help="characters of each explanation shown")
     xp.add_argument("--cache-dir", default=None)
     xp.set_defaults(func=_explain)
+
+    et = commands.add_parser("export", help="export an NLA as full folders in the published layout (LoRA merged)")
+    et.add_argument("--nla", default="smollm2-135m-L20",
+                    help="registry name, hub id or NLA folder (default: the one shipped for the embedded model)")
+    et.add_argument("--out", required=True, help="folder to create; it will hold av/ and ar/")
+    et.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                    help="dtype to load and save the weights in")
+    et.add_argument("--overwrite", action="store_true", help="replace --out if it is a non-empty folder")
+    et.set_defaults(func=_export)
     return parser
 
 

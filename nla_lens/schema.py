@@ -7,7 +7,9 @@ is the only place its fields are defined. It reads the published format unchange
 extraction layer K as top-level ``extraction_layer_index`` or ``critic.extraction_layer_index``
 / ``critic.num_hidden_layers``), adds our own optional fields (``subject_model``,
 ``extraction.layer``, ``extraction.hook_name``, ``provenance``) and keeps every unknown key on a
-round trip. :meth:`NLAMeta.validate` checks the sidecar against the live tokenizer and model
+round trip. One field of ours changes behaviour: ``prompt_templates.av_prefill``, the text an AV
+was trained to see after the chat template (nla_lens writes ``<explanation>``); absent means the
+published behaviour, nothing after the template. :meth:`NLAMeta.validate` checks the sidecar against the live tokenizer and model
 config before anything trusts it.
 """
 
@@ -129,6 +131,8 @@ class NLAMeta:
         hook_name: TransformerLens hook name the vectors come from.
         av_template: AV user-turn format string with ``{injection_char}``.
         ar_template: AR raw-prompt format string with ``{explanation}``.
+        av_prefill: Text the AV reads after the chat-rendered template, before it writes (ours:
+            ``"<explanation>"``); ``None`` = the published prompt, which has none.
         subject_model: Id or path of the model the vectors come from.
         provenance: Free-form training provenance (steps, data, versions).
         kind: ``"nla_model"`` (checkpoint) or ``"nla_dataset"`` (parquet sidecar).
@@ -146,6 +150,7 @@ class NLAMeta:
     hook_name: str | None = None
     av_template: str | None = DEFAULT_AV_TEMPLATE
     ar_template: str | None = DEFAULT_AR_TEMPLATE
+    av_prefill: str | None = None
     subject_model: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     kind: str = "nla_model"
@@ -189,7 +194,8 @@ class NLAMeta:
         if self.kind == "nla_dataset":
             extraction["d_model"] = self.d_model
         extraction.update(extra.pop("extraction", {}))
-        templates = {k: v for k, v in (("av", self.av_template), ("ar", self.ar_template)) if v is not None}
+        templates = {k: v for k, v in (("av", self.av_template), ("ar", self.ar_template),
+                                       ("av_prefill", self.av_prefill)) if v is not None}
         templates.update(extra.pop("prompt_templates", {}))
         out: dict[str, Any] = {"kind": self.kind, "schema_version": self.schema_version}
         if self.role is not None:
@@ -236,6 +242,7 @@ class NLAMeta:
         templates = _mapping(data.pop("prompt_templates", None), "prompt_templates")
         av, actor = templates.pop("av", None), templates.pop("actor", None)
         ar, critic_template = templates.pop("ar", None), templates.pop("critic", None)
+        av_prefill = templates.pop("av_prefill", None)
         critic = _mapping(data.pop("critic", None), "critic")
         layers = [
             extraction.pop("layer", None),
@@ -260,6 +267,7 @@ class NLAMeta:
             layer=found.pop() if found else None, hook_name=hook_name,
             av_template=av if av is not None else actor,
             ar_template=ar if ar is not None else critic_template,
+            av_prefill=av_prefill,
             subject_model=extra.pop("subject_model", None),
             provenance=extra.pop("provenance", None) or {},
             kind=kind, schema_version=int(extra.pop("schema_version", 2)), extra=extra,
@@ -326,6 +334,7 @@ class NLAMeta:
              self.role == "ar" and self.ar_template is None),
         ) if bad]
         problems = self._marker_problems(tokenizer, check_prompt=not problems) + problems
+        problems += self._suffix_problems(tokenizer)
         if d_model is not None and int(d_model) != self.d_model:
             problems.append(f"d_model is {self.d_model} in the sidecar but the model has hidden size "
                             f"{d_model}. This NLA explains vectors of another model or layer width.")
@@ -339,6 +348,18 @@ class NLAMeta:
                 "truncated model; re-save it or fix extraction.layer.")
         if problems:
             raise CheckpointError("nla_meta does not match the model/tokenizer:\n- " + "\n- ".join(problems))
+
+    def _suffix_problems(self, tokenizer: Any) -> list[str]:
+        """The published ``tokens.critic_suffix_ids``: the AR prompt must end in exactly these ids."""
+        want = self.tokens.critic_suffix_ids
+        if not want or self.ar_template is None or "{explanation}" not in self.ar_template:
+            return []
+        ids = list(tokenizer(self.ar_template.format(explanation="x"), add_special_tokens=True)["input_ids"])
+        if ids[-len(want):] == list(want):
+            return []
+        return [f"the AR prompt ends in token ids {ids[-len(want):]} with this tokenizer, but the sidecar records "
+                f"{list(want)} (tokens.critic_suffix_ids): the AR would read its summary at another token. Use the "
+                "checkpoint's own tokenizer and prompt_templates.ar."]
 
     def _marker_problems(self, tokenizer: Any, *, check_prompt: bool) -> list[str]:
         tok = self.tokens

@@ -22,7 +22,7 @@ import torch
 from IPython.display import display
 
 import nla_lens
-from nla_lens.models.pretrained import load_pretrained_nla
+from nla_lens import NLA
 from nla_lens.tutorials import Mode
 
 # CI sets NLA_LENS_SMOKE=1: every run shrinks to seconds (numbers then mean nothing).
@@ -55,7 +55,7 @@ NLA has to say something about the wider document.
     cells += [
         code('''
 bridge = nla_lens.load_subject("smollm2-135m")
-nla = load_pretrained_nla()
+nla = NLA.from_pretrained("smollm2-135m-L20")
 MAX_NEW = mode.pick(full=96, smoke=12)
 '''),
         md("""
@@ -168,7 +168,7 @@ import re
 from nla_lens.vis import top_feature_contexts, train_embedded_sae
 
 bridge = nla_lens.load_subject("smollm2-135m")
-nla = load_pretrained_nla()
+nla = NLA.from_pretrained("smollm2-135m-L20")
 corpus = nla_lens.load_corpus(max_documents=mode.pick(full=400, smoke=12))
 sae = train_embedded_sae(bridge, corpus, hook_name=nla.hook_name,
                          d_sae=mode.pick(full=2048, smoke=128), k=mode.pick(full=32, smoke=8),
@@ -296,7 +296,7 @@ print("max |difference| over the dataset:", (acts_nn.vectors - acts_tl.vectors).
 acts_nn
 '''),
         code('''
-nla = load_pretrained_nla()
+nla = NLA.from_pretrained("smollm2-135m-L20")
 nla.explain(text=prompt, subject=model, positions=[5], max_new_tokens=mode.pick(full=96, smoke=12),
             progress=False, warn=False)[["position", "token", "explanation"]]
 '''),
@@ -360,7 +360,7 @@ explanation's topic words along each continuation.
 from nla_lens.analysis import explanation_vector, steer
 
 bridge = nla_lens.load_subject("smollm2-135m")
-nla = load_pretrained_nla()
+nla = NLA.from_pretrained("smollm2-135m-L20")
 MAX_NEW = mode.pick(full=24, smoke=4)
 '''),
         md("## What the NLA says about a token"),

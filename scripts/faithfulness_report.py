@@ -18,7 +18,7 @@ import nla_lens
 from nla_lens.analysis import RuleParaphraser, faithfulness_report
 from nla_lens.analysis.paraphrase import OPS
 from nla_lens.metrics import fve_nrm
-from nla_lens.models.pretrained import load_pretrained_nla
+from nla_lens.models import NLA
 from nla_lens.subjects.adapters import as_subject
 
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    nla = load_pretrained_nla(args.nla)
+    nla = NLA.from_pretrained(args.nla)
     subject = nla_lens.load_subject(args.subject)
     docs = nla_lens.load_corpus()
     held_docs = docs[args.start : args.start + args.documents]

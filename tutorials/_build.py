@@ -233,11 +233,19 @@ You will:
 """)
     cells += [
         code('''
-from nla_lens.models.pretrained import load_pretrained_nla
+from nla_lens import NLA
 
 bridge = nla_lens.load_subject("smollm2-135m")
-nla = load_pretrained_nla()  # the NLA shipped for blocks.20.hook_resid_post of the embedded model
+nla = NLA.from_pretrained("smollm2-135m-L20")  # the NLA shipped for blocks.20.hook_resid_post of the embedded model
 nla
+'''),
+        md("""
+`NLA.from_pretrained` takes a registry name, a Hugging Face hub id, a local folder, or the two
+halves separately (`av=...`, `ar=...`). The registry lists the NLA shipped here and the four pairs
+the paper's authors released for 7B-70B models (those need a GPU and the hub):
+"""),
+        code('''
+nla_lens.list_pretrained()[["subject_model", "hook_name", "d_model", "gated"]]
 '''),
         md("""
 The NLA's contract lives in its `nla_meta.yaml` sidecar: the hook, the marker token whose input
@@ -747,10 +755,10 @@ tokens) takes about a minute on a CPU; here we take a tiny one. The shipped chec
 adapters, loaded trainable.
 """),
         code('''
-from nla_lens.models.pretrained import load_pretrained_nla
+from nla_lens import NLA
 
 bridge = nla_lens.load_subject("smollm2-135m")
-real = load_pretrained_nla(is_trainable=True)
+real = NLA.from_pretrained("smollm2-135m-L20", is_trainable=True)
 docs = nla_lens.load_corpus(max_documents=mode.pick(full=24, smoke=4))
 real_data = nla_lens.extract_activations(bridge, docs, real.hook_name, positions_per_doc=2, progress=False)
 real_trainer = GRPOTrainer(real, real_data, GRPOConfig(
@@ -797,10 +805,10 @@ import random
 import re
 
 from nla_lens.metrics import derangement, fve_nrm, normalized_mse
-from nla_lens.models.pretrained import load_pretrained_nla
+from nla_lens import NLA
 
 bridge = nla_lens.load_subject("smollm2-135m")
-nla = load_pretrained_nla()
+nla = NLA.from_pretrained("smollm2-135m-L20")
 docs = nla_lens.load_corpus(max_documents=mode.pick(full=120, smoke=10))
 acts = nla_lens.extract_activations(bridge, docs, nla.hook_name, positions_per_doc=mode.pick(4, 2), progress=False)
 vectors = acts.vectors[: mode.pick(full=32, smoke=4)]
@@ -956,11 +964,11 @@ embedded model with SAELens (`nla_lens.vis.train_embedded_sae`, cached after the
         code('''
 from IPython.display import display
 
-from nla_lens.models.pretrained import load_pretrained_nla
+from nla_lens import NLA
 from nla_lens.vis import side_by_side, top_feature_contexts, train_embedded_sae
 
 bridge = nla_lens.load_subject("smollm2-135m")
-nla = load_pretrained_nla()
+nla = NLA.from_pretrained("smollm2-135m-L20")
 corpus = nla_lens.load_corpus(max_documents=mode.pick(full=400, smoke=12))
 sae = train_embedded_sae(bridge, corpus, hook_name=nla.hook_name,
                          d_sae=mode.pick(full=2048, smoke=128), k=mode.pick(full=32, smoke=8),

@@ -19,25 +19,43 @@ ADAPTER_CONFIG = "adapter_config.json"
 _PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin", "value_head.bin", "value_head.pt")
 
 
-def load_base_lm(name_or_path: str, *, dtype: torch.dtype = torch.float32, cache_dir: Any = None):
+def load_base_lm(name_or_path: str, *, dtype: torch.dtype | str | None = torch.float32, cache_dir: Any = None,
+                 device_map: Any = None, n_blocks: int | None = None):
     """Load an HF causal LM and its tokenizer; the embedded name loads offline.
+
+    Args:
+        name_or_path: A hub id, a folder, or the embedded model's name.
+        dtype: Parameter dtype; ``None`` or ``"auto"``: the dtype the checkpoint was saved in.
+        cache_dir: Cache root of the embedded model.
+        device_map: accelerate placement (``"auto"``, an explicit map); weights are loaded straight
+            onto their devices in ``dtype``, never as a full fp32 copy in CPU memory first.
+        n_blocks: Build only the first ``n_blocks`` blocks (an AR's K+1): the rest is never loaded.
 
     Returns:
         ``(model, tokenizer)`` with the model in eval mode.
     """
     if is_embedded_name(name_or_path):
         model, tokenizer = load_embedded_hf(cache_dir)
-        return model.to(dtype), tokenizer
+        return model.to(dtype if isinstance(dtype, torch.dtype) else torch.float32), tokenizer
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    extra = {} if n_blocks is None else {"num_hidden_layers": int(n_blocks)}
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype or "auto", device_map=device_map,
+                                                     use_safetensors=True, **extra)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except OSError as exc:
         raise CheckpointError(f"Could not load base model {name_or_path!r}: {exc}") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer
+
+
+def text_config(model: Any) -> Any:
+    """The config holding the language model's sizes: ``config.get_text_config()`` (a multimodal
+    wrapper such as Gemma-3's keeps ``hidden_size`` in ``text_config``), else ``config`` itself."""
+    config = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
 def check_model_folder(path: Path, *, role: str) -> None:
@@ -76,8 +94,8 @@ def adapter_base(path: Path, provenance: dict[str, Any]) -> str | None:
     return base
 
 
-def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype = torch.float32,
-                   is_trainable: bool = False, n_blocks: int | None = None):
+def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype | str | None = None,
+                   device_map: Any = None, is_trainable: bool = False, n_blocks: int | None = None):
     """Load the causal LM of an AV/AR folder: a full HF model, or PEFT adapters over a named base.
 
     The folder's own tokenizer is used when it has one; an adapter folder may leave it out and
@@ -86,7 +104,8 @@ def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype
     Args:
         path: The folder (already checked with :func:`check_model_folder`).
         provenance: The sidecar's provenance (``base_model`` names the base of adapters).
-        dtype: Parameter dtype.
+        dtype: Parameter dtype; ``None``: the dtype the checkpoint (or the adapters' base) was saved in.
+        device_map: accelerate placement, e.g. ``"auto"`` (weights load straight onto their devices).
         is_trainable: Load adapters trainable (to continue training).
         n_blocks: Truncate the base to this many blocks before adding adapters (an AR).
 
@@ -101,12 +120,13 @@ def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype
 
         from nla_lens.models.reconstructor import truncate_causal_lm
 
-        model, tokenizer = load_base_lm(base, dtype=dtype)
-        if n_blocks is not None:
-            model = truncate_causal_lm(model, n_blocks)
+        model, tokenizer = load_base_lm(base, dtype=dtype, device_map=device_map, n_blocks=n_blocks)
+        if n_blocks is not None and text_config(model).num_hidden_layers != n_blocks:
+            model = truncate_causal_lm(model, n_blocks)  # the embedded base loads whole from its cache
         model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto", device_map=device_map,
+                                                     use_safetensors=True)
         tokenizer = None
     if (path / "tokenizer_config.json").is_file() or tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(path)

@@ -18,9 +18,9 @@ from nla_lens.errors import CheckpointError, InputError
 from nla_lens.injection import choose_marker
 from nla_lens.metrics import cosine, normalized_mse, reconstruction_report
 from nla_lens.atomic import atomic_folder
-from nla_lens.models.loading import load_base_lm
+from nla_lens.models.loading import load_base_lm, text_config
 from nla_lens.models.reconstructor import ActivationReconstructor, ar_texts
-from nla_lens.models.verbalizer import ActivationVerbalizer
+from nla_lens.models.verbalizer import RESPONSE_PREFIX, ActivationVerbalizer
 from nla_lens.schema import NLAMeta
 
 EMBEDDED_INJECTION_SCALE = 240.0
@@ -37,9 +37,11 @@ class NLA:
 
     def __init__(self, av: ActivationVerbalizer, ar: ActivationReconstructor):
         if av.d_model != ar.d_model:
-            raise CheckpointError(f"The AV explains d_model={av.d_model} vectors but the AR predicts {ar.d_model}.")
+            raise CheckpointError(f"The AV explains d_model={av.d_model} vectors but the AR predicts d_model={ar.d_model}: "
+                                  "the halves come from different NLAs; load a matching av/ar pair.")
         if av.cfg.layer is not None and ar.cfg.layer is not None and av.cfg.layer != ar.cfg.layer:
-            raise CheckpointError(f"The AV was trained at layer {av.cfg.layer}, the AR at {ar.cfg.layer}.")
+            raise CheckpointError(f"The AV was trained at layer {av.cfg.layer} but the AR at layer {ar.cfg.layer}: the "
+                                  "halves come from different NLAs; load a matching av/ar pair.")
         self.av = av
         self.ar = ar
 
@@ -94,9 +96,9 @@ class NLA:
         marker = choose_marker(av_tok)
         fields = dict(layer=layer, hook_name=hook_name or f"blocks.{layer}.hook_resid_post",
                       subject_model=subject_model or base, provenance={"base_model": base, "stage": "untrained"})
-        d = av_model.config.hidden_size
+        d = text_config(av_model).hidden_size
         av_meta = NLAMeta.for_tokenizer(av_tok, role="av", d_model=d, injection_scale=injection_scale,
-                                        marker=marker, **fields)
+                                        marker=marker, av_prefill=RESPONSE_PREFIX, **fields)
         ar_meta = NLAMeta.for_tokenizer(ar_tok, role="ar", d_model=d, injection_scale=None, marker=marker, **fields)
         av = ActivationVerbalizer(av_model, av_tok, av_meta)
         ar = ActivationReconstructor.from_base(ar_model, ar_tok, ar_meta)
@@ -190,14 +192,57 @@ class NLA:
         return Path(path)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> NLA:
-        """Load a folder written by :meth:`save_pretrained` (or any ``av/`` + ``ar/`` pair)."""
-        path = Path(path)
-        for role in ("av", "ar"):
-            if not (path / role).is_dir():
-                raise CheckpointError(f"{path} is not an NLA folder: {role}/ is missing. An NLA folder holds "
-                                      "av/ and ar/, each an HF folder with nla_meta.yaml.")
-        return cls(ActivationVerbalizer.from_pretrained(path / "av", **kwargs),
-                   ActivationReconstructor.from_pretrained(path / "ar", **kwargs))
+    def from_pretrained(cls, name_or_path: str | Path | None = None, *, av: str | Path | None = None,
+                        ar: str | Path | None = None, cache_dir: str | Path | None = None,
+                        revision: str | None = None, token: str | bool | None = None, **kwargs: Any) -> NLA:
+        """Load an NLA: by registry name, hub id, local folder, or its two halves separately.
 
+        Args:
+            name_or_path: A registry name (``nla_lens.list_pretrained()``, e.g. ``"smollm2-135m-L20"``,
+                ``"qwen2.5-7b-L20"``), a hub id of an NLA repo holding ``av/`` and ``ar/``, or a local
+                folder written by :meth:`save_pretrained`. ``None`` with neither ``av`` nor ``ar``:
+                the NLA shipped for the embedded model.
+            av: Source of the verbalizer alone (a hub id or a folder); released pairs are two repos.
+            ar: Source of the reconstructor alone.
+            cache_dir: Hugging Face cache folder for hub ids (default: the hub's own).
+            revision: Hub revision of hub ids.
+            token: Hub token for gated or private repos (default: the logged-in one).
+            **kwargs: Passed to both halves' ``from_pretrained`` (``dtype``, ``device``, ...).
 
+        Raises:
+            CheckpointError: An unknown name (the known ones listed), a folder that is not an NLA,
+                a gated or missing hub repo, or halves that do not pair (``d_model`` or layer).
+        """
+        from nla_lens.models.registry import get_pretrained, is_registry_name, resolve_source
+
+        def fetch(source: str | Path) -> Path:
+            return resolve_source(source, cache_dir=cache_dir, revision=revision, token=token)
+
+        if (av is None) != (ar is None):
+            raise InputError("Pass both av= and ar= (the two halves), or neither.")
+        if av is not None:
+            if name_or_path is not None:
+                raise InputError("Pass either a name/path or av= and ar=, not both.")
+            av_dir, ar_dir = fetch(av), fetch(ar)
+        else:
+            name = "smollm2-135m-L20" if name_or_path is None else str(name_or_path)
+            folder_like = Path(name).expanduser().is_dir() or "/" in name
+            if is_registry_name(name) and not Path(name).is_dir() or not folder_like:
+                entry = get_pretrained(name)  # an unknown name is refused here, the known ones listed
+                av_dir, ar_dir = fetch(entry.av), fetch(entry.ar)
+            else:
+                folder = fetch(name)
+                av_dir, ar_dir = folder / "av", folder / "ar"
+                if (folder / "nla_meta.yaml").is_file() and not av_dir.is_dir():
+                    role = NLAMeta.load(folder).role or "one half"
+                    raise CheckpointError(f"{name} holds one half of an NLA ({role}), not the pair: pass both "
+                                          "halves as NLA.from_pretrained(av=..., ar=...) (released pairs are two "
+                                          "repos), or use a registry name (nla_lens.list_pretrained()).")
+                for role, sub in (("av", av_dir), ("ar", ar_dir)):
+                    if not sub.is_dir():
+                        raise CheckpointError(
+                            f"{name} is not an NLA folder: {role}/ is missing. An NLA folder holds av/ and ar/, each "
+                            "an HF folder with nla_meta.yaml; for a pair kept in two places pass av=... and ar=..., "
+                            "or use a registry name (nla_lens.list_pretrained()).")
+        return cls(ActivationVerbalizer.from_pretrained(av_dir, **kwargs),
+                   ActivationReconstructor.from_pretrained(ar_dir, **kwargs))

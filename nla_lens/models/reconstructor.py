@@ -15,6 +15,9 @@ the tokenizer and ``nla_meta.yaml``. A PEFT adapter folder in place of the weigh
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
+import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nla_lens.errors import CheckpointError, InputError
-from nla_lens.models.loading import check_model_folder, load_lm_folder
+from nla_lens.models.loading import check_model_folder, load_lm_folder, text_config
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -56,9 +59,10 @@ def truncate_causal_lm(causal_lm: nn.Module, n_blocks: int) -> nn.Module:
     if not 1 <= n_blocks <= len(layers):
         raise InputError(f"Cannot keep {n_blocks} blocks of a model with {len(layers)}.")
     setattr(inner, name, nn.ModuleList(list(layers)[:n_blocks]))
-    causal_lm.config.num_hidden_layers = n_blocks
-    if getattr(causal_lm.config, "layer_types", None):
-        causal_lm.config.layer_types = causal_lm.config.layer_types[:n_blocks]
+    config = text_config(causal_lm)
+    config.num_hidden_layers = n_blocks
+    if getattr(config, "layer_types", None):
+        config.layer_types = config.layer_types[:n_blocks]
     return causal_lm
 
 
@@ -87,8 +91,15 @@ class ActivationReconstructor(nn.Module):
         super().__init__()
         if meta.role != "ar":
             raise CheckpointError(f"ActivationReconstructor needs an AR sidecar (role 'ar'), got {meta.role!r}.")
-        config = causal_lm.config
+        config = text_config(causal_lm)
         meta.validate(tokenizer, d_model=config.hidden_size, n_hidden_layers=config.num_hidden_layers)
+        if meta.mse_scale is None or abs(meta.mse_scale - math.sqrt(meta.d_model)) > 1e-6 * math.sqrt(meta.d_model):
+            # nla_lens scores on unit vectors (normalised MSE = 2(1 - cos)), which equals the
+            # published per-dimension MSE at norm sqrt(d) exactly; any other scale would change the loss.
+            raise CheckpointError(
+                f"extraction.mse_scale is {meta.mse_scale!r}, but nla_lens trains and scores the AR on vectors "
+                f"normalised to sqrt(d_model) = {math.sqrt(meta.d_model):g} (the published setting). Set it to "
+                "sqrt_d_model if the AR was trained that way; other scales are not supported.")
         base = causal_lm.get_base_model() if hasattr(causal_lm, "get_base_model") else causal_lm
         inner = _inner(base)
         # Keep the original final norm aside so save_pretrained writes a complete folder.
@@ -221,23 +232,45 @@ class ActivationReconstructor(nn.Module):
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype = torch.float32,
-                        device: str | torch.device = "cpu", is_trainable: bool = False, **kwargs: Any) -> ActivationReconstructor:
-        """Load an AR folder (published layout or PEFT adapter) with its sidecar, validated."""
+    def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype | str | None = None,
+                        device: str | torch.device | None = None, device_map: Any = None,
+                        is_trainable: bool = False, **kwargs: Any) -> ActivationReconstructor:
+        """Load an AR folder (published layout or PEFT adapter) with its sidecar, validated.
+
+        Only the K+1 kept blocks are ever built: a full folder holds just those, and the base of
+        an adapter folder is loaded with ``num_hidden_layers = K+1``.
+
+        Args:
+            path: The folder.
+            dtype: Parameter dtype (default: the dtype it was saved in).
+            device: Move the model here (default: where it loads, the CPU without ``device_map``).
+            device_map: accelerate placement (``"auto"`` or a map).
+            is_trainable: Load LoRA adapters trainable.
+            **kwargs: Passed to the constructor (``max_length``).
+        """
         path = Path(path)
         check_model_folder(path, role="AR")
         meta = NLAMeta.load(path)
+        config_file = path / "config.json"
+        if meta.layer is None and config_file.is_file() and not (path / "adapter_config.json").is_file():
+            # The published docs' form: a full AR folder whose config already keeps K+1 blocks.
+            config = json.loads(config_file.read_text())
+            kept = config.get("num_hidden_layers") or (config.get("text_config") or {}).get("num_hidden_layers")
+            if isinstance(kept, int) and kept > 0:
+                meta = dataclasses.replace(meta, layer=kept - 1)
         head_file = path / VALUE_HEAD_FILE
         if not head_file.is_file():
             raise CheckpointError(f"{path} has no {VALUE_HEAD_FILE}: the AR's trained head is missing.")
-        model, tokenizer = load_lm_folder(path, meta.provenance, dtype=dtype, is_trainable=is_trainable,
-                                          n_blocks=meta.n_kept_blocks)
+        model, tokenizer = load_lm_folder(path, meta.provenance, dtype=dtype, device_map=device_map,
+                                          is_trainable=is_trainable, n_blocks=meta.n_kept_blocks)
         weight = load_file(str(head_file)).get("weight")
-        d = model.config.hidden_size
+        d = text_config(model).hidden_size
         if weight is None or tuple(weight.shape) != (d, d):
             raise CheckpointError(f"{head_file} must hold one 'weight' of shape [{d}, {d}], got "
                                   f"{None if weight is None else tuple(weight.shape)}.")
         head = nn.Linear(d, d, bias=False)
         with torch.no_grad():
             head.weight.copy_(weight)
-        return cls(model, tokenizer, meta, head, **kwargs).to(device).eval()
+        head = head.to(next(model.parameters()).device)
+        ar = cls(model, tokenizer, meta, head, **kwargs)
+        return (ar.to(device) if device is not None and device_map is None else ar).eval()

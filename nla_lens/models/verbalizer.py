@@ -1,8 +1,10 @@
 """``ActivationVerbalizer`` (AV): an HF causal LM that reads one injected vector and explains it.
 
 The AV sees a fixed chat prompt (the sidecar's AV template) whose marker token's input
-embedding is replaced by the vector, rescaled to ``injection_scale``. The assistant turn is
-pre-filled with ``<explanation>`` and the AV writes the explanation and closes the tag. The
+embedding is replaced by the vector, rescaled to ``injection_scale``. The assistant turn starts
+with the sidecar's ``av_prefill`` (nla_lens writes ``<explanation>``; the published AVs have none
+and open the tag themselves), and the AV writes the explanation and closes the tag. Each AV is
+driven with the prompt it was trained on, so its output parses either way. The
 injection is a forward hook on the input-embedding module (``nla_lens.injection``), so the same
 code serves generation (prefill only) and every log-prob pass (policy and reference).
 
@@ -25,7 +27,7 @@ from tqdm.auto import tqdm
 
 from nla_lens.errors import CheckpointError, InputError, ShapeError
 from nla_lens.injection import chat_template_ids, make_injection_hook, normalize_vectors
-from nla_lens.models.loading import check_model_folder, load_lm_folder
+from nla_lens.models.loading import check_model_folder, load_lm_folder, text_config
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
 
 RESPONSE_PREFIX = "<explanation>"
@@ -43,8 +45,8 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
 def parse_explanation(text: str) -> tuple[str, bool]:
     """Split a generated response into ``(explanation, missing_tag)``.
 
-    ``text`` is the full response including the pre-filled ``<explanation>``. Without a closing
-    tag the explanation is whatever follows the opening tag and ``missing_tag`` is True.
+    ``text`` is the full response including any pre-filled part. Without a closing tag the
+    explanation is whatever follows the opening tag and ``missing_tag`` is True.
     """
     match = EXPLANATION_RE.search(text)
     if match:
@@ -81,7 +83,7 @@ class ActivationVerbalizer:
     def __init__(self, model: Any, tokenizer: Any, meta: NLAMeta):
         if meta.role != "av":
             raise CheckpointError(f"ActivationVerbalizer needs an AV sidecar (role 'av'), got role {meta.role!r}.")
-        meta.validate(tokenizer, d_model=model.config.hidden_size)
+        meta.validate(tokenizer, d_model=text_config(model).hidden_size)
         self.model = model
         self.tokenizer = tokenizer
         self.cfg = meta
@@ -101,12 +103,18 @@ class ActivationVerbalizer:
         """Token ids that end a response: the tokenizer's EOS (``<|im_end|>`` for ChatML)."""
         return stop_token_ids(self.tokenizer)
 
+    @property
+    def prefill(self) -> str:
+        """What the prompt holds after the chat template (the sidecar's ``av_prefill``; ``""`` if none)."""
+        return self.cfg.av_prefill or ""
+
     def prompt_ids(self) -> torch.Tensor:
-        """The AV prompt ``[T]``: the chat-rendered template, then the ``<explanation>`` pre-fill."""
+        """The AV prompt ``[T]``: the chat-rendered template, then the sidecar's pre-fill (if any)."""
         if self._prompt is None:
             content = self.cfg.av_template.format(injection_char=self.cfg.tokens.injection_char)
             ids = chat_template_ids(self.tokenizer, content)
-            ids += self.tokenizer.encode(RESPONSE_PREFIX, add_special_tokens=False)
+            if self.prefill:
+                ids += self.tokenizer.encode(self.prefill, add_special_tokens=False)
             self._prompt = torch.tensor(ids, dtype=torch.long)
         return self._prompt
 
@@ -250,7 +258,7 @@ class ActivationVerbalizer:
         cut = next((i for i, t in enumerate(kept) if t in stops), None)
         finished = cut is not None
         kept = kept[:cut] if finished else kept
-        raw = RESPONSE_PREFIX + self.tokenizer.decode(kept, skip_special_tokens=True)
+        raw = self.prefill + self.tokenizer.decode(kept, skip_special_tokens=True)
         explanation, missing = parse_explanation(raw)
         non_english = looks_non_english(explanation, self.cfg.tokens.injection_char)
         return {"vector": vector, "sample": sample, "explanation": explanation, "raw": raw,
@@ -259,10 +267,16 @@ class ActivationVerbalizer:
 
     # -- log-probs ----------------------------------------------------------------------------
     def response_ids(self, explanations: Sequence[str]) -> list[list[int]]:
-        """Token ids of complete responses: ``explanation</explanation>`` and the stop token."""
+        """Token ids of complete responses: ``<explanation>{e}</explanation>`` less the pre-fill, then
+        the stop token."""
         stop = self.stop_ids[0]
-        return [self.tokenizer.encode(f"{e}{RESPONSE_SUFFIX}", add_special_tokens=False) + [stop]
-                for e in explanations]
+        texts = [f"{RESPONSE_PREFIX}{e}{RESPONSE_SUFFIX}" for e in explanations]
+        if self.prefill:
+            if not all(t.startswith(self.prefill) for t in texts):
+                raise CheckpointError(f"av_prefill {self.prefill!r} is not the start of a response "
+                                      f"'{RESPONSE_PREFIX}...{RESPONSE_SUFFIX}'; nla_lens cannot train this AV.")
+            texts = [t[len(self.prefill):] for t in texts]
+        return [self.tokenizer.encode(t, add_special_tokens=False) + [stop] for t in texts]
 
     def logprobs(self, vectors: torch.Tensor, responses: Sequence[Sequence[int]],
                  model: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -314,11 +328,23 @@ class ActivationVerbalizer:
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype = torch.float32,
-                        device: str | torch.device = "cpu", is_trainable: bool = False) -> ActivationVerbalizer:
-        """Load an AV folder (full HF model or PEFT adapter) with its sidecar, validated."""
+    def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype | str | None = None,
+                        device: str | torch.device | None = None, device_map: Any = None,
+                        is_trainable: bool = False) -> ActivationVerbalizer:
+        """Load an AV folder (full HF model or PEFT adapter) with its sidecar, validated.
+
+        Args:
+            path: The folder.
+            dtype: Parameter dtype (default: the dtype it was saved in).
+            device: Move the model here (default: where it loads, the CPU without ``device_map``).
+            device_map: accelerate placement (``"auto"`` or a map) for models larger than one device.
+            is_trainable: Load LoRA adapters trainable.
+        """
         path = Path(path)
         check_model_folder(path, role="AV")
         meta = NLAMeta.load(path)
-        model, tokenizer = load_lm_folder(path, meta.provenance, dtype=dtype, is_trainable=is_trainable)
-        return cls(model.to(device).eval(), tokenizer, meta)
+        model, tokenizer = load_lm_folder(path, meta.provenance, dtype=dtype, device_map=device_map,
+                                          is_trainable=is_trainable)
+        if device is not None and device_map is None:
+            model = model.to(device)
+        return cls(model.eval(), tokenizer, meta)

@@ -33,6 +33,7 @@ def load_subject(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     cache_dir: str | os.PathLike | None = None,
+    device_map: Any = None,
 ) -> Any:
     """Load a subject model for activation extraction.
 
@@ -47,6 +48,8 @@ def load_subject(
         device: Device to load onto.
         dtype: Parameter dtype.
         cache_dir: Cache root for the embedded model (default ``~/.cache/nla_lens``).
+        device_map: accelerate placement for a model by name (``"auto"`` or a map), loaded
+            straight onto its devices in ``dtype``; replaces ``device``. Bridge and nnsight backends.
 
     Returns:
         The model object of the chosen backend, with ``.tokenizer`` set.
@@ -81,7 +84,7 @@ def load_subject(
     if hf_model is not None:
         hf_model = hf_model.to(device=device, dtype=dtype).eval()
     try:
-        subject = _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir)
+        subject = _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir, device_map)
     except (OSError, ValueError) as exc:
         raise SubjectLoadError(
             f"Could not load subject model {name!r} with backend {backend!r}: {exc}. Without "
@@ -91,7 +94,7 @@ def load_subject(
     return subject
 
 
-def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir) -> Any:
+def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir, device_map=None) -> Any:
     embedded = is_embedded_name(name)
     if backend == "bridge":
         from transformer_lens.model_bridge import TransformerBridge
@@ -100,9 +103,9 @@ def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir) 
             raise InputError("Wrapping a model object in a TransformerBridge needs tokenizer=...")
         # boot_transformers reads the config by name; for the embedded model that is the cache folder.
         boot_name = str(embedded_model_dir(cache_dir)) if embedded else name
-        bridge = TransformerBridge.boot_transformers(
-            boot_name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
-        )
+        placement = {"device_map": device_map} if device_map is not None and hf_model is None else {"device": device}
+        bridge = TransformerBridge.boot_transformers(boot_name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype,
+                                                     **placement)
         if embedded or getattr(bridge.tokenizer, "bos_token_id", None) is None:
             bridge.cfg.default_prepend_bos = False  # SmolLM2 has no BOS in training data
         return bridge
@@ -125,4 +128,4 @@ def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir) 
 
     if hf_model is not None:
         return TransformersModel(hf_model, tokenizer=tokenizer)
-    return TransformersModel(name, device_map=str(device), dtype=dtype)
+    return TransformersModel(name, device_map=device_map if device_map is not None else str(device), dtype=dtype)

@@ -97,3 +97,47 @@ def tiny_layer_nla(layer: int, *, hook_name: str | None = None):
     ar = tiny_llama(ar_tok, n_layers=max(2, layer + 1), seed=2 * layer + 1)
     return NLA.untrained("tiny", layer=layer, injection_scale=5.0, hook_name=hook_name,
                          base_models=((av, av_tok), (ar, ar_tok)))
+
+
+#: Architectures of the released NLAs that :func:`tiny_causal_lm` builds.
+RELEASED_ARCHITECTURES: tuple[str, ...] = ("llama", "qwen2", "gemma3_text", "gemma3")
+
+
+def tiny_causal_lm(architecture: str, tokenizer, *, n_layers: int = 2, d_model: int = 32, seed: int = 0):
+    """A random tiny model of one released NLA's architecture (offline, milliseconds).
+
+    Args:
+        architecture: ``"llama"`` (Llama-3.3), ``"qwen2"`` (Qwen2.5), ``"gemma3_text"`` (Gemma-3's
+            language model) or ``"gemma3"`` (the multimodal wrapper the Gemma-3 AVs are saved as:
+            ``Gemma3ForConditionalGeneration``, sizes in ``config.text_config``).
+        tokenizer: Its tokenizer (``len(tokenizer)`` = vocab size).
+        n_layers: Decoder blocks.
+        d_model: Hidden size (heads of width 8).
+        seed: Seed of the weight initialisation.
+    """
+    import transformers
+
+    sizes = dict(vocab_size=len(tokenizer), hidden_size=d_model, intermediate_size=2 * d_model,
+                 num_hidden_layers=n_layers, num_attention_heads=d_model // 8, num_key_value_heads=d_model // 16,
+                 head_dim=8, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+                 eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id, tie_word_embeddings=True)
+    if architecture == "llama":
+        model_class, config = transformers.LlamaForCausalLM, transformers.LlamaConfig(**sizes)
+    elif architecture == "qwen2":
+        model_class, config = transformers.Qwen2ForCausalLM, transformers.Qwen2Config(**sizes)
+    elif architecture in ("gemma3_text", "gemma3"):
+        text = transformers.Gemma3TextConfig(**sizes, sliding_window=64, query_pre_attn_scalar=8)
+        if architecture == "gemma3_text":
+            model_class, config = transformers.Gemma3ForCausalLM, text
+        else:
+            vision = transformers.SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                                     num_attention_heads=2, image_size=28, patch_size=14)
+            config = transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                                               image_token_index=len(tokenizer) + 10)
+            model_class = transformers.Gemma3ForConditionalGeneration
+    else:
+        raise ValueError(f"Unknown architecture {architecture!r}; choose one of {RELEASED_ARCHITECTURES}.")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = model_class(config)
+    return model.eval()

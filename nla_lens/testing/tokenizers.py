@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["CHATML_TEMPLATE", "TINY_CORPUS", "tiny_tokenizer", "tiny_tokenizer_with_cjk_marker"]
+__all__ = ["CHATML_TEMPLATE", "TINY_CORPUS", "tiny_tokenizer", "tiny_tokenizer_with_bos", "tiny_tokenizer_with_cjk_marker"]
 
 #: ChatML template (the SmolLM2 / Qwen format), no system prompt injected.
 CHATML_TEMPLATE = (
@@ -109,3 +109,24 @@ def tiny_tokenizer_with_cjk_marker(char: str = "\u320e", **kwargs):
         **kwargs: Passed to :func:`tiny_tokenizer`.
     """
     return tiny_tokenizer(cjk_char=char, **kwargs)
+
+
+def tiny_tokenizer_with_bos(**kwargs):
+    """A :func:`tiny_tokenizer` that adds a BOS (``<bos>``) as Gemma and Llama tokenizers do.
+
+    Encoding with special tokens prepends ``<bos>``; the chat template starts with it too, as
+    Gemma's and Llama's templates do, so a correct prompt holds it exactly once.
+
+    Args:
+        **kwargs: Passed to :func:`tiny_tokenizer` (``marker_tokens`` gains ``<bos>``).
+    """
+    from tokenizers import processors
+
+    markers = tuple(kwargs.pop("marker_tokens", ("<empty_output>", "<file_sep>")))
+    tokenizer = tiny_tokenizer(marker_tokens=(*markers, "<bos>"), **kwargs)
+    bos_id = tokenizer.convert_tokens_to_ids("<bos>")
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", bos_id)])
+    tokenizer.bos_token = "<bos>"
+    tokenizer.chat_template = "{{ bos_token }}" + CHATML_TEMPLATE
+    return tokenizer

@@ -61,11 +61,11 @@ long_history = long_run.train({LONG_STEPS}, dashboard=True)""",
     # 3. The token explorer on the embedded model with the shipped NLA.
     f"""\
 import nla_lens
-from nla_lens.models.pretrained import load_pretrained_nla
+from nla_lens import NLA
 from nla_lens.widgets import NLAExplorer
 
 bridge = nla_lens.load_subject("smollm2-135m")
-nla = load_pretrained_nla()
+nla = NLA.from_pretrained("smollm2-135m-L20")
 explorer = NLAExplorer(nla, bridge, prompt={PROMPT!r}, max_new_tokens=32, n_alternatives=2)
 explorer""",
     # 4. A small SAE (SAELens, trained on a slice of the embedded corpus) and the side-by-side view.

@@ -15,7 +15,6 @@ import torch
 import nla_lens
 from nla_lens.analysis import explain_prompt, faithfulness_report, steer, steered_generate
 from nla_lens.errors import InputError
-from nla_lens.models.pretrained import load_pretrained_nla
 
 SEA = ('1. Recent context: "…the ocean waves crashed on the beach as the sailors pulled the boat to the sea"\n'
        '2. Likely next: "sea", "ocean", "ship"\n3. Current token: " sea"')
@@ -25,7 +24,7 @@ TOPIC = ["sea", "ocean", "ship", "boat", "waves", "beach", "sailors", "water"]
 
 @pytest.fixture(scope="module")
 def shipped():
-    return load_pretrained_nla()
+    return nla_lens.NLA.from_pretrained("smollm2-135m-L20")
 
 
 def test_steering_with_the_ar_vector_of_an_explanation_pulls_toward_its_topic(shipped, bridge):

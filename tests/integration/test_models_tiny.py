@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import shutil
 
@@ -146,8 +148,15 @@ def test_published_layout_loads(tiny_nla, tmp_path):
     av = ActivationVerbalizer.from_pretrained(av_dir)
     ar = ActivationReconstructor.from_pretrained(ar_dir)
     v = torch.randn(2, 32)
+    # The published sidecar has no av_prefill: the prompt ends with the chat template, before the
+    # "<explanation>" nla_lens pre-fills; the same weights under that prompt give the same output.
+    assert av.cfg.av_prefill is None and tiny_nla.av.cfg.av_prefill == "<explanation>"
+    ours = tiny_nla.av.prompt_ids().tolist()
+    assert ours[: len(av.prompt_ids())] == av.prompt_ids().tolist() and len(ours) > len(av.prompt_ids())
+    unprefilled = ActivationVerbalizer(tiny_nla.av.model, tiny_nla.av.tokenizer,
+                                       dataclasses.replace(tiny_nla.av.cfg, av_prefill=None))
     assert av.verbalize(v, max_new_tokens=4, progress=False).explanation.tolist() == \
-        tiny_nla.av.verbalize(v, max_new_tokens=4, progress=False).explanation.tolist()
+        unprefilled.verbalize(v, max_new_tokens=4, progress=False).explanation.tolist()
     texts = ["the cat", "a dog in the park"]
     assert torch.allclose(ar.reconstruct(texts), tiny_nla.ar.reconstruct(texts), atol=1e-6)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 from nla_lens.cli import main
+import pytest
+
+import nla_lens
 from nla_lens.models.pretrained import load_pretrained_nla, pretrained_dir
 
 
@@ -21,7 +24,10 @@ def test_shipped_nla_is_small_complete_and_documented():
 
 
 def test_shipped_nla_loads_offline_and_explains(capsys):
-    nla = load_pretrained_nla()
+    nla = nla_lens.NLA.from_pretrained()  # default: the registry's shipped NLA
+    with pytest.warns(DeprecationWarning, match="NLA.from_pretrained"):
+        alias = load_pretrained_nla()
+    assert alias.av.cfg.to_dict() == nla.av.cfg.to_dict()
     assert nla.hook_name == "blocks.20.hook_resid_post" and nla.d_model == 576
     assert nla.av.cfg.provenance["stage"] == "rl"
     assert main(["explain", "The cat sat on the mat because it was tired.", "--positions", "3", "8",

@@ -1,0 +1,136 @@
+"""Exporting an NLA as full folders in the published layout, for the published tools to read.
+
+Owns :func:`export_merged`: it writes ``path/av`` and ``path/ar`` as full Hugging Face model
+folders (LoRA adapters merged into copies of the live models, never the live models themselves),
+each with its tokenizer and an ``nla_meta.yaml`` whose provenance no longer names a base model.
+The AR folder is the published AR layout: ``config.json`` with ``num_hidden_layers = K + 1``,
+the truncated weights with the original final norm, and ``value_head.safetensors``.
+
+Why this exists: the published tools read full model folders only. A LoRA adapter folder has no
+weights or tokenizer for them, and a LoRA AR folder whose adapter points at the full-depth base is
+silently built as an untruncated model (see ``shared/FACTS.md``).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from nla_lens.atomic import atomic_folder
+from nla_lens.errors import InputError
+from nla_lens.models.reconstructor import ActivationReconstructor
+from nla_lens.schema import SIDECAR_NAME, NLAMeta
+
+if TYPE_CHECKING:
+    from nla_lens.models.nla import NLA
+    from nla_lens.models.verbalizer import ActivationVerbalizer
+
+__all__ = ["export_merged"]
+
+EXPORTED_FROM = "exported_from"
+"""Provenance key recording what the exported folder was made from (``"lora"`` or ``"full"``)."""
+
+
+def export_merged(nla: NLA, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``nla`` as two full published-layout folders, ``path/av`` and ``path/ar``.
+
+    LoRA adapters are merged into deep copies of the live models (the live NLA keeps its adapters
+    and keeps training or explaining unchanged); a merge needs memory for one extra copy of each
+    half. Weights are saved as safetensors in the dtype the live models have. The pair is built
+    beside ``path`` and renamed into place, so an interrupted export leaves nothing partial.
+
+    Args:
+        nla: The NLA to export (its halves may be PEFT models or full models).
+        path: The folder to create.
+        overwrite: Replace ``path`` if it is a non-empty folder (its old content is deleted).
+
+    Returns:
+        ``path``, holding ``av/`` and ``ar/``.
+
+    Raises:
+        InputError: ``path`` (or a folder above it) exists as a file, or ``path`` is a non-empty
+            folder and ``overwrite`` is false.
+    """
+    path = Path(path).expanduser()
+    _check_target(path, overwrite=overwrite)
+    with atomic_folder(path) as tmp:
+        _export_av(nla.av, tmp / "av")
+        _export_ar(nla.ar, tmp / "ar")
+    return path
+
+
+def _check_target(path: Path, *, overwrite: bool) -> None:
+    """Refuse targets that cannot hold the export, or whose content the export would delete."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"Cannot export into {str(path)!r}: it exists as a file. Pass a folder path "
+                         "(it is created; it will hold av/ and ar/).")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"Cannot export into {str(path)!r}: {str(parent)!r} is a file, not a folder.")
+            break
+    # The atomic swap replaces the whole folder, so an unrelated folder's files would be lost.
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise InputError(f"Cannot export into {str(path)!r}: the folder is not empty and exporting replaces "
+                         "its whole content. Choose a new folder, or pass overwrite=True (--overwrite).")
+
+
+def _merged_copy(model: nn.Module) -> tuple[nn.Module, bool]:
+    """A full model to save: LoRA merged into a deep copy for a PEFT model, else ``model`` itself.
+
+    Returns:
+        ``(model, merged)``, ``merged`` telling whether adapters were merged.
+    """
+    if hasattr(model, "peft_config"):
+        # merge_and_unload rewrites the modules it is called on: work on a copy so the live
+        # model keeps its adapters (and stays trainable).
+        return copy.deepcopy(model).merge_and_unload(), True
+    return model, False
+
+
+def _exported_meta(meta: NLAMeta, *, merged: bool) -> NLAMeta:
+    """The sidecar of an exported full folder: provenance without ``base_model``.
+
+    ``provenance.base_model`` tells the loader which base to put adapters on; a full folder has
+    no base, so the name moves to ``merged_base_model`` (kept as a record only, read by nothing).
+    """
+    meta = copy.deepcopy(meta)
+    base = meta.provenance.pop("base_model", None)
+    if merged:
+        meta.provenance[EXPORTED_FROM] = "lora"
+        if base:
+            meta.provenance["merged_base_model"] = base
+    else:
+        meta.provenance.setdefault(EXPORTED_FROM, "full")  # a re-export keeps the first record
+    return meta
+
+
+def _export_av(av: ActivationVerbalizer, folder: Path) -> Path:
+    """Write the AV as a full HF folder: weights, tokenizer, sidecar."""
+    model, merged = _merged_copy(av.model)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    # An adapter folder may leave its tokenizer out (the shipped NLA does); the published
+    # tools load it from the model folder, so it is always written here.
+    av.tokenizer.save_pretrained(folder)
+    _exported_meta(av.cfg, merged=merged).save(folder / SIDECAR_NAME)
+    return folder
+
+
+def _export_ar(ar: ActivationReconstructor, folder: Path) -> Path:
+    """Write the AR in the published AR layout, through the reconstructor's own full-model save."""
+    backbone, merged = _merged_copy(ar.backbone)
+    meta = _exported_meta(ar.cfg, merged=merged)
+    # A reconstructor around the merged backbone writes exactly the published layout (config with
+    # K+1 blocks, weights plus final norm, head, tokenizer, sidecar). Its __init__ finds the final
+    # norm already replaced by the identity, so the live AR's saved norm weights are handed over.
+    # Without a merge the backbone is the live one: __init__ only re-sets its identity lm_head.
+    full = ActivationReconstructor(backbone, ar.tokenizer, meta, copy.deepcopy(ar.value_head),
+                                   max_length=ar.max_length)
+    dtype = next(backbone.parameters()).dtype  # the norm was set aside before any later cast
+    full._final_norm_state = {k: v.to(dtype) for k, v in ar._final_norm_state.items()}
+    return full.save_pretrained(folder)
+
