@@ -1,7 +1,8 @@
 """The ``nla-lens`` command line.
 
-``nla-lens extract`` runs the foundation's main job on the embedded default: load the subject,
-extract activations at a hook point from a corpus, save them as parquet and print a summary.
+``nla-lens explain TEXT`` explains every token of a text with an NLA (the shipped one by default)
+and scores each reconstruction; ``extract`` saves activations at a hook point as parquet; ``train``
+runs the training recipe; ``export`` writes an NLA as full folders in the published layout.
 """
 
 from __future__ import annotations

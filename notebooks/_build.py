@@ -428,11 +428,118 @@ honest negative result for a small NLA.
     return cells
 
 
+
+# ---------------------------------------------------------------------------------------------
+def released_nla_on_a_gpu() -> list:
+    cells = intro("A released NLA on a GPU", 20, """
+The paper's authors released NLAs for Qwen2.5-7B, Gemma-3-12B/27B and Llama-3.3-70B. This
+notebook picks one from nla_lens's registry, loads the subject and the NLA onto the GPU with
+`dtype` and `device_map`, explains a prompt, puts the explanations beside an SAE at the same hook,
+and runs the faithfulness report.
+
+Running a released pair needs a GPU, the Hugging Face hub and, for Gemma and Llama, an accepted
+licence. The cell that loads them is guarded by `USE_RELEASED = False`: until you set it, the
+notebook builds an **offline stand-in**, a tiny random pair of the same architecture written in
+the published layout into a local hub cache, and runs the same calls on it. The numbers then mean
+nothing; the code path is the one a GPU run takes.
+""")
+    cells += [
+        md("""
+## The registry
+
+`nla_lens.list_pretrained()` lists every NLA that `NLA.from_pretrained(name)` knows: where its
+two halves live, the subject model and hook it explains, and whether the hub asks for a licence.
+"""),
+        code('''
+nla_lens.list_pretrained()[["av", "ar", "subject_model", "hook_name", "d_model", "gated"]]
+'''),
+        md("""
+## Load the subject and the NLA
+
+`device_map="auto"` lets accelerate place the weights on the GPU (several GPUs for the 70B), in
+`dtype`, without building the model in CPU memory first; the AR loads only the blocks it keeps.
+Set `USE_RELEASED = True` (and `mode.setup(offline=False)` in the first cell, then restart) on a
+machine with a GPU and the hub.
+"""),
+        code('''
+USE_RELEASED = False  # True: a real released pair (GPU, hub, licence); False: the offline stand-in
+NAME = "qwen2.5-7b-L20"  # any name of the table above
+
+if USE_RELEASED:
+    entry = nla_lens.list_pretrained().loc[NAME]
+    subject = nla_lens.load_subject(entry.subject_model, dtype=torch.bfloat16, device_map="auto")
+    nla = NLA.from_pretrained(NAME, dtype=torch.bfloat16, device_map="auto")
+else:
+    import tempfile
+
+    from nla_lens.testing.models import tiny_subject
+    from nla_lens.testing.released import stand_in_for_release
+
+    cache = tempfile.mkdtemp(prefix="hub-")
+    NAME = stand_in_for_release("qwen2", cache)  # same architecture as Qwen2.5, random weights
+    nla = NLA.from_pretrained(NAME, cache_dir=cache)
+    subject = tiny_subject(nla.av.tokenizer, n_layers=2, d_model=nla.d_model)
+nla
+'''),
+        md("""
+## Explain a prompt
+
+Each token's vector at the NLA's hook is explained by the AV and rebuilt by the AR from the
+words alone; `mse` is the normalised reconstruction error (0 is perfect, 2 is orthogonal).
+"""),
+        code('''
+prompt = "The old sailor tied the rope to the mast before the storm"
+frame = nla.round_trip(text=prompt, subject=subject, max_new_tokens=mode.pick(full=150, smoke=8),
+                       progress=False, warn=False)
+frame[["position", "token", "explanation", "mse", "cosine"]]
+'''),
+        md("""
+## Beside an SAE at the same hook
+
+With SAELens (TransformerLens 3.9) load an SAE trained at `nla.hook_name`, e.g.
+`sae_lens.SAE.from_pretrained(release, sae_id)`. Any object with `encode`, `W_dec`, `cfg.d_in`
+and `cfg.hook_name` works too (`nla_lens.sae`); the stand-in uses a random one of that interface.
+"""),
+        code('''
+from nla_lens.testing import TinySAE
+from nla_lens.vis import side_by_side
+
+sae = TinySAE(nla.d_model, 64, 4, nla.hook_name)  # replace with your SAE at nla.hook_name
+view = side_by_side(nla, subject, prompt, sae=sae, positions=[3, 6], max_new_tokens=mode.pick(full=150, smoke=8),
+                    progress=False, warn=False)
+view
+'''),
+        md("""
+## Faithfulness on held-out text
+
+Activations of a few documents at the NLA's hook, then every check of the faithfulness report
+(fve_nrm beside its controls, paraphrase, ablation, grounding, the context oracle).
+"""),
+        code('''
+from nla_lens.analysis import faithfulness_report
+
+docs = nla_lens.load_corpus(max_documents=mode.pick(full=60, smoke=4))
+held = nla_lens.extract_activations(subject, docs, nla.hook_name, positions_per_doc=2,
+                                    max_length=mode.pick(full=256, smoke=64), splits={"eval": 1.0}, progress=False)
+report = faithfulness_report(nla, held, n=mode.pick(full=64, smoke=4), n_random=mode.pick(full=16, smoke=2),
+                             max_new_tokens=mode.pick(full=150, smoke=8), progress=False)
+pd.Series(report.summary)
+'''),
+        md("""
+**On a GPU:** set `USE_RELEASED = True`; the 7B pair needs about 2 × 16 GB in bfloat16, the 70B
+pair several GPUs (`device_map="auto"` spreads it). `nla-lens export` writes any NLA nla_lens
+trained in this same published layout.
+"""),
+    ]
+    return cells
+
+
 NOTEBOOKS = {
     "01_explorer_and_layer_sweep": explorer_and_layer_sweep,
     "02_nla_vs_sae_over_a_corpus": nla_vs_sae,
     "03_nnsight_backend": nnsight_backend,
     "04_steering_from_explanations": steering,
+    "05_a_released_nla_on_a_gpu": released_nla_on_a_gpu,
 }
 
 

@@ -51,7 +51,12 @@ class NLA:
 
     @property
     def hook_name(self) -> str | None:
-        return self.av.cfg.hook_name
+        """The TransformerLens hook it explains: the sidecar's, else ``blocks.K.hook_resid_post``
+        for the extraction layer K (the published sidecars record only the layer)."""
+        if self.av.cfg.hook_name:
+            return self.av.cfg.hook_name
+        layer = self.av.cfg.layer if self.av.cfg.layer is not None else self.ar.cfg.layer
+        return None if layer is None else f"blocks.{layer}.hook_resid_post"
 
     @property
     def layer(self) -> int | None:

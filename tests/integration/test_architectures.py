@@ -15,11 +15,9 @@ import torch
 
 import nla_lens
 from nla_lens import NLA
-from nla_lens.models import ActivationReconstructor, ActivationVerbalizer
-from nla_lens.schema import NLAMeta
 from nla_lens.testing.hub import add_to_hub_cache
-from nla_lens.testing.models import RELEASED_ARCHITECTURES, tiny_causal_lm
-from nla_lens.testing.tokenizers import tiny_tokenizer_with_bos
+from nla_lens.testing.models import RELEASED_ARCHITECTURES
+from nla_lens.testing.released import tiny_released_pair
 
 LAYER, SCALE = 1, 7.0
 
@@ -32,15 +30,8 @@ def _decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     raise AssertionError(f"no decoder layers in {type(model).__name__}")
 
 
-def _pair(architecture: str):
-    tok_av, tok_ar = tiny_tokenizer_with_bos(), tiny_tokenizer_with_bos()
-    av_model = tiny_causal_lm(architecture, tok_av, seed=1)
-    ar_model = tiny_causal_lm("gemma3_text" if architecture == "gemma3" else architecture, tok_ar, seed=2)
-    fields = dict(layer=LAYER, subject_model=f"tiny-{architecture}")
-    av = ActivationVerbalizer(av_model, tok_av, NLAMeta.for_tokenizer(tok_av, role="av", d_model=32,
-                                                                      injection_scale=SCALE, **fields))
-    ar_meta = NLAMeta.for_tokenizer(tok_ar, role="ar", d_model=32, injection_scale=None, **fields)
-    return NLA(av, ActivationReconstructor.from_base(ar_model, tok_ar, ar_meta))
+def _pair(architecture: str) -> NLA:
+    return tiny_released_pair(architecture, layer=LAYER, injection_scale=SCALE, seed=1)
 
 
 @pytest.mark.parametrize("architecture", RELEASED_ARCHITECTURES)
@@ -91,6 +82,7 @@ def test_published_layout_loads_by_hub_id_registry_name_and_path(architecture, t
                                        cache_dir=cache),
                    NLA.from_pretrained(f"tiny-{architecture}-L1", cache_dir=cache)):
         assert type(loaded.av.model).__name__ == type(nla.av.model).__name__
+        assert loaded.av.cfg.hook_name is None and loaded.hook_name == "blocks.1.hook_resid_post"  # from K
         got = loaded.round_trip(vectors, max_new_tokens=4, progress=False, warn=False)
         assert got["explanation"].tolist() == want["explanation"].tolist()
         assert torch.allclose(torch.tensor(got["mse"].to_numpy()), torch.tensor(want["mse"].to_numpy()), atol=1e-5)
