@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from nla_lens.errors import CheckpointError
+from nla_lens.schema import NLAMeta
 from nla_lens.subjects.embedded import is_embedded_name, load_embedded_hf
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -94,6 +95,16 @@ def adapter_base(path: Path, provenance: dict[str, Any]) -> str | None:
     return base
 
 
+def _recorded_blocks(path: Path) -> int | None:
+    """Blocks of the truncated base an adapter folder records in its ``config.json`` (ARs), if any."""
+    config = path / "config.json"
+    if not config.is_file():
+        return None
+    data = json.loads(config.read_text())
+    blocks = data.get("num_hidden_layers") or (data.get("text_config") or {}).get("num_hidden_layers")
+    return int(blocks) if blocks else None
+
+
 def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype | str | None = None,
                    device_map: Any = None, is_trainable: bool = False, n_blocks: int | None = None):
     """Load the causal LM of an AV/AR folder: a full HF model, or PEFT adapters over a named base.
@@ -115,6 +126,15 @@ def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base = adapter_base(path, provenance)
+    recorded = _recorded_blocks(path) if base is not None else None
+    if recorded is not None and n_blocks is None and NLAMeta.load(path).role == "ar":
+        raise CheckpointError(f"{path} holds LoRA adapters for a base truncated to {recorded} blocks (its config.json), "
+                              "so it is an AR and cannot load as a full model. Load it with "
+                              "ActivationReconstructor.from_pretrained or NLA.from_pretrained; for a full folder other "
+                              "tools read, run nla-lens export.")
+    if recorded is not None and n_blocks is not None and recorded != n_blocks:
+        raise CheckpointError(f"{path} records a base of {recorded} blocks (config.json) but its sidecar keeps "
+                              f"{n_blocks} (extraction layer {n_blocks - 1}); fix extraction.layer or the config.")
     if base is not None:
         from peft import PeftModel
 

@@ -218,6 +218,11 @@ class ActivationReconstructor(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         if hasattr(self.backbone, "peft_config"):
             self.backbone.save_pretrained(path)
+            # The truncated base's config (K+1 blocks) beside the adapters: the folder says what it
+            # applies to, and a tool that would load it as a full model (transformers resolves an
+            # adapter folder to its base by name: all 30 blocks, silently) fails loudly instead,
+            # finding a model config with no weights. Full folders come from `nla-lens export`.
+            self.backbone.get_base_model().config.save_pretrained(path)
         else:
             prefix = "model." if hasattr(self.backbone, "model") else "transformer."
             state = {prefix + k: v.detach().contiguous() for k, v in self._inner.state_dict().items()}
@@ -252,8 +257,9 @@ class ActivationReconstructor(nn.Module):
         check_model_folder(path, role="AR")
         meta = NLAMeta.load(path)
         config_file = path / "config.json"
-        if meta.layer is None and config_file.is_file() and not (path / "adapter_config.json").is_file():
-            # The published docs' form: a full AR folder whose config already keeps K+1 blocks.
+        if meta.layer is None and config_file.is_file():
+            # The published docs' form: an AR folder whose config keeps K+1 blocks (a full model,
+            # or LoRA adapters beside their truncated base's config).
             config = json.loads(config_file.read_text())
             kept = config.get("num_hidden_layers") or (config.get("text_config") or {}).get("num_hidden_layers")
             if isinstance(kept, int) and kept > 0:

@@ -3,7 +3,14 @@ base named in its sidecar builds only its K+1 blocks (the rest of the base is ne
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
+from transformers import AutoModelForCausalLM
+
+from nla_lens.errors import CheckpointError
+from nla_lens.models.loading import load_lm_folder
 
 from nla_lens.models import ActivationReconstructor, ActivationVerbalizer
 from nla_lens.schema import NLAMeta
@@ -34,6 +41,14 @@ def test_lora_ar_over_a_named_base_builds_only_k_plus_1_blocks_in_the_dtype_aske
     want, got = ar.reconstruct(texts), loaded.reconstruct(texts)
     assert torch.nn.functional.cosine_similarity(want, got).min() > 0.99
     assert float(loaded.cfg.layer) == 1
+
+    # The adapter folder records its truncated base (config.json, 2 blocks): a tool that would
+    # build it on the whole 4-block base fails loudly, and nla_lens refuses to load it whole.
+    assert json.loads((tmp_path / "ar" / "config.json").read_text())["num_hidden_layers"] == 2
+    with pytest.raises(OSError, match="model.safetensors"):
+        AutoModelForCausalLM.from_pretrained(tmp_path / "ar")
+    with pytest.raises(CheckpointError, match="truncated to 2 blocks.*cannot load as a full model"):
+        load_lm_folder(tmp_path / "ar", meta.provenance)
 
 
 def test_av_loads_in_bfloat16_with_device_map_and_explains(tmp_path):

@@ -19,6 +19,7 @@ from nla_lens.errors import CheckpointError
 from nla_lens.models import registry
 from nla_lens.testing.hub import add_to_hub_cache
 from nla_lens.testing.models import tiny_layer_nla
+from nla_lens.testing.released import tiny_released_pair
 
 KW = dict(max_new_tokens=4, progress=False, warn=False)
 
@@ -85,8 +86,11 @@ def test_unknown_names_and_uncached_repos_are_refused_clearly(published, tmp_pat
 def test_halves_that_do_not_pair_are_refused(published, tmp_path):
     _, folder, _ = published
     tiny_layer_nla(2).save_pretrained(tmp_path / "L2")
-    with pytest.raises(CheckpointError, match="layer 1.*layer 2|layer 2.*layer 1"):
+    with pytest.raises(CheckpointError, match="layer 1 but the AR at layer 2"):
         NLA.from_pretrained(av=folder / "av", ar=tmp_path / "L2" / "ar")
+    tiny_released_pair("llama", layer=1, d_model=48).save_pretrained(tmp_path / "wide")
+    with pytest.raises(CheckpointError, match="d_model=32 vectors but the AR predicts d_model=48"):
+        NLA.from_pretrained(av=folder / "av", ar=tmp_path / "wide" / "ar")
 
 
 def test_a_gated_repo_gives_one_clear_message(monkeypatch):
