@@ -207,7 +207,10 @@ class NNsightSubject(SubjectAdapter):
 
     @property
     def device(self) -> torch.device:
-        return self.model._module.device if not self.remote else torch.device("cpu")
+        device = self.model._module.device if not self.remote else torch.device("cpu")
+        # Loaded by name, nnsight keeps meta weights until the first trace dispatches them:
+        # inputs go to the CPU and nnsight moves them where the weights land.
+        return torch.device("cpu") if device.type == "meta" else device
 
     def token_embeddings(self) -> torch.Tensor:
         if self.remote:

@@ -128,4 +128,8 @@ def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir, 
 
     if hf_model is not None:
         return TransformersModel(hf_model, tokenizer=tokenizer)
-    return TransformersModel(name, device_map=device_map if device_map is not None else str(device), dtype=dtype)
+    from transformers import AutoTokenizer
+
+    # task= and tokenizer= given: nnsight would otherwise ask the hub for both, which fails offline.
+    return TransformersModel(name, task="text-generation", tokenizer=tokenizer or AutoTokenizer.from_pretrained(name),
+                             device_map=device_map if device_map is not None else str(device), dtype=dtype)

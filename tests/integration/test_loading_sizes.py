@@ -61,3 +61,19 @@ def test_av_loads_in_bfloat16_with_device_map_and_explains(tmp_path):
     assert len(frame) == 2
     kept = ActivationVerbalizer.from_pretrained(tmp_path / "nla" / "av")  # default: the saved dtype
     assert {p.dtype for p in kept.model.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize("backend", ["bridge", "nnsight"])
+def test_load_subject_by_path_with_dtype_and_device_map(backend, tmp_path):
+    import nla_lens
+
+    tok = tiny_tokenizer()
+    tiny_llama(tok, n_layers=2, seed=7).save_pretrained(tmp_path / "subject")
+    tok.save_pretrained(tmp_path / "subject")
+    subject = nla_lens.load_subject(str(tmp_path / "subject"), backend=backend, dtype=torch.bfloat16,
+                                    device_map="auto")
+    acts = nla_lens.as_subject(subject).activations(torch.tensor([[5, 6, 7, 8]]),
+                                                    nla_lens.as_subject(subject).resolve_hook(1))
+    assert acts.shape == (1, 4, 32) and torch.isfinite(acts).all()
+    module = subject if backend == "bridge" else subject._module
+    assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
