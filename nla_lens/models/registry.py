@@ -151,7 +151,8 @@ def _snapshot(repo_id: str, *, cache_dir: Any, revision: str | None, token: Any)
                               "(or it is private and this machine has no token for it).") from None
     except LocalEntryNotFoundError:
         raise CheckpointError(
-            f"{repo_id!r} is not in the local Hugging Face cache and the hub cannot be reached (HF_HUB_OFFLINE is "
-            "set, or there is no network). Download it once where the hub is reachable; later loads read the cache."
+            f"{repo_id!r} is not a local folder, and as a hub id it is not in the local Hugging Face cache while the "
+            "hub cannot be reached (HF_HUB_OFFLINE is set, or there is no network). Check the path, or download it "
+            "once where the hub is reachable; later loads read the cache."
         ) from None
 
