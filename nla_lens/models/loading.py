@@ -95,8 +95,9 @@ def adapter_base(path: Path, provenance: dict[str, Any]) -> str | None:
     return base
 
 
-def _recorded_blocks(path: Path) -> int | None:
-    """Blocks of the truncated base an adapter folder records in its ``config.json`` (ARs), if any."""
+def recorded_blocks(path: Path) -> int | None:
+    """Blocks an AR folder's ``config.json`` keeps (K+1: a full AR, or an adapter folder's truncated
+    base), if it has one; the text config's for a multimodal wrapper."""
     config = path / "config.json"
     if not config.is_file():
         return None
@@ -126,7 +127,7 @@ def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base = adapter_base(path, provenance)
-    recorded = _recorded_blocks(path) if base is not None else None
+    recorded = recorded_blocks(path) if base is not None else None
     if recorded is not None and n_blocks is None and NLAMeta.load(path).role == "ar":
         raise CheckpointError(f"{path} holds LoRA adapters for a base truncated to {recorded} blocks (its config.json), "
                               "so it is an AR and cannot load as a full model. Load it with "

@@ -231,8 +231,9 @@ class NLA:
             av_dir, ar_dir = fetch(av), fetch(ar)
         else:
             name = "smollm2-135m-L20" if name_or_path is None else str(name_or_path)
-            folder_like = Path(name).expanduser().is_dir() or "/" in name
-            if is_registry_name(name) and not Path(name).is_dir() or not folder_like:
+            # A folder wins over a registry name; a name that is neither a folder nor a hub id
+            # ("org/repo") goes to the registry, which lists the known names when it is unknown.
+            if not Path(name).expanduser().is_dir() and (is_registry_name(name) or "/" not in name):
                 entry = get_pretrained(name)  # an unknown name is refused here, the known ones listed
                 av_dir, ar_dir = fetch(entry.av), fetch(entry.ar)
             else:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nla_lens.errors import CheckpointError, InputError
-from nla_lens.models.loading import check_model_folder, load_lm_folder, text_config
+from nla_lens.models.loading import check_model_folder, load_lm_folder, recorded_blocks, text_config
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -256,14 +255,11 @@ class ActivationReconstructor(nn.Module):
         path = Path(path)
         check_model_folder(path, role="AR")
         meta = NLAMeta.load(path)
-        config_file = path / "config.json"
-        if meta.layer is None and config_file.is_file():
+        kept = recorded_blocks(path) if meta.layer is None else None
+        if kept:
             # The published docs' form: an AR folder whose config keeps K+1 blocks (a full model,
             # or LoRA adapters beside their truncated base's config).
-            config = json.loads(config_file.read_text())
-            kept = config.get("num_hidden_layers") or (config.get("text_config") or {}).get("num_hidden_layers")
-            if isinstance(kept, int) and kept > 0:
-                meta = dataclasses.replace(meta, layer=kept - 1)
+            meta = dataclasses.replace(meta, layer=kept - 1)
         head_file = path / VALUE_HEAD_FILE
         if not head_file.is_file():
             raise CheckpointError(f"{path} has no {VALUE_HEAD_FILE}: the AR's trained head is missing.")
