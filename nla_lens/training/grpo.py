@@ -11,10 +11,17 @@ One step (published method, DESIGN.md §1):
    ``kl_coef`` times a KL estimate to the reference (warm-started) AV, the vector injected in the
    reference pass too;
 4. in the same step the AR takes a regression step on the fresh, successful explanations.
+
+Samples are seeded per vector (``sample_seeds((seed, step), dataset row, sample)``), so a vector's
+group is the same whichever process or batch position it lands in: a run under ``accelerate
+launch --num_processes N`` makes the same update as one process. ``engine="vllm"`` samples with
+vLLM (the AV's weights are sent to it after every optimizer step); log-probs, the PPO ratio, the
+KL and every gradient stay in torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
@@ -27,10 +34,10 @@ from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError, ShapeError
 from nla_lens.models.nla import NLA
 from nla_lens.metrics import normalized_mse
+from nla_lens.models.verbalizer import ENGINES
+from nla_lens.sampling import sample_seeds
 from nla_lens.training.base import Trainer, TrainerConfig
-from nla_lens.training.losses import (
-    WORST_MSE, clipped_surrogate, group_advantages, kl_penalty, reconstruction_loss, rewards_from_mse,
-)
+from nla_lens.training.losses import WORST_MSE, clipped_surrogate, group_advantages, kl_penalty, rewards_from_mse
 from nla_lens.training.lora import apply_lora
 from nla_lens.training.sft import round_trip_metrics
 
@@ -53,6 +60,8 @@ class GRPOConfig(TrainerConfig):
             or keep the adapters they already have).
         micro_batch_size: Sequences per policy forward/backward; gradients are accumulated, so
             the update is the same and only peak memory changes.
+        engine: What samples the rollouts: ``"hf"`` (transformers ``generate``) or ``"vllm"``
+            (one process only; ``pip install 'nla_lens[vllm]'``).
     """
 
     n_vectors: int = 8
@@ -66,11 +75,16 @@ class GRPOConfig(TrainerConfig):
     train_ar: bool = True
     lora_r: int | None = None
     micro_batch_size: int = 8
+    engine: str = "hf"
+
+    RESUMABLE = (*TrainerConfig.RESUMABLE, "engine")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.group_size < 2:
             raise InputError("group_size must be >= 2: advantages compare samples within a group.")
+        if self.engine not in ENGINES:
+            raise InputError(f"Unknown engine {self.engine!r}; choose one of {ENGINES}.")
 
 
 class GRPOTrainer(Trainer):
@@ -98,6 +112,10 @@ class GRPOTrainer(Trainer):
                 raise ShapeError(f"The {name} dataset holds vectors of width {data.d_model}, but this NLA explains "
                                  f"d_model={nla.d_model}. Extract activations at {nla.hook_name} of its subject.")
         self.nla, self.dataset, self.eval_dataset = nla, dataset, eval_dataset
+        self._check_divides(self.config.n_vectors, "n_vectors")
+        if self.config.engine != "hf" and self.world_size > 1:
+            raise InputError(f"engine={self.config.engine!r} samples in one process; under accelerate launch "
+                             f"({self.world_size} processes) use engine='hf'.")
         if self.config.lora_r:
             nla.av.model = apply_lora(nla.av.model, self.config.lora_r)
             nla.ar.backbone = apply_lora(nla.ar.backbone, self.config.lora_r)
@@ -110,7 +128,9 @@ class GRPOTrainer(Trainer):
                                               lr=self.config.av_lr, weight_decay=0.0)
         self.ar_optimizer = torch.optim.AdamW([p for p in nla.ar.parameters() if p.requires_grad],
                                               lr=self.config.ar_lr, weight_decay=0.0)
-        nla.av.model, nla.ar, self.av_optimizer, self.ar_optimizer = self.accelerator.prepare(
+        # The NLA keeps its plain modules (generation, reconstruct, the injection hook); the
+        # training forwards run through what accelerate made of them (DDP under accelerate launch).
+        self._av_train, self._ar_train, self.av_optimizer, self.ar_optimizer = self.accelerator.prepare(
             nla.av.model, nla.ar, self.av_optimizer, self.ar_optimizer)
         self.last_samples: pd.DataFrame | None = None
         if resume_from is not None:
@@ -123,12 +143,18 @@ class GRPOTrainer(Trainer):
         return {"av": self.av_optimizer, "ar": self.ar_optimizer}
 
     # -- one step ------------------------------------------------------------------------------
-    def _sample(self, vectors: torch.Tensor) -> tuple[list[list[int]], list[str], torch.Tensor, dict[str, float]]:
-        """Sample a group per vector; return responses (token ids incl. stop), texts, failed mask."""
+    def _sample(self, vectors: torch.Tensor, seeds: list[int]) -> tuple[list[list[int]], list[str], torch.Tensor, torch.Tensor]:
+        """Sample one response per row of ``vectors [N, d]`` (row ``i`` seeded with ``seeds[i]``).
+
+        Returns:
+            ``(responses, texts, failed [N] bool, lengths [N])``: token ids (the stop token
+            included), parsed explanations, which failed, and response lengths.
+        """
         av = self.nla.av
         av.model.eval()
-        tokens, _ = av.generate(vectors, max_new_tokens=self.config.max_new_tokens, do_sample=True,
-                                temperature=self.config.temperature)
+        tokens, _ = av.engine(self.config.engine).generate(
+            vectors, max_new_tokens=self.config.max_new_tokens, do_sample=True,
+            temperature=self.config.temperature, seeds=seeds)
         av.model.train()
         responses, texts, failed = [], [], []
         for ids in tokens.tolist():
@@ -136,19 +162,19 @@ class GRPOTrainer(Trainer):
             responses.append(ids if row["truncated"] else ids[: row["n_tokens"] + 1])  # the stop token included
             texts.append(row["explanation"])
             failed.append(not row["ok"] or not row["explanation"].strip())
-        return responses, texts, torch.tensor(failed), {
-            "response_length": float(sum(map(len, responses)) / len(responses)),
-            "failure_rate": float(sum(failed) / len(failed))}
+        return responses, texts, torch.tensor(failed), torch.tensor([float(len(r)) for r in responses])
 
     def _step(self) -> dict[str, Any]:
         cfg = self.config
         timings: dict[str, float] = {}
-        idx = self._sample_indices(len(self.dataset), cfg.n_vectors)
+        global_idx = self._sample_indices(len(self.dataset), cfg.n_vectors)
+        idx = self._shard(global_idx)
         vectors = self.dataset.vectors[idx]
         group = vectors.repeat_interleave(cfg.group_size, dim=0)
+        seeds = sample_seeds((cfg.seed, self.step_count), idx.tolist(), cfg.group_size)
 
         start = time.perf_counter()
-        responses, texts, failed, sample_stats = self._sample(group)
+        responses, texts, failed, lengths = self._sample(group, seeds)
         timings["generate_seconds"] = time.perf_counter() - start
 
         rewards, mse = self._rewards(group, texts, failed)
@@ -156,42 +182,66 @@ class GRPOTrainer(Trainer):
         advantages = group_advantages(rewards.view(len(idx), cfg.group_size)).flatten()
 
         # Policy update: one on-policy PPO epoch (old log-probs = current, detached), accumulated
-        # over micro-batches; each chunk's loss is weighted by its share of the sequences.
+        # over micro-batches; each chunk's loss is weighted by its share of this process's
+        # sequences (shards are equal, so the processes' averaged gradient is the whole batch's).
         start = time.perf_counter()
         av = self.nla.av
         policy_total, kl_total = 0.0, 0.0
-        for lo in range(0, len(group), cfg.micro_batch_size):
+        chunks = list(range(0, len(group), cfg.micro_batch_size))
+        for lo in chunks:
             hi = min(lo + cfg.micro_batch_size, len(group))
             with torch.no_grad():
                 ref_logp, _ = av.logprobs(group[lo:hi], responses[lo:hi], model=self.reference)
-            logp, mask = av.logprobs(group[lo:hi], responses[lo:hi])
-            policy_loss = clipped_surrogate(logp, logp.detach(), advantages[lo:hi].to(logp.device), mask, cfg.clip)
-            kl = kl_penalty(logp, ref_logp.to(logp.device), mask)
-            share = (hi - lo) / len(group)
-            self.accelerator.backward((policy_loss + cfg.kl_coef * kl) * share)
+            # Gradients are averaged across processes once, on the last micro-batch.
+            sync = contextlib.nullcontext() if lo == chunks[-1] else self.accelerator.no_sync(self._av_train)
+            with sync:
+                logp, mask = av.logprobs(group[lo:hi], responses[lo:hi], model=self._av_train)
+                policy_loss = clipped_surrogate(logp, logp.detach(), advantages[lo:hi].to(logp.device), mask, cfg.clip)
+                kl = kl_penalty(logp, ref_logp.to(logp.device), mask)
+                share = (hi - lo) / len(group)
+                self.accelerator.backward((policy_loss + cfg.kl_coef * kl) * share)
             policy_total += policy_loss.item() * share
             kl_total += kl.item() * share
-        av_grad = self._apply_gradients(av.model, self.av_optimizer)
+        av_grad = self._apply_gradients(self._av_train, self.av_optimizer)
         timings["policy_seconds"] = time.perf_counter() - start
+        if cfg.engine != "hf":  # the next rollouts sample from the updated weights
+            start = time.perf_counter()
+            av.engine(cfg.engine)
+            timings["sync_seconds"] = time.perf_counter() - start
 
-        # Reconstructor update on the fresh, successful explanations.
-        ar_loss = float("nan")
         start = time.perf_counter()
-        if cfg.train_ar and len(ok):
-            ar = self.nla.ar
-            ids, attention = ar.encode([texts[i] for i in ok.tolist()])
-            loss = reconstruction_loss(ar(ids, attention), group[ok].to(ar.device))
-            self._optimizer_step(loss, ar, self.ar_optimizer)
-            ar_loss = loss.item()
+        ar_loss = self._ar_update(group, texts, ok)
         timings["ar_seconds"] = time.perf_counter() - start
 
+        all_rewards, all_mse, all_failed = (self._gather(t) for t in (rewards, mse, failed))
+        all_ok = (~all_failed).nonzero().flatten()
         self.last_samples = pd.DataFrame({
-            "vector": idx.repeat_interleave(cfg.group_size).tolist(), "explanation": texts,
-            "reward": rewards.tolist(), "failed": failed.tolist()})
-        return {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-                "mse_ok": float(mse[ok].mean()) if len(ok) else float("nan"),
-                "policy_loss": policy_total, "kl": kl_total, "av_grad_norm": av_grad, "ar_loss": ar_loss,
-                **sample_stats, **timings}
+            "vector": self._gather(idx.repeat_interleave(cfg.group_size)).tolist(),
+            "explanation": self._gather_objects(texts), "reward": all_rewards.tolist(), "failed": all_failed.tolist()})
+        return {"reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std()),
+                "mse_ok": float(all_mse[all_ok].mean()) if len(all_ok) else float("nan"),
+                "policy_loss": float(self._sum_over_processes(policy_total)) / self.world_size,
+                "kl": float(self._sum_over_processes(kl_total)) / self.world_size,
+                "av_grad_norm": av_grad, "ar_loss": ar_loss,
+                "response_length": float(self._gather(lengths).mean()),
+                "failure_rate": float(all_failed.float().mean()), **timings}
+
+    def _ar_update(self, group: torch.Tensor, texts: list[str], ok: torch.Tensor) -> float:
+        """One AR regression step on this step's successful explanations; returns their mean loss.
+
+        The loss is the mean over every process's successful samples: each process divides its
+        sum by the global count (and scales by N for the gradient averaging). A process with none
+        still runs a zero-weighted pass, so the processes' gradient reduction stays in step.
+        """
+        total = float(self._sum_over_processes(float(len(ok))))
+        if not self.config.train_ar or total == 0:
+            return float("nan")
+        rows = ok.tolist() or [0]
+        ids, attention = self.nla.ar.encode([texts[i] for i in rows])
+        predicted = self._ar_train(ids, attention)
+        local_sum = normalized_mse(predicted, group[rows].to(predicted.device)).sum() * (1.0 if len(ok) else 0.0)
+        self._optimizer_step(local_sum * (self.world_size / total), self._ar_train, self.ar_optimizer)
+        return float(self._sum_over_processes(local_sum.detach())) / total
 
     def _rewards(self, group: torch.Tensor, texts: list[str], failed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(rewards [N], mse [N])`` from the current AR; failed samples are never reconstructed."""
@@ -206,13 +256,13 @@ class GRPOTrainer(Trainer):
     def sampled_reward(self, vectors: torch.Tensor, seed: int = 0) -> float:
         """Mean reward of ``group_size`` sampled explanations per vector, with a fixed seed.
 
-        Runs under its own RNG (training's random state is untouched), so calling it on the same
-        vectors before and after training compares like with like.
+        Each (vector, sample) has its own seed and training's random state is untouched, so
+        calling it on the same vectors before and after training compares like with like.
         """
         group = vectors.repeat_interleave(self.config.group_size, dim=0)
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(seed)
-            _, texts, failed, _ = self._sample(group)
+        with torch.no_grad():
+            _, texts, failed, _ = self._sample(group, sample_seeds(("sampled_reward", seed), range(len(vectors)),
+                                                                   self.config.group_size))
             rewards, _ = self._rewards(group, texts, failed)
         return float(rewards.mean())
 

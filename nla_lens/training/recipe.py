@@ -14,6 +14,10 @@ the teacher-trained AR gave 0.168 (``runs/r6``): most of what RL first gains is 
 to read the AV's (imperfect) explanations. A supervised refit on greedy AV explanations buys that
 step for a fraction of the cost of GRPO steps, so GRPO starts from a reconstructor that already
 reads its verbalizer.
+
+Under ``accelerate launch`` every process runs the recipe: cached stages (activations, teacher
+texts, the AV's explanations) are computed by the main process first and read by the others, the
+trainers run data-parallel, and only the main process writes into the run folder.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +40,7 @@ from nla_lens.models.nla import NLA
 from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.schema import SIDECAR_NAME
 from nla_lens.subjects.adapters import as_subject
-from nla_lens.training.base import StopFileCallback
+from nla_lens.training.base import StopFileCallback, process_state
 from nla_lens.training.grpo import GRPOConfig, GRPOTrainer
 from nla_lens.training.model_card import write_model_card
 from nla_lens.training.sft import ARWarmStart, AVWarmStart, WarmStartConfig, round_trip_metrics
@@ -81,7 +86,17 @@ PRESETS: dict[str, Recipe] = {
 }
 
 
+def _on_main(write: Callable[[], Any]) -> None:
+    """Run ``write`` in the main process only; every process waits until it is done."""
+    state = process_state()
+    if state.is_main_process:
+        write()
+    state.wait_for_everyone()
+
+
 def _log(message: str) -> None:
+    if not process_state().is_main_process:
+        return
     print(f"[nla-lens {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
@@ -105,22 +120,26 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     import nla_lens
 
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(recipe.to_dict(), indent=2))
+    def start_folder() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(recipe.to_dict(), indent=2))
+
+    _on_main(start_folder)
     torch.manual_seed(recipe.seed)
     clock = {"start": time.perf_counter()}
     stop = StopFileCallback(out / "STOP")  # `touch {out}/STOP` ends the running stage cleanly
 
     subject = nla_lens.load_subject(recipe.subject, cache_dir=cache_dir)
     acts_dir = out / "activations"
-    if (acts_dir / "dataset_meta.json").is_file():
-        dataset = nla_lens.ActivationDataset.load(acts_dir)
-    else:
-        _log(f"extracting activations from {recipe.documents} documents")
-        docs = nla_lens.load_corpus(max_documents=recipe.documents)
-        dataset = nla_lens.extract_activations(subject, docs, recipe.layer, positions_per_doc=recipe.positions_per_doc,
-                                               max_length=recipe.max_length, seed=recipe.seed)
-        dataset.save(acts_dir)
+    with process_state().main_process_first():  # the main process extracts, the others read its copy
+        if (acts_dir / "dataset_meta.json").is_file():
+            dataset = nla_lens.ActivationDataset.load(acts_dir)
+        else:
+            _log(f"extracting activations from {recipe.documents} documents")
+            docs = nla_lens.load_corpus(max_documents=recipe.documents)
+            dataset = nla_lens.extract_activations(subject, docs, recipe.layer, positions_per_doc=recipe.positions_per_doc,
+                                                   max_length=recipe.max_length, seed=recipe.seed)
+            dataset.save(acts_dir)
     if set(dataset.splits) < {"av_sft", "ar_sft", "rl", "eval"}:
         raise InputError(f"Too few documents for all four splits: {dataset.splits}. Raise documents.")
 
@@ -154,7 +173,7 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
         else:
             nla = _teacher_warm_start(recipe, dataset, out, stop, (ar_data, ar_texts), (av_data, av_texts),
                                       (eval_data, eval_texts))
-            nla.save_pretrained(teacher_dir)
+            _on_main(lambda: nla.save_pretrained(teacher_dir))
         _log("held-out evaluation of the teacher-warm-started NLA")
         report["teacher_sft"] = held_out_report(nla, eval_vectors, train_vectors,
                                                 max_new_tokens=recipe.rl.max_new_tokens)
@@ -163,8 +182,7 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
         if recipe.ar_refit_steps:
             report["ar_refit_generate_minutes"] = _ar_refit(recipe, nla, out, stop, ar_data, eval_data)
         _stamp(nla, "sft", recipe)
-        nla.save_pretrained(sft_dir)
-        (out / "report_sft.json").write_text(json.dumps(report, indent=2))
+        _on_main(lambda: (nla.save_pretrained(sft_dir), (out / "report_sft.json").write_text(json.dumps(report, indent=2))))
     clock["sft"] = time.perf_counter() - clock["start"] - clock["data"]
     _log("held-out evaluation of the warm-started NLA")
     if (out / "report_sft.json").is_file():
@@ -186,15 +204,15 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     rl_run = GRPOTrainer(nla, rl_data, rl_cfg, eval_dataset=eval_data,
                          resume_from=checkpoints[-1] if checkpoints else None)
     rl_run.train(max(0, recipe.rl_steps - rl_run.step_count), callbacks=[stop])
-    rl_run.history.to_csv(out / "history_rl.csv", index=False)
+    _on_main(lambda: rl_run.history.to_csv(out / "history_rl.csv", index=False))
     clock["rl"] = time.perf_counter() - clock["start"] - clock["data"] - clock["sft"]
     _stamp(nla, "rl", recipe, rl_steps=rl_run.step_count)
-    nla.save_pretrained(out / "nla")
+    _on_main(lambda: nla.save_pretrained(out / "nla"))
     report["rl"] = held_out_report(nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens)
     report["cpu_minutes"] = {k: round(v / 60, 1) for k, v in clock.items() if k != "start"}
     report["rl_steps"] = rl_run.step_count
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    write_model_card(out / "nla", report, recipe.to_dict())
+    _on_main(lambda: ((out / "report.json").write_text(json.dumps(report, indent=2)),
+                      write_model_card(out / "nla", report, recipe.to_dict())))
     _log(f"RL: {report['rl']['fve_nrm']:.3f} fve_nrm (shuffled {report['rl']['fve_nrm_shuffled']:.3f}); "
          f"report in {out / 'report.json'}")
     return report
@@ -202,6 +220,11 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
 
 def _teacher_texts(recipe: Recipe, subject: Any, dataset: ActivationDataset, cache: Path) -> pd.Series:
     """The offline ContextTeacher's explanation of every row of ``dataset``, cached in ``cache``."""
+    with process_state().main_process_first():  # the main process writes the cache, the others read it
+        return _cached_teacher_texts(recipe, subject, dataset, cache)
+
+
+def _cached_teacher_texts(recipe: Recipe, subject: Any, dataset: ActivationDataset, cache: Path) -> pd.Series:
     from nla_lens.data.teachers import ContextTeacher
 
     if cache.is_file():
@@ -224,6 +247,11 @@ def _av_split_dataset(recipe: Recipe, subject: Any, dataset: ActivationDataset, 
     more. The other splits keep ``positions_per_doc``. Same documents, same split assignment:
     ``only_splits`` assigns splits over all documents and runs only the AV split's.
     """
+    with process_state().main_process_first():  # the main process extracts, the others read its copy
+        return _cached_av_split(recipe, subject, dataset, folder)
+
+
+def _cached_av_split(recipe: Recipe, subject: Any, dataset: ActivationDataset, folder: Path) -> ActivationDataset:
     import nla_lens
 
     if (folder / "dataset_meta.json").is_file():
@@ -255,16 +283,20 @@ def _teacher_warm_start(recipe: Recipe, dataset: Any, out: Path, stop: Any, ar_p
                                      seed=recipe.seed)
         ar_run = ARWarmStart(nla.ar, *ar_pairs, ar_cfg, eval_dataset=eval_data, eval_explanations=eval_texts)
         ar_run.train(recipe.ar_steps, callbacks=[stop])
-        ar_run.history.to_csv(out / "history_ar_sft.csv", index=False)
-        with atomic_folder(ar_dir) as tmp:
-            nla.ar.save_pretrained(tmp)
+
+        def save_ar() -> None:
+            ar_run.history.to_csv(out / "history_ar_sft.csv", index=False)
+            with atomic_folder(ar_dir) as tmp:
+                nla.ar.save_pretrained(tmp)
+
+        _on_main(save_ar)
     _log(f"AV warm start: {recipe.av_steps} steps")
     av_cfg = dataclasses.replace(recipe.av, eval_every=recipe.eval_every, eval_size=min(16, recipe.eval_size),
                                  seed=recipe.seed)
     av_run = AVWarmStart(nla.av, *av_pairs, av_cfg, eval_dataset=eval_data, eval_explanations=eval_texts,
                          eval_ar=nla.ar, max_new_tokens=recipe.rl.max_new_tokens)
     av_run.train(recipe.av_steps, callbacks=[stop])
-    av_run.history.to_csv(out / "history_av_sft.csv", index=False)
+    _on_main(lambda: av_run.history.to_csv(out / "history_av_sft.csv", index=False))
     return nla
 
 
@@ -277,14 +309,15 @@ def _ar_refit(recipe: Recipe, nla: NLA, out: Path, stop: Any, ar_data: Any, eval
     cache = out / "av_explanations.parquet"
     eval_vectors = eval_data.vectors[: recipe.eval_size]
     start = time.perf_counter()
-    if cache.is_file():
-        frame = pd.read_parquet(cache)
-    else:
-        _log(f"AR refit: the AV explains {len(ar_data)} AR-split vectors")
-        nla.av.model.eval()
-        frame = nla.av.verbalize(torch.cat([ar_data.vectors, eval_vectors]), max_new_tokens=recipe.rl.max_new_tokens,
-                                 warn=False)[["explanation", "ok"]]
-        frame.to_parquet(cache)
+    with process_state().main_process_first():  # the main process explains and caches, the others read
+        if cache.is_file():
+            frame = pd.read_parquet(cache)
+        else:
+            _log(f"AR refit: the AV explains {len(ar_data)} AR-split vectors")
+            nla.av.model.eval()
+            frame = nla.av.verbalize(torch.cat([ar_data.vectors, eval_vectors]),
+                                     max_new_tokens=recipe.rl.max_new_tokens, warn=False)[["explanation", "ok"]]
+            frame.to_parquet(cache)
     minutes = round((time.perf_counter() - start) / 60, 1)
     texts = frame["explanation"].tolist()
     # Truncated explanations stay: the held-out round trip scores whatever the AV writes, so the
@@ -301,7 +334,7 @@ def _ar_refit(recipe: Recipe, nla: NLA, out: Path, stop: Any, ar_data: Any, eval
     run = ARWarmStart(nla.ar, train, [texts[i] for i in keep], cfg, eval_dataset=eval_set,
                       eval_explanations=texts[len(ar_data):])
     run.train(recipe.ar_refit_steps, callbacks=[stop])
-    run.history.to_csv(out / "history_ar_refit.csv", index=False)
+    _on_main(lambda: run.history.to_csv(out / "history_ar_refit.csv", index=False))
     return minutes
 
 

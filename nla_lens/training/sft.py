@@ -5,7 +5,8 @@
   the marker, on the response tokens only (the prompt is fixed and never scored).
 
 Both are :class:`~nla_lens.training.base.Trainer` subclasses, so they have ``step()``,
-``train(n)``, callbacks, history, evaluation and checkpoints. TRL's ``SFTTrainer`` can do the AV
+``train(n)``, callbacks, history, evaluation and checkpoints, and run data-parallel under
+``accelerate launch`` (each process its shard of every batch, the same update as one process). TRL's ``SFTTrainer`` can do the AV
 half through a custom collator, but it owns the loop (no ``step()``) and cannot regress vectors,
 so both warm starts share our loop instead.
 """
@@ -66,6 +67,7 @@ class _WarmStart(Trainer):
 
     def _set_pairs(self, d_model: int, dataset: ActivationDataset, explanations: Sequence[str],
                    eval_dataset: ActivationDataset | None, eval_explanations: Sequence[str] | None, what: str) -> None:
+        self._check_divides(self.config.batch_size, "batch_size")
         self.explanations = _check_pairs(dataset, explanations, d_model, what)
         self.dataset = dataset
         self.eval_pairs = None
@@ -98,7 +100,9 @@ class ARWarmStart(_WarmStart):
         self.ar = ar.train()
         params = [p for p in ar.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
-        self.ar, self.optimizer = self.accelerator.prepare(self.ar, self.optimizer)
+        # ``self.ar`` stays the plain module; ``self._ar_train`` is what accelerate made of it (a
+        # DistributedDataParallel wrapper under accelerate launch) and runs the training forward.
+        self._ar_train, self.optimizer = self.accelerator.prepare(self.ar, self.optimizer)
         if resume_from is not None:
             self.load_checkpoint(resume_from)
 
@@ -109,22 +113,21 @@ class ARWarmStart(_WarmStart):
         return {"ar": self.optimizer}
 
     def _step(self) -> dict[str, Any]:
-        ar = self.accelerator.unwrap_model(self.ar)
-        idx = self._sample_indices(len(self.dataset), self.config.batch_size)
-        ids, mask = ar.encode([self.explanations[i] for i in idx.tolist()])
-        predicted = self.ar(ids, mask)
+        idx = self._shard(self._sample_indices(len(self.dataset), self.config.batch_size))
+        ids, mask = self.ar.encode([self.explanations[i] for i in idx.tolist()])
+        predicted = self._ar_train(ids, mask)
+        # The mean over this shard; shards are equal, so the processes' average is the batch mean.
         loss = reconstruction_loss(predicted, self.dataset.vectors[idx].to(predicted.device))
-        grad_norm = self._optimizer_step(loss, self.ar, self.optimizer)
-        return {"loss": loss.item(), "grad_norm": grad_norm}
+        grad_norm = self._optimizer_step(loss, self._ar_train, self.optimizer)
+        return {"loss": float(self._sum_over_processes(loss.detach())) / self.world_size, "grad_norm": grad_norm}
 
     def _evaluate(self) -> dict[str, Any]:
         if self.eval_pairs is None:
             return {}
         dataset, texts = self.eval_pairs
         n = min(self.config.eval_size, len(dataset))
-        ar = self.accelerator.unwrap_model(self.ar).eval()
-        predicted = ar.reconstruct(texts[:n])
-        ar.train()
+        predicted = self.ar.eval().reconstruct(texts[:n])
+        self.ar.train()
         targets = dataset.vectors[:n]
         return {"fve_nrm": fve_nrm(predicted, targets), "fve_nrm_shuffled": shuffled_control(predicted, targets, 0)}
 
@@ -159,7 +162,9 @@ class AVWarmStart(_WarmStart):
         av.model.train()
         params = [p for p in av.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
-        av.model, self.optimizer = self.accelerator.prepare(av.model, self.optimizer)
+        # ``av.model`` stays the plain model (generation, the injection hook); ``self._av_train`` is
+        # what accelerate made of it (DistributedDataParallel under accelerate launch).
+        self._av_train, self.optimizer = self.accelerator.prepare(av.model, self.optimizer)
         if resume_from is not None:
             self.load_checkpoint(resume_from)
 
@@ -174,10 +179,17 @@ class AVWarmStart(_WarmStart):
         return -(logp * mask).sum() / mask.sum()
 
     def _step(self) -> dict[str, Any]:
-        idx = self._sample_indices(len(self.dataset), self.config.batch_size)
-        loss = self._nll(self.dataset.vectors[idx], [self.explanations[i] for i in idx.tolist()])
-        grad_norm = self._optimizer_step(loss, self.av.model, self.optimizer)
-        return {"loss": loss.item(), "grad_norm": grad_norm}
+        idx = self._shard(self._sample_indices(len(self.dataset), self.config.batch_size))
+        texts = [self.explanations[i] for i in idx.tolist()]
+        logp, mask = self.av.logprobs(self.dataset.vectors[idx], self.av.response_ids(texts), model=self._av_train)
+        # The batch's loss is a mean over all its tokens, and shards hold different numbers of
+        # tokens: each process divides its sum by the global count and scales by N, so the
+        # processes' averaged gradient is the whole batch's.
+        tokens = self._sum_over_processes(mask.sum().detach())
+        local_sum = -(logp * mask).sum()
+        loss = local_sum * (self.world_size / tokens.to(local_sum.device))
+        grad_norm = self._optimizer_step(loss, self._av_train, self.optimizer)
+        return {"loss": float(self._sum_over_processes(local_sum.detach()) / tokens), "grad_norm": grad_norm}
 
     def _evaluate(self) -> dict[str, Any]:
         if self.eval_pairs is None:

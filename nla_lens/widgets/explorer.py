@@ -68,6 +68,8 @@ class NLAExplorer(anywidget.AnyWidget):
         max_new_tokens: Explanation length cap.
         n_alternatives: Explanations sampled for the selected token.
         seed: Seed of that sampling, so the same token always shows the same alternatives.
+        engine: What generates the explanations: ``"hf"`` (default) or ``"vllm"`` (see
+            :meth:`~nla_lens.models.verbalizer.ActivationVerbalizer.verbalize`).
 
     Raises:
         InputError: An empty mapping, a key that is not its NLA's hook name, a hook the subject
@@ -96,7 +98,7 @@ class NLAExplorer(anywidget.AnyWidget):
     busy = traitlets.Bool(False, help="True while the kernel computes.").tag(sync=True)
 
     def __init__(self, nlas: Any, subject: Any, *, prompt: str = "", max_new_tokens: int = 48,
-                 n_alternatives: int = 3, seed: int = 0, **kwargs: Any):
+                 n_alternatives: int = 3, seed: int = 0, engine: str = "hf", **kwargs: Any):
         if n_alternatives < 1:
             raise InputError(f"n_alternatives must be >= 1, got {n_alternatives}.")
         if max_new_tokens < 1:
@@ -113,6 +115,9 @@ class NLAExplorer(anywidget.AnyWidget):
         self.max_new_tokens = int(max_new_tokens)
         self.n_alternatives = int(n_alternatives)
         self.seed = int(seed)
+        for nla in self.nlas.values():
+            nla.av.engine(engine)  # an unknown name or a missing vllm fails here, not on the first keystroke
+        self.engine = engine
         with self.hold_sync():
             self.hooks = list(self.nlas)
             self.hook = self.hooks[0]
@@ -193,7 +198,8 @@ class NLAExplorer(anywidget.AnyWidget):
         if len(ids) < 2:
             return [], first, "The prompt has one token; every token but the first is explained, so type more."
         frame = self.nla.round_trip(text=self.prompt, subject=self.subject, positions=list(range(1, len(ids))),
-                                    max_new_tokens=self.max_new_tokens, progress=False, warn=False)
+                                    max_new_tokens=self.max_new_tokens, engine=self.engine, progress=False,
+                                    warn=False)
         rows = [{"position": int(r["position"]), "token": str(r["token"]), "explanation": str(r["explanation"]),
                  "mse": json_safe(r["mse"]), "cosine": json_safe(r["cosine"]), "ok": bool(r["ok"])}
                 for r in frame.to_dict("records")]
@@ -222,7 +228,7 @@ class NLAExplorer(anywidget.AnyWidget):
         acts, _, _ = nla._text_activations(self.prompt, [position], self.subject)  # [1, d_model]
         target = nla.av.check_vectors(acts)
         frame = nla.av.verbalize(target, num_samples=self.n_alternatives, do_sample=True, seed=self.seed,
-                                 max_new_tokens=self.max_new_tokens, progress=False, warn=False)
+                                 max_new_tokens=self.max_new_tokens, engine=self.engine, progress=False, warn=False)
         texts = ar_texts(frame["explanation"])
         predicted = nla.reconstruct(texts)
         targets = target.expand(len(texts), -1)
