@@ -34,7 +34,7 @@ def worker(args: argparse.Namespace) -> None:
                                         progress=False)
     del bridge
     # Any text trains at the same speed; the current token in a short sentence keeps responses short.
-    texts = [f"The text has just reached the word {token!r}." for token in data.frame["token_str"]]
+    texts = [f"The text has just reached the word {token!r}." for token in data.frame["token"]]
     nla = NLA.untrained("smollm2-135m")
     results = {}
     for name, make in (("ar", lambda cfg: ARWarmStart(nla.ar, data, texts, cfg)),

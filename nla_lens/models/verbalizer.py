@@ -94,7 +94,7 @@ class ActivationVerbalizer:
         self.cfg = meta
         self._prompt: torch.Tensor | None = None
         self._engines: dict[str, Any] = {}
-        self._engine_weights: dict[str, float] = {}
+        self._engine_weights: dict[str, tuple[int, float]] = {}
 
     # -- facts --------------------------------------------------------------------------------
     @property
@@ -318,10 +318,12 @@ class ActivationVerbalizer:
         for engine in engines.values():
             engine.close()
 
-    def _weights_fingerprint(self) -> float:
-        """A cheap checksum of the trainable weights (LoRA adapters, or every weight being trained)."""
+    def _weights_fingerprint(self) -> tuple[int, float]:
+        """Which model this AV holds and a cheap checksum of its trainable weights (LoRA adapters, or
+        every weight being trained): what changes when training steps or a new adapter is applied."""
         with torch.no_grad():
-            return sum(float(p.sum()) + float(p.norm()) for p in self.model.parameters() if p.requires_grad)
+            checksum = sum(float(p.sum()) + float(p.norm()) for p in self.model.parameters() if p.requires_grad)
+        return id(self.model), checksum
 
     def describe(self, ids: torch.Tensor | Sequence[int], vector: int = 0, sample: int = 0) -> dict[str, Any]:
         """Parse one generated response: ids ``[L]`` cut at the first stop token.
