@@ -184,6 +184,26 @@ class Trainer:
             value = self.accelerator.reduce(value, reduction="sum")
         return value.squeeze(0).cpu()
 
+    def _mean_over_processes(self, value: torch.Tensor | float) -> float:
+        """The mean over processes of a local scalar: a batch mean when the shards are equal."""
+        return float(self._sum_over_processes(value)) / self.world_size
+
+    def _global_mean(self, local_sum: torch.Tensor, total: torch.Tensor | float) -> tuple[torch.Tensor, float]:
+        """A mean over terms spread unevenly across processes (tokens, successful samples).
+
+        Args:
+            local_sum: Differentiable sum of this process's terms.
+            total: The number of terms in all processes together.
+
+        Returns:
+            ``(loss, mean)``: this process's loss, ``local_sum * N / total``, whose gradient averaged
+            over the N processes (as accelerate reduces it) is the gradient of the global mean; and
+            that global mean.
+        """
+        total = torch.as_tensor(total, dtype=local_sum.dtype, device=local_sum.device)
+        loss = local_sum * (self.world_size / total)
+        return loss, float(self._sum_over_processes(local_sum.detach()) / total.cpu())
+
     def _gather(self, values: torch.Tensor) -> torch.Tensor:
         """Concatenate each process's ``[n, ...]`` along dim 0 in process order (the global batch)."""
         if self.world_size == 1:

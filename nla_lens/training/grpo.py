@@ -220,8 +220,7 @@ class GRPOTrainer(Trainer):
             "explanation": self._gather_objects(texts), "reward": all_rewards.tolist(), "failed": all_failed.tolist()})
         return {"reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std()),
                 "mse_ok": float(all_mse[all_ok].mean()) if len(all_ok) else float("nan"),
-                "policy_loss": float(self._sum_over_processes(policy_total)) / self.world_size,
-                "kl": float(self._sum_over_processes(kl_total)) / self.world_size,
+                "policy_loss": self._mean_over_processes(policy_total), "kl": self._mean_over_processes(kl_total),
                 "av_grad_norm": av_grad, "ar_loss": ar_loss,
                 "response_length": float(self._gather(lengths).mean()),
                 "failure_rate": float(all_failed.float().mean()), **timings}
@@ -229,9 +228,9 @@ class GRPOTrainer(Trainer):
     def _ar_update(self, group: torch.Tensor, texts: list[str], ok: torch.Tensor) -> float:
         """One AR regression step on this step's successful explanations; returns their mean loss.
 
-        The loss is the mean over every process's successful samples: each process divides its
-        sum by the global count (and scales by N for the gradient averaging). A process with none
-        still runs a zero-weighted pass, so the processes' gradient reduction stays in step.
+        The loss is the mean over every process's successful samples (:meth:`_global_mean`). A
+        process with none still runs a zero-weighted pass, so the processes' gradient reduction
+        stays in step.
         """
         total = float(self._sum_over_processes(float(len(ok))))
         if not self.config.train_ar or total == 0:
@@ -240,8 +239,9 @@ class GRPOTrainer(Trainer):
         ids, attention = self.nla.ar.encode([texts[i] for i in rows])
         predicted = self._ar_train(ids, attention)
         local_sum = normalized_mse(predicted, group[rows].to(predicted.device)).sum() * (1.0 if len(ok) else 0.0)
-        self._optimizer_step(local_sum * (self.world_size / total), self._ar_train, self.ar_optimizer)
-        return float(self._sum_over_processes(local_sum.detach())) / total
+        loss, mean = self._global_mean(local_sum, total)
+        self._optimizer_step(loss, self._ar_train, self.ar_optimizer)
+        return mean
 
     def _rewards(self, group: torch.Tensor, texts: list[str], failed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(rewards [N], mse [N])`` from the current AR; failed samples are never reconstructed."""

@@ -119,7 +119,7 @@ class ARWarmStart(_WarmStart):
         # The mean over this shard; shards are equal, so the processes' average is the batch mean.
         loss = reconstruction_loss(predicted, self.dataset.vectors[idx].to(predicted.device))
         grad_norm = self._optimizer_step(loss, self._ar_train, self.optimizer)
-        return {"loss": float(self._sum_over_processes(loss.detach())) / self.world_size, "grad_norm": grad_norm}
+        return {"loss": self._mean_over_processes(loss.detach()), "grad_norm": grad_norm}
 
     def _evaluate(self) -> dict[str, Any]:
         if self.eval_pairs is None:
@@ -182,14 +182,10 @@ class AVWarmStart(_WarmStart):
         idx = self._shard(self._sample_indices(len(self.dataset), self.config.batch_size))
         texts = [self.explanations[i] for i in idx.tolist()]
         logp, mask = self.av.logprobs(self.dataset.vectors[idx], self.av.response_ids(texts), model=self._av_train)
-        # The batch's loss is a mean over all its tokens, and shards hold different numbers of
-        # tokens: each process divides its sum by the global count and scales by N, so the
-        # processes' averaged gradient is the whole batch's.
-        tokens = self._sum_over_processes(mask.sum().detach())
-        local_sum = -(logp * mask).sum()
-        loss = local_sum * (self.world_size / tokens.to(local_sum.device))
+        # The batch's loss is a mean over all its tokens, and shards hold different numbers of tokens.
+        loss, mean = self._global_mean(-(logp * mask).sum(), self._sum_over_processes(mask.sum().detach()))
         grad_norm = self._optimizer_step(loss, self._av_train, self.optimizer)
-        return {"loss": float(self._sum_over_processes(local_sum.detach()) / tokens), "grad_norm": grad_norm}
+        return {"loss": mean, "grad_norm": grad_norm}
 
     def _evaluate(self) -> dict[str, Any]:
         if self.eval_pairs is None:
