@@ -19,12 +19,15 @@ computed in float32, float64 stays float64. Shapes and NaNs are checked loudly.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from nla_lens.errors import InputError, ShapeError
+from nla_lens.modes import evaluating
 
 __all__ = [
     "normalize",
@@ -36,6 +39,8 @@ __all__ = [
     "shuffled_control",
     "derangement",
     "reconstruction_report",
+    "RoundTrip",
+    "score_round_trip",
 ]
 
 
@@ -371,3 +376,51 @@ def reconstruction_report(
             "cosine": float(cosine(p, t).mean()),
             "n": int(p.shape[0]),
         }
+
+
+@dataclasses.dataclass
+class RoundTrip:
+    """A round trip's reconstructions and their per-row scores.
+
+    Attributes:
+        predicted: ``[N, d]`` the AR's reconstructions (float32, CPU).
+        targets: ``[N, d]`` the vectors they rebuild.
+        mse: ``[N]`` :func:`normalized_mse` of each row (``2(1 - cos)``).
+        cosine: ``[N]`` :func:`cosine` of each row.
+    """
+
+    predicted: torch.Tensor
+    targets: torch.Tensor
+    mse: torch.Tensor
+    cosine: torch.Tensor
+
+    def summary(self, generator: torch.Generator | int | None = 0) -> dict[str, float]:
+        """:func:`reconstruction_report` of the batch (fve_nrm, its shuffled control, means, n)."""
+        return reconstruction_report(self.predicted, self.targets, generator)
+
+
+def score_round_trip(ar: Any, explanations: Sequence[str], targets: Any, *, batch_size: int = 16) -> RoundTrip:
+    """Reconstruct ``explanations`` with ``ar`` (in eval mode) and score each against its target.
+
+    The one scorer of a round trip: ``NLA.round_trip``, the warm starts' and GRPO's held-out
+    metrics, the explorer and the analyses all call it.
+
+    Args:
+        ar: An :class:`~nla_lens.models.reconstructor.ActivationReconstructor` (its mode is
+            restored afterwards).
+        explanations: ``N`` explanations (an empty one is read as ``"(empty)"``).
+        targets: ``[N, d]`` the vectors the explanations describe (or ``[d]``, scored against
+            every explanation).
+        batch_size: AR batch size.
+
+    Returns:
+        A :class:`RoundTrip`.
+    """
+    with evaluating(ar):
+        predicted = ar.reconstruct(list(explanations), batch_size=batch_size)
+    target = _as_float_tensor(targets, "targets").detach().cpu()
+    if target.ndim == 1:
+        target = target.expand(len(predicted), -1)
+    target = target.to(predicted.dtype)
+    with torch.no_grad():
+        return RoundTrip(predicted, target, normalized_mse(predicted, target), cosine(predicted, target))

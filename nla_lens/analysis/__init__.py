@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from nla_lens.analysis.ablation import snippet_ablation
 from nla_lens.analysis.faithfulness import FaithfulnessReport, context_oracle, faithfulness_report
-from nla_lens.analysis.hook_check import check_subject, nla_hook_name
+from nla_lens.subjects.hook_check import check_subject, nla_hook_name
 from nla_lens.analysis.layer_sweep import LayerSweep, layer_sweep
 from nla_lens.analysis.paraphrase import RuleParaphraser
 from nla_lens.analysis.prompt_table import PromptExplanation, explain_prompt

@@ -13,8 +13,7 @@ import pandas as pd
 import torch
 
 from nla_lens.analysis.text import heading_of, join_snippets, snippet_style, split_snippets
-from nla_lens.metrics import normalized_mse
-from nla_lens.models.reconstructor import ar_texts
+from nla_lens.metrics import score_round_trip
 
 __all__ = ["snippet_ablation"]
 
@@ -24,7 +23,7 @@ def snippet_ablation(ar: Any, explanations: list[str], targets: torch.Tensor, *,
     """Drop each snippet of each explanation in turn and measure the reconstruction loss increase.
 
     Args:
-        ar: The reconstructor (anything with ``reconstruct(list[str]) -> [n, d]``).
+        ar: The reconstructor.
         explanations: ``n`` explanations.
         targets: ``[n, d]`` the vectors they explain.
         batch_size: AR batch size.
@@ -37,7 +36,7 @@ def snippet_ablation(ar: Any, explanations: list[str], targets: torch.Tensor, *,
         information the AR used).
     """
     if full_mse is None:
-        full_mse = normalized_mse(ar.reconstruct(ar_texts(explanations), batch_size=batch_size), targets)
+        full_mse = score_round_trip(ar, explanations, targets, batch_size=batch_size).mse
     rows, ablated = [], []
     for index, text in enumerate(explanations):
         snippets = split_snippets(text or "")
@@ -52,7 +51,7 @@ def snippet_ablation(ar: Any, explanations: list[str], targets: torch.Tensor, *,
     if not rows:
         return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
-    pred = ar.reconstruct(ablated, batch_size=batch_size)
-    frame["mse_ablated"] = normalized_mse(pred, targets[torch.as_tensor(frame["vector"].to_numpy(copy=True))]).numpy()
+    rows_targets = torch.as_tensor(targets)[torch.as_tensor(frame["vector"].to_numpy(copy=True))]
+    frame["mse_ablated"] = score_round_trip(ar, ablated, rows_targets, batch_size=batch_size).mse.numpy()
     frame["mse_increase"] = frame["mse_ablated"] - frame["mse_full"]
     return frame[columns]

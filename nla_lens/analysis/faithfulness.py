@@ -38,11 +38,10 @@ from nla_lens.analysis.ablation import snippet_ablation
 from nla_lens.analysis.paraphrase import Paraphraser, RuleParaphraser, check_paraphrases
 from nla_lens.analysis.text import grounding
 from nla_lens.data.dataset import ActivationDataset
-from nla_lens.data.teachers.context import context_words
+from nla_lens.words import context_words
 from nla_lens.errors import InputError, ShapeError
 from nla_lens.metrics import (cosine, current_token_control, derangement, fve_nrm, normalized_mse, predict_mean_control,
                               shuffled_control)
-from nla_lens.models.reconstructor import ar_texts
 from nla_lens.models.verbalizer import looks_non_english
 
 __all__ = ["FaithfulnessReport", "context_oracle", "faithfulness_report"]
@@ -128,7 +127,7 @@ def context_oracle(nla: Any, data: Any, *, n_words: int | None = 15, prefixes: A
     if "prefix" not in held.frame.columns:
         raise InputError("The context oracle needs the source text of each vector: pass an ActivationDataset "
                          "or prefixes=[...].")
-    texts = ar_texts([context_words(p, n_words) if n_words else p for p in held.frame["prefix"]])
+    texts = [context_words(p, n_words) if n_words else p for p in held.frame["prefix"]]
     pred = ar.reconstruct(texts, batch_size=batch_size)
     frame = pd.DataFrame({"text": texts, "mse": normalized_mse(pred, held.vectors).numpy(),
                           "cosine": cosine(pred, held.vectors).numpy()})
@@ -286,7 +285,7 @@ def faithfulness_report(
         summary["mean_tokens"] = float(generated["n_tokens"].mean())
     explanations = list(explanations)
     out["explanation"] = explanations
-    pred = ar.reconstruct(ar_texts(explanations), batch_size=batch_size)
+    pred = ar.reconstruct(explanations, batch_size=batch_size)
     mse = normalized_mse(pred, vectors)
     out["mse"], out["cosine"] = mse.numpy(), cosine(pred, vectors).numpy()
     perm = derangement(len(vectors), seed)
@@ -317,7 +316,7 @@ def faithfulness_report(
         noise = noise / noise.norm(dim=-1, keepdim=True) * vectors.norm(dim=-1).median()
         random_text = nla.av.verbalize(noise, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                        progress=progress, warn=False)["explanation"].tolist()
-        summary["random_vector_fve_nrm"] = _fve_or_nan(ar.reconstruct(ar_texts(random_text), batch_size=batch_size),
+        summary["random_vector_fve_nrm"] = _fve_or_nan(ar.reconstruct(random_text, batch_size=batch_size),
                                                        vectors[:k])
         summary["random_vector_examples"] = random_text[:3]
     stages.update()
@@ -325,7 +324,7 @@ def faithfulness_report(
     # 3. paraphrase robustness
     stages.set_postfix_str("paraphrase")
     paraphraser = paraphraser if paraphraser is not None else RuleParaphraser()
-    rewrites = check_paraphrases(explanations, paraphraser(list(ar_texts(explanations))))
+    rewrites = check_paraphrases(explanations, paraphraser(list(explanations)))
     pred_p = ar.reconstruct(rewrites, batch_size=batch_size)
     out["paraphrase"], out["mse_paraphrase"] = rewrites, normalized_mse(pred_p, vectors).numpy()
     summary["paraphrase_fve_nrm"] = fve_nrm(pred_p, vectors)
@@ -376,7 +375,7 @@ def faithfulness_report(
     stages.set_postfix_str("context oracle")
     summary["context_oracle_fve_nrm"] = math.nan
     if "prefix" in out.columns:
-        oracle_texts = ar_texts([context_words(p, oracle_words) if oracle_words else p for p in out["prefix"]])
+        oracle_texts = [context_words(p, oracle_words) if oracle_words else p for p in out["prefix"]]
         pred_o = ar.reconstruct(oracle_texts, batch_size=batch_size)
         out["mse_context_oracle"] = normalized_mse(pred_o, vectors).numpy()
         summary["context_oracle_fve_nrm"] = fve_nrm(pred_o, vectors)

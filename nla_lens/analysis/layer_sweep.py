@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from nla_lens.analysis.hook_check import check_subject, nla_hook_name
+from nla_lens.subjects.hook_check import check_subject, nla_hook_name
 from nla_lens.errors import InputError
 from nla_lens.hooks import parse_hook_name
 from nla_lens.subjects.adapters import as_subject

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from nla_lens.analysis.hook_check import check_subject
+from nla_lens.subjects.hook_check import check_subject
 from nla_lens.errors import InputError, ShapeError
 from nla_lens.metrics import normalize
 from nla_lens.vis.html import HTMLView

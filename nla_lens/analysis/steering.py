@@ -23,14 +23,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from nla_lens.analysis.hook_check import check_subject
+from nla_lens.subjects.hook_check import check_subject
 from nla_lens.analysis.text import content_words
 from nla_lens.errors import InputError
 from nla_lens.hooks import HookPoint
 from nla_lens.models.verbalizer import stop_token_ids
 from nla_lens.subjects.adapters import NNsightSubject, SubjectAdapter, as_subject
 
-__all__ = ["SteeringResult", "explanation_vector", "steer", "steered_generate", "topic_logprob", "topic_token_ids"]
+__all__ = ["SteeringResult", "explanation_vector", "steer", "steered_generate", "subject_steerer", "topic_logprob",
+           "topic_token_ids"]
 
 
 # -- the vector --------------------------------------------------------------------------------
@@ -128,7 +129,7 @@ class _NNsightSteerer(_Steerer):
         if hook.suffix != "hook_resid_post":
             raise InputError(f"nnsight steering writes decoder-layer outputs, i.e. blocks.K.hook_resid_post; "
                              f"{hook.name!r} is not one. Use a TransformerLens subject for other hooks.")
-        self.layer = adapter._layer(hook.layer)
+        self.layer = adapter.layer_envoy(hook.layer)
 
     def _edit(self, delta: torch.Tensor) -> None:
         output = self.layer.output
@@ -161,7 +162,10 @@ class _NNsightSteerer(_Steerer):
         return result[0, len(ids):].cpu()
 
 
-def _steerer(adapter: SubjectAdapter, hook: HookPoint) -> _Steerer:
+def subject_steerer(adapter: SubjectAdapter, hook: HookPoint) -> _Steerer:
+    """The backend's steering primitive at ``hook``: ``.logits(ids [T], delta [d] | None) -> [T, vocab]`` and
+    ``.generate(ids [T], delta, max_new_tokens) -> [max_new_tokens]`` (greedy), adding ``delta`` at every
+    position (an nnsight subject edits the decoder layer's output; TransformerLens adds at the hook)."""
     if isinstance(adapter, NNsightSubject):
         return _NNsightSteerer(adapter, hook)
     return _TransformerLensSteerer(adapter, hook)
@@ -195,7 +199,7 @@ def steered_generate(subject: Any, prompt: str, vector: torch.Tensor | None, *, 
     hook = adapter.resolve_hook(hook_name)
     ids = _encode(adapter, prompt)
     delta = None if vector is None else _delta(vector, coefficient, adapter.d_model)
-    new = _cut_at_stop(_steerer(adapter, hook).generate(ids, delta, max_new_tokens), adapter.tokenizer)
+    new = _cut_at_stop(subject_steerer(adapter, hook).generate(ids, delta, max_new_tokens), adapter.tokenizer)
     return adapter.tokenizer.decode(new.tolist(), skip_special_tokens=True)
 
 
@@ -242,7 +246,7 @@ def topic_logprob(subject: Any, text_ids: torch.Tensor, start: int, topic_ids: S
     if not 1 <= start < len(text_ids):
         raise InputError(f"start must lie in 1..{len(text_ids) - 1} (a non-empty prompt and continuation).")
     delta = None if vector is None else _delta(vector, coefficient, adapter.d_model)
-    steerer = _steerer(adapter, adapter.resolve_hook(hook_name))
+    steerer = subject_steerer(adapter, adapter.resolve_hook(hook_name))
     return _topic_logprob(steerer, torch.as_tensor(text_ids).long(), start, list(topic_ids), delta)
 
 
@@ -345,7 +349,7 @@ def steer(
     if not topic_ids:
         raise InputError("No topic words: the explanation has no content word; pass topic_words=[...].")
     conditions = {"none": None, "explanation": steer_vector, "random": random_like(steer_vector, seed)}
-    steerer = _steerer(adapter, hook)
+    steerer = subject_steerer(adapter, hook)
     rows = []
     bar = tqdm(total=len(prompts) * len(conditions), desc="steer", unit="run", disable=not progress)
     for prompt in prompts:

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from nla_lens.data.teachers.context import _STOPWORDS  # one stopword list for the whole package
+from nla_lens.words import STOPWORDS, WORD_RE
 
 __all__ = ["content_words", "grounding", "heading_of", "join_snippets", "snippet_style", "split_snippets"]
 
@@ -21,7 +21,6 @@ _NUMBERED_RE = re.compile(r"^\s*(?:\d+[.)]|\(\d+\))\s+", re.MULTILINE)
 _BULLET_RE = re.compile(r"^\s*[-*•]\s+", re.MULTILINE)
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[\"'“(A-Z0-9])")
 _HEADING_RE = re.compile(r"^\s*([A-Za-z][A-Za-z '\-]{0,40}?)\s*:\s+")
-_WORD_RE = re.compile(r"[A-Za-z][A-Za-z'\-]*[A-Za-z]")
 
 
 def snippet_style(text: str) -> str:
@@ -86,8 +85,8 @@ def content_words(text: str, *, drop_headings: bool = True, min_length: int = 3)
     words: list[str] = []
     for piece in pieces:
         body = _HEADING_RE.sub("", piece, count=1) if drop_headings and heading_of(piece) else piece
-        words += [w.lower() for w in _WORD_RE.findall(body)
-                  if len(w) >= min_length and w.lower() not in _STOPWORDS]
+        words += [w.lower() for w in WORD_RE.findall(body)
+                  if len(w) >= min_length and w.lower() not in STOPWORDS]
     return words
 
 
@@ -108,5 +107,5 @@ def grounding(explanation: str, source: str) -> float:
     words = content_words(explanation)
     if not words:
         return math.nan
-    present = {w.lower() for w in _WORD_RE.findall(source)}
+    present = {w.lower() for w in WORD_RE.findall(source)}
     return sum(w in present for w in words) / len(words)

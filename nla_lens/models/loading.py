@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from nla_lens.errors import CheckpointError
+from nla_lens.errors import CheckpointError, InputError
 from nla_lens.schema import NLAMeta
 from nla_lens.subjects.embedded import is_embedded_name, load_embedded_hf
 
@@ -139,8 +140,6 @@ def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype
     if base is not None:
         from peft import PeftModel
 
-        from nla_lens.models.reconstructor import truncate_causal_lm
-
         model, tokenizer = load_base_lm(base, dtype=dtype, device_map=device_map, n_blocks=n_blocks)
         if n_blocks is not None and text_config(model).num_hidden_layers != n_blocks:
             model = truncate_causal_lm(model, n_blocks)  # the embedded base loads whole from its cache
@@ -154,3 +153,34 @@ def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def decoder_stack(causal_lm: nn.Module) -> nn.Module:
+    """The decoder stack inside a causal LM (``model`` for llama/qwen, ``transformer`` for gpt2)."""
+    for name in ("model", "transformer"):
+        inner = getattr(causal_lm, name, None)
+        if isinstance(inner, nn.Module):
+            return inner
+    raise CheckpointError(f"Cannot find the decoder stack of {type(causal_lm).__name__}.")
+
+
+def _layers_attr(inner: nn.Module) -> str:
+    for name in ("layers", "h", "blocks"):
+        if isinstance(getattr(inner, name, None), nn.ModuleList):
+            return name
+    raise CheckpointError(f"Cannot find the list of blocks of {type(inner).__name__}.")
+
+
+def truncate_causal_lm(causal_lm: nn.Module, n_blocks: int) -> nn.Module:
+    """Keep the first ``n_blocks`` blocks of a causal LM in place and update its config."""
+    inner = decoder_stack(causal_lm)
+    name = _layers_attr(inner)
+    layers = getattr(inner, name)
+    if not 1 <= n_blocks <= len(layers):
+        raise InputError(f"Cannot keep {n_blocks} blocks of a model with {len(layers)}.")
+    setattr(inner, name, nn.ModuleList(list(layers)[:n_blocks]))
+    config = text_config(causal_lm)
+    config.num_hidden_layers = n_blocks
+    if getattr(config, "layer_types", None):
+        config.layer_types = config.layer_types[:n_blocks]
+    return causal_lm

@@ -7,7 +7,6 @@ into a temporary folder and renamed into place, so an interrupted save leaves no
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,14 @@ import torch
 
 from nla_lens.errors import CheckpointError, InputError
 from nla_lens.injection import choose_marker
-from nla_lens.metrics import cosine, normalized_mse, reconstruction_report
+from nla_lens.metrics import score_round_trip
 from nla_lens.atomic import atomic_folder
 from nla_lens.models.loading import load_base_lm, text_config
-from nla_lens.models.reconstructor import ActivationReconstructor, ar_texts
+from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.models.verbalizer import RESPONSE_PREFIX, ActivationVerbalizer
 from nla_lens.schema import NLAMeta
+from nla_lens.subjects.activations import PromptActivations, prompt_activations
+from nla_lens.subjects.hook_check import check_subject
 
 EMBEDDED_INJECTION_SCALE = 240.0
 """Median L2 norm of SmolLM2-135M ``blocks.20.hook_resid_post`` on the embedded corpus (~237)."""
@@ -125,32 +126,18 @@ class NLA:
             The :meth:`~ActivationVerbalizer.verbalize` DataFrame; for text, with ``position``
             and ``token`` columns.
         """
-        if text is None:
-            if vectors is None:
-                raise InputError("Pass vectors, or text= with subject=.")
-            return self.av.verbalize(vectors, **kwargs)
-        acts, tokens, positions = self._text_activations(text, positions, subject)
-        frame = self.av.verbalize(acts, **kwargs)
-        frame.insert(0, "position", [positions[i] for i in frame["vector"]])
-        frame.insert(1, "token", [tokens[positions[i]] for i in frame["vector"]])
-        return frame
+        read = self._read_text(text, positions, subject) if text is not None else None
+        if read is None and vectors is None:
+            raise InputError("Pass vectors, or text= with subject=.")
+        frame = self.av.verbalize(vectors if read is None else read.vectors, **kwargs)
+        return frame if read is None else read.label(frame)
 
-    def _text_activations(self, text: str, positions: Any, subject: Any):
-        from nla_lens.subjects.adapters import as_subject
-
+    def _read_text(self, text: str, positions: Any, subject: Any) -> PromptActivations:
+        """``text``'s activations at this NLA's hook (the subject checked against the NLA)."""
         if subject is None:
-            raise InputError("explain(text=...) needs subject= (e.g. nla_lens.load_subject()).")
-        adapter = as_subject(subject)
-        hook = adapter.resolve_hook(self.hook_name or self.layer)
-        if adapter.d_model != self.d_model:
-            raise InputError(f"The subject's d_model is {adapter.d_model}, this NLA explains {self.d_model}.")
-        ids = adapter.encode(text, adapter.n_ctx)
-        acts = adapter.activations(torch.tensor([ids]), hook)[0]
-        positions = list(range(1, len(ids))) if positions is None else [int(p) for p in positions]
-        if any(not 0 <= p < len(ids) for p in positions):
-            raise InputError(f"positions must lie in 0..{len(ids) - 1} for this text.")
-        tokens = [adapter.tokenizer.decode([t]) for t in ids]
-        return acts[positions], tokens, positions
+            raise InputError("explain(text=...) and round_trip(text=...) need subject= (e.g. nla_lens.load_subject()).")
+        _, hook = check_subject(self, subject)
+        return prompt_activations(subject, text, hook, positions, stacklevel=3)
 
     def reconstruct(self, explanations: list[str], **kwargs: Any) -> torch.Tensor:
         """Vectors ``[N, d_model]`` rebuilt from explanations by the AR."""
@@ -170,23 +157,16 @@ class NLA:
             (and ``position``/``token`` for text); ``frame.attrs["report"]`` holds fve_nrm and its
             shuffled control over the batch when there are more than two rows.
         """
-        tokens: list[str] | None = None
-        if text is not None:
-            vectors, tokens, positions = self._text_activations(text, positions, subject)
-        elif vectors is None:
+        read = self._read_text(text, positions, subject) if text is not None else None
+        if read is None and vectors is None:
             raise InputError("Pass vectors, or text= with subject=.")
-        vectors = self.av.check_vectors(vectors)
+        vectors = self.av.check_vectors(vectors if read is None else read.vectors)
         frame = self.av.verbalize(vectors, **kwargs)
-        predicted = self.ar.reconstruct(ar_texts(frame["explanation"]))
-        targets = vectors[torch.tensor(frame["vector"].to_numpy())]
-        frame["mse"] = normalized_mse(predicted, targets).numpy()
-        frame["cosine"] = cosine(predicted, targets).numpy()
-        if tokens is not None:
-            frame.insert(0, "position", [positions[i] for i in frame["vector"]])
-            frame.insert(1, "token", [tokens[positions[i]] for i in frame["vector"]])
+        scores = score_round_trip(self.ar, frame["explanation"], vectors[torch.tensor(frame["vector"].to_numpy())])
+        frame["mse"], frame["cosine"] = scores.mse.numpy(), scores.cosine.numpy()
         if len(frame) > 2:
-            frame.attrs["report"] = reconstruction_report(predicted, targets)
-        return frame
+            frame.attrs["report"] = scores.summary(generator=None)
+        return frame if read is None else read.label(frame)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:

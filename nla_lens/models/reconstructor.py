@@ -27,52 +27,28 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nla_lens.errors import CheckpointError, InputError
-from nla_lens.models.loading import check_model_folder, load_lm_folder, recorded_blocks, text_config
+from nla_lens.models.loading import (
+    check_model_folder,
+    decoder_stack,
+    load_lm_folder,
+    recorded_blocks,
+    text_config,
+    truncate_causal_lm,
+)
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 _FINAL_NORMS = ("norm", "final_layernorm", "ln_f")
 
 
-def _inner(causal_lm: nn.Module) -> nn.Module:
-    """The decoder stack inside a causal LM (``model`` for llama/qwen, ``transformer`` for gpt2)."""
-    for name in ("model", "transformer"):
-        inner = getattr(causal_lm, name, None)
-        if isinstance(inner, nn.Module):
-            return inner
-    raise CheckpointError(f"Cannot find the decoder stack of {type(causal_lm).__name__}.")
+EMPTY_EXPLANATION = "(empty)"
+"""What the AR reads in place of an empty (or missing) explanation."""
 
 
-def _layers_attr(inner: nn.Module) -> str:
-    for name in ("layers", "h", "blocks"):
-        if isinstance(getattr(inner, name, None), nn.ModuleList):
-            return name
-    raise CheckpointError(f"Cannot find the list of blocks of {type(inner).__name__}.")
+def _readable(explanations: Sequence[str]) -> list[str]:
+    """Explanations as the AR reads them: an empty (or missing) one becomes :data:`EMPTY_EXPLANATION`."""
+    return [e if isinstance(e, str) and e.strip() else EMPTY_EXPLANATION for e in explanations]
 
-
-def truncate_causal_lm(causal_lm: nn.Module, n_blocks: int) -> nn.Module:
-    """Keep the first ``n_blocks`` blocks of a causal LM in place and update its config."""
-    inner = _inner(causal_lm)
-    name = _layers_attr(inner)
-    layers = getattr(inner, name)
-    if not 1 <= n_blocks <= len(layers):
-        raise InputError(f"Cannot keep {n_blocks} blocks of a model with {len(layers)}.")
-    setattr(inner, name, nn.ModuleList(list(layers)[:n_blocks]))
-    config = text_config(causal_lm)
-    config.num_hidden_layers = n_blocks
-    if getattr(config, "layer_types", None):
-        config.layer_types = config.layer_types[:n_blocks]
-    return causal_lm
-
-
-
-def ar_texts(explanations: Sequence[str]) -> list[str]:
-    """Explanations as the AR reads them: an empty (or missing) one becomes ``"(empty)"``.
-
-    Every round trip (``NLA.round_trip``, the warm starts' held-out metric, the explorer, the
-    analyses) reconstructs through this, so they all score an empty explanation the same way.
-    """
-    return [e if isinstance(e, str) and e.strip() else "(empty)" for e in explanations]
 
 class ActivationReconstructor(nn.Module):
     """Explanation -> vector.
@@ -100,7 +76,7 @@ class ActivationReconstructor(nn.Module):
                 f"normalised to sqrt(d_model) = {math.sqrt(meta.d_model):g} (the published setting). Set it to "
                 "sqrt_d_model if the AR was trained that way; other scales are not supported.")
         base = causal_lm.get_base_model() if hasattr(causal_lm, "get_base_model") else causal_lm
-        inner = _inner(base)
+        inner = decoder_stack(base)
         # Keep the original final norm aside so save_pretrained writes a complete folder.
         self._final_norm_state: dict[str, torch.Tensor] = {}
         for attr in _FINAL_NORMS:
@@ -130,7 +106,7 @@ class ActivationReconstructor(nn.Module):
     def _inner(self) -> nn.Module:
         """The decoder stack (norm replaced by identity), not registered twice as a submodule."""
         base = self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone
-        return _inner(base)
+        return decoder_stack(base)
 
     @property
     def device(self) -> torch.device:
@@ -198,9 +174,14 @@ class ActivationReconstructor(nn.Module):
         return self.value_head(hidden[torch.arange(len(hidden), device=hidden.device), last])
 
     def reconstruct(self, explanations: Sequence[str], *, batch_size: int = 16) -> torch.Tensor:
-        """Vectors ``[N, d]`` (fp32, CPU) predicted from explanations, without gradients."""
+        """Vectors ``[N, d]`` (fp32, CPU) predicted from explanations, without gradients.
+
+        An empty (or missing) explanation is read as :data:`EMPTY_EXPLANATION`, so every round trip
+        (``NLA.round_trip``, the held-out metrics, the explorer, the analyses) scores it the same way.
+        """
         if isinstance(explanations, str):
             raise InputError("explanations must be a list of strings; wrap a single one in a list.")
+        explanations = _readable(explanations)
         outputs = []
         with torch.no_grad():
             for start in range(0, len(explanations), batch_size):

@@ -166,11 +166,18 @@ class NNsightSubject(SubjectAdapter):
     def __init__(self, model: Any, tokenizer: Any = None, *, remote: bool = False):
         super().__init__(model, tokenizer if tokenizer is not None else getattr(model, "tokenizer", None))
         self.remote = remote
-        self._layers_path = _find_layers_path(model._module, self.n_layers)
+        self._layers_path = _find_layers_path(self.hf_model, self.n_layers)
+
+    @property
+    def hf_model(self) -> torch.nn.Module:
+        """The Hugging Face model the nnsight model wraps (its weights, config and embeddings)."""
+        # nnsight 0.8 keeps the wrapped module in the Envoy's ``_module`` and offers no public
+        # accessor; this is the one place in nla_lens that reads it.
+        return self.model._module
 
     @property
     def _config(self) -> Any:
-        return self.model._module.config
+        return self.hf_model.config
 
     @property
     def n_layers(self) -> int:
@@ -207,7 +214,7 @@ class NNsightSubject(SubjectAdapter):
 
     @property
     def device(self) -> torch.device:
-        device = self.model._module.device if not self.remote else torch.device("cpu")
+        device = self.hf_model.device if not self.remote else torch.device("cpu")
         # Loaded by name, nnsight keeps meta weights until the first trace dispatches them:
         # inputs go to the CPU and nnsight moves them where the weights land.
         return torch.device("cpu") if device.type == "meta" else device
@@ -216,9 +223,10 @@ class NNsightSubject(SubjectAdapter):
         if self.remote:
             raise InputError("The input embeddings of a remote (NDIF) model are not read here; load the model "
                              "locally (remote=False) for the current-token baseline.")
-        return self.model._module.get_input_embeddings().weight.detach().float().cpu()
+        return self.hf_model.get_input_embeddings().weight.detach().float().cpu()
 
-    def _layer(self, index: int) -> Any:
+    def layer_envoy(self, index: int) -> Any:
+        """The nnsight Envoy of decoder block ``index`` (its ``.output`` is the block's residual stream)."""
         envoy = self.model
         for part in self._layers_path.split("."):
             envoy = getattr(envoy, part)
@@ -226,7 +234,7 @@ class NNsightSubject(SubjectAdapter):
 
     @torch.no_grad()
     def activations(self, tokens: torch.Tensor, hook: HookPoint) -> torch.Tensor:
-        layer = self._layer(hook.layer)
+        layer = self.layer_envoy(hook.layer)
         with self.model.trace(tokens.to(self.device), remote=self.remote) as tracer:
             if hook.suffix == "hook_resid_post":
                 saved = layer.output.save()

@@ -40,6 +40,8 @@ from tqdm.auto import tqdm
 
 from nla_lens.errors import CheckpointError, InputError
 from nla_lens.atomic import atomic_folder
+from nla_lens.jsonable import json_safe
+from nla_lens.training.callbacks import StopFileCallback, TrainerCallback
 from nla_lens.training.checkpoint import STATE_FILE, load_optimizer, load_rng, save_optimizer, save_rng
 
 if TYPE_CHECKING:
@@ -102,36 +104,6 @@ def process_state() -> Any:
     from accelerate.utils import parse_flag_from_env
 
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-
-
-class TrainerCallback:
-    """Subclass and override what you need; every method is a no-op by default."""
-
-    def on_train_begin(self, trainer: Trainer, n_steps: int) -> None: ...
-
-    def on_step(self, trainer: Trainer, metrics: dict[str, Any]) -> None: ...
-
-    def on_eval(self, trainer: Trainer, metrics: dict[str, Any]) -> None: ...
-
-    def on_checkpoint(self, trainer: Trainer, path: Path) -> None: ...
-
-    def on_train_end(self, trainer: Trainer) -> None: ...
-
-
-class StopFileCallback(TrainerCallback):
-    """Stop training cleanly when a file appears (for runs in the background, where Ctrl-C cannot reach).
-
-    ``touch {run}/STOP`` ends the current stage after its step; the file is removed so the next
-    stage runs.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def on_step(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
-        if self.path.exists():
-            self.path.unlink(missing_ok=True)
-            trainer.request_stop()
 
 
 class Trainer:
@@ -340,10 +312,10 @@ class Trainer:
                 for name, optimizer in self._optimizers().items():
                     save_optimizer(optimizer, tmp, f"optimizer_{name}")
                 save_rng(tmp, self.generator)
-                (tmp / STATE_FILE).write_text(json.dumps({
+                (tmp / STATE_FILE).write_text(json.dumps(json_safe({
                     "trainer": type(self).__name__, "step": self.step_count, "world_size": self.world_size,
                     "config": self.config.to_dict(), "history": self.records,
-                }, default=_json_default))
+                })))
             self._prune_checkpoints(path.parent)
         self.accelerator.wait_for_everyone()
         self.last_checkpoint = path
@@ -379,7 +351,7 @@ class Trainer:
                 f"{saved_world} ...` (or from one process when it was 1), or start a new run.")
         differing = {
             k: (state["config"].get(k), v) for k, v in self.config.to_dict().items()
-            if k not in self.config.RESUMABLE and _json_roundtrip(state["config"].get(k)) != _json_roundtrip(v)
+            if k not in self.config.RESUMABLE and json_safe(state["config"].get(k)) != json_safe(v)
         }
         if differing:
             listed = ", ".join(f"{k} (checkpoint {a!r}, now {b!r})" for k, (a, b) in differing.items())
@@ -454,15 +426,3 @@ def _load_module(module: torch.nn.Module, file: Path) -> None:
     if missing:
         raise CheckpointError(f"{file} lacks {len(missing)} trained tensors (e.g. {sorted(missing)[:2]}).")
     module.load_state_dict(state, strict=False)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (torch.Tensor,)):
-        return value.item() if value.numel() == 1 else value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def _json_roundtrip(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=_json_default))

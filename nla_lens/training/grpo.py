@@ -39,6 +39,7 @@ from nla_lens.sampling import sample_seeds
 from nla_lens.training.base import Trainer, TrainerConfig
 from nla_lens.training.losses import WORST_MSE, clipped_surrogate, group_advantages, kl_penalty, rewards_from_mse
 from nla_lens.training.lora import apply_lora
+from nla_lens.modes import evaluating
 from nla_lens.training.sft import round_trip_metrics
 
 
@@ -151,11 +152,10 @@ class GRPOTrainer(Trainer):
             included), parsed explanations, which failed, and response lengths.
         """
         av = self.nla.av
-        av.model.eval()
-        tokens, _ = av.engine(self.config.engine).generate(
-            vectors, max_new_tokens=self.config.max_new_tokens, do_sample=True,
-            temperature=self.config.temperature, seeds=seeds)
-        av.model.train()
+        with evaluating(av.model):
+            tokens, _ = av.engine(self.config.engine).generate(
+                vectors, max_new_tokens=self.config.max_new_tokens, do_sample=True,
+                temperature=self.config.temperature, seeds=seeds)
         responses, texts, failed = [], [], []
         for ids in tokens.tolist():
             row = av.describe(ids)
@@ -271,8 +271,7 @@ class GRPOTrainer(Trainer):
             return {}
         n = min(self.config.eval_size, len(self.eval_dataset))
         vectors = self.eval_dataset.vectors[:n]
-        self.nla.av.model.eval()
-        frame = self.nla.av.verbalize(vectors, max_new_tokens=self.config.max_new_tokens, engine=self.config.engine,
-                                      progress=False, warn=False)
-        self.nla.av.model.train()
+        with evaluating(self.nla.av.model):
+            frame = self.nla.av.verbalize(vectors, max_new_tokens=self.config.max_new_tokens,
+                                          engine=self.config.engine, progress=False, warn=False)
         return {**round_trip_metrics(frame, vectors, self.nla.ar), "reward_mean": self.sampled_reward(vectors)}

@@ -43,6 +43,7 @@ from nla_lens.subjects.adapters import as_subject
 from nla_lens.training.base import StopFileCallback, process_state
 from nla_lens.training.grpo import GRPOConfig, GRPOTrainer
 from nla_lens.training.model_card import write_model_card
+from nla_lens.modes import evaluating
 from nla_lens.training.sft import ARWarmStart, AVWarmStart, WarmStartConfig, round_trip_metrics
 
 
@@ -314,9 +315,9 @@ def _ar_refit(recipe: Recipe, nla: NLA, out: Path, stop: Any, ar_data: Any, eval
             frame = pd.read_parquet(cache)
         else:
             _log(f"AR refit: the AV explains {len(ar_data)} AR-split vectors")
-            nla.av.model.eval()
-            frame = nla.av.verbalize(torch.cat([ar_data.vectors, eval_vectors]),
-                                     max_new_tokens=recipe.rl.max_new_tokens, warn=False)[["explanation", "ok"]]
+            with evaluating(nla.av.model):
+                frame = nla.av.verbalize(torch.cat([ar_data.vectors, eval_vectors]),
+                                         max_new_tokens=recipe.rl.max_new_tokens, warn=False)[["explanation", "ok"]]
             frame.to_parquet(cache)
     minutes = round((time.perf_counter() - start) / 60, 1)
     texts = frame["explanation"].tolist()

@@ -21,8 +21,9 @@ import torch
 
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError, ShapeError
-from nla_lens.metrics import fve_nrm, shuffled_control
-from nla_lens.models.reconstructor import ActivationReconstructor, ar_texts
+from nla_lens.metrics import score_round_trip
+from nla_lens.models.reconstructor import ActivationReconstructor
+from nla_lens.modes import evaluating
 from nla_lens.models.verbalizer import ActivationVerbalizer
 from nla_lens.training.base import Trainer, TrainerConfig
 from nla_lens.training.losses import reconstruction_loss
@@ -126,10 +127,8 @@ class ARWarmStart(_WarmStart):
             return {}
         dataset, texts = self.eval_pairs
         n = min(self.config.eval_size, len(dataset))
-        predicted = self.ar.eval().reconstruct(texts[:n])
-        self.ar.train()
-        targets = dataset.vectors[:n]
-        return {"fve_nrm": fve_nrm(predicted, targets), "fve_nrm_shuffled": shuffled_control(predicted, targets, 0)}
+        summary = score_round_trip(self.ar, texts[:n], dataset.vectors[:n]).summary()
+        return {key: summary[key] for key in ("fve_nrm", "fve_nrm_shuffled")}
 
 
 class AVWarmStart(_WarmStart):
@@ -192,20 +191,17 @@ class AVWarmStart(_WarmStart):
             return {}
         dataset, texts = self.eval_pairs
         n = min(self.config.eval_size, len(dataset))
-        self.av.model.eval()
-        metrics: dict[str, Any] = {"loss": float(self._nll(dataset.vectors[:n], texts[:n]))}
-        if self.eval_ar is not None:
-            frame = self.av.verbalize(dataset.vectors[:n], max_new_tokens=self.max_new_tokens,
-                                       progress=False, warn=False)
-            metrics.update(round_trip_metrics(frame, dataset.vectors[:n], self.eval_ar))
-        self.av.model.train()
+        with evaluating(self.av.model):
+            metrics: dict[str, Any] = {"loss": float(self._nll(dataset.vectors[:n], texts[:n]))}
+            if self.eval_ar is not None:
+                frame = self.av.verbalize(dataset.vectors[:n], max_new_tokens=self.max_new_tokens,
+                                           progress=False, warn=False)
+                metrics.update(round_trip_metrics(frame, dataset.vectors[:n], self.eval_ar))
         return metrics
 
 
 def round_trip_metrics(frame, targets: torch.Tensor, ar: ActivationReconstructor) -> dict[str, float]:
     """fve_nrm, shuffled control and failure rate of greedy explanations ``frame`` of ``targets``."""
-    was_training = ar.training
-    predicted = ar.eval().reconstruct(ar_texts(frame["explanation"]))
-    ar.train(was_training)
-    return {"fve_nrm": fve_nrm(predicted, targets), "fve_nrm_shuffled": shuffled_control(predicted, targets, 0),
+    summary = score_round_trip(ar, frame["explanation"], targets).summary()
+    return {"fve_nrm": summary["fve_nrm"], "fve_nrm_shuffled": summary["fve_nrm_shuffled"],
             "failure_rate": float((~frame["ok"]).mean()), "response_length": float(frame["n_tokens"].mean())}

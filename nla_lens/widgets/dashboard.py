@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     import anywidget
@@ -22,7 +21,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("NLADashboard needs anywidget: pip install 'nla_lens[widgets]'.") from exc
 
 from nla_lens.errors import InputError
-from nla_lens.training.base import Trainer, TrainerCallback
+from nla_lens.jsonable import json_safe
+from nla_lens.training.callbacks import TrainerCallback
+from nla_lens.widgets.assets import asset
+
+if TYPE_CHECKING:  # annotations only: Trainer.train(dashboard=True) imports this module
+    from nla_lens.training.base import Trainer
 
 #: Metric columns copied into ``NLADashboard.history`` (the ones the view plots, plus ``step``).
 PLOTTED: tuple[str, ...] = (
@@ -30,32 +34,6 @@ PLOTTED: tuple[str, ...] = (
     "eval_reward_mean", "kl", "response_length",
 )
 STATUSES: tuple[str, ...] = ("idle", "running", "stopping", "stopped", "done")
-
-
-def _asset(name: str) -> str:
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
-
-
-def json_safe(value: Any) -> Any:
-    """A JSON-safe copy of one metric value.
-
-    NaN and infinities become ``None``; numpy and one-element torch scalars become Python numbers;
-    strings, bools, ints and ``None`` pass through; anything else becomes its ``str``.
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if hasattr(value, "item"):
-        try:
-            value = value.item()
-        except (ValueError, RuntimeError):  # more than one element
-            return None
-        if isinstance(value, (bool, str)):
-            return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return str(value)
 
 
 def _row(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -119,8 +97,8 @@ class NLADashboard(anywidget.AnyWidget, TrainerCallback):
         trainer.train(500)
     """
 
-    _esm = _asset("dashboard.js")
-    _css = _asset("dashboard.css")
+    _esm = asset("dashboard.js")
+    _css = asset("dashboard.css")
 
     history = traitlets.List(traitlets.Dict(), help="One JSON-safe row of PLOTTED metrics per step.").tag(sync=True)
     samples = traitlets.List(traitlets.Dict(), help="Latest explanations: explanation, reward, failed.").tag(sync=True)

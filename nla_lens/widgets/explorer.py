@@ -24,10 +24,12 @@ import torch
 
 from nla_lens.errors import InputError, NLALensError
 from nla_lens.hooks import nla_hook_name
-from nla_lens.metrics import cosine, normalized_mse
-from nla_lens.models.reconstructor import ar_texts
+from nla_lens.metrics import score_round_trip
+from nla_lens.subjects.activations import prompt_activations
 from nla_lens.subjects.adapters import as_subject
-from nla_lens.widgets.dashboard import _asset, json_safe
+from nla_lens.subjects.hook_check import check_subject
+from nla_lens.jsonable import json_safe
+from nla_lens.widgets.assets import asset
 
 #: Keys of each entry of ``NLAExplorer.tokens`` (and the columns of ``NLAExplorer.frame``).
 TOKEN_KEYS: tuple[str, ...] = ("position", "token", "explanation", "mse", "cosine", "ok")
@@ -83,8 +85,8 @@ class NLAExplorer(anywidget.AnyWidget):
         explorer.explore("Paris is the capital of France.")
     """
 
-    _esm = _asset("explorer.js")
-    _css = _asset("explorer.css")
+    _esm = asset("explorer.js")
+    _css = asset("explorer.css")
 
     prompt = traitlets.Unicode("", help="The text explained (set by the view's Explain button).").tag(sync=True)
     run_requested = traitlets.Int(0, help="Incremented by the view to recompute an unchanged prompt.").tag(sync=True)
@@ -107,11 +109,8 @@ class NLAExplorer(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.nlas = _as_nlas(nlas)
         self.subject = as_subject(subject)
-        for name, nla in self.nlas.items():
-            self.subject.resolve_hook(name)  # HookNameError names close matches
-            if self.subject.d_model != nla.d_model:
-                raise InputError(f"The subject's d_model is {self.subject.d_model}; the NLA at {name!r} "
-                                 f"explains {nla.d_model}.")
+        for nla in self.nlas.values():
+            check_subject(nla, self.subject)  # the hook exists (close matches named) and the widths agree
         self.max_new_tokens = int(max_new_tokens)
         self.n_alternatives = int(n_alternatives)
         self.seed = int(seed)
@@ -186,20 +185,15 @@ class NLAExplorer(anywidget.AnyWidget):
         """Round-trip rows of every position but the first, the first token, and the notice."""
         if not self.prompt:
             return [], "", ""
-        ids = self.subject.encode(self.prompt)
-        notice, n_ctx = "", self.subject.n_ctx
-        if n_ctx and len(ids) > n_ctx:
-            notice = (f"The prompt has {len(ids)} tokens, more than the model context ({n_ctx}); only the first "
-                      f"{n_ctx} tokens are shown and explained.")
-            ids = ids[:n_ctx]
-        if not ids:
+        read = prompt_activations(self.subject, self.prompt, self.hook, warn=False)  # the notice says it
+        notice = " ".join(read.notices)
+        if not read.tokens:
             return [], "", "The prompt encodes to no tokens."
-        first = self.subject.tokenizer.decode([ids[0]])
-        if len(ids) < 2:
-            return [], first, "The prompt has one token; every token but the first is explained, so type more."
-        frame = self.nla.round_trip(text=self.prompt, subject=self.subject, positions=list(range(1, len(ids))),
-                                    max_new_tokens=self.max_new_tokens, engine=self.engine, progress=False,
-                                    warn=False)
+        if len(read.tokens) < 2:
+            return [], read.tokens[0], "The prompt has one token; every token but the first is explained, so type more."
+        frame = read.label(self.nla.round_trip(read.vectors, max_new_tokens=self.max_new_tokens, engine=self.engine,
+                                               progress=False, warn=False))
+        first = read.tokens[0]
         rows = [{"position": int(r["position"]), "token": str(r["token"]), "explanation": str(r["explanation"]),
                  "mse": json_safe(r["mse"]), "cosine": json_safe(r["cosine"]), "ok": bool(r["ok"])}
                 for r in frame.to_dict("records")]
@@ -225,14 +219,11 @@ class NLAExplorer(anywidget.AnyWidget):
     def _alternatives_of(self, position: int) -> list[dict[str, Any]]:
         """``n_alternatives`` sampled explanations of one token, each reconstructed and scored."""
         nla = self.nla
-        acts, _, _ = nla._text_activations(self.prompt, [position], self.subject)  # [1, d_model]
-        target = nla.av.check_vectors(acts)
+        read = prompt_activations(self.subject, self.prompt, self.hook, [position], warn=False)
+        target = nla.av.check_vectors(read.vectors)  # [1, d_model]
         frame = nla.av.verbalize(target, num_samples=self.n_alternatives, do_sample=True, seed=self.seed,
                                  max_new_tokens=self.max_new_tokens, engine=self.engine, progress=False, warn=False)
-        texts = ar_texts(frame["explanation"])
-        predicted = nla.reconstruct(texts)
-        targets = target.expand(len(texts), -1)
-        mse = normalized_mse(predicted, targets).tolist()
-        cos = cosine(predicted, targets).tolist()
+        scores = score_round_trip(nla.ar, frame["explanation"], target[0])
+        mse, cos = scores.mse.tolist(), scores.cosine.tolist()
         return [{"explanation": str(e), "mse": json_safe(m), "cosine": json_safe(c), "ok": bool(ok)}
                 for e, m, c, ok in zip(frame["explanation"], mse, cos, frame["ok"])]

@@ -8,7 +8,7 @@ import torch
 
 from nla_lens.analysis import explain_prompt, explanation_vector, layer_sweep, steer, steered_generate, topic_logprob
 from nla_lens.analysis.prompt_table import PROMPT_COLUMNS
-from nla_lens.analysis.steering import _NNsightSteerer, topic_token_ids
+from nla_lens.analysis.steering import subject_steerer, topic_token_ids
 from nla_lens.errors import HookNameError, InputError
 from nla_lens.metrics import fve_nrm
 from nla_lens.models import NLA
@@ -179,7 +179,8 @@ def test_nnsight_steering_equals_an_hf_forward_hook():
     hook = adapter.resolve_hook("blocks.1.hook_resid_post")
     delta = 3.0 * torch.randn(32, generator=torch.Generator().manual_seed(0))
     ids = torch.tensor(tok("The cat sat on the")["input_ids"])
-    steerer = _NNsightSteerer(adapter, hook)
+    steerer = subject_steerer(adapter, hook)
+    assert steerer.adapter is adapter and type(steerer).__name__ == "_NNsightSteerer"
 
     handle = hf.model.layers[1].register_forward_hook(
         lambda module, args, out: (out[0] + delta, *out[1:]) if isinstance(out, tuple) else out + delta)

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("anywidget", reason="needs anywidget (pip install 'nla_lens[widgets]')")
 
@@ -23,6 +24,7 @@ import traitlets  # noqa: E402
 from nla_lens.errors import HookNameError, InputError  # noqa: E402
 from nla_lens.metrics import cosine  # noqa: E402
 from nla_lens.models import NLA  # noqa: E402
+from nla_lens.subjects.adapters import as_subject  # noqa: E402
 from nla_lens.testing.models import tiny_layer_nla, tiny_subject  # noqa: E402
 from nla_lens.testing.tokenizers import tiny_tokenizer  # noqa: E402
 from nla_lens.widgets import NLAExplorer  # noqa: E402
@@ -105,10 +107,10 @@ def test_run_requested_and_explore_recompute_an_unchanged_prompt(nla1, subject, 
     ex = explorer(nla1, subject, prompt=PROMPT)
     calls = []
     real = nla1.round_trip
-    monkeypatch.setattr(nla1, "round_trip", lambda *a, **k: calls.append(k["text"]) or real(*a, **k))
+    monkeypatch.setattr(nla1, "round_trip", lambda vectors, **k: calls.append(len(vectors)) or real(vectors, **k))
     ex.run_requested += 1
     ex.explore(PROMPT)
-    assert calls == [PROMPT, PROMPT]
+    assert calls == [n_tokens(subject, PROMPT) - 1] * 2  # the prompt's vectors, read again each time
 
 
 def test_empty_prompt_gives_no_tokens_and_no_error(nla1, subject):
@@ -143,7 +145,8 @@ def test_selecting_a_token_samples_scored_alternatives(nla1, subject):
     ex.selected = 3
     assert len(ex.alternatives) == 3
     assert all(tuple(a) == ALTERNATIVE_KEYS for a in ex.alternatives)
-    acts, _, _ = nla1._text_activations(PROMPT, [3], subject)
+    adapter = as_subject(subject)
+    acts = adapter.activations(torch.tensor([adapter.encode(PROMPT)]), adapter.resolve_hook(nla1.hook_name))[0, 3:4]
     texts = [a["explanation"] if a["explanation"].strip() else "(empty)" for a in ex.alternatives]
     expected = cosine(nla1.reconstruct(texts), acts.expand(len(texts), -1)).tolist()
     assert [a["cosine"] for a in ex.alternatives] == pytest.approx(expected, abs=1e-5)

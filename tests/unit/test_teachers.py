@@ -22,7 +22,7 @@ from nla_lens.data.teachers import (
     explain_dataset,
 )
 from nla_lens.data.teachers.cache import AnswerCache
-from nla_lens.data.teachers.context import topic_words
+from nla_lens.words import topic_words
 from nla_lens.errors import InputError, NLALensError, TeacherError
 
 PREFIX = (

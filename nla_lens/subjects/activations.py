@@ -1,0 +1,102 @@
+"""A prompt's activations at one hook: the one reader every per-token view and analysis uses.
+
+``prompt_activations(subject, prompt, hook)`` tokenizes the prompt as the subject does (BOS when
+the model expects it), cuts it to the model's context with a warning and a notice, checks the
+chosen positions and runs the subject once, up to the hook. The result carries the vectors of the
+chosen positions with the prompt's tokens, so a table of per-vector rows can be labelled with the
+position and token each row explains (:meth:`PromptActivations.label`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+
+from nla_lens.errors import InputError
+from nla_lens.hooks import HookPoint
+from nla_lens.subjects.adapters import SubjectAdapter, as_subject
+
+__all__ = ["PromptActivations", "prompt_activations"]
+
+
+@dataclasses.dataclass
+class PromptActivations:
+    """The activations of a prompt's chosen tokens at one hook.
+
+    Attributes:
+        vectors: ``[n_positions, d_model]`` float tensor on the CPU, one row per chosen position.
+        positions: The chosen token positions, in the order of ``vectors``' rows.
+        tokens: Every token of the (possibly cut) prompt, decoded one by one.
+        ids: ``[seq]`` token ids of the prompt as the subject read it.
+        hook: The hook point read.
+        notices: What the reader changed (a prompt cut to the context), for a view to show.
+    """
+
+    vectors: torch.Tensor
+    positions: list[int]
+    tokens: list[str]
+    ids: list[int]
+    hook: HookPoint
+    notices: list[str]
+
+    def label(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` (one row per vector, its ``vector`` column indexing ``self.vectors``) with
+        ``position`` and ``token`` inserted as its first two columns (in place; also returned)."""
+        rows = frame["vector"].to_numpy(copy=True)
+        frame.insert(0, "position", [self.positions[i] for i in rows])
+        frame.insert(1, "token", [self.tokens[self.positions[i]] for i in rows])
+        return frame
+
+
+def prompt_activations(subject: Any, prompt: str, hook: str | int | HookPoint,
+                       positions: Sequence[int] | None = None, *, warn: bool = True,
+                       stacklevel: int = 2) -> PromptActivations:
+    """Read ``prompt`` at one hook of the subject model.
+
+    Args:
+        subject: A TransformerBridge / HookedTransformer / nnsight model or its adapter.
+        prompt: The text; an empty prompt gives no positions and ``[0, d_model]`` vectors.
+        hook: A hook name, a layer index (its ``hook_resid_post``) or a resolved hook point.
+        positions: Token positions to keep (default: all but the first, an attention sink; the
+            only token of a one-token prompt).
+        warn: Warn when the prompt is cut to the context (the notice is kept either way).
+        stacklevel: Where the warning about a prompt cut to the context points (the caller's
+            caller by default).
+
+    Returns:
+        A :class:`PromptActivations`.
+
+    Raises:
+        InputError: ``prompt`` is not a string, or positions out of range.
+        HookNameError: The subject has no such hook (close matches named).
+    """
+    adapter: SubjectAdapter = as_subject(subject)
+    if not isinstance(prompt, str):
+        raise InputError(f"prompt must be a string, got {type(prompt).__name__}.")
+    point = hook if isinstance(hook, HookPoint) else adapter.resolve_hook(hook)
+    ids = adapter.encode(prompt) if prompt else []
+    notices: list[str] = []
+    if adapter.n_ctx and len(ids) > adapter.n_ctx:
+        notices.append(f"The prompt has {len(ids)} tokens, more than the model context ({adapter.n_ctx}); only the "
+                       f"first {adapter.n_ctx} are read.")
+        if warn:
+            warnings.warn(notices[-1], stacklevel=stacklevel + 1)
+        ids = ids[: adapter.n_ctx]
+    tokens = [adapter.tokenizer.decode([t]) for t in ids]
+    if positions is None:
+        chosen = list(range(1, len(ids))) or list(range(len(ids)))
+    else:
+        chosen = [int(p) for p in positions]
+    if any(not 0 <= p < len(ids) for p in chosen):
+        raise InputError(f"positions must be token indices in 0..{len(ids) - 1} for this prompt ({len(ids)} tokens), "
+                         f"got {chosen}.")
+    if chosen:
+        vectors = adapter.activations(torch.tensor([ids]), point)[0][chosen]  # [n_positions, d_model]
+    else:
+        vectors = torch.zeros(0, adapter.d_model)
+    return PromptActivations(vectors.float(), chosen, tokens, list(ids), point, notices)
