@@ -30,15 +30,18 @@ def worker(args: argparse.Namespace) -> None:
     from nla_lens.training import ARWarmStart, AVWarmStart, WarmStartConfig
 
     bridge = nla_lens.load_subject("smollm2-135m")
-    data = nla_lens.extract_activations(bridge, nla_lens.load_corpus(max_documents=16), 20, max_length=64,
-                                        progress=False)
+    data = nla_lens.extract_activations(
+        bridge, nla_lens.load_corpus(max_documents=16), 20, max_length=64, progress=False
+    )
     del bridge
     # Any text trains at the same speed; the current token in a short sentence keeps responses short.
     texts = [f"The text has just reached the word {token!r}." for token in data.frame["token"]]
     nla = NLA.untrained("smollm2-135m")
     results = {}
-    for name, make in (("ar", lambda cfg: ARWarmStart(nla.ar, data, texts, cfg)),
-                       ("av", lambda cfg: AVWarmStart(nla.av, data, texts, cfg))):
+    for name, make in (
+        ("ar", lambda cfg: ARWarmStart(nla.ar, data, texts, cfg)),
+        ("av", lambda cfg: AVWarmStart(nla.av, data, texts, cfg)),
+    ):
         trainer = make(WarmStartConfig(lr=1e-4, batch_size=args.batch, lora_r=8))
         trainer.step()  # warm-up
         start = time.perf_counter()
@@ -47,8 +50,11 @@ def worker(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - start
         results[name] = args.steps * args.batch / seconds
     if trainer.is_main_process:
-        Path(args.result).write_text(json.dumps({"samples_per_second": results, "processes": trainer.world_size,
-                                                 "threads": torch.get_num_threads()}))
+        Path(args.result).write_text(
+            json.dumps(
+                {"samples_per_second": results, "processes": trainer.world_size, "threads": torch.get_num_threads()}
+            )
+        )
 
 
 def main() -> None:
@@ -63,23 +69,42 @@ def main() -> None:
     cores = os.cpu_count() or 1
     runs = {
         1: ([sys.executable], {"OMP_NUM_THREADS": str(cores)}),
-        2: ([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"],
-            {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": str(max(1, cores // 2))}),
+        2: (
+            [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--multi_gpu",
+                "--num_processes",
+                "2",
+                "--num_machines",
+                "1",
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+            ],
+            {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": str(max(1, cores // 2))},
+        ),
     }
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:
         for processes, (launcher, env) in runs.items():
             result = Path(tmp) / f"{processes}.json"
-            subprocess.run([*launcher, __file__, "--steps", str(args.steps), "--batch", str(args.batch),
-                            "--result", str(result)], env={**os.environ, **env}, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [*launcher, __file__, "--steps", str(args.steps), "--batch", str(args.batch), "--result", str(result)],
+                env={**os.environ, **env},
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             figures[processes] = json.loads(result.read_text())
     print(f"cores={cores} global batch={args.batch} timed steps={args.steps} (LoRA r8, embedded model)")
     for stage in ("ar", "av"):
         one, two = (figures[p]["samples_per_second"][stage] for p in (1, 2))
-        print(f"{stage.upper()} warm start: 1 process {one:.2f} samples/s ({figures[1]['threads']} threads), "
-              f"2 processes {two:.2f} samples/s ({figures[2]['threads']} threads each): ratio {two / one:.2f}x")
+        print(
+            f"{stage.upper()} warm start: 1 process {one:.2f} samples/s ({figures[1]['threads']} threads), "
+            f"2 processes {two:.2f} samples/s ({figures[2]['threads']} threads each): ratio {two / one:.2f}x"
+        )
 
 
 if __name__ == "__main__":

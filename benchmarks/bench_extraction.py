@@ -59,8 +59,10 @@ def main() -> None:
         naive(bridge, documents, **run)
         base.append(time.perf_counter() - start)
     t_ours, t_base = min(ours), min(base)
-    print(f"threads={torch.get_num_threads()} documents={args.documents} max_length={args.max_length} "
-          f"batch_size={args.batch_size} hook={HOOK}")
+    print(
+        f"threads={torch.get_num_threads()} documents={args.documents} max_length={args.max_length} "
+        f"batch_size={args.batch_size} hook={HOOK}"
+    )
     print(f"naive run_with_cache (30 blocks, all hooks): {t_base:7.2f} s  {args.documents / t_base:6.2f} docs/s")
     print(f"extract_activations (stop at block 21):     {t_ours:7.2f} s  {args.documents / t_ours:6.2f} docs/s")
     print(f"speed-up: {t_base / t_ours:.2f}x")

@@ -44,12 +44,18 @@ def main() -> None:
         return
 
     bridge = nla_lens.load_subject("smollm2-135m")
-    data = nla_lens.extract_activations(bridge, nla_lens.load_corpus(max_documents=16), 20, max_length=64,
-                                        progress=False)
+    data = nla_lens.extract_activations(
+        bridge, nla_lens.load_corpus(max_documents=16), 20, max_length=64, progress=False
+    )
     del bridge
     nla = NLA.untrained("smollm2-135m")
-    config = GRPOConfig(n_vectors=args.n_vectors, group_size=args.group_size, max_new_tokens=args.max_new_tokens,
-                        lora_r=args.lora_r or None, engine=args.engine)
+    config = GRPOConfig(
+        n_vectors=args.n_vectors,
+        group_size=args.group_size,
+        max_new_tokens=args.max_new_tokens,
+        lora_r=args.lora_r or None,
+        engine=args.engine,
+    )
     trainer = GRPOTrainer(nla, data, config)
     startup = 0.0
     if args.engine == "vllm":  # started before the clock runs (the trainer's LoRA wrapping comes first)
@@ -62,21 +68,27 @@ def main() -> None:
     h = trainer.history
     parts = [p for p in ("generate_seconds", "policy_seconds", "sync_seconds", "ar_seconds") if p in h]
     figures = {
-        "engine": args.engine, "seconds_per_step": float(h["seconds"].mean()), "total_seconds": total,
+        "engine": args.engine,
+        "seconds_per_step": float(h["seconds"].mean()),
+        "total_seconds": total,
         "parts": {p: float(h[p].mean()) for p in parts},
         "response_length": float(h["response_length"].mean()),
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "peak_rss_child_gib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
     }
     per_step = figures["seconds_per_step"]
-    print(f"engine={args.engine} threads={torch.get_num_threads()} steps={args.steps} vectors={args.n_vectors} "
-          f"group={args.group_size} max_new_tokens={args.max_new_tokens} lora_r={args.lora_r or 'full'} "
-          f"mean response {figures['response_length']:.1f} tokens")
+    print(
+        f"engine={args.engine} threads={torch.get_num_threads()} steps={args.steps} vectors={args.n_vectors} "
+        f"group={args.group_size} max_new_tokens={args.max_new_tokens} lora_r={args.lora_r or 'full'} "
+        f"mean response {figures['response_length']:.1f} tokens"
+    )
     print(f"seconds per step: {per_step:.1f} (total {total:.1f} s; engine start-up before it {startup:.0f} s)")
     for part, seconds in figures["parts"].items():
         print(f"  {part:18s} {seconds:6.1f} s  ({100 * seconds / per_step:4.1f} %)")
     print(f"share generating: {100 * figures['parts']['generate_seconds'] / per_step:.0f} %")
-    print(f"peak RSS: {figures['peak_rss_gib']:.2f} GiB (largest child process {figures['peak_rss_child_gib']:.2f} GiB)")
+    print(
+        f"peak RSS: {figures['peak_rss_gib']:.2f} GiB (largest child process {figures['peak_rss_child_gib']:.2f} GiB)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(figures))
 
@@ -87,19 +99,41 @@ def compare(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for engine in ("hf", "vllm"):
             out = Path(tmp) / f"{engine}.json"
-            subprocess.run([sys.executable, __file__, "--engine", engine, "--steps", str(args.steps),
-                            "--n-vectors", str(args.n_vectors), "--group-size", str(args.group_size),
-                            "--max-new-tokens", str(args.max_new_tokens), "--lora-r", str(args.lora_r),
-                            "--json", str(out)], check=True, env=os.environ.copy())
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--engine",
+                    engine,
+                    "--steps",
+                    str(args.steps),
+                    "--n-vectors",
+                    str(args.n_vectors),
+                    "--group-size",
+                    str(args.group_size),
+                    "--max-new-tokens",
+                    str(args.max_new_tokens),
+                    "--lora-r",
+                    str(args.lora_r),
+                    "--json",
+                    str(out),
+                ],
+                check=True,
+                env=os.environ.copy(),
+            )
             results[engine] = json.loads(out.read_text())
     print("\nengine  s/step  generate  share  peak RSS (main + engine)")
     for engine, r in results.items():
-        print(f"{engine:6s} {r['seconds_per_step']:7.1f} {r['parts']['generate_seconds']:9.1f} "
-              f"{100 * r['parts']['generate_seconds'] / r['seconds_per_step']:5.0f} %  "
-              f"{r['peak_rss_gib']:.2f} + {r['peak_rss_child_gib']:.2f} GiB")
+        print(
+            f"{engine:6s} {r['seconds_per_step']:7.1f} {r['parts']['generate_seconds']:9.1f} "
+            f"{100 * r['parts']['generate_seconds'] / r['seconds_per_step']:5.0f} %  "
+            f"{r['peak_rss_gib']:.2f} + {r['peak_rss_child_gib']:.2f} GiB"
+        )
     hf, vllm = results["hf"], results["vllm"]
-    print(f"vllm / hf: {hf['seconds_per_step'] / vllm['seconds_per_step']:.2f}x faster per step, "
-          f"{hf['parts']['generate_seconds'] / vllm['parts']['generate_seconds']:.2f}x faster generating")
+    print(
+        f"vllm / hf: {hf['seconds_per_step'] / vllm['seconds_per_step']:.2f}x faster per step, "
+        f"{hf['parts']['generate_seconds'] / vllm['parts']['generate_seconds']:.2f}x faster generating"
+    )
 
 
 if __name__ == "__main__":

@@ -81,9 +81,11 @@ def main() -> None:
             rows[kind] = json.loads(out.stdout.strip().splitlines()[-1])
             ratio = rows[kind]["peak_mib"] / (fp32_bytes / 2**20)
             anon = rows[kind]["peak_anon_mib"] / (fp32_bytes / 2**20)
-            print(f"{kind:17s} peak RSS {rows[kind]['peak_mib']:5.0f} MiB ({ratio:.2f} x fp32 weights; file pages "
-                  f"included), peak anonymous {rows[kind]['peak_anon_mib']:5.0f} MiB ({anon:.2f} x), resident after "
-                  f"{rows[kind]['resident_mib']:5.0f} MiB, {rows[kind]['params'] / 1e6:.0f}M parameters built")
+            print(
+                f"{kind:17s} peak RSS {rows[kind]['peak_mib']:5.0f} MiB ({ratio:.2f} x fp32 weights; file pages "
+                f"included), peak anonymous {rows[kind]['peak_anon_mib']:5.0f} MiB ({anon:.2f} x), resident after "
+                f"{rows[kind]['resident_mib']:5.0f} MiB, {rows[kind]['params'] / 1e6:.0f}M parameters built"
+            )
 
 
 if __name__ == "__main__":

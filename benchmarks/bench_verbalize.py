@@ -34,14 +34,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4, help="samples per vector in the sampled runs")
     parser.add_argument("--no-loop", action="store_true", help="skip the one-vector-at-a-time loop")
     parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even where it is installed")
-    parser.add_argument("--pretrained", action="store_true",
-                        help="the shipped NLA (LoRA AV) instead of the untrained base AV")
+    parser.add_argument(
+        "--pretrained", action="store_true", help="the shipped NLA (LoRA AV) instead of the untrained base AV"
+    )
     args = parser.parse_args()
 
     bridge = nla_lens.load_subject("smollm2-135m")
     docs = nla_lens.load_corpus(max_documents=args.vectors + 2)
-    extracted = nla_lens.extract_activations(bridge, docs, "blocks.20.hook_resid_post", positions_per_doc=1,
-                                             max_length=64, progress=False).vectors
+    extracted = nla_lens.extract_activations(
+        bridge, docs, "blocks.20.hook_resid_post", positions_per_doc=1, max_length=64, progress=False
+    ).vectors
     # Two vectors only for warming up (the engines' first calls, vLLM's cache of the shared prompt
     # part), so no timed vector was seen before.
     warmup, vectors = extracted[:2], extracted[2 : args.vectors + 2]
@@ -52,8 +54,10 @@ def main() -> None:
     n = len(vectors)
 
     batched, t_batch = timed(lambda: av.verbalize(vectors, batch_size=n, **kwargs))
-    print(f"threads={torch.get_num_threads()} vectors={n} max_new_tokens={args.max_new_tokens} "
-          f"(mean response {batched.n_tokens.mean():.1f} tokens) AV={'shipped LoRA' if args.pretrained else 'base'}")
+    print(
+        f"threads={torch.get_num_threads()} vectors={n} max_new_tokens={args.max_new_tokens} "
+        f"(mean response {batched.n_tokens.mean():.1f} tokens) AV={'shipped LoRA' if args.pretrained else 'base'}"
+    )
     print(f"HF batch {n:<3d}           {t_batch:7.2f} s  {n / t_batch:6.2f} vectors/s")
     if not args.no_loop:
         single, t_loop = timed(lambda: [av.verbalize(v[None], batch_size=1, **kwargs).explanation[0] for v in vectors])
@@ -85,8 +89,10 @@ def main() -> None:
     print(f"vLLM greedy             {t_greedy:7.2f} s  {n / t_greedy:6.2f} vectors/s   identical to HF: {same}/{n}")
     print(f"greedy vLLM/HF: {t_batch / t_greedy:.2f}x")
     m = len(repeated)
-    print(f"sampled n={args.samples}: HF {m / t_hf_sampled:6.2f} samples/s, vLLM {m / t_sampled:6.2f} samples/s, "
-          f"vLLM/HF {t_hf_sampled / t_sampled:.2f}x")
+    print(
+        f"sampled n={args.samples}: HF {m / t_hf_sampled:6.2f} samples/s, vLLM {m / t_sampled:6.2f} samples/s, "
+        f"vLLM/HF {t_hf_sampled / t_sampled:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ Quick start (offline, on the embedded SmolLM2-135M-Instruct)::
     acts = nla_lens.extract_activations(bridge, nla_lens.load_corpus(max_documents=50))
 """
 
+import importlib.metadata
+
+from nla_lens.analysis import explain_prompt, faithfulness_report, layer_sweep, steer
 from nla_lens.data.corpus import load_corpus
 from nla_lens.data.dataset import ActivationDataset
-from nla_lens.data.teachers import APITeacher, ContextTeacher, HFTeacher
 from nla_lens.data.extraction import extract_activations
+from nla_lens.data.teachers import APITeacher, ContextTeacher, HFTeacher
 from nla_lens.errors import NLALensError
 from nla_lens.hooks import parse_hook_name, resid_post
 from nla_lens.models import NLA, ActivationReconstructor, ActivationVerbalizer
@@ -21,9 +24,11 @@ from nla_lens.models.registry import list_pretrained, register_pretrained
 from nla_lens.subjects.adapters import as_subject
 from nla_lens.subjects.embedded import load_embedded_hf
 from nla_lens.subjects.loader import load_subject
-from nla_lens.analysis import explain_prompt, faithfulness_report, layer_sweep, steer
 
-__version__ = "0.1.0"
+try:  # the one version number is pyproject.toml's, read from the installed package's metadata
+    __version__ = importlib.metadata.version("nla_lens")
+except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "NLA",

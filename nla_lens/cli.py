@@ -28,8 +28,14 @@ def _extract(args: argparse.Namespace) -> int:
         texts = nla_lens.load_corpus(max_documents=args.max_documents)
     hook = int(args.hook) if args.hook and args.hook.lstrip("-").isdigit() else args.hook
     dataset = nla_lens.extract_activations(
-        subject, texts, hook, positions_per_doc=args.positions_per_doc, min_position=args.min_position,
-        max_length=args.max_length, batch_size=args.batch_size, seed=args.seed,
+        subject,
+        texts,
+        hook,
+        positions_per_doc=args.positions_per_doc,
+        min_position=args.min_position,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        seed=args.seed,
     )
     done = time.perf_counter()
     path = dataset.save(args.out)
@@ -51,8 +57,16 @@ def _train(args: argparse.Namespace) -> int:
     from nla_lens.training.recipe import PRESETS, run_recipe
 
     recipe = PRESETS[args.preset]
-    overrides = {k: v for k, v in (("ar_steps", args.ar_steps), ("av_steps", args.av_steps),
-                                   ("rl_steps", args.rl_steps), ("documents", args.documents)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("ar_steps", args.ar_steps),
+            ("av_steps", args.av_steps),
+            ("rl_steps", args.rl_steps),
+            ("documents", args.documents),
+        )
+        if v is not None
+    }
     recipe = dataclasses.replace(recipe, **overrides)
     out = args.out or f"runs/{recipe.name}"
     report = run_recipe(recipe, out, cache_dir=args.cache_dir)
@@ -62,21 +76,32 @@ def _train(args: argparse.Namespace) -> int:
         if stage not in report:  # a resumed run whose warm start was finished before
             continue
         r = report[stage]
-        print(f"{stage:11s} held-out fve_nrm {r['fve_nrm']:.3f}  shuffled {r['fve_nrm_shuffled']:.3f}  "
-              f"predict-mean {r['predict_mean']:.3f}  failure rate {r['failure_rate']:.2f}")
+        print(
+            f"{stage:11s} held-out fve_nrm {r['fve_nrm']:.3f}  shuffled {r['fve_nrm_shuffled']:.3f}  "
+            f"predict-mean {r['predict_mean']:.3f}  failure rate {r['failure_rate']:.2f}"
+        )
     print(f"run folder: {out}")
     return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
     import nla_lens
+
     nla = nla_lens.NLA.from_pretrained(args.nla)
     subject = nla_lens.load_subject(nla.av.cfg.subject_model or "smollm2-135m", cache_dir=args.cache_dir)
-    frame = nla.round_trip(text=args.text, subject=subject, positions=args.positions,
-                           max_new_tokens=args.max_new_tokens, progress=False, warn=False)
+    frame = nla.round_trip(
+        text=args.text,
+        subject=subject,
+        positions=args.positions,
+        max_new_tokens=args.max_new_tokens,
+        progress=False,
+        warn=False,
+    )
     for row in frame.itertuples():
         explanation = " / ".join(line.strip() for line in row.explanation.splitlines() if line.strip())
-        print(f"[{row.position:3d}] {row.token!r:14s} mse {row.mse:.3f}  cos {row.cosine:.3f}  {explanation[: args.width]}")
+        print(
+            f"[{row.position:3d}] {row.token!r:14s} mse {row.mse:.3f}  cos {row.cosine:.3f}  {explanation[: args.width]}"
+        )
     report = frame.attrs.get("report")
     if report:
         print(f"fve_nrm over these tokens {report['fve_nrm']:.3f} (shuffled control {report['fve_nrm_shuffled']:.3f})")
@@ -95,8 +120,10 @@ def _export(args: argparse.Namespace) -> int:
         files = sorted(p for p in (path / role).iterdir() if p.is_file())
         mib = sum(p.stat().st_size for p in files) / 2**20
         print(f"{role}  {path / role}  {mib:.1f} MiB: {', '.join(p.name for p in files)}")
-    print(f"exported {args.nla} to {path}: full published-layout folders (any LoRA merged), "
-          f"the AR with {nla.ar.cfg.n_kept_blocks} blocks")
+    print(
+        f"exported {args.nla} to {path}: full published-layout folders (any LoRA merged), "
+        f"the AR with {nla.ar.cfg.n_kept_blocks} blocks"
+    )
     return 0
 
 
@@ -107,8 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--model", default="smollm2-135m", help="subject model name (default: the embedded SmolLM2)")
     ex.add_argument("--backend", default="bridge", choices=("bridge", "hooked", "nnsight"))
     ex.add_argument("--hook", default=None, help="hook name or layer (default: about 2/3 of the depth)")
-    ex.add_argument("--texts", default=None, help="a UTF-8 file of documents separated by blank lines "
-                    "(default: the embedded corpus)")
+    ex.add_argument(
+        "--texts",
+        default=None,
+        help="a UTF-8 file of documents separated by blank lines (default: the embedded corpus)",
+    )
     ex.add_argument("--max-documents", type=int, default=200)
     ex.add_argument("--positions-per-doc", type=int, default=6)
     ex.add_argument("--min-position", type=int, default=10)
@@ -132,18 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     xp = commands.add_parser("explain", help="explain every token of a text with an NLA, with reconstruction scores")
     xp.add_argument("text")
     xp.add_argument("--nla", default=None, help="NLA folder (default: the one shipped for the embedded model)")
-    xp.add_argument("--positions", type=int, nargs="*", default=None, help="token positions (default: all but the first)")
+    xp.add_argument(
+        "--positions", type=int, nargs="*", default=None, help="token positions (default: all but the first)"
+    )
     xp.add_argument("--max-new-tokens", type=int, default=64)
     xp.add_argument("--width", type=int, default=160, help="characters of each explanation shown")
     xp.add_argument("--cache-dir", default=None)
     xp.set_defaults(func=_explain)
 
     et = commands.add_parser("export", help="export an NLA as full folders in the published layout (LoRA merged)")
-    et.add_argument("--nla", default="smollm2-135m-L20",
-                    help="registry name, hub id or NLA folder (default: the one shipped for the embedded model)")
+    et.add_argument(
+        "--nla",
+        default="smollm2-135m-L20",
+        help="registry name, hub id or NLA folder (default: the one shipped for the embedded model)",
+    )
     et.add_argument("--out", required=True, help="folder to create; it will hold av/ and ar/")
-    et.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                    help="dtype to load and save the weights in")
+    et.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16"),
+        help="dtype to load and save the weights in",
+    )
     et.add_argument("--overwrite", action="store_true", help="replace --out if it is a non-empty folder")
     et.set_defaults(func=_export)
     return parser

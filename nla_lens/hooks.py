@@ -16,8 +16,8 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from nla_lens.errors import HookNameError, InputError
 
@@ -105,24 +105,19 @@ def parse_hook_name(name: str, n_layers: int | None = None) -> HookPoint:
     if isinstance(name, int) and not isinstance(name, bool):
         name = resid_post(name, n_layers)
     if not isinstance(name, str) or not name:
-        raise HookNameError(
-            f"A hook name must be a non-empty string like 'blocks.20.hook_resid_post', got {name!r}."
-        )
+        raise HookNameError(f"A hook name must be a non-empty string like 'blocks.20.hook_resid_post', got {name!r}.")
     match = _BLOCK_RE.match(name)
     if match is None:
         if name.startswith("blocks."):
             raise HookNameError(
-                f"Malformed hook name {name!r}: expected 'blocks.<layer>.<hook>', "
-                "e.g. 'blocks.20.hook_resid_post'."
+                f"Malformed hook name {name!r}: expected 'blocks.<layer>.<hook>', e.g. 'blocks.20.hook_resid_post'."
             )
         return HookPoint(name=name, layer=None, suffix=name)
     layer = check_layer(int(match.group(1)), n_layers)
     return HookPoint(name=name, layer=layer, suffix=match.group(2))
 
 
-def validate_hook_name(
-    name: str | int, valid_names: Iterable[str], n_layers: int | None = None
-) -> HookPoint:
+def validate_hook_name(name: str | int, valid_names: Iterable[str], n_layers: int | None = None) -> HookPoint:
     """Parse ``name`` and check the model really has it.
 
     Args:
@@ -157,6 +152,8 @@ def nla_hook_name(nla: Any) -> str:
         return str(name)
     layer = getattr(nla, "layer", None)
     if layer is None:
-        raise InputError("The NLA records neither a hook name nor a layer; its checkpoint metadata is incomplete. "
-                         "Set extraction.hook_name in its nla_meta.yaml.")
+        raise InputError(
+            "The NLA records neither a hook name nor a layer; its checkpoint metadata is incomplete. "
+            "Set extraction.hook_name in its nla_meta.yaml."
+        )
     return resid_post(int(layer))

@@ -14,18 +14,26 @@ the literal marker character and write gibberish, so every mismatch raises
 
 from __future__ import annotations
 
-import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
-from nla_lens.errors import InputError, MarkerError, ShapeError
-from nla_lens.metrics import normalize
+from nla_lens.errors import MarkerError, ShapeError
+from nla_lens.metrics import check_vectors, normalize
 
 __all__ = [
-    "CJK_MARKER_RANGE", "MarkerChoice", "choose_marker", "chat_template_ids", "marker_neighbors",
-    "find_marker_positions", "normalize_vectors", "inject", "InjectionHook", "make_injection_hook",
+    "CJK_MARKER_RANGE",
+    "MarkerChoice",
+    "choose_marker",
+    "chat_template_ids",
+    "marker_neighbors",
+    "find_marker_positions",
+    "normalize_vectors",
+    "inject",
+    "InjectionHook",
+    "make_injection_hook",
 ]
 
 #: Code points scanned for a single-token marker character (as in the published method).
@@ -62,8 +70,15 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
 def _reserved_token_ids(tokenizer: Any) -> set[int]:
     """Ids of tokens a marker must never be: bos/eos/pad/unk/sep/cls/mask."""
     ids: set[int] = set()
-    for attr in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id",
-                 "sep_token_id", "cls_token_id", "mask_token_id"):
+    for attr in (
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+        "unk_token_id",
+        "sep_token_id",
+        "cls_token_id",
+        "mask_token_id",
+    ):
         value = getattr(tokenizer, attr, None)
         if isinstance(value, int):
             ids.add(value)
@@ -154,9 +169,7 @@ def chat_template_ids(tokenizer: Any, content: str) -> list[int]:
     return [int(i) for i in ids]
 
 
-def marker_neighbors(
-    tokenizer: Any, av_template: str, injection_char: str, injection_token_id: int
-) -> tuple[int, int]:
+def marker_neighbors(tokenizer: Any, av_template: str, injection_char: str, injection_token_id: int) -> tuple[int, int]:
     """Token ids on both sides of the marker in the rendered AV prompt.
 
     Used both to record ``tokens.injection_{left,right}_neighbor_id`` and to verify them.
@@ -181,14 +194,14 @@ def marker_neighbors(
         )
     p = hits[0]
     if not 0 < p < len(ids) - 1:
-        raise MarkerError(f"the marker sits at the edge of the AV prompt (position {p}); "
-                              "put text on both sides of {injection_char}.")
+        raise MarkerError(
+            f"the marker sits at the edge of the AV prompt (position {p}); "
+            "put text on both sides of {injection_char}."
+        )
     return ids[p - 1], ids[p + 1]
 
 
-def find_marker_positions(
-    input_ids: torch.Tensor, marker_id: int, left_id: int, right_id: int
-) -> torch.Tensor:
+def find_marker_positions(input_ids: torch.Tensor, marker_id: int, left_id: int, right_id: int) -> torch.Tensor:
     """Find valid marker positions: the marker token with the recorded neighbours on both sides.
 
     A marker at the first or last position, or with any other neighbour (e.g. the marker
@@ -211,53 +224,20 @@ def find_marker_positions(
         raise ShapeError(f"input_ids must be a tensor of shape [B, T], got {_shape(input_ids)}.")
     if input_ids.shape[1] < 3:
         return torch.empty((0, 2), dtype=torch.long, device=input_ids.device)
-    valid = (
-        (input_ids[:, 1:-1] == marker_id)
-        & (input_ids[:, :-2] == left_id)
-        & (input_ids[:, 2:] == right_id)
-    )
+    valid = (input_ids[:, 1:-1] == marker_id) & (input_ids[:, :-2] == left_id) & (input_ids[:, 2:] == right_id)
     positions = valid.nonzero()
     positions[:, 1] += 1
     return positions
 
 
-def _check_vectors(vectors: torch.Tensor, d: int | None = None) -> None:
-    if not isinstance(vectors, torch.Tensor) or vectors.ndim != 2:
-        raise ShapeError(f"vectors must be a tensor of shape [N, d], got {_shape(vectors)}.")
-    if d is not None and vectors.shape[1] != d:
-        raise ShapeError(
-            f"vectors have width {vectors.shape[1]} but the AV's embeddings have width {d}. "
-            "The vectors must come from the hook this NLA was trained on (same d_model)."
-        )
-    if not vectors.is_floating_point():
-        raise InputError(f"vectors must be floating point, got dtype {vectors.dtype}.")
-    if not bool(torch.isfinite(vectors).all()):
-        raise InputError("vectors contain NaN or infinite values; they cannot be injected.")
-    if bool((vectors.float().norm(dim=-1) == 0).any()):
-        raise InputError(
-            "vectors contain a zero vector, which has no direction to rescale to "
-            "injection_scale. Drop it (position 0 / padding rows are common culprits)."
-        )
-
-
 def normalize_vectors(vectors: torch.Tensor, scale: float) -> torch.Tensor:
-    """Rescale every vector to L2 norm ``scale`` (the injection_scale), keeping its dtype.
-
-    Args:
-        vectors: Shape ``[N, d]``.
-        scale: Target L2 norm, positive.
-
-    Returns:
-        Shape ``[N, d]`` with ``||v_i|| == scale``.
-
-    Raises:
-        ShapeError: Not 2-D.
-        InputError: NaN/inf entries, zero vectors, or a non-positive ``scale``.
-    """
-    _check_vectors(vectors)
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-        raise InputError(f"injection_scale must be a positive number, got {scale!r}.")
-    return normalize(vectors, float(scale))
+    """Deprecated: use :func:`nla_lens.metrics.normalize` (``normalize(vectors, scale)``)."""
+    warnings.warn(
+        "nla_lens.injection.normalize_vectors is deprecated; use nla_lens.metrics.normalize(vectors, scale).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return normalize(check_vectors(vectors), scale)
 
 
 def inject(
@@ -290,7 +270,7 @@ def inject(
     if not isinstance(positions, torch.Tensor) or positions.ndim != 2 or positions.shape[1] != 2:
         raise ShapeError("positions must be an [N, 2] tensor of (batch_idx, pos) rows.")
     batch, seq, d = embeddings.shape
-    _check_vectors(vectors, d)
+    check_vectors(vectors, d, source="The vectors must come from the hook this NLA was trained on (same d_model).")
     if positions.shape[0] != vectors.shape[0]:
         raise MarkerError(
             f"found {positions.shape[0]} valid marker position(s) but got {vectors.shape[0]} "
@@ -299,11 +279,13 @@ def inject(
             "tokenizer is the checkpoint's own (validate the sidecar against it)."
         )
     if positions.numel() and (
-        int(positions[:, 0].min()) < 0 or int(positions[:, 0].max()) >= batch
-        or int(positions[:, 1].min()) < 0 or int(positions[:, 1].max()) >= seq
+        int(positions[:, 0].min()) < 0
+        or int(positions[:, 0].max()) >= batch
+        or int(positions[:, 1].min()) < 0
+        or int(positions[:, 1].max()) >= seq
     ):
         raise ShapeError(f"positions fall outside embeddings of shape {(batch, seq, d)}.")
-    scaled = normalize_vectors(vectors, injection_scale)
+    scaled = normalize(vectors, injection_scale)
     out = embeddings.clone()
     rows, cols = positions[:, 0].to(out.device), positions[:, 1].to(out.device)
     out[rows, cols] = scaled.to(device=out.device, dtype=out.dtype)
@@ -341,11 +323,9 @@ class InjectionHook:
     n_passthrough: int = 0
 
     def __post_init__(self) -> None:
-        normalize_vectors(self.vectors, self.injection_scale)  # validate once, loudly
+        normalize(check_vectors(self.vectors), self.injection_scale)  # validate once, loudly
 
-    def __call__(
-        self, module: torch.nn.Module, args: tuple[Any, ...], output: torch.Tensor
-    ) -> torch.Tensor | None:
+    def __call__(self, module: torch.nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor | None:
         """Return the injected embeddings ``[B, T, d]``, or ``None`` to leave a decode step alone."""
         input_ids = args[0] if args else None
         if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
@@ -391,5 +371,4 @@ def make_injection_hook(
     Returns:
         An :class:`InjectionHook` to pass to ``register_forward_hook``.
     """
-    return InjectionHook(vectors, int(marker_id), int(left_id), int(right_id),
-                         float(injection_scale), prompt_length)
+    return InjectionHook(vectors, int(marker_id), int(left_id), int(right_id), float(injection_scale), prompt_length)

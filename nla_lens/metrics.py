@@ -30,6 +30,7 @@ from nla_lens.errors import InputError, ShapeError
 from nla_lens.modes import evaluating
 
 __all__ = [
+    "check_vectors",
     "normalize",
     "normalized_mse",
     "cosine",
@@ -73,6 +74,39 @@ def _check_vectors(x: torch.Tensor, name: str) -> None:
     if x.shape[-1] == 0:
         raise ShapeError(f"{name} has an empty last dimension (shape {tuple(x.shape)}).")
     _check_finite(x, name)
+
+
+def check_vectors(vectors: Any, d_model: int | None = None, *, name: str = "vectors", source: str = "") -> torch.Tensor:
+    """Validate a batch of vectors: the one check every entry point (the AV, injection) runs.
+
+    Args:
+        vectors: ``[N, d]`` numbers (a tensor or an array).
+        d_model: The width expected, if any.
+        name: What to call them in errors.
+        source: Appended to a width error: where vectors of the right width come from.
+
+    Returns:
+        ``vectors`` as a floating tensor ``[N, d]`` (half precision as float32, float64 kept).
+
+    Raises:
+        ShapeError: Not ``[N, d]``, or a width other than ``d_model``.
+        InputError: No vectors, NaN/inf entries, or a zero vector (it has no direction to rescale).
+    """
+    x = _as_float_tensor(vectors, name)
+    if x.ndim != 2:
+        raise ShapeError(f"{name} must be a tensor of shape [N, d], got shape {tuple(x.shape)}.")
+    if d_model is not None and x.shape[1] != d_model:
+        raise ShapeError(f"{name} have width {x.shape[1]} but width {d_model} is expected. {source}".rstrip())
+    if len(x) == 0:
+        raise InputError(f"No {name} given.")
+    _check_finite(x, name)
+    n_zero = int((x.norm(dim=-1) == 0).sum())
+    if n_zero:
+        raise InputError(
+            f"{name} contain {n_zero} zero vector(s), which have no direction to rescale. Drop them "
+            "(position 0 / padding rows are common culprits)."
+        )
+    return x
 
 
 def _check_pair(pred: Any, target: Any, *, matrix: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,8 +214,7 @@ def _fve_units(pred_units: torch.Tensor, target_units: torch.Tensor) -> float:
     """``1 - mean||u - û||² / mean||u - mean(u)||²`` for already prepared vectors ``[N, d]``."""
     if target_units.shape[0] < 2:
         raise ShapeError(
-            f"fve_nrm needs at least 2 target vectors to measure their variance, got "
-            f"{target_units.shape[0]}."
+            f"fve_nrm needs at least 2 target vectors to measure their variance, got {target_units.shape[0]}."
         )
     err = ((target_units - pred_units) ** 2).sum(dim=-1).mean()
     var = ((target_units - target_units.mean(dim=0, keepdim=True)) ** 2).sum(dim=-1).mean()
@@ -258,8 +291,15 @@ def predict_mean_control(train_targets: Any, eval_targets: Any) -> float:
         return _fve_units(mean_dir.to(u.device).expand_as(u), u)
 
 
-def current_token_control(train_targets: Any, train_token_ids: Any, eval_targets: Any, eval_token_ids: Any,
-                          token_embeddings: Any, *, ridge: float = 100.0) -> float:
+def current_token_control(
+    train_targets: Any,
+    train_token_ids: Any,
+    eval_targets: Any,
+    eval_token_ids: Any,
+    token_embeddings: Any,
+    *,
+    ridge: float = 100.0,
+) -> float:
     """fve_nrm of a ridge regression from the current token's input embedding alone.
 
     A token-identity baseline, as in probing work: how much of each vector is predictable from
@@ -297,8 +337,10 @@ def current_token_control(train_targets: Any, train_token_ids: Any, eval_targets
         if len(tokens) != len(x):
             raise ShapeError(f"{name}_targets need one token id each; got {len(x)} vectors and {len(tokens)} ids.")
         if len(tokens) and (tokens.min() < 0 or tokens.max() >= len(table)):
-            raise ShapeError(f"{name}_token_ids must lie in [0, {len(table)}) (the embedding's vocabulary); "
-                             "pass the subject's W_E and the dataset's token_id column.")
+            raise ShapeError(
+                f"{name}_token_ids must lie in [0, {len(table)}) (the embedding's vocabulary); "
+                "pass the subject's W_E and the dataset's token_id column."
+            )
         ids.append(tokens)
     with torch.no_grad():
         feats = [table[i].double() for i in ids]
@@ -352,9 +394,7 @@ def shuffled_control(pred: Any, target: Any, generator: torch.Generator | int | 
         return _fve_units(_unit(p, "pred")[perm], _unit(t, "target"))
 
 
-def reconstruction_report(
-    pred: Any, target: Any, generator: torch.Generator | int | None = None
-) -> dict[str, float]:
+def reconstruction_report(pred: Any, target: Any, generator: torch.Generator | int | None = None) -> dict[str, float]:
     """Summary of how well ``pred`` reconstructs ``target``.
 
     Args:

@@ -15,8 +15,15 @@ from typing import Any
 
 from nla_lens.errors import MissingDependencyError
 
-__all__ = ["has_hooked_transformer", "has_sae_lens", "has_vllm", "hooked_transformer", "sae_lens", "transformer_lens_version",
-           "vllm"]
+__all__ = [
+    "has_hooked_transformer",
+    "has_sae_lens",
+    "has_vllm",
+    "hooked_transformer",
+    "sae_lens",
+    "transformer_lens_version",
+    "vllm",
+]
 
 
 def transformer_lens_version() -> str:

@@ -54,8 +54,9 @@ def validate_sae_interface(sae: Any) -> None:
             "cfg.hook_name (see nla_lens.sae; nla_lens.testing.TinySAE is an example)."
         )
     if w_dec.shape[1] != d_in:
-        raise SAEInterfaceError(f"The SAE's W_dec has shape {tuple(w_dec.shape)} but cfg.d_in={d_in}; W_dec must be "
-                                "[d_sae, d_in].")
+        raise SAEInterfaceError(
+            f"The SAE's W_dec has shape {tuple(w_dec.shape)} but cfg.d_in={d_in}; W_dec must be [d_sae, d_in]."
+        )
 
 
 def check_sae(sae: Any, *, d_model: int, hook_name: str | None, what: str = "the NLA") -> None:
@@ -75,16 +76,22 @@ def check_sae(sae: Any, *, d_model: int, hook_name: str | None, what: str = "the
     validate_sae_interface(sae)
     d_in = int(sae.cfg.d_in)
     if d_in != int(d_model):
-        raise InputError(f"The SAE reads d_in={d_in} vectors but {what} reads d_model={d_model} vectors; "
-                         f"use an SAE trained on {what}'s hook ({hook_name}).")
+        raise InputError(
+            f"The SAE reads d_in={d_in} vectors but {what} reads d_model={d_model} vectors; "
+            f"use an SAE trained on {what}'s hook ({hook_name})."
+        )
     sae_hook = sae_hook_name(sae)
     if sae_hook is None:
-        raise InputError(f"The SAE records no hook name, so it cannot be checked against {what}'s hook "
-                         f"{hook_name!r}. If it was trained there, set sae.cfg.metadata.hook_name = {hook_name!r} "
-                         f"(SAELens) or sae.cfg.hook_name = {hook_name!r}.")
+        raise InputError(
+            f"The SAE records no hook name, so it cannot be checked against {what}'s hook "
+            f"{hook_name!r}. If it was trained there, set sae.cfg.metadata.hook_name = {hook_name!r} "
+            f"(SAELens) or sae.cfg.hook_name = {hook_name!r}."
+        )
     if hook_name is not None and sae_hook != hook_name:
-        raise InputError(f"The SAE was trained on hook {sae_hook!r} but {what} reads hook {hook_name!r}; "
-                         f"its features would describe other vectors. Use an SAE trained on {hook_name!r}.")
+        raise InputError(
+            f"The SAE was trained on hook {sae_hook!r} but {what} reads hook {hook_name!r}; "
+            f"its features would describe other vectors. Use an SAE trained on {hook_name!r}."
+        )
 
 
 def sae_device_dtype(sae: Any) -> tuple[torch.device, torch.dtype]:

@@ -78,7 +78,7 @@ class SeededGumbelSampler(LogitsProcessor):
             scores = warper(input_ids, scores)
         scores = scores.float()
         tiny = torch.finfo(torch.float32).tiny
-        noise = torch.stack([
-            torch.rand(scores.shape[1], generator=g, device=scores.device).clamp_(tiny, 1.0)
-            for g in self.generators])
+        noise = torch.stack(
+            [torch.rand(scores.shape[1], generator=g, device=scores.device).clamp_(tiny, 1.0) for g in self.generators]
+        )
         return scores - torch.log(-torch.log(noise))

@@ -46,8 +46,7 @@ DEFAULT_AR_TEMPLATE = "Summary of the following text: <text>{explanation}</text>
 _ROLE_ALIASES = {"av": "av", "actor": "av", "ar": "ar", "critic": "ar"}
 _KINDS = ("nla_model", "nla_dataset")
 _SQRT_D = "sqrt_d_model"
-_TOKEN_KEYS = ("injection_char", "injection_token_id",
-               "injection_left_neighbor_id", "injection_right_neighbor_id")
+_TOKEN_KEYS = ("injection_char", "injection_token_id", "injection_left_neighbor_id", "injection_right_neighbor_id")
 _RESID_POST_RE = re.compile(r"^blocks\.(\d+)\.hook_resid_post$")
 
 
@@ -107,12 +106,19 @@ class TokenMeta:
         data = _mapping(data, "tokens")
         missing = [k for k in _TOKEN_KEYS if data.get(k) is None]
         if missing:
-            raise _fail("tokens", f"missing {missing}. Re-create the sidecar with "
-                        "NLAMeta.for_tokenizer(...) or copy the fields from the training run.")
+            raise _fail(
+                "tokens",
+                f"missing {missing}. Re-create the sidecar with "
+                "NLAMeta.for_tokenizer(...) or copy the fields from the training run.",
+            )
         values = {k: data.pop(k) for k in _TOKEN_KEYS}
         suffix = data.pop("critic_suffix_ids", None)
-        return cls(str(values.pop("injection_char")), *(int(v) for v in values.values()),
-                   critic_suffix_ids=None if suffix is None else [int(i) for i in suffix], extra=data)
+        return cls(
+            str(values.pop("injection_char")),
+            *(int(v) for v in values.values()),
+            critic_suffix_ids=None if suffix is None else [int(i) for i in suffix],
+            extra=data,
+        )
 
 
 @dataclass
@@ -169,8 +175,11 @@ class NLAMeta:
         for name in ("injection_scale", "mse_scale"):
             setattr(self, name, _resolve_scale(getattr(self, name), self.d_model, name))
         if self.role == "av" and self.injection_scale is None:
-            raise _fail("extraction.injection_scale", "an AV sidecar needs the injection scale it "
-                        "was trained with (published 7B value: 150). Set it explicitly.")
+            raise _fail(
+                "extraction.injection_scale",
+                "an AV sidecar needs the injection scale it "
+                "was trained with (published 7B value: 150). Set it explicitly.",
+            )
         if self.hook_name is not None:
             match = _RESID_POST_RE.match(self.hook_name)
             if match and self.layer is None:
@@ -194,8 +203,11 @@ class NLAMeta:
         if self.kind == "nla_dataset":
             extraction["d_model"] = self.d_model
         extraction.update(extra.pop("extraction", {}))
-        templates = {k: v for k, v in (("av", self.av_template), ("ar", self.ar_template),
-                                       ("av_prefill", self.av_prefill)) if v is not None}
+        templates = {
+            k: v
+            for k, v in (("av", self.av_template), ("ar", self.ar_template), ("av_prefill", self.av_prefill))
+            if v is not None
+        }
         templates.update(extra.pop("prompt_templates", {}))
         out: dict[str, Any] = {"kind": self.kind, "schema_version": self.schema_version}
         if self.role is not None:
@@ -230,8 +242,9 @@ class NLAMeta:
         data = copy.deepcopy(data)
         kind = data.pop("kind", None)
         if kind not in _KINDS:
-            raise _fail("kind", f"got {kind!r}; expected 'nla_model' (a checkpoint) or "
-                        "'nla_dataset'. Is this an NLA sidecar?")
+            raise _fail(
+                "kind", f"got {kind!r}; expected 'nla_model' (a checkpoint) or 'nla_dataset'. Is this an NLA sidecar?"
+            )
         extraction = _mapping(data.pop("extraction", None), "extraction")
         d_model = (data if kind == "nla_model" else extraction).pop("d_model", None)
         extraction.pop("d_model", None)
@@ -261,16 +274,21 @@ class NLAMeta:
             if rest:
                 extra[name] = rest
         return cls(
-            role=extra.pop("role", None), d_model=d_model, tokens=tokens,
+            role=extra.pop("role", None),
+            d_model=d_model,
+            tokens=tokens,
             injection_scale=_resolve_scale(extraction.get("injection_scale"), d_model, "injection_scale"),
             mse_scale=_resolve_scale(extraction.get("mse_scale", _SQRT_D), d_model, "mse_scale"),
-            layer=found.pop() if found else None, hook_name=hook_name,
+            layer=found.pop() if found else None,
+            hook_name=hook_name,
             av_template=av if av is not None else actor,
             ar_template=ar if ar is not None else critic_template,
             av_prefill=av_prefill,
             subject_model=extra.pop("subject_model", None),
             provenance=extra.pop("provenance", None) or {},
-            kind=kind, schema_version=int(extra.pop("schema_version", 2)), extra=extra,
+            kind=kind,
+            schema_version=int(extra.pop("schema_version", 2)),
+            extra=extra,
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -298,9 +316,11 @@ class NLAMeta:
         """
         target = _sidecar_path(path, for_writing=False)
         if not target.is_file():
-            raise CheckpointError(f"no {SIDECAR_NAME} at {str(path)!r}. An NLA checkpoint is a Hugging "
-                                  f"Face folder plus {SIDECAR_NAME} (marker, scales, templates); ask "
-                                  "for the sidecar if the folder came without it.")
+            raise CheckpointError(
+                f"no {SIDECAR_NAME} at {str(path)!r}. An NLA checkpoint is a Hugging "
+                f"Face folder plus {SIDECAR_NAME} (marker, scales, templates); ask "
+                "for the sidecar if the folder came without it."
+            )
         try:
             data = yaml.safe_load(target.read_text(encoding="utf-8"))
         except yaml.YAMLError as err:
@@ -323,29 +343,44 @@ class NLAMeta:
         Raises:
             CheckpointError: Every problem found, one per line, each with a fix.
         """
-        problems = [msg for msg, bad in (
-            ("prompt_templates.av has no '{injection_char}' placeholder for the marker.",
-             self.av_template is not None and "{injection_char}" not in self.av_template),
-            ("prompt_templates.ar has no '{explanation}' placeholder.",
-             self.ar_template is not None and "{explanation}" not in self.ar_template),
-            ("prompt_templates.av is missing; an AV needs the prompt it was trained on.",
-             self.role == "av" and self.av_template is None),
-            ("prompt_templates.ar is missing; an AR needs the prompt it was trained on.",
-             self.role == "ar" and self.ar_template is None),
-        ) if bad]
+        problems = [
+            msg
+            for msg, bad in (
+                (
+                    "prompt_templates.av has no '{injection_char}' placeholder for the marker.",
+                    self.av_template is not None and "{injection_char}" not in self.av_template,
+                ),
+                (
+                    "prompt_templates.ar has no '{explanation}' placeholder.",
+                    self.ar_template is not None and "{explanation}" not in self.ar_template,
+                ),
+                (
+                    "prompt_templates.av is missing; an AV needs the prompt it was trained on.",
+                    self.role == "av" and self.av_template is None,
+                ),
+                (
+                    "prompt_templates.ar is missing; an AR needs the prompt it was trained on.",
+                    self.role == "ar" and self.ar_template is None,
+                ),
+            )
+            if bad
+        ]
         problems = self._marker_problems(tokenizer, check_prompt=not problems) + problems
         problems += self._suffix_problems(tokenizer)
         if d_model is not None and int(d_model) != self.d_model:
-            problems.append(f"d_model is {self.d_model} in the sidecar but the model has hidden size "
-                            f"{d_model}. This NLA explains vectors of another model or layer width.")
+            problems.append(
+                f"d_model is {self.d_model} in the sidecar but the model has hidden size "
+                f"{d_model}. This NLA explains vectors of another model or layer width."
+            )
         if self.role == "ar" and n_hidden_layers is not None and self.n_kept_blocks != int(n_hidden_layers):
             problems.append(
                 "the AR sidecar records no extraction layer K (extraction.layer or "
                 "extraction_layer_index), so its kept blocks cannot be checked. Add it."
-                if self.layer is None else
-                f"the AR keeps K+1 = {self.n_kept_blocks} blocks for layer K = {self.layer}, but its "
+                if self.layer is None
+                else f"the AR keeps K+1 = {self.n_kept_blocks} blocks for layer K = {self.layer}, but its "
                 f"config has num_hidden_layers = {n_hidden_layers}. The folder holds a differently "
-                "truncated model; re-save it or fix extraction.layer.")
+                "truncated model; re-save it or fix extraction.layer."
+            )
         if problems:
             raise CheckpointError("nla_meta does not match the model/tokenizer:\n- " + "\n- ".join(problems))
 
@@ -355,11 +390,13 @@ class NLAMeta:
         if not want or self.ar_template is None or "{explanation}" not in self.ar_template:
             return []
         ids = list(tokenizer(self.ar_template.format(explanation="x"), add_special_tokens=True)["input_ids"])
-        if ids[-len(want):] == list(want):
+        if ids[-len(want) :] == list(want):
             return []
-        return [f"the AR prompt ends in token ids {ids[-len(want):]} with this tokenizer, but the sidecar records "
-                f"{list(want)} (tokens.critic_suffix_ids): the AR would read its summary at another token. Use the "
-                "checkpoint's own tokenizer and prompt_templates.ar."]
+        return [
+            f"the AR prompt ends in token ids {ids[-len(want) :]} with this tokenizer, but the sidecar records "
+            f"{list(want)} (tokens.critic_suffix_ids): the AR would read its summary at another token. Use the "
+            "checkpoint's own tokenizer and prompt_templates.ar."
+        ]
 
     def _marker_problems(self, tokenizer: Any, *, check_prompt: bool) -> list[str]:
         tok = self.tokens
@@ -368,31 +405,45 @@ class NLAMeta:
         except Exception as err:  # noqa: BLE001 - any tokenizer failure is a contract failure
             live = [f"error: {err}"]
         if live != [tok.injection_token_id] or live[0] == getattr(tokenizer, "unk_token_id", None):
-            return [f"marker {tok.injection_char!r} encodes to {live} (unknown-token id: "
-                    f"{getattr(tokenizer, 'unk_token_id', None)}) with this tokenizer, but the "
-                    f"sidecar records [{tok.injection_token_id}] (tokens.injection_token_id). Load the "
-                    "tokenizer from the checkpoint folder; a different tokenizer or vocabulary makes "
-                    "the AV read the literal marker."]
+            return [
+                f"marker {tok.injection_char!r} encodes to {live} (unknown-token id: "
+                f"{getattr(tokenizer, 'unk_token_id', None)}) with this tokenizer, but the "
+                f"sidecar records [{tok.injection_token_id}] (tokens.injection_token_id). Load the "
+                "tokenizer from the checkpoint folder; a different tokenizer or vocabulary makes "
+                "the AV read the literal marker."
+            ]
         # An AR's tokenizer need not render chats; the marker check above is all it can get.
-        if not check_prompt or self.av_template is None or (
-                self.role == "ar" and not getattr(tokenizer, "chat_template", None)):
+        if (
+            not check_prompt
+            or self.av_template is None
+            or (self.role == "ar" and not getattr(tokenizer, "chat_template", None))
+        ):
             return []
         try:
-            left, right = marker_neighbors(tokenizer, self.av_template, tok.injection_char,
-                                           tok.injection_token_id)
+            left, right = marker_neighbors(tokenizer, self.av_template, tok.injection_char, tok.injection_token_id)
         except MarkerError as err:
             return [str(err)]
         if (left, right) == (tok.injection_left_neighbor_id, tok.injection_right_neighbor_id):
             return []
-        return [f"the AV prompt tokenizes to neighbours ({left}, {right}) around the marker, but the "
-                f"sidecar records ({tok.injection_left_neighbor_id}, {tok.injection_right_neighbor_id}) "
-                "(tokens.injection_left/right_neighbor_id). The template or the tokenizer changed; "
-                "use the checkpoint's own tokenizer and template, or re-record the neighbours with "
-                "nla_lens.injection.marker_neighbors()."]
+        return [
+            f"the AV prompt tokenizes to neighbours ({left}, {right}) around the marker, but the "
+            f"sidecar records ({tok.injection_left_neighbor_id}, {tok.injection_right_neighbor_id}) "
+            "(tokens.injection_left/right_neighbor_id). The template or the tokenizer changed; "
+            "use the checkpoint's own tokenizer and template, or re-record the neighbours with "
+            "nla_lens.injection.marker_neighbors()."
+        ]
 
     @classmethod
-    def for_tokenizer(cls, tokenizer: Any, *, role: Literal["av", "ar"], d_model: int,
-                      injection_scale: float | None, marker: Any | None = None, **fields: Any) -> NLAMeta:
+    def for_tokenizer(
+        cls,
+        tokenizer: Any,
+        *,
+        role: Literal["av", "ar"],
+        d_model: int,
+        injection_scale: float | None,
+        marker: Any | None = None,
+        **fields: Any,
+    ) -> NLAMeta:
         """Build a sidecar for a new NLA: choose the marker and record its neighbours.
 
         Args:

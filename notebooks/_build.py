@@ -13,7 +13,7 @@ from nla_lens.tutorials.authoring import build_all, code, md
 
 HERE = Path(__file__).resolve().parent
 
-SETUP = '''
+SETUP = """
 import os
 
 import matplotlib.pyplot as plt
@@ -29,35 +29,42 @@ from nla_lens.tutorials import Mode
 mode = Mode(smoke=os.environ.get("NLA_LENS_SMOKE") == "1").setup()
 pd.set_option("display.max_colwidth", 160)
 mode
-'''
+"""
 
 
 def intro(title: str, minutes: int, text: str) -> list:
-    return [md(f"""
+    return [
+        md(f"""
 # {title}
 
 > **Research notebook** · about {minutes} minutes on a laptop CPU in full mode · offline
 
 {text.strip()}
-"""), code(SETUP)]
+"""),
+        code(SETUP),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
 def explorer_and_layer_sweep() -> list:
-    cells = intro("Hook-point experiments: the explorer and layer sweeps", 15, """
+    cells = intro(
+        "Hook-point experiments: the explorer and layer sweeps",
+        15,
+        """
 Interactive reading of a prompt with the shipped NLA (`NLAExplorer`), the `layer_sweep` view
 from `nla_lens.analysis`, and a hook-point experiment that needs no NLA at all: **how local is
 each layer?** For every layer we recompute the residual stream from only the last *n* tokens
 and measure how much of the full-context vector it recovers (fve_nrm). Where a short window
 recovers the vector, an explanation built on recent context can carry it; where it cannot, an
 NLA has to say something about the wider document.
-""")
+""",
+    )
     cells += [
-        code('''
+        code("""
 bridge = nla_lens.load_subject("smollm2-135m")
 nla = NLA.from_pretrained("smollm2-135m-L20")
 MAX_NEW = mode.pick(full=96, smoke=12)
-'''),
+"""),
         md("""
 ## The explorer
 
@@ -66,21 +73,21 @@ cosine. Click a token to sample alternative explanations of the same activation,
 The widget can also be driven from code (`explore`, `selected`, `frame`, `alternatives`), which
 is what we do below so the notebook also reads well without a live kernel.
 """),
-        code('''
+        code("""
 from nla_lens.widgets import NLAExplorer
 
 prompt = mode.pick(full="The cat sat on the mat because it was tired.", smoke="The cat sat.")
 explorer = NLAExplorer(nla, bridge, prompt=prompt, max_new_tokens=MAX_NEW, n_alternatives=mode.pick(3, 2))
 explorer
-'''),
-        code('''
+"""),
+        code("""
 frame = explorer.frame
 frame[["position", "token", "explanation", "cosine", "ok"]]
-'''),
-        code('''
+"""),
+        code("""
 explorer.selected = int(frame["position"].iloc[-1])  # as if the last token were clicked
 pd.DataFrame(explorer.alternatives)
-'''),
+"""),
         md("""
 ## Layer sweep view
 
@@ -88,13 +95,13 @@ pd.DataFrame(explorer.alternatives)
 ships with nla_lens; train more with `nla_lens.training.recipe.Recipe(name="L6", layer=6)` and
 `run_recipe`, then pass `{6: nla6, 20: nla20}`.
 """),
-        code('''
+        code("""
 from nla_lens.analysis import layer_sweep
 
 sweep = layer_sweep({nla.hook_name: nla}, bridge, prompt, position=-1, max_new_tokens=MAX_NEW, progress=False)
 display(sweep)
 sweep.frame[["hook_name", "token", "explanation", "cosine", "norm"]]
-'''),
+"""),
         md("""
 ## How local is each layer?
 
@@ -102,7 +109,7 @@ Positions come from `extract_activations` (same seed, so the same positions at e
 each position we rerun the subject on only its last *n* tokens and read the last token at every
 layer.
 """),
-        code('''
+        code("""
 from nla_lens.metrics import fve_nrm
 from nla_lens.subjects.adapters import as_subject
 
@@ -129,8 +136,8 @@ table = pd.DataFrame({n: {layer: fve_nrm(torch.stack(windowed[n][layer]), full[l
                       for n in WINDOWS})
 table.index.name, table.columns.name = "layer", "last n tokens"
 table.round(2)
-'''),
-        code('''
+"""),
+        code("""
 fig, ax = plt.subplots(figsize=(7, 4))
 for n in WINDOWS:
     ax.plot(LAYERS, table[n], marker="o", label=f"last {n} tokens")
@@ -139,7 +146,7 @@ ax.set(xlabel="layer (hook_resid_post)", ylabel="fve_nrm vs the full-context vec
        title="How much of each layer's vector the recent context recovers")
 ax.legend()
 plt.show()
-'''),
+"""),
         md("""
 **Reading it.** Early layers are nearly a function of the last few tokens; deeper layers mix in
 more of the document, so short windows recover less. The value at layer 20 with ~16 tokens is a
@@ -154,18 +161,23 @@ conservative bias.)
 
 # ---------------------------------------------------------------------------------------------
 def nla_vs_sae() -> list:
-    cells = intro("NLA explanations versus SAE features over a corpus", 20, """
+    cells = intro(
+        "NLA explanations versus SAE features over a corpus",
+        20,
+        """
 Tutorial 6 put an NLA and an SAE side by side on one prompt. Here we ask, over many held-out
 positions: **do the two lenses point at the same things?** For each position we take the NLA's
 explanation and the SAE's top features (each described by its top-activating corpus contexts),
 and measure the word overlap between the explanation and the features' contexts, against a
 shuffled pairing (explanations matched with other positions' features).
-""")
+""",
+    )
     cells += [
-        code('''
+        code("""
 import re
 
-from nla_lens.vis import top_feature_contexts, train_embedded_sae
+from nla_lens.analysis import top_feature_contexts
+from nla_lens.training.sae import train_embedded_sae
 
 bridge = nla_lens.load_subject("smollm2-135m")
 nla = NLA.from_pretrained("smollm2-135m-L20")
@@ -176,9 +188,9 @@ sae = train_embedded_sae(bridge, corpus, hook_name=nla.hook_name,
                          batch_size_tokens=256)
 contexts = top_feature_contexts(sae, bridge, corpus[: mode.pick(full=200, smoke=8)], nla.hook_name, k=5)
 print(f"SAE: {sae.cfg.d_sae} features, {len(contexts)} with contexts")
-'''),
+"""),
         md("## Explanations and features for held-out positions"),
-        code('''
+        code("""
 held_out_docs = nla_lens.load_corpus(sources=["devil"])[-mode.pick(full=40, smoke=3):]
 acts = nla_lens.extract_activations(bridge, held_out_docs, nla.hook_name, positions_per_doc=mode.pick(2, 2),
                                     progress=False)
@@ -189,14 +201,14 @@ with torch.no_grad():
 frame["token"] = acts.frame["token"].to_numpy()[frame["vector"]]
 frame["features"] = [features[i].tolist() for i in frame["vector"]]
 frame[["token", "explanation", "mse", "features"]].head()
-'''),
+"""),
         md("""
 ## Word overlap, against a shuffled pairing
 
 Content words are lower-case words of at least four letters, minus a few labels the NLA always
 writes. A feature's words are those of its top contexts.
 """),
-        code('''
+        code("""
 from nla_lens.metrics import derangement
 
 LABELS = {"recent", "context", "likely", "next", "current", "token", "explanation", "text"}
@@ -219,8 +231,8 @@ perm = derangement(len(frame), 0).tolist()
 frame["overlap"] = [overlap(e, f) for e, f in zip(frame["explanation"], frame["features"])]
 frame["overlap_shuffled"] = [overlap(e, frame["features"].iloc[j]) for e, j in zip(frame["explanation"], perm)]
 frame[["overlap", "overlap_shuffled"]].describe().loc[["count", "mean", "50%"]]
-'''),
-        code('''
+"""),
+        code("""
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 bins = [i / 10 for i in range(11)]
 axes[0].hist([frame["overlap"].dropna(), frame["overlap_shuffled"].dropna()], bins=bins,
@@ -232,12 +244,12 @@ axes[1].set(xlabel="strongest SAE feature activation", ylabel="NLA round-trip ms
             title="Are confident SAE codes easier to explain?")
 plt.tight_layout()
 plt.show()
-'''),
+"""),
         md("## Which features recur across positions?"),
-        code('''
+        code("""
 counts = pd.Series([f for ids in frame["features"] for f in ids]).value_counts().head(8)
 pd.DataFrame({"positions": counts, "top context": [(contexts.get(f) or ["(none)"])[0] for f in counts.index]})
-'''),
+"""),
         md("""
 **Reading it.** An overlap clearly above the shuffled pairing means the NLA and the SAE pick up
 shared, text-grounded content at the same positions. Features that fire almost everywhere
@@ -252,18 +264,22 @@ after GRPO) under the same SAE.
 
 # ---------------------------------------------------------------------------------------------
 def nnsight_backend() -> list:
-    cells = intro("Using an nnsight model (local, and remote on NDIF)", 10, """
+    cells = intro(
+        "Using an nnsight model (local, and remote on NDIF)",
+        10,
+        """
 nla_lens reads activations through TransformerLens or through **nnsight**. nnsight wraps a plain
 Hugging Face model and runs the same code either locally or **remotely on NDIF** (the National
 Deep Inference Fabric), which hosts models too large for a laptop. Everything here runs locally
 on the embedded model; the NDIF cell is guarded by a flag and does nothing unless you set it.
-""")
+""",
+    )
     cells += [
-        code('''
+        code("""
 model = nla_lens.load_subject("smollm2-135m", backend="nnsight")
 bridge = nla_lens.load_subject("smollm2-135m")
 type(model).__name__
-'''),
+"""),
         md("""
 ## A plain nnsight trace
 
@@ -271,7 +287,7 @@ Decoder layer K's output is `blocks.K.hook_resid_post`. We compare the two backe
 prompt (they wrap separately loaded copies of the same weights; attention kernels may round
 differently, so expect agreement to float precision, not bit for bit).
 """),
-        code('''
+        code("""
 prompt = "The cat sat on the mat because it was tired."
 with model.trace(prompt):
     layer20 = model.model.layers[20].output.save()
@@ -279,14 +295,14 @@ nn_resid = layer20[0] if isinstance(layer20, tuple) else layer20
 _, cache = bridge.run_with_cache(prompt, names_filter="blocks.20.hook_resid_post", stop_at_layer=21)
 tl_resid = cache["blocks.20.hook_resid_post"]
 print(tuple(nn_resid.shape), "max |nnsight - TransformerLens| =", (nn_resid.reshape(tl_resid.shape) - tl_resid).abs().max().item())
-'''),
+"""),
         md("""
 ## The same nla_lens calls, nnsight backend
 
 `extract_activations`, `NLA.explain` and `NLA.round_trip` accept an nnsight model wherever
 they accept a `TransformerBridge`; the extraction stops the trace after the hooked layer.
 """),
-        code('''
+        code("""
 docs = nla_lens.load_corpus(max_documents=mode.pick(full=30, smoke=4))
 acts_nn = nla_lens.extract_activations(model, docs, 20, positions_per_doc=2, progress=False)
 acts_tl = nla_lens.extract_activations(bridge, docs, 20, positions_per_doc=2, progress=False)
@@ -294,12 +310,12 @@ print("same positions:", acts_nn.frame[["doc_id", "position"]].equals(acts_tl.fr
 print("max |difference| over the dataset:", (acts_nn.vectors - acts_tl.vectors).abs().max().item(),
       "| median norm:", acts_tl.meta["norm_stats"]["median"])
 acts_nn
-'''),
-        code('''
+"""),
+        code("""
 nla = NLA.from_pretrained("smollm2-135m-L20")
 nla.explain(text=prompt, subject=model, positions=[5], max_new_tokens=mode.pick(full=96, smoke=12),
             progress=False, warn=False)[["position", "token", "explanation"]]
-'''),
+"""),
         md("""
 ## Steering through nnsight
 
@@ -307,7 +323,7 @@ nnsight can also *write* to the residual stream. Adding the AR's vector for an e
 layer 20 while the model generates is `nla_lens.analysis.steered_generate`, which works on both
 backends:
 """),
-        code('''
+        code("""
 from nla_lens.analysis import explanation_vector, steered_generate
 
 vector = explanation_vector(nla, "The text is about the ocean, waves and sailing ships.")
@@ -315,7 +331,7 @@ for coefficient in mode.pick(full=[0.0, 1.0, 2.0], smoke=[1.0]):
     text = steered_generate(model, "My favourite place is", vector, hook_name=nla.hook_name,
                             coefficient=coefficient, max_new_tokens=mode.pick(full=20, smoke=4))
     print(f"coefficient {coefficient}: {text!r}")
-'''),
+"""),
         md("""
 ## Remote: the same calls on NDIF
 
@@ -325,7 +341,7 @@ internet and a key; CI runs offline). Loading a model by name also needs the Hug
 change the first cell to `.setup(offline=False)` and restart the kernel. Use an NLA trained for
 that model and hook; the shipped one only fits SmolLM2.
 """),
-        code('''
+        code("""
 USE_NDIF = False  # set True (with internet and an NDIF key) to run remotely
 
 if USE_NDIF:
@@ -337,14 +353,17 @@ if USE_NDIF:
     display(remote_acts)
 else:
     print("NDIF disabled: set USE_NDIF = True to extract activations remotely.")
-'''),
+"""),
     ]
     return cells
 
 
 # ---------------------------------------------------------------------------------------------
 def steering() -> list:
-    cells = intro("Steering from explanations", 15, """
+    cells = intro(
+        "Steering from explanations",
+        15,
+        """
 An NLA's reconstructor turns **words into a residual-stream direction**. That makes explanations
 editable handles: take what the NLA says about a token, edit the words, let the AR turn the
 edited text into a vector, and add it to the subject while it generates. If the model's output
@@ -354,23 +373,24 @@ has learned a direction the subject itself uses.
 This notebook uses `nla_lens.analysis.steer`, which runs each prompt three ways (no steering,
 the explanation's vector, a random vector of equal norm) and measures the log-probability of the
 explanation's topic words along each continuation.
-""")
+""",
+    )
     cells += [
-        code('''
+        code("""
 from nla_lens.analysis import explanation_vector, steer
 
 bridge = nla_lens.load_subject("smollm2-135m")
 nla = NLA.from_pretrained("smollm2-135m-L20")
 MAX_NEW = mode.pick(full=24, smoke=4)
-'''),
+"""),
         md("## What the NLA says about a token"),
-        code('''
+        code("""
 text = "The sailors pulled the boat onto the beach as the waves grew higher."
 explained = nla.explain(text=text, subject=bridge, positions=[8], max_new_tokens=mode.pick(full=96, smoke=12),
                         progress=False, warn=False)
 original = explained["explanation"].iloc[0] or "The text is about sailors, a boat and waves."
 print(original)
-'''),
+"""),
         md("""
 ## Steer with the explanation, and with an edited one
 
@@ -378,7 +398,7 @@ We keep the format and swap the topic: the edited explanation talks about a kitc
 the sea. Each is scored on its own topic words (passing `topic_words` explicitly; by default
 `steer` uses the explanation's content words).
 """),
-        code('''
+        code("""
 prompts = mode.pick(full=["My favourite place is", "Yesterday I went to", "The story begins in"],
                     smoke=["My favourite place is"])
 edited = "Recent context: the cook stirred the soup in the kitchen. Likely next: pot, stove, bread."
@@ -392,12 +412,12 @@ results = {
 }
 summary = pd.DataFrame({name: r.summary for name, r in results.items()}).T
 summary[["topic_logprob_none", "topic_logprob_explanation", "topic_logprob_random", "gain_vs_none", "gain_vs_random"]]
-'''),
-        code('''
+"""),
+        code("""
 results["edited explanation (kitchen words)"].frame[["prompt", "condition", "continuation", "topic_logprob"]]
-'''),
+"""),
         md("## How strong a push? A coefficient sweep"),
-        code('''
+        code("""
 coefficients = mode.pick(full=[0.25, 0.5, 1.0, 2.0, 4.0], smoke=[0.5, 2.0])
 vector = explanation_vector(nla, edited)
 sweep = pd.DataFrame([
@@ -415,7 +435,7 @@ ax.set(xscale="log", xlabel="coefficient (1 = one typical activation norm)",
 ax.legend()
 plt.show()
 sweep[["coefficient", "gain_vs_none_fixed", "gain_vs_random_fixed"]]
-'''),
+"""),
         md("""
 **Reading it.** `*_fixed` measures score the same (unsteered) continuation under each
 condition, so they isolate how the vector shifts the next-token distribution. A gain over the
@@ -428,10 +448,12 @@ honest negative result for a small NLA.
     return cells
 
 
-
 # ---------------------------------------------------------------------------------------------
 def released_nla_on_a_gpu() -> list:
-    cells = intro("A released NLA on a GPU", 20, """
+    cells = intro(
+        "A released NLA on a GPU",
+        20,
+        """
 The paper's authors released NLAs for Qwen2.5-7B, Gemma-3-12B/27B and Llama-3.3-70B. This
 notebook picks one from nla_lens's registry, loads the subject and the NLA onto the GPU with
 `dtype` and `device_map`, explains a prompt, puts the explanations beside an SAE at the same hook,
@@ -442,7 +464,8 @@ licence. The cell that loads them is guarded by `USE_RELEASED = False`: until yo
 notebook builds an **offline stand-in**, a tiny random pair of the same architecture written in
 the published layout into a local hub cache, and runs the same calls on it. The numbers then mean
 nothing; the code path is the one a GPU run takes.
-""")
+""",
+    )
     cells += [
         md("""
 ## The registry
@@ -450,9 +473,9 @@ nothing; the code path is the one a GPU run takes.
 `nla_lens.list_pretrained()` lists every NLA that `NLA.from_pretrained(name)` knows: where its
 two halves live, the subject model and hook it explains, and whether the hub asks for a licence.
 """),
-        code('''
+        code("""
 nla_lens.list_pretrained()[["av", "ar", "subject_model", "hook_name", "d_model", "gated"]]
-'''),
+"""),
         md("""
 ## Load the subject and the NLA
 
@@ -461,7 +484,7 @@ nla_lens.list_pretrained()[["av", "ar", "subject_model", "hook_name", "d_model",
 Set `USE_RELEASED = True` (and `mode.setup(offline=False)` in the first cell, then restart) on a
 machine with a GPU and the hub.
 """),
-        code('''
+        code("""
 USE_RELEASED = False  # True: a real released pair (GPU, hub, licence); False: the offline stand-in
 NAME = "qwen2.5-7b-L20"  # any name of the table above
 
@@ -480,19 +503,19 @@ else:
     nla = NLA.from_pretrained(NAME, cache_dir=cache)
     subject = tiny_subject(nla.av.tokenizer, n_layers=2, d_model=nla.d_model)
 nla
-'''),
+"""),
         md("""
 ## Explain a prompt
 
 Each token's vector at the NLA's hook is explained by the AV and rebuilt by the AR from the
 words alone; `mse` is the normalised reconstruction error (0 is perfect, 2 is orthogonal).
 """),
-        code('''
+        code("""
 prompt = "The old sailor tied the rope to the mast before the storm"
 frame = nla.round_trip(text=prompt, subject=subject, max_new_tokens=mode.pick(full=150, smoke=8),
                        progress=False, warn=False)
 frame[["position", "token", "explanation", "mse", "cosine"]]
-'''),
+"""),
         md("""
 ## Beside an SAE at the same hook
 
@@ -500,22 +523,22 @@ With SAELens (TransformerLens 3.9) load an SAE trained at `nla.hook_name`, e.g.
 `sae_lens.SAE.from_pretrained(release, sae_id)`. Any object with `encode`, `W_dec`, `cfg.d_in`
 and `cfg.hook_name` works too (`nla_lens.sae`); the stand-in uses a random one of that interface.
 """),
-        code('''
+        code("""
+from nla_lens.analysis import side_by_side
 from nla_lens.testing import TinySAE
-from nla_lens.vis import side_by_side
 
 sae = TinySAE(nla.d_model, 64, 4, nla.hook_name)  # replace with your SAE at nla.hook_name
 view = side_by_side(nla, subject, prompt, sae=sae, positions=[3, 6], max_new_tokens=mode.pick(full=150, smoke=8),
                     progress=False, warn=False)
 view
-'''),
+"""),
         md("""
 ## Faithfulness on held-out text
 
 Activations of a few documents at the NLA's hook, then every check of the faithfulness report
 (fve_nrm beside its controls, paraphrase, ablation, grounding, the context oracle).
 """),
-        code('''
+        code("""
 from nla_lens.analysis import faithfulness_report
 
 docs = nla_lens.load_corpus(max_documents=mode.pick(full=60, smoke=4))
@@ -524,7 +547,7 @@ held = nla_lens.extract_activations(subject, docs, nla.hook_name, positions_per_
 report = faithfulness_report(nla, held, n=mode.pick(full=64, smoke=4), n_random=mode.pick(full=16, smoke=2),
                              max_new_tokens=mode.pick(full=150, smoke=8), progress=False)
 pd.Series(report.summary)
-'''),
+"""),
         md("""
 **On a GPU:** set `USE_RELEASED = True`; the 7B pair needs about 2 × 16 GB in bfloat16, the 70B
 pair several GPUs (`device_map="auto"` spreads it). `nla-lens export` writes any NLA nla_lens

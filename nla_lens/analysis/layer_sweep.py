@@ -12,13 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
-from nla_lens.subjects.hook_check import check_subject, nla_hook_name
 from nla_lens.errors import InputError
-from nla_lens.hooks import parse_hook_name
+from nla_lens.hooks import nla_hook_name, parse_hook_name
+from nla_lens.subjects.activations import prompt_activations
 from nla_lens.subjects.adapters import as_subject
+from nla_lens.subjects.hook_check import check_subject
 from nla_lens.vis.html import BASE_CSS, HTMLView, esc, unique_id
 from nla_lens.vis.side_by_side import cosine_colour
 
@@ -38,14 +38,17 @@ def _keyed(nlas: Any) -> list[tuple[str, Any]]:
             trained_at = nla_hook_name(nla)
             asked = parse_hook_name(key).name  # an int key means blocks.K.hook_resid_post
             if asked != trained_at:
-                raise InputError(f"nlas[{key!r}] is an NLA trained on {trained_at!r}, not {asked!r}; key each NLA "
-                                 "by its own layer or hook name.")
+                raise InputError(
+                    f"nlas[{key!r}] is an NLA trained on {trained_at!r}, not {asked!r}; key each NLA "
+                    "by its own layer or hook name."
+                )
             items.append((trained_at, nla))
     elif isinstance(nlas, Sequence) and not isinstance(nlas, str):
         items = [(nla_hook_name(nla), nla) for nla in nlas]
     else:
-        raise InputError(f"nlas must be an NLA, a list of NLAs or a dict {{layer or hook name: NLA}}, got "
-                         f"{type(nlas).__name__}.")
+        raise InputError(
+            f"nlas must be an NLA, a list of NLAs or a dict {{layer or hook name: NLA}}, got {type(nlas).__name__}."
+        )
     if not items:
         raise InputError("No NLAs given: pass a list of NLAs or a dict {layer or hook name: NLA}.")
     names = [name for name, _ in items]
@@ -78,22 +81,27 @@ class LayerSweep(HTMLView):
         for i, token in enumerate(self.tokens):
             shown = esc(token.replace("\n", "↵\n"))
             if i == self.position:
-                spans.append(f'<span class="nla-tok nla-explained" data-pos="{i}" style="background:#ffd33d">{shown}</span>')
+                spans.append(
+                    f'<span class="nla-tok nla-explained" data-pos="{i}" style="background:#ffd33d">{shown}</span>'
+                )
             else:
                 spans.append(f'<span class="nla-tok" data-pos="{i}">{shown}</span>')
         strip = "".join(spans)
         rows = "".join(
-            f"<tr><td class=\"nla-num\">{esc(r.hook_name)}</td><td>{esc(r.explanation)}</td>"
+            f'<tr><td class="nla-num">{esc(r.hook_name)}</td><td>{esc(r.explanation)}</td>'
             f'<td class="nla-num" style="background:{cosine_colour(r.cosine)}">{r.cosine:.3f}</td>'
             f'<td class="nla-num">{r.mse:.3f}</td><td class="nla-num">{r.norm:.1f}</td></tr>'
-            for r in self.frame.itertuples(index=False))
-        return (f'<div class="nla-vis nla-layer-sweep" data-nla-vis="layer-sweep" id="{unique_id()}">'
-                f"<style>{BASE_CSS}</style><h2>Layer sweep</h2>"
-                f'<div class="nla-meta">{esc(self.description)} · token #{self.position} '
-                f"<code>{esc(repr(self.tokens[self.position]))}</code> · {len(self.frame)} hooks</div>"
-                f'<div class="nla-strip">{strip}</div>'
-                '<table class="nla-table"><tr><th>hook</th><th>explanation</th><th>cosine</th><th>mse</th>'
-                f"<th>norm</th></tr>{rows}</table></div>")
+            for r in self.frame.itertuples(index=False)
+        )
+        return (
+            f'<div class="nla-vis nla-layer-sweep" data-nla-vis="layer-sweep" id="{unique_id()}">'
+            f"<style>{BASE_CSS}</style><h2>Layer sweep</h2>"
+            f'<div class="nla-meta">{esc(self.description)} · token #{self.position} '
+            f"<code>{esc(repr(self.tokens[self.position]))}</code> · {len(self.frame)} hooks</div>"
+            f'<div class="nla-strip">{strip}</div>'
+            '<table class="nla-table"><tr><th>hook</th><th>explanation</th><th>cosine</th><th>mse</th>'
+            f"<th>norm</th></tr>{rows}</table></div>"
+        )
 
 
 def layer_sweep(
@@ -131,20 +139,27 @@ def layer_sweep(
     checked = [(check_subject(nla, adapter)[1], nla) for _, nla in items]
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError("prompt must be a non-empty string.")
-    ids = adapter.encode(prompt, adapter.n_ctx)
-    if not -len(ids) <= position < len(ids):
-        raise InputError(f"position {position} is out of range for a prompt of {len(ids)} tokens.")
-    position = position % len(ids)
-    tokens = [adapter.tokenizer.decode([t]) for t in ids]
+    read = prompt_activations(adapter, prompt, checked[0][0], positions=[], warn=False)  # tokens only, no forward
+    if not -len(read.ids) <= position < len(read.ids):
+        raise InputError(f"position {position} is out of range for a prompt of {len(read.ids)} tokens.")
+    position = position % len(read.ids)
     round_trip_kwargs.setdefault("warn", False)
     round_trip_kwargs.setdefault("progress", False)
     rows = []
     for hook, nla in tqdm(checked, desc="layer sweep", unit="hook", disable=not progress):
-        vector = adapter.activations(torch.tensor([ids]), hook)[0, position]
+        vector = prompt_activations(adapter, prompt, hook, positions=[position], warn=False).vectors[0]
         frame = nla.round_trip(vector[None], max_new_tokens=max_new_tokens, **round_trip_kwargs)
         for record in frame.to_dict("records"):
-            rows.append({"hook_name": hook.name, "layer": hook.layer, "position": position,
-                         "token": tokens[position], "norm": float(vector.norm()), **record})
+            rows.append(
+                {
+                    "hook_name": hook.name,
+                    "layer": hook.layer,
+                    "position": position,
+                    "token": read.tokens[position],
+                    "norm": float(vector.norm()),
+                    **record,
+                }
+            )
     frame = pd.DataFrame(rows)
     frame = frame[list(SWEEP_COLUMNS) + [c for c in frame.columns if c not in SWEEP_COLUMNS]]
-    return LayerSweep(frame, tokens, position, description=f"subject {adapter.name}")
+    return LayerSweep(frame, read.tokens, position, description=f"subject {adapter.name}")

@@ -104,8 +104,10 @@ class RuleParaphraser:
         if "headings" in self.ops:
             snippets = [self._heading(s) for s in snippets]
         if "quotes" in self.ops:
-            snippets = [_QUOTED_RE.sub(lambda m: "'" + m.group(1).replace('\\"', '"') + "'", s).replace("…", "...")
-                        for s in snippets]
+            snippets = [
+                _QUOTED_RE.sub(lambda m: "'" + m.group(1).replace('\\"', '"') + "'", s).replace("…", "...")
+                for s in snippets
+            ]
         if "synonyms" in self.ops:
             snippets = [self._synonyms(s) for s in snippets]
         if "format" in self.ops:
@@ -125,19 +127,32 @@ class RuleParaphraser:
         # Only outside quotes: quoted text is the source's own words and stays verbatim.
         parts = re.split(r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")", snippet)
         for i in range(0, len(parts), 2):
-            parts[i] = re.sub(r"\b[A-Za-z]+\b",
-                              lambda m: _swap_case(SYNONYMS[m.group(0).lower()], m.group(0))
-                              if m.group(0).lower() in SYNONYMS else m.group(0), parts[i])
+            parts[i] = re.sub(
+                r"\b[A-Za-z]+\b",
+                lambda m: (
+                    _swap_case(SYNONYMS[m.group(0).lower()], m.group(0))
+                    if m.group(0).lower() in SYNONYMS
+                    else m.group(0)
+                ),
+                parts[i],
+            )
         return "".join(parts)
 
 
 def check_paraphrases(explanations: Sequence[str], paraphrases: object) -> list[str]:
-    """Validate a paraphraser's output: a list of non-empty strings, one per explanation."""
+    """Validate a paraphraser's output: a list of strings, one per explanation, each non-empty where its
+    explanation is (an empty explanation has nothing to rewrite; the AR reads both as ``"(empty)"``)."""
     if not isinstance(paraphrases, (list, tuple)) or len(paraphrases) != len(explanations):
         got = len(paraphrases) if isinstance(paraphrases, (list, tuple)) else type(paraphrases).__name__
-        raise InputError(f"The paraphraser must return a list of {len(explanations)} strings (one per "
-                         f"explanation, in order); it returned {got}.")
-    bad = [i for i, p in enumerate(paraphrases) if not isinstance(p, str) or not p.strip()]
+        raise InputError(
+            f"The paraphraser must return a list of {len(explanations)} strings (one per "
+            f"explanation, in order); it returned {got}."
+        )
+    bad = [
+        i
+        for i, (e, p) in enumerate(zip(explanations, paraphrases))
+        if not isinstance(p, str) or (not p.strip() and isinstance(e, str) and e.strip())
+    ]
     if bad:
         raise InputError(f"The paraphraser returned empty or non-string rewrites at rows {bad[:5]}.")
     return list(paraphrases)

@@ -9,7 +9,7 @@ exports to CSV, parquet and a standalone HTML page; its view is the token strip 
 
 from __future__ import annotations
 
-import warnings
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from nla_lens.subjects.hook_check import check_subject
-from nla_lens.errors import InputError, ShapeError
+from nla_lens.errors import ShapeError
 from nla_lens.metrics import normalize
+from nla_lens.subjects.activations import prompt_activations
+from nla_lens.subjects.hook_check import check_subject
 from nla_lens.vis.html import HTMLView
 
 __all__ = ["PROMPT_COLUMNS", "PromptExplanation", "explain_prompt", "token_fve"]
@@ -65,8 +66,16 @@ class PromptExplanation(HTMLView):
 
     title = "nla_lens prompt explanation"
 
-    def __init__(self, frame: pd.DataFrame, tokens: Sequence[str], *, hook_name: str, prompt: str,
-                 notices: Sequence[str] = (), description: str = ""):
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        tokens: Sequence[str],
+        *,
+        hook_name: str,
+        prompt: str,
+        notices: Sequence[str] = (),
+        description: str = "",
+    ):
         super().__init__()
         self.frame, self.tokens, self.hook_name, self.prompt = frame, list(tokens), hook_name, prompt
         self.notices, self.description = list(notices), description
@@ -82,8 +91,9 @@ class PromptExplanation(HTMLView):
 
         view = self.frame.copy()
         view["sae_features"] = [[] for _ in range(len(view))]
-        return SideBySide(view, self.tokens, hook_name=self.hook_name, notices=self.notices,
-                          description=self.description).render()
+        return SideBySide(
+            view, self.tokens, hook_name=self.hook_name, notices=self.notices, description=self.description
+        ).render()
 
     def to_csv(self, path: str | Path) -> Path:
         """Write the table as CSV; returns the path."""
@@ -136,33 +146,25 @@ def explain_prompt(
         HookNameError: The subject has no such hook.
     """
     adapter, hook = check_subject(nla, subject, hook_name)
-    if not isinstance(prompt, str):
-        raise InputError(f"prompt must be a string, got {type(prompt).__name__}.")
-    ids = adapter.encode(prompt) if prompt else []
-    notices: list[str] = []
-    if adapter.n_ctx and len(ids) > adapter.n_ctx:
-        notices.append(f"The prompt has {len(ids)} tokens, more than the model context ({adapter.n_ctx}); only the "
-                       f"first {adapter.n_ctx} are explained.")
-        warnings.warn(notices[-1], stacklevel=2)
-        ids = ids[: adapter.n_ctx]
-    tokens = [adapter.tokenizer.decode([t]) for t in ids]
-    chosen = list(range(1, len(ids))) if positions is None else [int(p) for p in positions]
-    if any(not 0 <= p < len(ids) for p in chosen):
-        raise InputError(f"positions must be token indices in 0..{len(ids) - 1} for this prompt ({len(ids)} tokens).")
+    read = prompt_activations(adapter, prompt, hook, positions)  # warns (at our caller) when cut to n_ctx
+    if positions is None and read.positions == [0]:
+        # A one-token prompt: its only token is the attention sink, never explained by default.
+        read = dataclasses.replace(read, vectors=read.vectors[:0], positions=[])
     description = f"subject {adapter.name}"
-    if not chosen:
-        empty = pd.DataFrame({c: pd.Series(dtype=float if c in ("mse", "cosine", "fve") else object)
-                              for c in PROMPT_COLUMNS})
-        return PromptExplanation(empty, tokens, hook_name=hook.name, prompt=prompt, notices=notices,
-                                 description=description)
-    acts = adapter.activations(torch.tensor([ids]), hook)[0][chosen]  # [n_positions, d_model]
+    if not read.positions:
+        empty = pd.DataFrame(
+            {c: pd.Series(dtype=float if c in ("mse", "cosine", "fve") else object) for c in PROMPT_COLUMNS}
+        )
+        return PromptExplanation(
+            empty, read.tokens, hook_name=hook.name, prompt=prompt, notices=read.notices, description=description
+        )
     round_trip_kwargs.setdefault("warn", False)
-    frame = nla.round_trip(acts, max_new_tokens=max_new_tokens, **round_trip_kwargs)
-    rows = frame["vector"].to_numpy(copy=True)
-    frame.insert(0, "position", [chosen[i] for i in rows])
-    frame.insert(1, "token", [tokens[chosen[i]] for i in rows])
-    frame["fve"] = token_fve(torch.as_tensor(frame["mse"].to_numpy(copy=True)), acts[torch.as_tensor(rows)], reference).numpy()
+    frame = nla.round_trip(read.vectors, max_new_tokens=max_new_tokens, **round_trip_kwargs)
+    read.label(frame)
+    rows = torch.as_tensor(frame["vector"].to_numpy(copy=True))
+    frame["fve"] = token_fve(torch.as_tensor(frame["mse"].to_numpy(copy=True)), read.vectors[rows], reference).numpy()
     frame = frame[list(PROMPT_COLUMNS) + [c for c in frame.columns if c not in PROMPT_COLUMNS]]
-    frame.attrs.update(prompt=prompt, hook_name=hook.name, n_tokens=len(ids))
-    return PromptExplanation(frame, tokens, hook_name=hook.name, prompt=prompt, notices=notices,
-                             description=description)
+    frame.attrs.update(prompt=prompt, hook_name=hook.name, n_tokens=len(read.ids))
+    return PromptExplanation(
+        frame, read.tokens, hook_name=hook.name, prompt=prompt, notices=read.notices, description=description
+    )

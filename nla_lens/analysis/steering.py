@@ -23,15 +23,22 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from nla_lens.subjects.hook_check import check_subject
 from nla_lens.analysis.text import content_words
 from nla_lens.errors import InputError
 from nla_lens.hooks import HookPoint
 from nla_lens.models.verbalizer import stop_token_ids
 from nla_lens.subjects.adapters import NNsightSubject, SubjectAdapter, as_subject
+from nla_lens.subjects.hook_check import check_subject
 
-__all__ = ["SteeringResult", "explanation_vector", "steer", "steered_generate", "subject_steerer", "topic_logprob",
-           "topic_token_ids"]
+__all__ = [
+    "SteeringResult",
+    "explanation_vector",
+    "steer",
+    "steered_generate",
+    "subject_steerer",
+    "topic_logprob",
+    "topic_token_ids",
+]
 
 
 # -- the vector --------------------------------------------------------------------------------
@@ -44,8 +51,9 @@ def typical_norm(nla: Any, dataset: Any = None) -> float:
             return float(median)
     scale = getattr(getattr(getattr(nla, "av", None), "cfg", None), "injection_scale", None)
     if not scale:
-        raise InputError("No typical activation norm known: pass norm=... or dataset= (an ActivationDataset "
-                         "from the NLA's hook).")
+        raise InputError(
+            "No typical activation norm known: pass norm=... or dataset= (an ActivationDataset from the NLA's hook)."
+        )
     return float(scale)
 
 
@@ -105,8 +113,9 @@ class _TransformerLensSteerer(_Steerer):
     @torch.no_grad()
     def logits(self, ids: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
         model = self.adapter.model
-        out = model.run_with_hooks(ids[None].to(self.adapter.device), fwd_hooks=self._hooks(delta),
-                                   return_type="logits")
+        out = model.run_with_hooks(
+            ids[None].to(self.adapter.device), fwd_hooks=self._hooks(delta), return_type="logits"
+        )
         return out[0].float().cpu()
 
     @torch.no_grad()
@@ -120,15 +129,17 @@ class _TransformerLensSteerer(_Steerer):
         for _ in range(max_new_tokens):
             next_token = self.logits(tokens, delta)[-1].argmax(-1, keepdim=True)
             tokens = torch.cat([tokens, next_token.to(tokens.dtype)])
-        return tokens[len(ids):]
+        return tokens[len(ids) :]
 
 
 class _NNsightSteerer(_Steerer):
     def __init__(self, adapter: NNsightSubject, hook: HookPoint):
         super().__init__(adapter, hook)
         if hook.suffix != "hook_resid_post":
-            raise InputError(f"nnsight steering writes decoder-layer outputs, i.e. blocks.K.hook_resid_post; "
-                             f"{hook.name!r} is not one. Use a TransformerLens subject for other hooks.")
+            raise InputError(
+                f"nnsight steering writes decoder-layer outputs, i.e. blocks.K.hook_resid_post; "
+                f"{hook.name!r} is not one. Use a TransformerLens subject for other hooks."
+            )
         self.layer = adapter.layer_envoy(hook.layer)
 
     def _edit(self, delta: torch.Tensor) -> None:
@@ -152,14 +163,22 @@ class _NNsightSteerer(_Steerer):
         model = self.adapter.model
         pad = self.adapter.tokenizer.pad_token_id
         # min_new_tokens: every one of the max_new_tokens steps the loop below edits must happen.
-        with model.generate(ids[None].to(self.adapter.device), max_new_tokens=max_new_tokens,
-                            min_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
-                            pad_token_id=pad if pad is not None else 0, remote=self.adapter.remote) as tracer:
+        with model.generate(
+            ids[None].to(self.adapter.device),
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=pad if pad is not None else 0,
+            remote=self.adapter.remote,
+        ) as tracer:
             if delta is not None:
                 for _ in tracer.iter[:max_new_tokens]:
                     self._edit(delta)
             result = tracer.result.save()
-        return result[0, len(ids):].cpu()
+        return result[0, len(ids) :].cpu()
 
 
 def subject_steerer(adapter: SubjectAdapter, hook: HookPoint) -> _Steerer:
@@ -180,8 +199,15 @@ def _cut_at_stop(tokens: torch.Tensor, tokenizer: Any) -> torch.Tensor:
 
 
 # -- public verbs --------------------------------------------------------------------------------
-def steered_generate(subject: Any, prompt: str, vector: torch.Tensor | None, *, hook_name: str | int,
-                     coefficient: float = 1.0, max_new_tokens: int = 24) -> str:
+def steered_generate(
+    subject: Any,
+    prompt: str,
+    vector: torch.Tensor | None,
+    *,
+    hook_name: str | int,
+    coefficient: float = 1.0,
+    max_new_tokens: int = 24,
+) -> str:
     """Greedy continuation of ``prompt`` with ``coefficient * vector`` added at ``hook_name``.
 
     Args:
@@ -223,8 +249,16 @@ def topic_token_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
     return ids
 
 
-def topic_logprob(subject: Any, text_ids: torch.Tensor, start: int, topic_ids: Sequence[int], *,
-                  vector: torch.Tensor | None = None, hook_name: str | int, coefficient: float = 1.0) -> float:
+def topic_logprob(
+    subject: Any,
+    text_ids: torch.Tensor,
+    start: int,
+    topic_ids: Sequence[int],
+    *,
+    vector: torch.Tensor | None = None,
+    hook_name: str | int,
+    coefficient: float = 1.0,
+) -> float:
     """Mean log-probability that the next token is a topic word, along positions ``start..T-1``.
 
     At each position ``t`` of the continuation the (steered) model's next-token distribution,
@@ -253,8 +287,9 @@ def topic_logprob(subject: Any, text_ids: torch.Tensor, start: int, topic_ids: S
 def _delta(vector: torch.Tensor, coefficient: float, d_model: int) -> torch.Tensor:
     vector = torch.as_tensor(vector).float().reshape(-1)
     if vector.shape[0] != d_model:
-        raise InputError(f"The steering vector has {vector.shape[0]} dimensions; the subject's residual stream has "
-                         f"{d_model}.")
+        raise InputError(
+            f"The steering vector has {vector.shape[0]} dimensions; the subject's residual stream has {d_model}."
+        )
     return coefficient * vector
 
 
@@ -286,8 +321,10 @@ class SteeringResult:
 
     def __repr__(self) -> str:
         s = self.summary
-        return (f"SteeringResult(topic_words={self.topic_words[:6]}, gain_vs_none={s.get('gain_vs_none', math.nan):.3f}, "
-                f"gain_vs_random={s.get('gain_vs_random', math.nan):.3f})")
+        return (
+            f"SteeringResult(topic_words={self.topic_words[:6]}, gain_vs_none={s.get('gain_vs_none', math.nan):.3f}, "
+            f"gain_vs_random={s.get('gain_vs_random', math.nan):.3f})"
+        )
 
     def _repr_html_(self) -> str:
         return f"<b>{self!r}</b>" + self.frame.to_html(index=False)
@@ -342,8 +379,11 @@ def steer(
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise InputError("Pass at least one prompt.")
-    steer_vector = (explanation_vector(nla, explanation, norm=norm, dataset=dataset) if vector is None
-                    else _delta(vector, 1.0, adapter.d_model))
+    steer_vector = (
+        explanation_vector(nla, explanation, norm=norm, dataset=dataset)
+        if vector is None
+        else _delta(vector, 1.0, adapter.d_model)
+    )
     words = list(dict.fromkeys(topic_words if topic_words is not None else content_words(explanation)))
     topic_ids = topic_token_ids(adapter.tokenizer, words)
     if not topic_ids:
@@ -363,18 +403,27 @@ def steer(
         for name, vec in conditions.items():
             delta = None if vec is None else coefficient * vec
             own = torch.cat([ids, continuations[name]])
-            rows.append({
-                "prompt": prompt, "condition": name, "coefficient": 0.0 if vec is None else float(coefficient),
-                "continuation": adapter.tokenizer.decode(_cut_at_stop(continuations[name], adapter.tokenizer).tolist(),
-                                                         skip_special_tokens=True),
-                "topic_logprob": _topic_logprob(steerer, own, len(ids), topic_ids, delta),
-                "topic_logprob_fixed": _topic_logprob(steerer, fixed, len(ids), topic_ids, delta),
-            })
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "condition": name,
+                    "coefficient": 0.0 if vec is None else float(coefficient),
+                    "continuation": adapter.tokenizer.decode(
+                        _cut_at_stop(continuations[name], adapter.tokenizer).tolist(), skip_special_tokens=True
+                    ),
+                    "topic_logprob": _topic_logprob(steerer, own, len(ids), topic_ids, delta),
+                    "topic_logprob_fixed": _topic_logprob(steerer, fixed, len(ids), topic_ids, delta),
+                }
+            )
     bar.close()
     frame = pd.DataFrame(rows)
     means = frame.groupby("condition")[["topic_logprob", "topic_logprob_fixed"]].mean()
-    summary: dict[str, Any] = {"coefficient": float(coefficient), "norm": float(steer_vector.norm()),
-                               "n_prompts": len(prompts), "hook_name": hook.name}
+    summary: dict[str, Any] = {
+        "coefficient": float(coefficient),
+        "norm": float(steer_vector.norm()),
+        "n_prompts": len(prompts),
+        "hook_name": hook.name,
+    }
     for measure, suffix in (("topic_logprob", ""), ("topic_logprob_fixed", "_fixed")):
         for name in conditions:
             summary[f"{measure}_{name}"] = float(means.loc[name, measure])
@@ -383,7 +432,8 @@ def steer(
     return SteeringResult(frame, summary, steer_vector, words)
 
 
-def _topic_logprob(steerer: _Steerer, ids: torch.Tensor, start: int, topic_ids: list[int],
-                   delta: torch.Tensor | None) -> float:
+def _topic_logprob(
+    steerer: _Steerer, ids: torch.Tensor, start: int, topic_ids: list[int], delta: torch.Tensor | None
+) -> float:
     logp = steerer.logits(ids, delta)[start - 1 : len(ids) - 1].log_softmax(dim=-1)
     return float(logp[:, topic_ids].logsumexp(dim=-1).mean())

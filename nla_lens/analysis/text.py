@@ -85,8 +85,7 @@ def content_words(text: str, *, drop_headings: bool = True, min_length: int = 3)
     words: list[str] = []
     for piece in pieces:
         body = _HEADING_RE.sub("", piece, count=1) if drop_headings and heading_of(piece) else piece
-        words += [w.lower() for w in WORD_RE.findall(body)
-                  if len(w) >= min_length and w.lower() not in STOPWORDS]
+        words += [w.lower() for w in WORD_RE.findall(body) if len(w) >= min_length and w.lower() not in STOPWORDS]
     return words
 
 

@@ -33,9 +33,7 @@ def _records() -> tuple[dict[str, str], ...]:
         return tuple(json.loads(line) for line in f if line.strip())
 
 
-def load_corpus(
-    sources: Sequence[str] | None = None, *, max_documents: int | None = None
-) -> list[str]:
+def load_corpus(sources: Sequence[str] | None = None, *, max_documents: int | None = None) -> list[str]:
     """Return the texts of the embedded corpus, in file order.
 
     Args:
@@ -54,9 +52,7 @@ def load_corpus(
     if sources is not None:
         unknown = sorted(set(sources) - set(SOURCES))
         if unknown:
-            raise InputError(
-                f"unknown corpus source(s) {unknown}; valid sources are {list(SOURCES)}"
-            )
+            raise InputError(f"unknown corpus source(s) {unknown}; valid sources are {list(SOURCES)}")
     if max_documents is not None and max_documents < 0:
         raise InputError(f"max_documents must be >= 0 or None, got {max_documents}")
     wanted = set(SOURCES if sources is None else sources)

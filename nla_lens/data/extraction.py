@@ -54,9 +54,7 @@ def assign_splits(doc_ids: np.ndarray, splits: Mapping[str, float], seed: int) -
     bounds = np.cumsum([v / total for v in splits.values()]) * len(order)
     starts = np.concatenate([[0], np.round(bounds[:-1])]).astype(int)
     ends = np.concatenate([np.round(bounds[:-1]), [len(order)]]).astype(int)
-    return {
-        int(doc): name for name, a, b in zip(splits, starts, ends) for doc in order[a:b]
-    }
+    return {int(doc): name for name, a, b in zip(splits, starts, ends) for doc in order[a:b]}
 
 
 def extract_activations(
@@ -108,8 +106,12 @@ def extract_activations(
     if hook_name is None:
         hook_name = default_layer(subject.n_layers)
     hook = subject.resolve_hook(hook_name)
-    for arg, value, low in (("positions_per_doc", positions_per_doc, 1), ("batch_size", batch_size, 1),
-                            ("min_position", min_position, 0), ("max_length", max_length, 2)):
+    for arg, value, low in (
+        ("positions_per_doc", positions_per_doc, 1),
+        ("batch_size", batch_size, 1),
+        ("min_position", min_position, 0),
+        ("max_length", max_length, 2),
+    ):
         if not isinstance(value, int) or value < low:
             raise InputError(f"{arg} must be an int >= {low}, got {value!r}.")
     if subject.n_ctx and max_length > subject.n_ctx:
@@ -123,7 +125,9 @@ def extract_activations(
     skipped: list[int] = []
     for doc_id, text in enumerate(documents):
         ids = subject.encode(text, max_length)
-        positions = sample_positions(ids, positions_per_doc, min_position, special, np.random.default_rng([seed, doc_id]))
+        positions = sample_positions(
+            ids, positions_per_doc, min_position, special, np.random.default_rng([seed, doc_id])
+        )
         if len(positions) == 0:
             skipped.append(doc_id)
             continue
@@ -145,8 +149,7 @@ def extract_activations(
         only_splits = [only_splits] if isinstance(only_splits, str) else list(only_splits)
         unknown = set(only_splits) - set(splits)
         if unknown or not only_splits:
-            raise InputError(f"only_splits must name splits of {sorted(splits)}, "
-                             f"got {sorted(only_splits)}.")
+            raise InputError(f"only_splits must name splits of {sorted(splits)}, got {sorted(only_splits)}.")
         encoded = {d: ids for d, ids in encoded.items() if split_of[d] in only_splits}
         if not encoded:
             raise InputError(f"No document falls in the splits {sorted(only_splits)}; pass more documents.")
@@ -168,14 +171,16 @@ def extract_activations(
             ids = encoded[doc_id]
             for position in chosen[doc_id].tolist():
                 vectors.append(acts[row, position])
-                rows.append({
-                    "doc_id": doc_id,
-                    "split": split_of[doc_id],
-                    "position": position,
-                    "token_id": ids[position],
-                    "token": subject.tokenizer.decode([ids[position]]),
-                    "prefix": subject.tokenizer.decode(ids[: position + 1], skip_special_tokens=True),
-                })
+                rows.append(
+                    {
+                        "doc_id": doc_id,
+                        "split": split_of[doc_id],
+                        "position": position,
+                        "token_id": ids[position],
+                        "token": subject.tokenizer.decode([ids[position]]),
+                        "prefix": subject.tokenizer.decode(ids[: position + 1], skip_special_tokens=True),
+                    }
+                )
         bar.update(len(batch))
     bar.close()
 
@@ -194,9 +199,13 @@ def extract_activations(
         "documents": len(documents),
         "skipped_documents": len(skipped),
         "settings": {
-            "positions_per_doc": positions_per_doc, "min_position": min_position, "max_length": max_length,
-            "seed": seed, "splits": splits,
-            "only_splits": sorted(only_splits) if only_splits is not None else None, "prepend_bos": subject.prepend_bos,
+            "positions_per_doc": positions_per_doc,
+            "min_position": min_position,
+            "max_length": max_length,
+            "seed": seed,
+            "splits": splits,
+            "only_splits": sorted(only_splits) if only_splits is not None else None,
+            "prepend_bos": subject.prepend_bos,
         },
     }
     return ActivationDataset(stacked, frame, meta)

@@ -40,7 +40,6 @@ def as_texts(texts: Any, text_column: str = "text") -> list[str]:
     for index, item in enumerate(documents):
         if not isinstance(item, str):
             raise InputError(
-                f"texts[{index}] is a {type(item).__name__} ({item!r:.60}), not a string. "
-                "Pass documents as strings."
+                f"texts[{index}] is a {type(item).__name__} ({item!r:.60}), not a string. Pass documents as strings."
             )
     return documents

@@ -94,8 +94,10 @@ def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     def walk(module: torch.nn.Module, prefix: str) -> None:
         if isinstance(module, BaseTunerLayer):
             if not isinstance(module, LoraLayer):
-                raise InputError(f"{type(module).__name__} at {prefix[:-1]!r} is not a LoRA layer; the vLLM engine "
-                                 "merges LoRA adapters only. Merge the adapters first (merge_and_unload).")
+                raise InputError(
+                    f"{type(module).__name__} at {prefix[:-1]!r} is not a LoRA layer; the vLLM engine "
+                    "merges LoRA adapters only. Merge the adapters first (merge_and_unload)."
+                )
             base = module.get_base_layer()
             params = {k: v.detach() for k, v in base.state_dict().items()}
             if not module.merged and not getattr(module, "disable_adapters", False):
@@ -107,8 +109,11 @@ def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             return
         if isinstance(module, ModulesToSaveWrapper):
             active = module.active_adapter if isinstance(module.active_adapter, str) else module.active_adapter[0]
-            inner = module.original_module if module.disable_adapters or active not in module.modules_to_save \
+            inner = (
+                module.original_module
+                if module.disable_adapters or active not in module.modules_to_save
                 else module.modules_to_save[active]
+            )
             walk(inner, prefix)
             return
         for name, param in module._parameters.items():
@@ -184,10 +189,14 @@ class VLLMEngine:
             self._write_weights(config=True)
             av.tokenizer.save_pretrained(self.folder)
             kwargs: dict[str, Any] = dict(
-                model=str(self.folder), dtype=str(self.dtype).removeprefix("torch."), enable_prompt_embeds=True,
-                enable_prefix_caching=True, block_size=self.block_size,
+                model=str(self.folder),
+                dtype=str(self.dtype).removeprefix("torch."),
+                enable_prompt_embeds=True,
+                enable_prefix_caching=True,
+                block_size=self.block_size,
                 # Our SamplingParams say everything: no sampling defaults from a generation_config.json.
-                generation_config="vllm", seed=0,
+                generation_config="vllm",
+                seed=0,
             )
             if gpu_memory_utilization is not None:
                 kwargs["gpu_memory_utilization"] = gpu_memory_utilization
@@ -220,7 +229,9 @@ class VLLMEngine:
                     continue
                 tensor = tensor.clone()
             seen.setdefault(key, name)
-            out[name] = tensor.to(device="cpu", dtype=self.dtype if tensor.is_floating_point() else tensor.dtype).contiguous()
+            out[name] = tensor.to(
+                device="cpu", dtype=self.dtype if tensor.is_floating_point() else tensor.dtype
+            ).contiguous()
         tmp = self.folder / (WEIGHTS_FILE + ".tmp")
         save_file(out, str(tmp), metadata={"format": "pt"})
         os.replace(tmp, self.folder / WEIGHTS_FILE)
@@ -271,9 +282,16 @@ class VLLMEngine:
         stops = self.av.stop_ids
         common = dict(max_tokens=max_new_tokens, stop_token_ids=stops, detokenize=False)
         if do_sample:
-            params = [self._SamplingParams(temperature=temperature, top_p=top_p, top_k=0,
-                                           seed=None if seeds is None else int(seeds[i]), **common)
-                      for i in range(len(vectors))]
+            params = [
+                self._SamplingParams(
+                    temperature=temperature,
+                    top_p=top_p,
+                    top_k=0,
+                    seed=None if seeds is None else int(seeds[i]),
+                    **common,
+                )
+                for i in range(len(vectors))
+            ]
         else:
             params = self._SamplingParams(temperature=0.0, **common)
         outputs = self.llm.generate([{"prompt_embeds": e} for e in embeds], params, use_tqdm=False)

@@ -65,8 +65,10 @@ def export_merged(nla: NLA, path: str | Path, *, overwrite: bool = False) -> Pat
 def _check_target(path: Path, *, overwrite: bool) -> None:
     """Refuse targets that cannot hold the export, or whose content the export would delete."""
     if path.exists() and not path.is_dir():
-        raise InputError(f"Cannot export into {str(path)!r}: it exists as a file. Pass a folder path "
-                         "(it is created; it will hold av/ and ar/).")
+        raise InputError(
+            f"Cannot export into {str(path)!r}: it exists as a file. Pass a folder path "
+            "(it is created; it will hold av/ and ar/)."
+        )
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -74,8 +76,10 @@ def _check_target(path: Path, *, overwrite: bool) -> None:
             break
     # The atomic swap replaces the whole folder, so an unrelated folder's files would be lost.
     if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise InputError(f"Cannot export into {str(path)!r}: the folder is not empty and exporting replaces "
-                         "its whole content. Choose a new folder, or pass overwrite=True (--overwrite).")
+        raise InputError(
+            f"Cannot export into {str(path)!r}: the folder is not empty and exporting replaces "
+            "its whole content. Choose a new folder, or pass overwrite=True (--overwrite)."
+        )
 
 
 def _merged_copy(model: nn.Module) -> tuple[nn.Module, bool]:
@@ -128,9 +132,7 @@ def _export_ar(ar: ActivationReconstructor, folder: Path) -> Path:
     # K+1 blocks, weights plus final norm, head, tokenizer, sidecar). Its __init__ finds the final
     # norm already replaced by the identity, so the live AR's saved norm weights are handed over.
     # Without a merge the backbone is the live one: __init__ only re-sets its identity lm_head.
-    full = ActivationReconstructor(backbone, ar.tokenizer, meta, copy.deepcopy(ar.value_head),
-                                   max_length=ar.max_length)
+    full = ActivationReconstructor(backbone, ar.tokenizer, meta, copy.deepcopy(ar.value_head), max_length=ar.max_length)
     dtype = next(backbone.parameters()).dtype  # the norm was set aside before any later cast
     full._final_norm_state = {k: v.to(dtype) for k, v in ar._final_norm_state.items()}
     return full.save_pretrained(folder)
-

@@ -18,11 +18,23 @@ from nla_lens.schema import NLAMeta
 from nla_lens.subjects.embedded import is_embedded_name, load_embedded_hf
 
 ADAPTER_CONFIG = "adapter_config.json"
-_PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin", "value_head.bin", "value_head.pt")
+_PICKLE_FILES = (
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.bin",
+    "value_head.bin",
+    "value_head.pt",
+)
 
 
-def load_base_lm(name_or_path: str, *, dtype: torch.dtype | str | None = torch.float32, cache_dir: Any = None,
-                 device_map: Any = None, n_blocks: int | None = None):
+def load_base_lm(
+    name_or_path: str,
+    *,
+    dtype: torch.dtype | str | None = torch.float32,
+    cache_dir: Any = None,
+    device_map: Any = None,
+    n_blocks: int | None = None,
+):
     """Load an HF causal LM and its tokenizer; the embedded name loads offline.
 
     Args:
@@ -43,8 +55,9 @@ def load_base_lm(name_or_path: str, *, dtype: torch.dtype | str | None = torch.f
 
     extra = {} if n_blocks is None else {"num_hidden_layers": int(n_blocks)}
     try:
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype or "auto", device_map=device_map,
-                                                     use_safetensors=True, **extra)
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=dtype or "auto", device_map=device_map, use_safetensors=True, **extra
+        )
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except OSError as exc:
         raise CheckpointError(f"Could not load base model {name_or_path!r}: {exc}") from exc
@@ -91,8 +104,10 @@ def adapter_base(path: Path, provenance: dict[str, Any]) -> str | None:
         return None
     base = provenance.get("base_model") or json.loads(config.read_text()).get("base_model_name_or_path")
     if not base:
-        raise CheckpointError(f"{path} holds LoRA adapters but names no base model: set provenance.base_model "
-                              "in its nla_meta.yaml (e.g. 'smollm2-135m').")
+        raise CheckpointError(
+            f"{path} holds LoRA adapters but names no base model: set provenance.base_model "
+            "in its nla_meta.yaml (e.g. 'smollm2-135m')."
+        )
     return base
 
 
@@ -107,8 +122,15 @@ def recorded_blocks(path: Path) -> int | None:
     return int(blocks) if blocks else None
 
 
-def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype | str | None = None,
-                   device_map: Any = None, is_trainable: bool = False, n_blocks: int | None = None):
+def load_lm_folder(
+    path: Path,
+    provenance: dict[str, Any],
+    *,
+    dtype: torch.dtype | str | None = None,
+    device_map: Any = None,
+    is_trainable: bool = False,
+    n_blocks: int | None = None,
+):
     """Load the causal LM of an AV/AR folder: a full HF model, or PEFT adapters over a named base.
 
     The folder's own tokenizer is used when it has one; an adapter folder may leave it out and
@@ -130,13 +152,17 @@ def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype
     base = adapter_base(path, provenance)
     recorded = recorded_blocks(path) if base is not None else None
     if recorded is not None and n_blocks is None and NLAMeta.load(path).role == "ar":
-        raise CheckpointError(f"{path} holds LoRA adapters for a base truncated to {recorded} blocks (its config.json), "
-                              "so it is an AR and cannot load as a full model. Load it with "
-                              "ActivationReconstructor.from_pretrained or NLA.from_pretrained; for a full folder other "
-                              "tools read, run nla-lens export.")
+        raise CheckpointError(
+            f"{path} holds LoRA adapters for a base truncated to {recorded} blocks (its config.json), "
+            "so it is an AR and cannot load as a full model. Load it with "
+            "ActivationReconstructor.from_pretrained or NLA.from_pretrained; for a full folder other "
+            "tools read, run nla-lens export."
+        )
     if recorded is not None and n_blocks is not None and recorded != n_blocks:
-        raise CheckpointError(f"{path} records a base of {recorded} blocks (config.json) but its sidecar keeps "
-                              f"{n_blocks} (extraction layer {n_blocks - 1}); fix extraction.layer or the config.")
+        raise CheckpointError(
+            f"{path} records a base of {recorded} blocks (config.json) but its sidecar keeps "
+            f"{n_blocks} (extraction layer {n_blocks - 1}); fix extraction.layer or the config."
+        )
     if base is not None:
         from peft import PeftModel
 
@@ -145,8 +171,9 @@ def load_lm_folder(path: Path, provenance: dict[str, Any], *, dtype: torch.dtype
             model = truncate_causal_lm(model, n_blocks)  # the embedded base loads whole from its cache
         model = PeftModel.from_pretrained(model, path, is_trainable=is_trainable)
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto", device_map=device_map,
-                                                     use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype or "auto", device_map=device_map, use_safetensors=True
+        )
         tokenizer = None
     if (path / "tokenizer_config.json").is_file() or tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(path)

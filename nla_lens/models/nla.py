@@ -13,10 +13,10 @@ from typing import Any
 import pandas as pd
 import torch
 
+from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CheckpointError, InputError
 from nla_lens.injection import choose_marker
 from nla_lens.metrics import score_round_trip
-from nla_lens.atomic import atomic_folder
 from nla_lens.models.loading import load_base_lm, text_config
 from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.models.verbalizer import RESPONSE_PREFIX, ActivationVerbalizer
@@ -38,11 +38,15 @@ class NLA:
 
     def __init__(self, av: ActivationVerbalizer, ar: ActivationReconstructor):
         if av.d_model != ar.d_model:
-            raise CheckpointError(f"The AV explains d_model={av.d_model} vectors but the AR predicts d_model={ar.d_model}: "
-                                  "the halves come from different NLAs; load a matching av/ar pair.")
+            raise CheckpointError(
+                f"The AV explains d_model={av.d_model} vectors but the AR predicts d_model={ar.d_model}: "
+                "the halves come from different NLAs; load a matching av/ar pair."
+            )
         if av.cfg.layer is not None and ar.cfg.layer is not None and av.cfg.layer != ar.cfg.layer:
-            raise CheckpointError(f"The AV was trained at layer {av.cfg.layer} but the AR at layer {ar.cfg.layer}: the "
-                                  "halves come from different NLAs; load a matching av/ar pair.")
+            raise CheckpointError(
+                f"The AV was trained at layer {av.cfg.layer} but the AR at layer {ar.cfg.layer}: the "
+                "halves come from different NLAs; load a matching av/ar pair."
+            )
         self.av = av
         self.ar = ar
 
@@ -64,8 +68,10 @@ class NLA:
         return self.ar.cfg.layer
 
     def __repr__(self) -> str:
-        return (f"NLA(subject={self.av.cfg.subject_model!r}, hook_name={self.hook_name!r}, d_model={self.d_model}, "
-                f"marker={self.av.cfg.tokens.injection_char!r}, injection_scale={self.av.cfg.injection_scale})")
+        return (
+            f"NLA(subject={self.av.cfg.subject_model!r}, hook_name={self.hook_name!r}, d_model={self.d_model}, "
+            f"marker={self.av.cfg.tokens.injection_char!r}, injection_scale={self.av.cfg.injection_scale})"
+        )
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -95,24 +101,38 @@ class NLA:
         """
         if injection_scale is None:
             if base != "smollm2-135m":
-                raise InputError("Pass injection_scale= (about the median norm of your vectors, e.g. "
-                                 "dataset.meta['norm_stats']['median']).")
+                raise InputError(
+                    "Pass injection_scale= (about the median norm of your vectors, e.g. "
+                    "dataset.meta['norm_stats']['median'])."
+                )
             injection_scale = EMBEDDED_INJECTION_SCALE
         (av_model, av_tok), (ar_model, ar_tok) = base_models or (load_base_lm(base), load_base_lm(base))
         marker = choose_marker(av_tok)
-        fields = dict(layer=layer, hook_name=hook_name or f"blocks.{layer}.hook_resid_post",
-                      subject_model=subject_model or base, provenance={"base_model": base, "stage": "untrained"})
+        fields = dict(
+            layer=layer,
+            hook_name=hook_name or f"blocks.{layer}.hook_resid_post",
+            subject_model=subject_model or base,
+            provenance={"base_model": base, "stage": "untrained"},
+        )
         d = text_config(av_model).hidden_size
-        av_meta = NLAMeta.for_tokenizer(av_tok, role="av", d_model=d, injection_scale=injection_scale,
-                                        marker=marker, av_prefill=RESPONSE_PREFIX, **fields)
+        av_meta = NLAMeta.for_tokenizer(
+            av_tok,
+            role="av",
+            d_model=d,
+            injection_scale=injection_scale,
+            marker=marker,
+            av_prefill=RESPONSE_PREFIX,
+            **fields,
+        )
         ar_meta = NLAMeta.for_tokenizer(ar_tok, role="ar", d_model=d, injection_scale=None, marker=marker, **fields)
         av = ActivationVerbalizer(av_model, av_tok, av_meta)
         ar = ActivationReconstructor.from_base(ar_model, ar_tok, ar_meta)
         return cls(av, ar)
 
     # -- use ------------------------------------------------------------------------------------
-    def explain(self, vectors: Any = None, *, text: str | None = None, positions: Any = None,
-                subject: Any = None, **kwargs: Any) -> pd.DataFrame:
+    def explain(
+        self, vectors: Any = None, *, text: str | None = None, positions: Any = None, subject: Any = None, **kwargs: Any
+    ) -> pd.DataFrame:
         """Explanations of vectors, or of a text's tokens via the subject model.
 
         Args:
@@ -143,8 +163,9 @@ class NLA:
         """Vectors ``[N, d_model]`` rebuilt from explanations by the AR."""
         return self.ar.reconstruct(explanations, **kwargs)
 
-    def round_trip(self, vectors: Any = None, *, text: str | None = None, positions: Any = None,
-                   subject: Any = None, **kwargs: Any) -> pd.DataFrame:
+    def round_trip(
+        self, vectors: Any = None, *, text: str | None = None, positions: Any = None, subject: Any = None, **kwargs: Any
+    ) -> pd.DataFrame:
         """Explain, reconstruct, and score each vector (or each chosen token of ``text``).
 
         Args:
@@ -177,9 +198,17 @@ class NLA:
         return Path(path)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path | None = None, *, av: str | Path | None = None,
-                        ar: str | Path | None = None, cache_dir: str | Path | None = None,
-                        revision: str | None = None, token: str | bool | None = None, **kwargs: Any) -> NLA:
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path | None = None,
+        *,
+        av: str | Path | None = None,
+        ar: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        **kwargs: Any,
+    ) -> NLA:
         """Load an NLA: by registry name, hub id, local folder, or its two halves separately.
 
         Args:
@@ -221,14 +250,19 @@ class NLA:
                 av_dir, ar_dir = folder / "av", folder / "ar"
                 if (folder / "nla_meta.yaml").is_file() and not av_dir.is_dir():
                     role = NLAMeta.load(folder).role or "one half"
-                    raise CheckpointError(f"{name} holds one half of an NLA ({role}), not the pair: pass both "
-                                          "halves as NLA.from_pretrained(av=..., ar=...) (released pairs are two "
-                                          "repos), or use a registry name (nla_lens.list_pretrained()).")
+                    raise CheckpointError(
+                        f"{name} holds one half of an NLA ({role}), not the pair: pass both "
+                        "halves as NLA.from_pretrained(av=..., ar=...) (released pairs are two "
+                        "repos), or use a registry name (nla_lens.list_pretrained())."
+                    )
                 for role, sub in (("av", av_dir), ("ar", ar_dir)):
                     if not sub.is_dir():
                         raise CheckpointError(
                             f"{name} is not an NLA folder: {role}/ is missing. An NLA folder holds av/ and ar/, each "
                             "an HF folder with nla_meta.yaml; for a pair kept in two places pass av=... and ar=..., "
-                            "or use a registry name (nla_lens.list_pretrained()).")
-        return cls(ActivationVerbalizer.from_pretrained(av_dir, **kwargs),
-                   ActivationReconstructor.from_pretrained(ar_dir, **kwargs))
+                            "or use a registry name (nla_lens.list_pretrained())."
+                        )
+        return cls(
+            ActivationVerbalizer.from_pretrained(av_dir, **kwargs),
+            ActivationReconstructor.from_pretrained(ar_dir, **kwargs),
+        )

@@ -19,6 +19,9 @@ def pretrained_dir(name: str = DEFAULT) -> Path:
 
 def load_pretrained_nla(path_or_name: str | None = None, **kwargs: Any) -> NLA:
     """Deprecated alias of :meth:`NLA.from_pretrained` (same arguments)."""
-    warnings.warn("load_pretrained_nla is deprecated; use nla_lens.NLA.from_pretrained(name_or_path).",
-                  DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "load_pretrained_nla is deprecated; use nla_lens.NLA.from_pretrained(name_or_path).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return NLA.from_pretrained(path_or_name, **kwargs)

@@ -56,25 +56,34 @@ class ActivationReconstructor(nn.Module):
     Args:
         causal_lm: An HF causal LM already truncated to ``K + 1`` blocks (optionally a PEFT model).
         tokenizer: Its tokenizer.
-        meta: The sidecar (``role="ar"``), validated here against the tokenizer and config.
+        cfg: The config (an :class:`~nla_lens.schema.NLAMeta` with ``role="ar"``, saved as the sidecar file
+            ``nla_meta.yaml``), validated here against the tokenizer and the model config.
         value_head: The ``Linear(d, d, bias=False)`` head; identity-initialised when ``None``.
         max_length: Longest AR prompt in tokens; longer explanations are cut with a warning.
     """
 
-    def __init__(self, causal_lm: nn.Module, tokenizer: Any, meta: NLAMeta, value_head: nn.Linear | None = None,
-                 *, max_length: int = 512):
+    def __init__(
+        self,
+        causal_lm: nn.Module,
+        tokenizer: Any,
+        cfg: NLAMeta,
+        value_head: nn.Linear | None = None,
+        *,
+        max_length: int = 512,
+    ):
         super().__init__()
-        if meta.role != "ar":
-            raise CheckpointError(f"ActivationReconstructor needs an AR sidecar (role 'ar'), got {meta.role!r}.")
+        if cfg.role != "ar":
+            raise CheckpointError(f"ActivationReconstructor needs an AR sidecar (role 'ar'), got {cfg.role!r}.")
         config = text_config(causal_lm)
-        meta.validate(tokenizer, d_model=config.hidden_size, n_hidden_layers=config.num_hidden_layers)
-        if meta.mse_scale is None or abs(meta.mse_scale - math.sqrt(meta.d_model)) > 1e-6 * math.sqrt(meta.d_model):
+        cfg.validate(tokenizer, d_model=config.hidden_size, n_hidden_layers=config.num_hidden_layers)
+        if cfg.mse_scale is None or abs(cfg.mse_scale - math.sqrt(cfg.d_model)) > 1e-6 * math.sqrt(cfg.d_model):
             # nla_lens scores on unit vectors (normalised MSE = 2(1 - cos)), which equals the
             # published per-dimension MSE at norm sqrt(d) exactly; any other scale would change the loss.
             raise CheckpointError(
-                f"extraction.mse_scale is {meta.mse_scale!r}, but nla_lens trains and scores the AR on vectors "
-                f"normalised to sqrt(d_model) = {math.sqrt(meta.d_model):g} (the published setting). Set it to "
-                "sqrt_d_model if the AR was trained that way; other scales are not supported.")
+                f"extraction.mse_scale is {cfg.mse_scale!r}, but nla_lens trains and scores the AR on vectors "
+                f"normalised to sqrt(d_model) = {math.sqrt(cfg.d_model):g} (the published setting). Set it to "
+                "sqrt_d_model if the AR was trained that way; other scales are not supported."
+            )
         base = causal_lm.get_base_model() if hasattr(causal_lm, "get_base_model") else causal_lm
         inner = decoder_stack(base)
         # Keep the original final norm aside so save_pretrained writes a complete folder.
@@ -95,7 +104,7 @@ class ActivationReconstructor(nn.Module):
                 value_head.weight.copy_(torch.eye(d))
         self.value_head = value_head.to(next(causal_lm.parameters()).dtype)
         self.tokenizer = tokenizer
-        self.cfg = meta
+        self.cfg = cfg
         self.max_length = max_length
 
     @property
@@ -113,11 +122,11 @@ class ActivationReconstructor(nn.Module):
         return next(self.parameters()).device
 
     @classmethod
-    def from_base(cls, causal_lm: nn.Module, tokenizer: Any, meta: NLAMeta, **kwargs: Any) -> ActivationReconstructor:
+    def from_base(cls, causal_lm: nn.Module, tokenizer: Any, cfg: NLAMeta, **kwargs: Any) -> ActivationReconstructor:
         """Build an untrained AR from a full base LM: truncate to ``K + 1`` blocks, identity head."""
-        if meta.layer is None:
-            raise InputError("The AR sidecar needs the extraction layer K (meta.layer).")
-        return cls(truncate_causal_lm(causal_lm, meta.layer + 1), tokenizer, meta, **kwargs)
+        if cfg.layer is None:
+            raise InputError("The AR sidecar needs the extraction layer K (cfg.layer).")
+        return cls(truncate_causal_lm(causal_lm, cfg.layer + 1), tokenizer, cfg, **kwargs)
 
     # -- text -> tokens ---------------------------------------------------------------------
     def encode(self, explanations: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,16 +144,21 @@ class ActivationReconstructor(nn.Module):
         cut = 0
         for index, text in enumerate(explanations):
             if not isinstance(text, str) or not text.strip():
-                raise InputError(f"explanations[{index}] is empty or not a string ({text!r:.40}); "
-                                 "an AR needs text to reconstruct from.")
+                raise InputError(
+                    f"explanations[{index}] is empty or not a string ({text!r:.40}); "
+                    "an AR needs text to reconstruct from."
+                )
             ids = self.tokenizer(self.cfg.ar_template.format(explanation=text), add_special_tokens=True)["input_ids"]
             if len(ids) > self.max_length:
                 ids = self._truncate(text)
                 cut += 1
             rows.append(ids)
         if cut:
-            warnings.warn(f"{cut} explanation(s) longer than the AR's {self.max_length}-token context were "
-                          "truncated (the template's closing tokens are kept).", stacklevel=3)
+            warnings.warn(
+                f"{cut} explanation(s) longer than the AR's {self.max_length}-token context were "
+                "truncated (the template's closing tokens are kept).",
+                stacklevel=3,
+            )
         width = max(map(len, rows))
         input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -217,9 +231,16 @@ class ActivationReconstructor(nn.Module):
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype | str | None = None,
-                        device: str | torch.device | None = None, device_map: Any = None,
-                        is_trainable: bool = False, **kwargs: Any) -> ActivationReconstructor:
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        dtype: torch.dtype | str | None = None,
+        device: str | torch.device | None = None,
+        device_map: Any = None,
+        is_trainable: bool = False,
+        **kwargs: Any,
+    ) -> ActivationReconstructor:
         """Load an AR folder (published layout or PEFT adapter) with its sidecar, validated.
 
         Only the K+1 kept blocks are ever built: a full folder holds just those, and the base of
@@ -244,13 +265,21 @@ class ActivationReconstructor(nn.Module):
         head_file = path / VALUE_HEAD_FILE
         if not head_file.is_file():
             raise CheckpointError(f"{path} has no {VALUE_HEAD_FILE}: the AR's trained head is missing.")
-        model, tokenizer = load_lm_folder(path, meta.provenance, dtype=dtype, device_map=device_map,
-                                          is_trainable=is_trainable, n_blocks=meta.n_kept_blocks)
+        model, tokenizer = load_lm_folder(
+            path,
+            meta.provenance,
+            dtype=dtype,
+            device_map=device_map,
+            is_trainable=is_trainable,
+            n_blocks=meta.n_kept_blocks,
+        )
         weight = load_file(str(head_file)).get("weight")
         d = text_config(model).hidden_size
         if weight is None or tuple(weight.shape) != (d, d):
-            raise CheckpointError(f"{head_file} must hold one 'weight' of shape [{d}, {d}], got "
-                                  f"{None if weight is None else tuple(weight.shape)}.")
+            raise CheckpointError(
+                f"{head_file} must hold one 'weight' of shape [{d}, {d}], got "
+                f"{None if weight is None else tuple(weight.shape)}."
+            )
         head = nn.Linear(d, d, bias=False)
         with torch.no_grad():
             head.weight.copy_(weight)

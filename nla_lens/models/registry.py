@@ -84,9 +84,11 @@ def get_pretrained(name: str) -> PretrainedEntry:
     """
     entries = _entries()
     if name not in entries:
-        raise CheckpointError(f"No pretrained NLA named {name!r} in the registry. Known names: "
-                              f"{', '.join(sorted(entries))} (nla_lens.list_pretrained() shows them). A hub id "
-                              "looks like 'org/repo'; a local folder must exist.")
+        raise CheckpointError(
+            f"No pretrained NLA named {name!r} in the registry. Known names: "
+            f"{', '.join(sorted(entries))} (nla_lens.list_pretrained() shows them). A hub id "
+            "looks like 'org/repo'; a local folder must exist."
+        )
     return entries[name]
 
 
@@ -101,8 +103,13 @@ def list_pretrained() -> Any:
     return pd.DataFrame([asdict(entry) for entry in _entries().values()]).set_index("name")
 
 
-def resolve_source(source: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None,
-                   revision: str | None = None, token: str | bool | None = None) -> Path:
+def resolve_source(
+    source: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+) -> Path:
     """A local folder for one AV/AR source: ``package:<folder>``, an existing folder, or a hub id.
 
     Hub ids are fetched with ``huggingface_hub.snapshot_download`` (safetensors, configs, the
@@ -115,10 +122,11 @@ def resolve_source(source: str | os.PathLike[str], *, cache_dir: str | os.PathLi
     """
     text = os.fspath(source)
     if text.startswith(_PACKAGE_PREFIX):
-        folder = Path(str(resources.files("nla_lens") / "pretrained" / text[len(_PACKAGE_PREFIX):]))
+        folder = Path(str(resources.files("nla_lens") / "pretrained" / text[len(_PACKAGE_PREFIX) :]))
         if not folder.is_dir():
-            raise CheckpointError(f"The packaged NLA folder {folder} is missing from this installation; "
-                                  "reinstall nla_lens.")
+            raise CheckpointError(
+                f"The packaged NLA folder {folder} is missing from this installation; reinstall nla_lens."
+            )
         return folder
     path = Path(text).expanduser()
     if path.is_dir():
@@ -139,20 +147,22 @@ def _snapshot(repo_id: str, *, cache_dir: Any, revision: str | None, token: Any)
 
     patterns = ["*.safetensors", "*.json", "*.yaml", "*.txt", "*.model", "*.jinja", "tokenizer*"]
     try:
-        return Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, token=token,
-                                      allow_patterns=patterns))
+        return Path(
+            snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, token=token, allow_patterns=patterns)
+        )
     except GatedRepoError:  # before RepositoryNotFoundError: it is a subclass
         raise CheckpointError(
             f"The hub repo {repo_id!r} is gated: accept its licence on its hub page while logged in, then give "
             "this machine a token (huggingface-cli login, or HF_TOKEN, or token=...)."
         ) from None  # the hub's own traceback adds nothing to this
     except (RepositoryNotFoundError, RevisionNotFoundError):
-        raise CheckpointError(f"The hub has no repo {repo_id!r}{f' at revision {revision!r}' if revision else ''} "
-                              "(or it is private and this machine has no token for it).") from None
+        raise CheckpointError(
+            f"The hub has no repo {repo_id!r}{f' at revision {revision!r}' if revision else ''} "
+            "(or it is private and this machine has no token for it)."
+        ) from None
     except LocalEntryNotFoundError:
         raise CheckpointError(
             f"{repo_id!r} is not a local folder, and as a hub id it is not in the local Hugging Face cache while the "
             "hub cannot be reached (HF_HUB_OFFLINE is set, or there is no network). Check the path, or download it "
             "once where the hub is reachable; later loads read the cache."
         ) from None
-

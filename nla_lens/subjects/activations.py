@@ -53,9 +53,15 @@ class PromptActivations:
         return frame
 
 
-def prompt_activations(subject: Any, prompt: str, hook: str | int | HookPoint,
-                       positions: Sequence[int] | None = None, *, warn: bool = True,
-                       stacklevel: int = 2) -> PromptActivations:
+def prompt_activations(
+    subject: Any,
+    prompt: str,
+    hook: str | int | HookPoint,
+    positions: Sequence[int] | None = None,
+    *,
+    warn: bool = True,
+    stacklevel: int = 2,
+) -> PromptActivations:
     """Read ``prompt`` at one hook of the subject model.
 
     Args:
@@ -82,8 +88,10 @@ def prompt_activations(subject: Any, prompt: str, hook: str | int | HookPoint,
     ids = adapter.encode(prompt) if prompt else []
     notices: list[str] = []
     if adapter.n_ctx and len(ids) > adapter.n_ctx:
-        notices.append(f"The prompt has {len(ids)} tokens, more than the model context ({adapter.n_ctx}); only the "
-                       f"first {adapter.n_ctx} are read.")
+        notices.append(
+            f"The prompt has {len(ids)} tokens, more than the model context ({adapter.n_ctx}); only the "
+            f"first {adapter.n_ctx} are read."
+        )
         if warn:
             warnings.warn(notices[-1], stacklevel=stacklevel + 1)
         ids = ids[: adapter.n_ctx]
@@ -93,8 +101,9 @@ def prompt_activations(subject: Any, prompt: str, hook: str | int | HookPoint,
     else:
         chosen = [int(p) for p in positions]
     if any(not 0 <= p < len(ids) for p in chosen):
-        raise InputError(f"positions must be token indices in 0..{len(ids) - 1} for this prompt ({len(ids)} tokens), "
-                         f"got {chosen}.")
+        raise InputError(
+            f"positions must be token indices in 0..{len(ids) - 1} for this prompt ({len(ids)} tokens), got {chosen}."
+        )
     if chosen:
         vectors = adapter.activations(torch.tensor([ids]), point)[0][chosen]  # [n_positions, d_model]
     else:

@@ -31,9 +31,7 @@ class SubjectAdapter(ABC):
 
     def __init__(self, model: Any, tokenizer: Any):
         if tokenizer is None:
-            raise InputError(
-                f"The {type(model).__name__} has no tokenizer. Pass tokenizer=... (an HF tokenizer)."
-            )
+            raise InputError(f"The {type(model).__name__} has no tokenizer. Pass tokenizer=... (an HF tokenizer).")
         self.model = model
         self.tokenizer = tokenizer
 
@@ -207,9 +205,7 @@ class NNsightSubject(SubjectAdapter):
 
     def hook_names(self) -> list[str]:
         return [
-            f"blocks.{k}.{suffix}"
-            for k in range(self.n_layers)
-            for suffix in ("hook_resid_pre", "hook_resid_post")
+            f"blocks.{k}.{suffix}" for k in range(self.n_layers) for suffix in ("hook_resid_pre", "hook_resid_post")
         ]
 
     @property
@@ -221,8 +217,10 @@ class NNsightSubject(SubjectAdapter):
 
     def token_embeddings(self) -> torch.Tensor:
         if self.remote:
-            raise InputError("The input embeddings of a remote (NDIF) model are not read here; load the model "
-                             "locally (remote=False) for the current-token baseline.")
+            raise InputError(
+                "The input embeddings of a remote (NDIF) model are not read here; load the model "
+                "locally (remote=False) for the current-token baseline."
+            )
         return self.hf_model.get_input_embeddings().weight.detach().float().cpu()
 
     def layer_envoy(self, index: int) -> Any:

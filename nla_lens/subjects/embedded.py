@@ -120,7 +120,9 @@ def embedded_model_dir(cache_dir: str | os.PathLike | None = None, *, rebuild: b
     folder = Path(cache_dir or default_cache_dir()).expanduser() / f"smollm2-135m-instruct-{key}"
     if rebuild or not _cache_is_valid(folder, key):
         if folder.exists() and not rebuild:
-            warnings.warn(f"The embedded-model cache at {folder} is incomplete or corrupted; rebuilding it.")
+            warnings.warn(
+                f"The embedded-model cache at {folder} is incomplete or corrupted; rebuilding it.", stacklevel=2
+            )
         try:
             _build_cache(gguf, folder, key)
         except OSError as exc:
@@ -152,7 +154,7 @@ def load_embedded_hf(cache_dir: str | os.PathLike | None = None, *, attn_impleme
         model = AutoModelForCausalLM.from_pretrained(folder, dtype="float32", **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as exc:  # a cache that passed the size check but does not parse
-        warnings.warn(f"The embedded-model cache at {folder} could not be loaded ({exc}); rebuilding it.")
+        warnings.warn(f"The embedded-model cache at {folder} could not be loaded ({exc}); rebuilding it.", stacklevel=2)
         folder = embedded_model_dir(cache_dir, rebuild=True)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype="float32", **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(folder)

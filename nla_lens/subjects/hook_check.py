@@ -38,17 +38,24 @@ def check_subject(nla: Any, subject: Any, hook_name: str | int | None = None) ->
     if hook_name is not None:
         asked = parse_hook_name(hook_name, adapter.n_layers).name
         if asked != trained_at:
-            raise InputError(f"This NLA was trained on {trained_at!r}, not {asked!r}: its explanations only mean "
-                             f"something for vectors of its own hook. Use an NLA trained at {asked!r} (or pass "
-                             f"hook_name={trained_at!r}).")
+            raise InputError(
+                f"This NLA was trained on {trained_at!r}, not {asked!r}: its explanations only mean "
+                f"something for vectors of its own hook. Use an NLA trained at {asked!r} (or pass "
+                f"hook_name={trained_at!r})."
+            )
     hook = adapter.resolve_hook(trained_at)  # HookNameError when the subject lacks the hook
     if adapter.d_model != nla.d_model:
-        raise InputError(f"The subject's d_model is {adapter.d_model} but this NLA explains {nla.d_model}-wide "
-                         f"vectors: it was trained on another model ({_subject_name(nla)!r}).")
+        raise InputError(
+            f"The subject's d_model is {adapter.d_model} but this NLA explains {nla.d_model}-wide "
+            f"vectors: it was trained on another model ({_subject_name(nla)!r})."
+        )
     expected = _subject_name(nla)
     if expected and expected != adapter.name and expected not in adapter.name:
-        warnings.warn(f"This NLA was trained on subject {expected!r}; the subject given is {adapter.name!r}. "
-                      "Same width and hook, so it runs, but explanations may not transfer.", stacklevel=3)
+        warnings.warn(
+            f"This NLA was trained on subject {expected!r}; the subject given is {adapter.name!r}. "
+            "Same width and hook, so it runs, but explanations may not transfer.",
+            stacklevel=3,
+        )
     return adapter, hook
 
 

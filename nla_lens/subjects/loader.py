@@ -104,8 +104,9 @@ def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir, 
         # boot_transformers reads the config by name; for the embedded model that is the cache folder.
         boot_name = str(embedded_model_dir(cache_dir)) if embedded else name
         placement = {"device_map": device_map} if device_map is not None and hf_model is None else {"device": device}
-        bridge = TransformerBridge.boot_transformers(boot_name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype,
-                                                     **placement)
+        bridge = TransformerBridge.boot_transformers(
+            boot_name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype, **placement
+        )
         if embedded or getattr(bridge.tokenizer, "bos_token_id", None) is None:
             bridge.cfg.default_prepend_bos = False  # SmolLM2 has no BOS in training data
         return bridge
@@ -118,18 +119,23 @@ def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir, 
                 "backend='hooked' only loads official TransformerLens model names (e.g. 'gpt2'); "
                 "use backend='bridge' for the embedded model or any local Hugging Face model."
             )
-        return HookedTransformer.from_pretrained_no_processing(
-            name, device=device, dtype=dtype, tokenizer=tokenizer
-        )
+        return HookedTransformer.from_pretrained_no_processing(name, device=device, dtype=dtype, tokenizer=tokenizer)
     try:
         from nnsight.modeling.transformers import TransformersModel
     except ImportError as exc:
-        raise MissingDependencyError(f"backend='nnsight' needs nnsight ({exc}): pip install 'nla_lens[nnsight]'.") from exc
+        raise MissingDependencyError(
+            f"backend='nnsight' needs nnsight ({exc}): pip install 'nla_lens[nnsight]'."
+        ) from exc
 
     if hf_model is not None:
         return TransformersModel(hf_model, tokenizer=tokenizer)
     from transformers import AutoTokenizer
 
     # task= and tokenizer= given: nnsight would otherwise ask the hub for both, which fails offline.
-    return TransformersModel(name, task="text-generation", tokenizer=tokenizer or AutoTokenizer.from_pretrained(name),
-                             device_map=device_map if device_map is not None else str(device), dtype=dtype)
+    return TransformersModel(
+        name,
+        task="text-generation",
+        tokenizer=tokenizer or AutoTokenizer.from_pretrained(name),
+        device_map=device_map if device_map is not None else str(device),
+        dtype=dtype,
+    )

@@ -16,8 +16,9 @@ from nla_lens.testing.tokenizers import tiny_tokenizer_with_bos
 __all__ = ["stand_in_for_release", "tiny_released_pair"]
 
 
-def tiny_released_pair(architecture: str, *, layer: int = 1, d_model: int = 32, injection_scale: float = 7.0,
-                       seed: int = 0) -> NLA:
+def tiny_released_pair(
+    architecture: str, *, layer: int = 1, d_model: int = 32, injection_scale: float = 7.0, seed: int = 0
+) -> NLA:
     """An untrained NLA whose halves have a released pair's architecture (BOS-adding tokenizers).
 
     Args:
@@ -36,8 +37,9 @@ def tiny_released_pair(architecture: str, *, layer: int = 1, d_model: int = 32, 
     fields = dict(layer=layer, subject_model=f"tiny-{architecture}")
     av_meta = NLAMeta.for_tokenizer(tok_av, role="av", d_model=d_model, injection_scale=injection_scale, **fields)
     ar_meta = NLAMeta.for_tokenizer(tok_ar, role="ar", d_model=d_model, injection_scale=None, **fields)
-    return NLA(ActivationVerbalizer(av_model, tok_av, av_meta),
-               ActivationReconstructor.from_base(ar_model, tok_ar, ar_meta))
+    return NLA(
+        ActivationVerbalizer(av_model, tok_av, av_meta), ActivationReconstructor.from_base(ar_model, tok_ar, ar_meta)
+    )
 
 
 def stand_in_for_release(architecture: str, cache_dir: str | Path, **kwargs) -> str:
@@ -55,7 +57,14 @@ def stand_in_for_release(architecture: str, cache_dir: str | Path, **kwargs) -> 
     for role, repo in repos.items():
         add_to_hub_cache(staging / role, cache_dir, repo)
     name = f"tiny-{architecture}-L{layer}"
-    register_pretrained(name, av=repos["av"], ar=repos["ar"], subject_model=f"tiny-{architecture}",
-                        hook_name=f"blocks.{layer}.hook_resid_post", layer=layer, d_model=nla.d_model,
-                        notes="offline stand-in of a released pair (random weights)")
+    register_pretrained(
+        name,
+        av=repos["av"],
+        ar=repos["ar"],
+        subject_model=f"tiny-{architecture}",
+        hook_name=f"blocks.{layer}.hook_resid_post",
+        layer=layer,
+        d_model=nla.d_model,
+        notes="offline stand-in of a released pair (random weights)",
+    )
     return name

@@ -26,8 +26,9 @@ class TinySAE(torch.nn.Module):
         seed: Seed of the random directions.
     """
 
-    def __init__(self, d_in: int, d_sae: int, k: int, hook_name: str, *, W_dec: torch.Tensor | None = None,
-                 seed: int = 0):
+    def __init__(
+        self, d_in: int, d_sae: int, k: int, hook_name: str, *, W_dec: torch.Tensor | None = None, seed: int = 0
+    ):
         super().__init__()
         if W_dec is None:
             W_dec = torch.randn(d_sae, d_in, generator=torch.Generator().manual_seed(seed))

@@ -17,8 +17,15 @@ from nla_lens.data.dataset import ActivationDataset, norm_stats
 WORDS = ("cat", "dog", "bird", "park")
 
 
-def concept_dataset(n: int = 64, d_model: int = 64, *, words: Sequence[str] = WORDS, noise: float = 0.5,
-                    scale: float = 3.0, seed: int = 0) -> tuple[ActivationDataset, list[str]]:
+def concept_dataset(
+    n: int = 64,
+    d_model: int = 64,
+    *,
+    words: Sequence[str] = WORDS,
+    noise: float = 0.5,
+    scale: float = 3.0,
+    seed: int = 0,
+) -> tuple[ActivationDataset, list[str]]:
     """``n`` vectors ``[n, d_model]`` around ``len(words)`` centroids, and one explanation each.
 
     Returns:
@@ -29,10 +36,16 @@ def concept_dataset(n: int = 64, d_model: int = 64, *, words: Sequence[str] = WO
     labels = torch.arange(n) % len(words)
     vectors = centroids[labels] + noise * torch.randn(n, d_model, generator=generator)
     explanations = [f"the {words[i]}" for i in labels.tolist()]
-    frame = pd.DataFrame({
-        "doc_id": range(n), "split": "rl", "position": 10, "token_id": labels.tolist(),
-        "token": [words[i] for i in labels.tolist()], "prefix": explanations,
-        "norm": vectors.norm(dim=-1).numpy(),
-    })
+    frame = pd.DataFrame(
+        {
+            "doc_id": range(n),
+            "split": "rl",
+            "position": 10,
+            "token_id": labels.tolist(),
+            "token": [words[i] for i in labels.tolist()],
+            "prefix": explanations,
+            "norm": vectors.norm(dim=-1).numpy(),
+        }
+    )
     meta = {"subject": "synthetic", "hook_name": "blocks.1.hook_resid_post", "norm_stats": norm_stats(vectors)}
     return ActivationDataset(vectors, frame, meta), explanations

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["CHATML_TEMPLATE", "TINY_CORPUS", "tiny_tokenizer", "tiny_tokenizer_with_bos", "tiny_tokenizer_with_cjk_marker"]
+__all__ = [
+    "CHATML_TEMPLATE",
+    "TINY_CORPUS",
+    "tiny_tokenizer",
+    "tiny_tokenizer_with_bos",
+    "tiny_tokenizer_with_cjk_marker",
+]
 
 #: ChatML template (the SmolLM2 / Qwen format), no system prompt injected.
 CHATML_TEMPLATE = (
@@ -126,7 +132,8 @@ def tiny_tokenizer_with_bos(**kwargs):
     tokenizer = tiny_tokenizer(marker_tokens=(*markers, "<bos>"), **kwargs)
     bos_id = tokenizer.convert_tokens_to_ids("<bos>")
     tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", bos_id)])
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", bos_id)]
+    )
     tokenizer.bos_token = "<bos>"
     tokenizer.chat_template = "{{ bos_token }}" + CHATML_TEMPLATE
     return tokenizer

@@ -38,10 +38,10 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm.auto import tqdm
 
-from nla_lens.errors import CheckpointError, InputError
 from nla_lens.atomic import atomic_folder
+from nla_lens.errors import CheckpointError, InputError
 from nla_lens.jsonable import json_safe
-from nla_lens.training.callbacks import StopFileCallback, TrainerCallback
+from nla_lens.training.callbacks import TrainerCallback
 from nla_lens.training.checkpoint import STATE_FILE, load_optimizer, load_rng, save_optimizer, save_rng
 
 if TYPE_CHECKING:
@@ -116,7 +116,9 @@ class Trainer:
 
         self.config = config or self.config_class()
         if not isinstance(self.config, self.config_class):
-            raise InputError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(self.config).__name__}.")
+            raise InputError(
+                f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(self.config).__name__}."
+            )
         self.accelerator = Accelerator()
         self.generator = torch.Generator().manual_seed(self.config.seed)
         torch.manual_seed(self.config.seed)
@@ -138,9 +140,11 @@ class Trainer:
 
     def _check_divides(self, n: int, what: str) -> None:
         if n % self.world_size:
-            raise InputError(f"{what}={n} does not split across {self.world_size} processes. Use a multiple of "
-                             f"{self.world_size} (the global batch stays {what}; each process takes {what} / "
-                             f"{self.world_size}), or launch with a number of processes that divides {n}.")
+            raise InputError(
+                f"{what}={n} does not split across {self.world_size} processes. Use a multiple of "
+                f"{self.world_size} (the global batch stays {what}; each process takes {what} / "
+                f"{self.world_size}), or launch with a number of processes that divides {n}."
+            )
 
     def _shard(self, indices: torch.Tensor) -> torch.Tensor:
         """This process's contiguous share of a global batch of indices ``[B]`` -> ``[B / N]``."""
@@ -246,8 +250,14 @@ class Trainer:
         self._callbacks("on_eval", metrics)
         return metrics
 
-    def train(self, n_steps: int, *, progress: bool = True, callbacks: Iterable[TrainerCallback] = (),
-              dashboard: bool | NLADashboard = False) -> pd.DataFrame:
+    def train(
+        self,
+        n_steps: int,
+        *,
+        progress: bool = True,
+        callbacks: Iterable[TrainerCallback] = (),
+        dashboard: bool | NLADashboard = False,
+    ) -> pd.DataFrame:
         """Run ``n_steps`` steps with a progress bar; Ctrl-C (or ``request_stop``) stops cleanly.
 
         Args:
@@ -276,13 +286,21 @@ class Trainer:
                 if self._stop_agreed():
                     break
                 metrics = self.step()
-                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()
-                                 if k in self.progress_keys and isinstance(v, float) and math.isfinite(v)})
+                bar.set_postfix(
+                    {
+                        k: f"{v:.3g}"
+                        for k, v in metrics.items()
+                        if k in self.progress_keys and isinstance(v, float) and math.isfinite(v)
+                    }
+                )
                 bar.update()
         except KeyboardInterrupt:
             where = f"; the last checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
-            warnings.warn(f"Training interrupted during step {self.step_count + 1}; history holds the "
-                          f"{self.step_count} completed steps{where}.", stacklevel=2)
+            warnings.warn(
+                f"Training interrupted during step {self.step_count + 1}; history holds the "
+                f"{self.step_count} completed steps{where}.",
+                stacklevel=2,
+            )
         finally:
             bar.close()
             self._callbacks("on_train_end")
@@ -312,10 +330,19 @@ class Trainer:
                 for name, optimizer in self._optimizers().items():
                     save_optimizer(optimizer, tmp, f"optimizer_{name}")
                 save_rng(tmp, self.generator)
-                (tmp / STATE_FILE).write_text(json.dumps(json_safe({
-                    "trainer": type(self).__name__, "step": self.step_count, "world_size": self.world_size,
-                    "config": self.config.to_dict(), "history": self.records,
-                })))
+                (tmp / STATE_FILE).write_text(
+                    json.dumps(
+                        json_safe(
+                            {
+                                "trainer": type(self).__name__,
+                                "step": self.step_count,
+                                "world_size": self.world_size,
+                                "config": self.config.to_dict(),
+                                "history": self.records,
+                            }
+                        )
+                    )
+                )
             self._prune_checkpoints(path.parent)
         self.accelerator.wait_for_everyone()
         self.last_checkpoint = path
@@ -348,15 +375,19 @@ class Trainer:
                 f"Cannot resume from {path}: it was written by a run of {saved_world} process(es), and this run has "
                 f"{self.world_size}. Each process trains on its own shard of every batch, so another number of "
                 f"processes would not continue the run identically. Resume with `accelerate launch --num_processes "
-                f"{saved_world} ...` (or from one process when it was 1), or start a new run.")
+                f"{saved_world} ...` (or from one process when it was 1), or start a new run."
+            )
         differing = {
-            k: (state["config"].get(k), v) for k, v in self.config.to_dict().items()
+            k: (state["config"].get(k), v)
+            for k, v in self.config.to_dict().items()
             if k not in self.config.RESUMABLE and json_safe(state["config"].get(k)) != json_safe(v)
         }
         if differing:
             listed = ", ".join(f"{k} (checkpoint {a!r}, now {b!r})" for k, (a, b) in differing.items())
-            raise CheckpointError(f"Cannot resume from {path}: the config differs in {listed}. "
-                                  "Use the checkpoint's config, or start a new run.")
+            raise CheckpointError(
+                f"Cannot resume from {path}: the config differs in {listed}. "
+                "Use the checkpoint's config, or start a new run."
+            )
         for name, module in self._modules().items():
             _load_module(self.accelerator.unwrap_model(module), path / f"{name}.safetensors")
         for name, optimizer in self._optimizers().items():
@@ -369,8 +400,10 @@ class Trainer:
     def _prune_checkpoints(self, folder: Path) -> None:
         if not self.config.keep_checkpoints:
             return
-        found = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                       key=lambda p: int(p.name.split("-")[-1]))
+        found = sorted(
+            (p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+            key=lambda p: int(p.name.split("-")[-1]),
+        )
         for old in found[: -self.config.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
 

@@ -57,16 +57,23 @@ def load_optimizer(optimizer: torch.optim.Optimizer, folder: Path, name: str) ->
 def save_rng(folder: Path, generator: torch.Generator) -> None:
     """Save the global torch/numpy/python RNG states and the trainer's data generator."""
     np_state = np.random.get_state()
-    save_file({
-        "torch": torch.get_rng_state(),
-        "generator": generator.get_state(),
-        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-    }, str(folder / RNG_FILE))
+    save_file(
+        {
+            "torch": torch.get_rng_state(),
+            "generator": generator.get_state(),
+            "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        },
+        str(folder / RNG_FILE),
+    )
     py_state = random.getstate()
-    (folder / "rng_state.json").write_text(json.dumps({
-        "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
-        "python": [py_state[0], list(py_state[1]), py_state[2]],
-    }))
+    (folder / "rng_state.json").write_text(
+        json.dumps(
+            {
+                "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+                "python": [py_state[0], list(py_state[1]), py_state[2]],
+            }
+        )
+    )
 
 
 def load_rng(folder: Path, generator: torch.Generator) -> None:

@@ -32,15 +32,15 @@ import torch
 
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError, ShapeError
-from nla_lens.models.nla import NLA
 from nla_lens.metrics import normalized_mse
+from nla_lens.models.nla import NLA
 from nla_lens.models.verbalizer import ENGINES
+from nla_lens.modes import evaluating
 from nla_lens.sampling import sample_seeds
 from nla_lens.training.base import Trainer, TrainerConfig
-from nla_lens.training.losses import WORST_MSE, clipped_surrogate, group_advantages, kl_penalty, rewards_from_mse
 from nla_lens.training.lora import apply_lora
-from nla_lens.modes import evaluating
-from nla_lens.training.sft import round_trip_metrics
+from nla_lens.training.losses import WORST_MSE, clipped_surrogate, group_advantages, kl_penalty, rewards_from_mse
+from nla_lens.training.sft import held_out_metrics
 
 
 @dataclasses.dataclass
@@ -104,19 +104,31 @@ class GRPOTrainer(Trainer):
     config_class = GRPOConfig
     progress_keys = ("reward_mean", "kl", "eval_fve_nrm")
 
-    def __init__(self, nla: NLA, dataset: ActivationDataset, config: GRPOConfig | None = None, *,
-                 eval_dataset: ActivationDataset | None = None, reference: Any = None, callbacks=(),
-                 resume_from=None):
+    def __init__(
+        self,
+        nla: NLA,
+        dataset: ActivationDataset,
+        config: GRPOConfig | None = None,
+        *,
+        eval_dataset: ActivationDataset | None = None,
+        reference: Any = None,
+        callbacks=(),
+        resume_from=None,
+    ):
         super().__init__(config, callbacks)
         for name, data in (("training", dataset), ("eval", eval_dataset)):
             if data is not None and data.d_model != nla.d_model:
-                raise ShapeError(f"The {name} dataset holds vectors of width {data.d_model}, but this NLA explains "
-                                 f"d_model={nla.d_model}. Extract activations at {nla.hook_name} of its subject.")
+                raise ShapeError(
+                    f"The {name} dataset holds vectors of width {data.d_model}, but this NLA explains "
+                    f"d_model={nla.d_model}. Extract activations at {nla.hook_name} of its subject."
+                )
         self.nla, self.dataset, self.eval_dataset = nla, dataset, eval_dataset
         self._check_divides(self.config.n_vectors, "n_vectors")
         if self.config.engine != "hf" and self.world_size > 1:
-            raise InputError(f"engine={self.config.engine!r} samples in one process; under accelerate launch "
-                             f"({self.world_size} processes) use engine='hf'.")
+            raise InputError(
+                f"engine={self.config.engine!r} samples in one process; under accelerate launch "
+                f"({self.world_size} processes) use engine='hf'."
+            )
         if self.config.lora_r:
             nla.av.model = apply_lora(nla.av.model, self.config.lora_r)
             nla.ar.backbone = apply_lora(nla.ar.backbone, self.config.lora_r)
@@ -125,14 +137,17 @@ class GRPOTrainer(Trainer):
         self.reference.eval().requires_grad_(False)
         nla.av.model.train()
         nla.ar.train()
-        self.av_optimizer = torch.optim.AdamW([p for p in nla.av.model.parameters() if p.requires_grad],
-                                              lr=self.config.av_lr, weight_decay=0.0)
-        self.ar_optimizer = torch.optim.AdamW([p for p in nla.ar.parameters() if p.requires_grad],
-                                              lr=self.config.ar_lr, weight_decay=0.0)
+        self.av_optimizer = torch.optim.AdamW(
+            [p for p in nla.av.model.parameters() if p.requires_grad], lr=self.config.av_lr, weight_decay=0.0
+        )
+        self.ar_optimizer = torch.optim.AdamW(
+            [p for p in nla.ar.parameters() if p.requires_grad], lr=self.config.ar_lr, weight_decay=0.0
+        )
         # The NLA keeps its plain modules (generation, reconstruct, the injection hook); the
         # training forwards run through what accelerate made of them (DDP under accelerate launch).
         self._av_train, self._ar_train, self.av_optimizer, self.ar_optimizer = self.accelerator.prepare(
-            nla.av.model, nla.ar, self.av_optimizer, self.ar_optimizer)
+            nla.av.model, nla.ar, self.av_optimizer, self.ar_optimizer
+        )
         self.last_samples: pd.DataFrame | None = None
         if resume_from is not None:
             self.load_checkpoint(resume_from)
@@ -144,7 +159,9 @@ class GRPOTrainer(Trainer):
         return {"av": self.av_optimizer, "ar": self.ar_optimizer}
 
     # -- one step ------------------------------------------------------------------------------
-    def _sample(self, vectors: torch.Tensor, seeds: list[int]) -> tuple[list[list[int]], list[str], torch.Tensor, torch.Tensor]:
+    def _sample(
+        self, vectors: torch.Tensor, seeds: list[int]
+    ) -> tuple[list[list[int]], list[str], torch.Tensor, torch.Tensor]:
         """Sample one response per row of ``vectors [N, d]`` (row ``i`` seeded with ``seeds[i]``).
 
         Returns:
@@ -154,8 +171,12 @@ class GRPOTrainer(Trainer):
         av = self.nla.av
         with evaluating(av.model):
             tokens, _ = av.engine(self.config.engine).generate(
-                vectors, max_new_tokens=self.config.max_new_tokens, do_sample=True,
-                temperature=self.config.temperature, seeds=seeds)
+                vectors,
+                max_new_tokens=self.config.max_new_tokens,
+                do_sample=True,
+                temperature=self.config.temperature,
+                seeds=seeds,
+            )
         responses, texts, failed = [], [], []
         for ids in tokens.tolist():
             row = av.describe(ids)
@@ -215,15 +236,26 @@ class GRPOTrainer(Trainer):
 
         all_rewards, all_mse, all_failed = (self._gather(t) for t in (rewards, mse, failed))
         all_ok = (~all_failed).nonzero().flatten()
-        self.last_samples = pd.DataFrame({
-            "vector": self._gather(idx.repeat_interleave(cfg.group_size)).tolist(),
-            "explanation": self._gather_objects(texts), "reward": all_rewards.tolist(), "failed": all_failed.tolist()})
-        return {"reward_mean": float(all_rewards.mean()), "reward_std": float(all_rewards.std()),
-                "mse_ok": float(all_mse[all_ok].mean()) if len(all_ok) else float("nan"),
-                "policy_loss": self._mean_over_processes(policy_total), "kl": self._mean_over_processes(kl_total),
-                "av_grad_norm": av_grad, "ar_loss": ar_loss,
-                "response_length": float(self._gather(lengths).mean()),
-                "failure_rate": float(all_failed.float().mean()), **timings}
+        self.last_samples = pd.DataFrame(
+            {
+                "vector": self._gather(idx.repeat_interleave(cfg.group_size)).tolist(),
+                "explanation": self._gather_objects(texts),
+                "reward": all_rewards.tolist(),
+                "failed": all_failed.tolist(),
+            }
+        )
+        return {
+            "reward_mean": float(all_rewards.mean()),
+            "reward_std": float(all_rewards.std()),
+            "mse_ok": float(all_mse[all_ok].mean()) if len(all_ok) else float("nan"),
+            "policy_loss": self._mean_over_processes(policy_total),
+            "kl": self._mean_over_processes(kl_total),
+            "av_grad_norm": av_grad,
+            "ar_loss": ar_loss,
+            "response_length": float(self._gather(lengths).mean()),
+            "failure_rate": float(all_failed.float().mean()),
+            **timings,
+        }
 
     def _ar_update(self, group: torch.Tensor, texts: list[str], ok: torch.Tensor) -> float:
         """One AR regression step on this step's successful explanations; returns their mean loss.
@@ -243,7 +275,9 @@ class GRPOTrainer(Trainer):
         self._optimizer_step(loss, self._ar_train, self.ar_optimizer)
         return mean
 
-    def _rewards(self, group: torch.Tensor, texts: list[str], failed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rewards(
+        self, group: torch.Tensor, texts: list[str], failed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(rewards [N], mse [N])`` from the current AR; failed samples are never reconstructed."""
         ok = (~failed).nonzero().flatten()
         mse = torch.full((len(group),), WORST_MSE)
@@ -261,8 +295,9 @@ class GRPOTrainer(Trainer):
         """
         group = vectors.repeat_interleave(self.config.group_size, dim=0)
         with torch.no_grad():
-            _, texts, failed, _ = self._sample(group, sample_seeds(("sampled_reward", seed), range(len(vectors)),
-                                                                   self.config.group_size))
+            _, texts, failed, _ = self._sample(
+                group, sample_seeds(("sampled_reward", seed), range(len(vectors)), self.config.group_size)
+            )
             rewards, _ = self._rewards(group, texts, failed)
         return float(rewards.mean())
 
@@ -272,6 +307,11 @@ class GRPOTrainer(Trainer):
         n = min(self.config.eval_size, len(self.eval_dataset))
         vectors = self.eval_dataset.vectors[:n]
         with evaluating(self.nla.av.model):
-            frame = self.nla.av.verbalize(vectors, max_new_tokens=self.config.max_new_tokens,
-                                          engine=self.config.engine, progress=False, warn=False)
-        return {**round_trip_metrics(frame, vectors, self.nla.ar), "reward_mean": self.sampled_reward(vectors)}
+            frame = self.nla.av.verbalize(
+                vectors,
+                max_new_tokens=self.config.max_new_tokens,
+                engine=self.config.engine,
+                progress=False,
+                warn=False,
+            )
+        return {**held_out_metrics(frame, vectors, self.nla.ar), "reward_mean": self.sampled_reward(vectors)}

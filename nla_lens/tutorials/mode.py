@@ -78,8 +78,10 @@ class Mode:
 
     def _repr_html_(self) -> str:
         if self.smoke:
-            return ("<b>Smoke mode</b> (NLA_LENS_SMOKE=1): every run is shrunk to CI size; numbers are "
-                    "meaningless, the code path is the real one.")
+            return (
+                "<b>Smoke mode</b> (NLA_LENS_SMOKE=1): every run is shrunk to CI size; numbers are "
+                "meaningless, the code path is the real one."
+            )
         return "<b>Full mode</b>: the sizes a student runs on a laptop CPU."
 
     def __repr__(self) -> str:

@@ -1,20 +1,53 @@
 """Pure data -> self-contained HTML views (nothing is fetched from the network to render them).
 
-Owns the public names of the view layer: :func:`side_by_side` and :class:`SideBySide` (NLA
-explanations beside attention and SAE features), the page helpers :func:`page`,
-:class:`Section`, :class:`HTMLView` and :func:`circuitsvis_html`, and the SAE helpers
-:func:`train_embedded_sae`, :func:`load_sae` and :func:`top_feature_contexts`. No core module
-imports this package; it needs ``circuitsvis`` (and ``sae-lens`` to train or load SAEs; the views
-take any SAE with the interface of :mod:`nla_lens.sae`).
+Owns the public names of the view layer: :class:`SideBySide` (NLA explanations beside attention
+and SAE features, from a prepared table), the page helpers :func:`page`, :class:`Section`,
+:class:`HTMLView` and :func:`circuitsvis_html`, and the SAE feature helpers
+:func:`feature_html` and :func:`highlight_context`. Like circuitsvis, the views render what they
+are given: they import no model, subject, SAE, training or analysis code and call no model.
+No core module imports this package; the attention view needs ``circuitsvis``.
+
+The tables are computed elsewhere: :func:`nla_lens.analysis.side_by_side` (module
+:mod:`nla_lens.analysis.compare`), :func:`nla_lens.analysis.top_feature_contexts` (module
+:mod:`nla_lens.analysis.sae_features`), and SAEs are trained and loaded by
+:mod:`nla_lens.training.sae`. Their old names here (``nla_lens.vis.side_by_side`` and the SAE
+helpers) still import, with a ``DeprecationWarning`` naming the new path.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from nla_lens.vis._moved import moved
 from nla_lens.vis.html import HTMLView, Section, circuitsvis_html, external_references, page
-from nla_lens.vis.sae import check_sae, load_sae, top_feature_contexts, train_embedded_sae
-from nla_lens.vis.side_by_side import SideBySide, side_by_side
+from nla_lens.vis.sae import feature_html, highlight_context
+from nla_lens.vis.side_by_side import SideBySide
+
+# ``from nla_lens.vis.side_by_side import SideBySide`` bound the submodule to the name
+# ``side_by_side`` here; drop that binding so the name reaches ``__getattr__`` below and old code
+# gets the function it always got (the module stays importable by its full name).
+globals().pop("side_by_side", None)
 
 __all__ = [
-    "HTMLView", "Section", "SideBySide", "check_sae", "circuitsvis_html", "external_references", "load_sae",
-    "page", "side_by_side", "top_feature_contexts", "train_embedded_sae",
+    "HTMLView",
+    "Section",
+    "SideBySide",
+    "circuitsvis_html",
+    "external_references",
+    "feature_html",
+    "highlight_context",
+    "page",
 ]
+
+#: The names that moved out (deprecation aliases): ``{name: new module}``.
+_MOVED = {
+    "side_by_side": "nla_lens.analysis.compare",
+    "top_feature_contexts": "nla_lens.analysis.sae_features",
+    "train_embedded_sae": "nla_lens.training.sae",
+    "load_sae": "nla_lens.training.sae",
+    "check_sae": "nla_lens.sae",
+}
+
+
+def __getattr__(name: str) -> Any:
+    return moved(__name__, name, _MOVED)

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "BASE_CSS", "HTMLView", "Section", "circuitsvis_html", "esc", "external_references", "page",
+    "BASE_CSS",
+    "HTMLView",
+    "Section",
+    "circuitsvis_html",
+    "esc",
+    "external_references",
+    "page",
 ]
 
 #: Anything a browser (or a reviewer) would read as a reference to another host.
@@ -113,8 +119,10 @@ def circuitsvis_html(view: Any) -> str:
         raise TypeError(f"Expected a circuitsvis view with .local_src, got {type(view).__name__}.")
     src, n_divs = _SELF_CLOSED_DIV_RE.subn(r'<div id="\1"\2></div>', src, count=1)
     if n_divs != 1:
-        raise ValueError("Unrecognised circuitsvis local_src (no <div id=\"circuits-vis-...\"/> mount point); "
-                         "this circuitsvis version is not supported by nla_lens.vis.")
+        raise ValueError(
+            'Unrecognised circuitsvis local_src (no <div id="circuits-vis-..."/> mount point); '
+            "this circuitsvis version is not supported by nla_lens.vis."
+        )
     cut = src.rfind("CircuitsVis.render(")
     bundle, call = (src[:cut], src[cut:]) if cut >= 0 else (src, "")
     bundle = _SOURCE_MAP_RE.sub("", bundle).replace("://", r":\/\/")
@@ -181,8 +189,10 @@ class Section:
     def html(self) -> str:
         inner = _fragment(self.body)
         heading = f"<h2>{esc(self.title)}</h2>" if self.title else ""
-        return (f'<section class="nla-vis nla-section" id="{unique_id("nla-section")}">{heading}'
-                f'<div class="nla-section-body">{inner}</div></section>')
+        return (
+            f'<section class="nla-vis nla-section" id="{unique_id("nla-section")}">{heading}'
+            f'<div class="nla-section-body">{inner}</div></section>'
+        )
 
     def _repr_html_(self) -> str:
         return self.html
@@ -197,8 +207,10 @@ def _fragment(item: Any) -> str:
         return item
     if hasattr(item, "_repr_html_") and not hasattr(item, "cdn_src"):
         return str(item._repr_html_())
-    raise TypeError(f"Cannot put a {type(item).__name__} on a page; pass an HTMLView, a Section, "
-                    "a circuitsvis view or an HTML string.")
+    raise TypeError(
+        f"Cannot put a {type(item).__name__} on a page; pass an HTMLView, a Section, "
+        "a circuitsvis view or an HTML string."
+    )
 
 
 def page(*sections: Any, title: str = "nla_lens") -> str:
@@ -213,7 +225,9 @@ def page(*sections: Any, title: str = "nla_lens") -> str:
         ``<!DOCTYPE html>...``: UTF-8, inline styles and scripts only, no external reference.
     """
     body = "\n".join((s if isinstance(s, Section) else Section(s)).html for s in sections)
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{esc(title)}</title>\n<style>{BASE_CSS}</style>\n</head>\n"
-            f"<body class=\"nla-vis\">\n{body}\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(title)}</title>\n<style>{BASE_CSS}</style>\n</head>\n"
+        f'<body class="nla-vis">\n{body}\n</body>\n</html>\n'
+    )

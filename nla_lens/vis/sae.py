@@ -1,293 +1,61 @@
-"""SAE features for the views: train, cache and load a SAELens SAE; find top-activating contexts.
+"""SAE features as HTML: a feature chip with its activation, and its top-activating contexts.
 
-Owns :func:`train_embedded_sae` (a small TopK SAE trained with SAELens's ``SAETrainer`` on
-activations read from a subject model, cached on disk and reloaded instead of retrained),
-:func:`load_sae` and :func:`top_feature_contexts` (for each feature, the corpus snippets around its
-strongest activations, the max-activating token marked ``«like this»``). The SAE checks live in
-:mod:`nla_lens.sae` and are re-exported here.
-
-``sae_lens`` is imported inside the functions that need it (training and loading need SAELens, so
-TransformerLens 3.9); :func:`top_feature_contexts` takes any SAE with the interface of
-:mod:`nla_lens.sae`, on both TransformerLens lines.
+Owns :data:`HIGHLIGHT` (the marks around the max-activating token of a context snippet, written
+by :func:`nla_lens.analysis.sae_features.top_feature_contexts`), :func:`highlight_context` and
+:func:`feature_html`. Pure data -> HTML: no SAE or model is called here. Training an SAE lives in
+:mod:`nla_lens.training.sae`, finding its top contexts in :mod:`nla_lens.analysis.sae_features`;
+the old names still import from here, with a ``DeprecationWarning`` (:mod:`nla_lens.vis._moved`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-import warnings
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-import torch
+from nla_lens.vis._moved import moved
+from nla_lens.vis.html import esc
 
-from nla_lens.atomic import atomic_folder
-from nla_lens.errors import CacheError, InputError
-from nla_lens.hooks import HookPoint
-from nla_lens.optional import sae_lens
-from nla_lens.sae import check_sae, sae_device_dtype, sae_hook_name
-from nla_lens.subjects.adapters import SubjectAdapter, as_subject
-
-__all__ = ["HIGHLIGHT", "check_sae", "collect_activations", "load_sae", "sae_hook_name", "top_feature_contexts",
-           "train_embedded_sae"]
+__all__ = ["HIGHLIGHT", "feature_html", "highlight_context"]
 
 #: Marks around the max-activating token in a context snippet.
 HIGHLIGHT: tuple[str, str] = ("«", "»")
 
-_WEIGHTS, _CONFIG = "sae_weights.safetensors", "cfg.json"
+_MARK_RE = re.compile(re.escape(esc(HIGHLIGHT[0])) + "(.*?)" + re.escape(esc(HIGHLIGHT[1])), re.DOTALL)
+
+#: The names that moved out (deprecation aliases): ``{name: new module}``.
+_MOVED = {
+    "train_embedded_sae": "nla_lens.training.sae",
+    "load_sae": "nla_lens.training.sae",
+    "collect_activations": "nla_lens.training.sae",
+    "top_feature_contexts": "nla_lens.analysis.sae_features",
+    "check_sae": "nla_lens.sae",
+    "sae_hook_name": "nla_lens.sae",
+}
 
 
-def _encode_batches(adapter: SubjectAdapter, texts: Sequence[str], hook: HookPoint, *, max_length: int,
-                    batch_size: int, skip_first: bool) -> Iterator[tuple[list[list[int]], torch.Tensor, torch.Tensor]]:
-    """Yield ``(ids, acts [B, T, d], mask [B, T])`` per batch of texts; ``mask`` marks usable tokens.
-
-    Position 0 (an attention sink with a huge norm in real models) and special tokens are left out.
-    """
-    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-        raise InputError("texts must be a list of strings.")
-    n_ctx = adapter.n_ctx
-    limit = min(max_length, n_ctx) if n_ctx else max_length
-    special = adapter.special_token_ids()
-    pad = adapter.tokenizer.pad_token_id if adapter.tokenizer.pad_token_id is not None else 0
-    for start in range(0, len(texts), batch_size):
-        ids = [adapter.encode(t, limit) for t in texts[start:start + batch_size]]
-        ids = [x for x in ids if x]
-        if not ids:
-            continue
-        width = max(len(x) for x in ids)
-        tokens = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
-        mask = torch.zeros(tokens.shape, dtype=torch.bool)
-        for row, x in enumerate(ids):
-            mask[row, : len(x)] = torch.tensor([t not in special for t in x])
-        if skip_first:
-            mask[:, 0] = False
-        yield ids, adapter.activations(tokens, hook), mask
+def __getattr__(name: str) -> Any:
+    return moved(__name__, name, _MOVED)
 
 
-def _snippet(tokenizer: Any, ids: list[int], pos: int, left: int, right: int) -> str:
-    lo, hi = max(0, pos - left), min(len(ids), pos + 1 + right)
-    text = (("…" if lo > 0 else "") + tokenizer.decode(ids[lo:pos]) + HIGHLIGHT[0] + tokenizer.decode([ids[pos]])
-            + HIGHLIGHT[1] + tokenizer.decode(ids[pos + 1:hi]) + ("…" if hi < len(ids) else ""))
-    return text.replace("\n", "↵")
+def highlight_context(context: str) -> str:
+    """Escape a context snippet and turn its ``«token»`` into ``<mark>token</mark>``."""
+    return _MARK_RE.sub(r"<mark>\1</mark>", esc(context))
 
 
-@torch.no_grad()
-def top_feature_contexts(sae: Any, subject: Any, texts: Sequence[str], hook_name: str, k: int = 3, *,
-                         left: int = 8, right: int = 3, max_length: int = 128, batch_size: int = 8,
-                         skip_first: bool = True) -> dict[int, list[str]]:
-    """The top-``k`` corpus contexts of every SAE feature that fires on ``texts``.
-
-    Each text contributes at most one context per feature (its max-activating token), so the
-    ``k`` contexts of a feature come from ``k`` different texts, strongest first.
+def feature_html(feature: int, activation: float, contexts: Sequence[str] | None = None) -> str:
+    """One SAE feature: ``#id`` and its activation, opening onto its top contexts when given.
 
     Args:
-        sae: A SAELens ``SAE``, or any object with the interface of :mod:`nla_lens.sae`, reading ``hook_name``.
-        subject: The subject model (TransformerBridge/HookedTransformer/nnsight or an adapter).
-        texts: The corpus, a list of strings.
-        hook_name: Hook to read, e.g. ``nla.hook_name``; must match the SAE.
-        k: Contexts per feature.
-        left: Tokens of context before the max-activating token.
-        right: Tokens of context after it.
-        max_length: Tokens read per text (and at most the model's ``n_ctx``).
-        batch_size: Texts per forward pass.
-        skip_first: Leave out position 0 (an attention sink whose huge norm swamps features).
+        feature: The feature id.
+        activation: Its activation on the token shown.
+        contexts: Its top-activating snippets (``«token»`` marked), or ``None``.
 
     Returns:
-        ``{feature id: [snippet, ...]}`` for features with a positive activation somewhere, each
-        snippet the tokens around the max-activating one, which is marked ``«token»``.
+        An HTML fragment (a ``<details>`` with the contexts, or a plain ``<span>`` without).
     """
-    adapter = as_subject(subject)
-    hook = adapter.resolve_hook(hook_name)
-    check_sae(sae, d_model=adapter.d_model, hook_name=hook.name, what="the subject hook")
-    texts = list(texts)
-    device, dtype = sae_device_dtype(sae)
-    all_ids: list[list[int]] = []
-    best_vals, best_pos = [], []
-    for ids, acts, mask in _encode_batches(adapter, texts, hook, max_length=max_length,
-                                           batch_size=batch_size, skip_first=skip_first):
-        feats = sae.encode(acts.to(device=device, dtype=dtype)).float().cpu()  # [B, T, d_sae]
-        feats = feats.masked_fill(~mask[..., None], float("-inf"))
-        vals, pos = feats.max(dim=1)  # [B, d_sae]
-        all_ids.extend(ids)
-        best_vals.append(vals)
-        best_pos.append(pos)
-    if not all_ids:
-        raise InputError("No usable tokens in texts (all empty, or one token each with skip_first=True).")
-    vals, pos = torch.cat(best_vals), torch.cat(best_pos)  # [N, d_sae]
-    top_vals, top_docs = vals.topk(min(k, len(all_ids)), dim=0)  # [k, d_sae]
-    contexts: dict[int, list[str]] = {}
-    for feature in torch.nonzero(top_vals[0] > 0).flatten().tolist():
-        snippets = []
-        for rank in range(top_vals.shape[0]):
-            if not top_vals[rank, feature] > 0:
-                break
-            doc = int(top_docs[rank, feature])
-            snippets.append(_snippet(adapter.tokenizer, all_ids[doc], int(pos[doc, feature]), left, right))
-        contexts[int(feature)] = snippets
-    return contexts
-
-
-def load_sae(path: str | Path, *, device: str = "cpu") -> Any:
-    """Load an SAE folder written by ``sae.save_model`` / :func:`train_embedded_sae`.
-
-    Raises:
-        CacheError: The folder lacks ``cfg.json`` or ``sae_weights.safetensors``.
-    """
-    SAE = sae_lens("load_sae").SAE
-    path = Path(path).expanduser()
-    missing = [name for name in (_CONFIG, _WEIGHTS) if not (path / name).is_file()]
-    if missing:
-        raise CacheError(f"{path} is not an SAE folder: {', '.join(missing)} missing. An SAE folder is what "
-                         "sae.save_model(path) writes.")
-    return SAE.load_from_disk(path, device=device)
-
-
-def _cache_folder(root: Path, adapter: SubjectAdapter, texts: list[str], settings: dict[str, Any]) -> Path:
-    digest = hashlib.sha256()
-    digest.update(json.dumps({"subject": adapter.name, **settings}, sort_keys=True).encode())
-    for text in texts:
-        digest.update(hashlib.sha256(text.encode()).digest())
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{adapter.name}-{settings['hook_name']}")
-    return root / f"sae-{slug}-{settings['d_sae']}-{digest.hexdigest()[:12]}"
-
-
-def collect_activations(adapter: SubjectAdapter, texts: list[str], hook: HookPoint, *, limit: int,
-                        max_length: int, batch_size: int) -> torch.Tensor:
-    """Up to ``limit`` activation rows ``[N, d_model]`` at ``hook`` (no position 0, no special tokens).
-
-    What an SAE trains on; ``scripts/embedded_sae.py`` reads its held-out rows with it too.
-    """
-    from tqdm.auto import tqdm
-
-    rows, total = [], 0
-    with tqdm(total=limit, desc="Reading activations", unit="tok") as bar:
-        for _, acts, mask in _encode_batches(adapter, texts, hook, max_length=max_length, batch_size=batch_size,
-                                             skip_first=True):
-            rows.append(acts[mask])
-            total += rows[-1].shape[0]
-            bar.update(min(rows[-1].shape[0], limit - bar.n))
-            if total >= limit:
-                break
-    if total == 0:
-        raise InputError("texts hold no usable tokens to train an SAE on.")
-    return torch.cat(rows)[:limit]
-
-
-def _train_sae(acts: torch.Tensor, cfg: Any, *, training_tokens: int, batch_size_tokens: int, lr: float,
-               seed: int) -> Any:
-    """Fit a ``TopKTrainingSAE`` with SAELens's ``SAETrainer`` over shuffled epochs of ``acts``."""
-    from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE  # checked by train_embedded_sae
-    from sae_lens.config import SAETrainerConfig
-
-    generator = torch.Generator().manual_seed(seed)
-    batch = min(batch_size_tokens, acts.shape[0])
-
-    def provider() -> Iterator[torch.Tensor]:
-        while True:
-            order = torch.randperm(acts.shape[0], generator=generator)
-            for start in range(0, acts.shape[0] - batch + 1, batch):
-                yield acts[order[start:start + batch]]
-
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        sae = TopKTrainingSAE(cfg)
-    trainer_cfg = SAETrainerConfig(
-        total_training_samples=training_tokens, train_batch_size_samples=batch, lr=lr, lr_end=lr,
-        device=str(acts.device), logger=LoggingConfig(log_to_wandb=False),
-        n_batches_for_norm_estimate=max(1, min(100, acts.shape[0] // batch)),
-        dead_feature_window=max(1, training_tokens // batch // 4),
-    )
-    return SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=provider()).fit()
-
-
-def train_embedded_sae(
-    subject: Any,
-    texts: Sequence[str],
-    *,
-    hook_name: str = "blocks.20.hook_resid_post",
-    d_sae: int = 2048,
-    k: int = 32,
-    training_tokens: int = 1_000_000,
-    max_activations: int = 200_000,
-    batch_size_tokens: int = 512,
-    lr: float = 1e-3,
-    max_length: int = 128,
-    batch_size: int = 8,
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    rebuild: bool = False,
-) -> Any:
-    """Train (or load from the cache) a TopK SAE on a subject model's activations at one hook.
-
-    Activations of ``texts`` (position 0 and special tokens left out, at most ``max_activations``
-    rows kept in memory) feed SAELens's ``SAETrainer``, reshuffled every epoch until
-    ``training_tokens`` samples have been seen. The defaults are measured on the embedded model
-    (``scripts/embedded_sae.py``): with fewer steps or a lower learning rate most features never
-    fire (4,096 features after 200k samples at lr 4e-4 in batches of 1,024: 84 % never active on
-    held-out tokens, variance explained 0.50). Inputs are normalised to mean norm ``sqrt(d_in)``
-    during training and the factor is folded into the weights, so the SAE takes raw activations.
-    The inference SAE is written with ``save_inference_model`` into a cache folder keyed by the
-    subject, hook, settings and a hash of ``texts``, atomically; a later call with the same
-    arguments loads it instead of training.
-
-    Args:
-        subject: The subject model (e.g. ``nla_lens.load_subject()``) or its adapter.
-        texts: Training corpus, a list of strings (e.g. ``nla_lens.load_corpus()``).
-        hook_name: Hook to read; use the NLA's ``hook_name``.
-        d_sae: Number of features.
-        k: Active features per token (TopK).
-        training_tokens: Activation samples to train on (epochs repeat when the corpus is smaller).
-        max_activations: Activation rows read and kept in memory (``[rows, d_model]`` float32:
-            200k rows of width 576 take 0.46 GB).
-        batch_size_tokens: Activation rows per SAE step.
-        lr: Adam learning rate (constant).
-        max_length: Tokens read per text.
-        batch_size: Texts per subject forward pass.
-        seed: Seeds the SAE initialisation and the shuffling.
-        cache_dir: Root of the cache (default ``~/.cache/nla_lens/saes``).
-        rebuild: Retrain even when a cached SAE exists.
-
-    Returns:
-        A SAELens ``SAE`` (``TopKSAE``) with ``cfg.d_in == subject d_model`` and
-        ``cfg.metadata.hook_name == hook_name``, loaded from its cache folder.
-    """
-    from nla_lens.subjects.embedded import default_cache_dir
-
-    TopKTrainingSAEConfig = sae_lens("train_embedded_sae").TopKTrainingSAEConfig
-    adapter = as_subject(subject)
-    hook = adapter.resolve_hook(hook_name)
-    texts = list(texts)
-    if training_tokens < 1 or max_activations < 1 or d_sae < 1 or not 0 < k <= d_sae:
-        raise InputError(f"Need training_tokens >= 1, max_activations >= 1, d_sae >= 1 and 0 < k <= d_sae (got "
-                         f"{training_tokens}, {max_activations}, {d_sae}, {k}).")
-    settings = dict(hook_name=hook.name, d_sae=d_sae, k=k, training_tokens=training_tokens,
-                    max_activations=max_activations, batch_size_tokens=batch_size_tokens, lr=lr,
-                    max_length=max_length, seed=seed)
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "saes"
-    folder = _cache_folder(root, adapter, texts, settings)
-    if not rebuild and (folder / _CONFIG).is_file():
-        try:
-            return load_sae(folder)
-        except Exception as exc:  # a corrupted cache is rebuilt, never crashed on
-            warnings.warn(f"The SAE cache at {folder} is unreadable ({exc}); retraining.", stacklevel=2)
-
-    acts = collect_activations(adapter, texts, hook, limit=min(max_activations, training_tokens),
-                               max_length=max_length, batch_size=batch_size)
-    cfg = TopKTrainingSAEConfig(d_in=adapter.d_model, d_sae=d_sae, k=k,
-                                normalize_activations="expected_average_only_in")
-    cfg.metadata.model_name = adapter.name
-    cfg.metadata.hook_name = hook.name
-    cfg.metadata.context_size = max_length
-    cfg.metadata.prepend_bos = adapter.prepend_bos
-    sae = _train_sae(acts, cfg, training_tokens=training_tokens, batch_size_tokens=batch_size_tokens, lr=lr,
-                     seed=seed)
-    try:
-        with atomic_folder(folder) as tmp:
-            sae.save_inference_model(tmp)
-            (tmp / "nla_lens_sae.json").write_text(json.dumps(settings, indent=2))
-    except OSError as exc:
-        raise CacheError(f"Could not write the SAE cache under {folder.parent}: {exc}. "
-                         "Pass cache_dir= pointing to a writable folder.") from exc
-    return load_sae(folder)
+    label = f'#{feature} <span class="nla-num">{activation:.2f}</span>'
+    if not contexts:
+        return f'<span class="nla-feat nla-num" data-feature="{feature}">{label}</span>'
+    items = "".join(f'<div class="nla-ctx">{highlight_context(c)}</div>' for c in contexts)
+    return f'<details class="nla-feat" data-feature="{feature}"><summary>{label}</summary>{items}</details>'

@@ -10,7 +10,6 @@ nothing fetched from the network.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +29,16 @@ if TYPE_CHECKING:  # annotations only: Trainer.train(dashboard=True) imports thi
 
 #: Metric columns copied into ``NLADashboard.history`` (the ones the view plots, plus ``step``).
 PLOTTED: tuple[str, ...] = (
-    "step", "loss", "ar_loss", "eval_fve_nrm", "eval_fve_nrm_shuffled", "reward_mean", "reward_std",
-    "eval_reward_mean", "kl", "response_length",
+    "step",
+    "loss",
+    "ar_loss",
+    "eval_fve_nrm",
+    "eval_fve_nrm_shuffled",
+    "reward_mean",
+    "reward_std",
+    "eval_reward_mean",
+    "kl",
+    "response_length",
 )
 STATUSES: tuple[str, ...] = ("idle", "running", "stopping", "stopped", "done")
 
@@ -66,8 +73,11 @@ def _samples(trainer: Trainer, limit: int) -> list[dict[str, Any]] | None:
         return None
     out = []
     for record in frame.head(limit).to_dict("records"):
-        row = {"explanation": str(record.get("explanation", "")), "reward": json_safe(record.get("reward")),
-               "failed": bool(record.get("failed", False))}
+        row = {
+            "explanation": str(record.get("explanation", "")),
+            "reward": json_safe(record.get("reward")),
+            "failed": bool(record.get("failed", False)),
+        }
         if "vector" in record:
             row["vector"] = json_safe(record["vector"])
         out.append(row)
@@ -110,8 +120,16 @@ class NLADashboard(anywidget.AnyWidget, TrainerCallback):
     title = traitlets.Unicode("").tag(sync=True)
     stop_requested = traitlets.Bool(False, help="Set by the view's stop button.").tag(sync=True)
 
-    def __init__(self, trainer: Trainer, *, max_points: int = 2000, max_samples: int = 8,
-                 title: str | None = None, attach: bool = True, **kwargs: Any):
+    def __init__(
+        self,
+        trainer: Trainer,
+        *,
+        max_points: int = 2000,
+        max_samples: int = 8,
+        title: str | None = None,
+        attach: bool = True,
+        **kwargs: Any,
+    ):
         if max_points < 4:
             raise InputError(f"max_points must be >= 4, got {max_points}.")
         super().__init__(title=type(trainer).__name__ if title is None else title, **kwargs)
@@ -129,8 +147,10 @@ class NLADashboard(anywidget.AnyWidget, TrainerCallback):
         self._watch_comm()
 
     def __repr__(self) -> str:
-        return (f"NLADashboard(title={self.title!r}, step={self.step}/{self.total_steps}, "
-                f"status={self.status!r}, points={len(self.history)})")
+        return (
+            f"NLADashboard(title={self.title!r}, step={self.step}/{self.total_steps}, "
+            f"status={self.status!r}, points={len(self.history)})"
+        )
 
     def show(self) -> NLADashboard:
         """Display the widget when running under IPython; a no-op elsewhere. Returns ``self``."""

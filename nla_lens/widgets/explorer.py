@@ -24,11 +24,11 @@ import torch
 
 from nla_lens.errors import InputError, NLALensError
 from nla_lens.hooks import nla_hook_name
+from nla_lens.jsonable import json_safe
 from nla_lens.metrics import score_round_trip
 from nla_lens.subjects.activations import prompt_activations
 from nla_lens.subjects.adapters import as_subject
 from nla_lens.subjects.hook_check import check_subject
-from nla_lens.jsonable import json_safe
 from nla_lens.widgets.assets import asset
 
 #: Keys of each entry of ``NLAExplorer.tokens`` (and the columns of ``NLAExplorer.frame``).
@@ -99,8 +99,18 @@ class NLAExplorer(anywidget.AnyWidget):
     notice = traitlets.Unicode("", help="Truncation notice or error message ('' when none).").tag(sync=True)
     busy = traitlets.Bool(False, help="True while the kernel computes.").tag(sync=True)
 
-    def __init__(self, nlas: Any, subject: Any, *, prompt: str = "", max_new_tokens: int = 48,
-                 n_alternatives: int = 3, seed: int = 0, engine: str = "hf", **kwargs: Any):
+    def __init__(
+        self,
+        nlas: Any,
+        subject: Any,
+        *,
+        prompt: str = "",
+        max_new_tokens: int = 48,
+        n_alternatives: int = 3,
+        seed: int = 0,
+        engine: str = "hf",
+        **kwargs: Any,
+    ):
         if n_alternatives < 1:
             raise InputError(f"n_alternatives must be >= 1, got {n_alternatives}.")
         if max_new_tokens < 1:
@@ -125,8 +135,10 @@ class NLAExplorer(anywidget.AnyWidget):
         self._refresh()
 
     def __repr__(self) -> str:
-        return (f"NLAExplorer(hook={self.hook!r}, hooks={len(self.hooks)}, tokens={len(self.tokens)}, "
-                f"selected={self.selected}, prompt={self.prompt[:40]!r})")
+        return (
+            f"NLAExplorer(hook={self.hook!r}, hooks={len(self.hooks)}, tokens={len(self.tokens)}, "
+            f"selected={self.selected}, prompt={self.prompt[:40]!r})"
+        )
 
     @property
     def nla(self) -> Any:
@@ -191,12 +203,23 @@ class NLAExplorer(anywidget.AnyWidget):
             return [], "", "The prompt encodes to no tokens."
         if len(read.tokens) < 2:
             return [], read.tokens[0], "The prompt has one token; every token but the first is explained, so type more."
-        frame = read.label(self.nla.round_trip(read.vectors, max_new_tokens=self.max_new_tokens, engine=self.engine,
-                                               progress=False, warn=False))
+        frame = read.label(
+            self.nla.round_trip(
+                read.vectors, max_new_tokens=self.max_new_tokens, engine=self.engine, progress=False, warn=False
+            )
+        )
         first = read.tokens[0]
-        rows = [{"position": int(r["position"]), "token": str(r["token"]), "explanation": str(r["explanation"]),
-                 "mse": json_safe(r["mse"]), "cosine": json_safe(r["cosine"]), "ok": bool(r["ok"])}
-                for r in frame.to_dict("records")]
+        rows = [
+            {
+                "position": int(r["position"]),
+                "token": str(r["token"]),
+                "explanation": str(r["explanation"]),
+                "mse": json_safe(r["mse"]),
+                "cosine": json_safe(r["cosine"]),
+                "ok": bool(r["ok"]),
+            }
+            for r in frame.to_dict("records")
+        ]
         return rows, first, notice
 
     def _sample_alternatives(self) -> None:
@@ -221,9 +244,19 @@ class NLAExplorer(anywidget.AnyWidget):
         nla = self.nla
         read = prompt_activations(self.subject, self.prompt, self.hook, [position], warn=False)
         target = nla.av.check_vectors(read.vectors)  # [1, d_model]
-        frame = nla.av.verbalize(target, num_samples=self.n_alternatives, do_sample=True, seed=self.seed,
-                                 max_new_tokens=self.max_new_tokens, engine=self.engine, progress=False, warn=False)
+        frame = nla.av.verbalize(
+            target,
+            num_samples=self.n_alternatives,
+            do_sample=True,
+            seed=self.seed,
+            max_new_tokens=self.max_new_tokens,
+            engine=self.engine,
+            progress=False,
+            warn=False,
+        )
         scores = score_round_trip(nla.ar, frame["explanation"], target[0])
         mse, cos = scores.mse.tolist(), scores.cosine.tolist()
-        return [{"explanation": str(e), "mse": json_safe(m), "cosine": json_safe(c), "ok": bool(ok)}
-                for e, m, c, ok in zip(frame["explanation"], mse, cos, frame["ok"])]
+        return [
+            {"explanation": str(e), "mse": json_safe(m), "cosine": json_safe(c), "ok": bool(ok)}
+            for e, m, c, ok in zip(frame["explanation"], mse, cos, frame["ok"])
+        ]

@@ -39,17 +39,12 @@ CELLS = [
     # 1. Train a tiny NLA (random 2-block llamas, synthetic concept vectors) with the dashboard.
     f"""\
 import torch
-from nla_lens.models import NLA
-from nla_lens.testing.models import tiny_llama
+from nla_lens.testing.models import tiny_nla
 from nla_lens.testing.synthetic import concept_dataset
-from nla_lens.testing.tokenizers import tiny_tokenizer
 from nla_lens.training import GRPOConfig, GRPOTrainer
 
 torch.manual_seed(0)
-av_tok, ar_tok = tiny_tokenizer(), tiny_tokenizer()
-tiny = NLA.untrained("tiny", layer=1, injection_scale=5.0, base_models=(
-    (tiny_llama(av_tok, n_layers=2, d_model=32), av_tok),
-    (tiny_llama(ar_tok, n_layers=2, seed=1, d_model=32), ar_tok)))
+tiny = tiny_nla(n_layers=2)
 data, _ = concept_dataset(16, 32)
 trainer = GRPOTrainer(tiny, data, GRPOConfig(n_vectors=2, group_size=2, max_new_tokens=8, eval_every=2,
                                              eval_size=4), eval_dataset=data)
@@ -71,8 +66,8 @@ explorer""",
     # 4. A small SAE (SAELens, trained on a slice of the embedded corpus) and the side-by-side view.
     f"""\
 import tempfile
-from nla_lens.vis import side_by_side
-from nla_lens.vis.sae import top_feature_contexts, train_embedded_sae
+from nla_lens.analysis import side_by_side, top_feature_contexts
+from nla_lens.training.sae import train_embedded_sae
 
 texts = nla_lens.load_corpus(max_documents=24)
 sae = train_embedded_sae(bridge, texts, hook_name=nla.hook_name, d_sae=256, k=8, training_tokens=3000,
@@ -98,7 +93,9 @@ def _write_settings(folder: Path) -> None:
         "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
         # no news or update pop-up over the screenshot (and no network request)
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-            "checkForUpdates": False, "fetchNews": "false"},
+            "checkForUpdates": False,
+            "fetchNews": "false",
+        },
         # widget state is written into the notebook on save
         "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": {"saveState": True},
     }
@@ -126,23 +123,42 @@ def _wait_for_server(url: str, process: subprocess.Popen, log: Path, timeout: fl
 def jupyterlab(tmp_path):
     """A JupyterLab server on 127.0.0.1 serving ``tmp_path/work``; yields (base URL, token, root)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, ("The browser test needs Debian's chromium: `apt-get install -y chromium` "
-                      "(.ci/run installs it).")
+    assert chromium, "The browser test needs Debian's chromium: `apt-get install -y chromium` (.ci/run installs it)."
     root, home = tmp_path / "work", tmp_path / "jupyter"
     root.mkdir()
     _write_settings(home / "settings")
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-           "JUPYTER_CONFIG_DIR": str(home / "config"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     log = tmp_path / "jupyterlab.log"
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-             f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",
-             "--LabApp.expose_app_in_browser=True", "--ServerApp.port_retries=0",
-             *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])],
-            cwd=root, env=env, stdout=sink, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "jupyter",
+                "lab",
+                "--no-browser",
+                "--ip=127.0.0.1",
+                f"--port={port}",
+                f"--ServerApp.root_dir={root}",
+                f"--IdentityProvider.token={token}",
+                "--LabApp.expose_app_in_browser=True",
+                "--ServerApp.port_retries=0",
+                *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
+            ],
+            cwd=root,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for_server(f"{base}/api/status?token={token}", process, log)
@@ -159,6 +175,7 @@ def _stderr(page) -> list[str]:
     return page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
 
 
+@pytest.mark.embedded
 def test_notebook_with_dashboard_explorer_and_side_by_side_runs_in_chromium(jupyterlab):
     from playwright.sync_api import sync_playwright
 
@@ -174,14 +191,19 @@ def test_notebook_with_dashboard_explorer_and_side_by_side_runs_in_chromium(jupy
         console: list[str] = []
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
         page.goto(f"{base}/lab/tree/views.ipynb?token={token}")
-        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                               " && window.jupyterapp.shell.currentWidget.sessionContext"
-                               " && window.jupyterapp.shell.currentWidget.sessionContext.session", timeout=90_000)
+        page.wait_for_function(
+            "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+            " && window.jupyterapp.shell.currentWidget.sessionContext"
+            " && window.jupyterapp.shell.currentWidget.sessionContext.session",
+            timeout=90_000,
+        )
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
         # Not awaited: the command's promise settles only when every cell has run.
-        page.evaluate("async () => { const w = window.jupyterapp.shell.currentWidget;"
-                      " await w.sessionContext.ready; window.jupyterapp.commands.execute("
-                      "'notebook:run-all-cells'); }")
+        page.evaluate(
+            "async () => { const w = window.jupyterapp.shell.currentWidget;"
+            " await w.sessionContext.ready; window.jupyterapp.commands.execute("
+            "'notebook:run-all-cells'); }"
+        )
         done = page.locator(f".jp-OutputArea-output:has-text('{DONE}')")
         error = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
 
@@ -190,7 +212,9 @@ def test_notebook_with_dashboard_explorer_and_side_by_side_runs_in_chromium(jupy
         page.wait_for_function(
             "() => { const c = document.querySelectorAll('.nla-dash .nla-counter')[1];"
             " return document.querySelector(\".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']\")"
-            " || (c && Number(c.textContent.split(' ')[1]) >= 3); }", timeout=300_000)
+            " || (c && Number(c.textContent.split(' ')[1]) >= 3); }",
+            timeout=300_000,
+        )
         assert not error.count(), f"A cell raised:\n{error.all_inner_texts()}\nstderr: {_stderr(page)}"
         long_board.locator(".nla-stop").click()
         deadline = time.monotonic() + 480

@@ -27,7 +27,6 @@ def vectors(nla) -> torch.Tensor:
 
     bridge = nla_lens.load_subject("smollm2-135m")
     docs = nla_lens.load_corpus(max_documents=N_VECTORS // 2)
-    data = nla_lens.extract_activations(bridge, docs, nla.hook_name, positions_per_doc=2, max_length=64,
-                                        progress=False)
+    data = nla_lens.extract_activations(bridge, docs, nla.hook_name, positions_per_doc=2, max_length=64, progress=False)
     assert len(data.vectors) >= N_VECTORS
     return data.vectors[:N_VECTORS].float()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.embedded]
 
 MAX_NEW = 40
 
@@ -46,8 +46,13 @@ def test_prompt_embeds_are_the_hook_path(nla, vectors):
     assert torch.equal(embeds[:, :marker], plain[None, :marker].expand(3, -1, -1))
     assert torch.allclose(embeds[:, marker].norm(dim=-1), torch.full((3,), av.cfg.injection_scale))
     with torch.no_grad():  # generating from these embeddings with HF equals the hook path
-        out = av.model.generate(inputs_embeds=embeds[:1], attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                max_new_tokens=8, do_sample=False, pad_token_id=av.tokenizer.pad_token_id)
+        out = av.model.generate(
+            inputs_embeds=embeds[:1],
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=8,
+            do_sample=False,
+            pad_token_id=av.tokenizer.pad_token_id,
+        )
     assert torch.equal(out[0, -8:], av.generate(vectors[:1], max_new_tokens=8)[0][0])
 
 

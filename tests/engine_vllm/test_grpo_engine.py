@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.embedded]
 
 
 @pytest.fixture(scope="module")
@@ -16,15 +16,19 @@ def trained(vectors):
 
     nla = nla_lens.NLA.from_pretrained("smollm2-135m-L20", dtype=torch.float32, is_trainable=True)
     bridge = nla_lens.load_subject("smollm2-135m")
-    data = nla_lens.extract_activations(bridge, nla_lens.load_corpus(max_documents=8), nla.hook_name,
-                                        positions_per_doc=2, max_length=64, progress=False)
+    data = nla_lens.extract_activations(
+        bridge, nla_lens.load_corpus(max_documents=8), nla.hook_name, positions_per_doc=2, max_length=64, progress=False
+    )
     del bridge
     probe = vectors[:6]
     before_tokens, _ = nla.av.generate(probe, max_new_tokens=32)
     before_weights = {k: v.detach().clone() for k, v in nla.av.model.named_parameters() if v.requires_grad}
     engine = nla.av.start_engine("vllm", enforce_eager=True)  # the trainer's rollouts use this engine
-    trainer = GRPOTrainer(nla, data, GRPOConfig(n_vectors=4, group_size=4, max_new_tokens=64, av_lr=5e-3,
-                                                ar_lr=1e-4, engine="vllm", seed=0))
+    trainer = GRPOTrainer(
+        nla,
+        data,
+        GRPOConfig(n_vectors=4, group_size=4, max_new_tokens=64, av_lr=5e-3, ar_lr=1e-4, engine="vllm", seed=0),
+    )
     metrics = trainer.step()
     yield nla, probe, before_tokens, before_weights, metrics, trainer, engine
     nla.av.close_engines()
@@ -32,8 +36,11 @@ def trained(vectors):
 
 def test_the_step_trains_the_av_with_vllm_rollouts(trained):
     nla, _, _, before_weights, metrics, trainer, _ = trained
-    changed = max(float((p.detach() - before_weights[k]).abs().max())
-                  for k, p in nla.av.model.named_parameters() if p.requires_grad)
+    changed = max(
+        float((p.detach() - before_weights[k]).abs().max())
+        for k, p in nla.av.model.named_parameters()
+        if p.requires_grad
+    )
     assert metrics["failure_rate"] < 1, "every rollout failed (no advantage to learn from)"
     assert changed > 1e-4
     assert metrics["sync_seconds"] > 0.05 and metrics["generate_seconds"] > 0  # a reload takes ~1 s

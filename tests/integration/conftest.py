@@ -1,4 +1,10 @@
-"""Session-wide embedded model fixtures (loaded once: ~3 s from the cache, ~20 s the first time)."""
+"""Shared integration fixtures.
+
+Session-wide: the embedded model (loaded once: ~3 s from the cache, ~20 s the first time), the corpus,
+and one ``nla-lens train --preset smoke`` run that the recipe tests read. Per test: ``tiny_nla``, the
+default tiny random NLA (:func:`nla_lens.testing.models.tiny_nla`). Tests that use an embedded-model
+fixture carry the ``embedded`` marker.
+"""
 
 from __future__ import annotations
 
@@ -33,11 +39,26 @@ def documents():
 
 @pytest.fixture()
 def tiny_nla():
-    """An untrained NLA built on two random 3-block tiny llamas (AV full, AR truncated at K=1)."""
-    from nla_lens.models import NLA
-    from nla_lens.testing.models import tiny_llama
-    from nla_lens.testing.tokenizers import tiny_tokenizer
+    """The default test NLA, fresh per test: :func:`nla_lens.testing.models.tiny_nla` (two random 3-block
+    tiny llamas, AR truncated at K=1). Tests that need another layer, width or seed call the factory."""
+    from nla_lens.testing import models
 
-    av_tok, ar_tok = tiny_tokenizer(), tiny_tokenizer()
-    return NLA.untrained("tiny", layer=1, injection_scale=5.0,
-                         base_models=((tiny_llama(av_tok), av_tok), (tiny_llama(ar_tok, seed=1), ar_tok)))
+    return models.tiny_nla()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One ``nla-lens train --preset smoke`` run on the embedded model (about a minute on 2 cores), shared by the
+    ``test_recipe_*`` files: ``(run folder, what it printed)``. Tests read it; tests that change a run
+    folder work on a copy."""
+    import contextlib
+    import io
+
+    from nla_lens.cli import main
+
+    out = tmp_path_factory.mktemp("recipe") / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["train", "--preset", "smoke", "--out", str(out)])
+    assert code == 0, printed.getvalue()[-4000:]
+    return out, printed.getvalue()

@@ -16,8 +16,12 @@ import nla_lens
 from nla_lens.analysis import explain_prompt, faithfulness_report, steer, steered_generate
 from nla_lens.errors import InputError
 
-SEA = ('1. Recent context: "…the ocean waves crashed on the beach as the sailors pulled the boat to the sea"\n'
-       '2. Likely next: "sea", "ocean", "ship"\n3. Current token: " sea"')
+pytestmark = pytest.mark.embedded
+
+SEA = (
+    '1. Recent context: "…the ocean waves crashed on the beach as the sailors pulled the boat to the sea"\n'
+    '2. Likely next: "sea", "ocean", "ship"\n3. Current token: " sea"'
+)
 PROMPTS = ["I want to tell you about", "Yesterday afternoon we went to the", "The most important thing in life is"]
 TOPIC = ["sea", "ocean", "ship", "boat", "waves", "beach", "sailors", "water"]
 
@@ -28,8 +32,7 @@ def shipped():
 
 
 def test_steering_with_the_ar_vector_of_an_explanation_pulls_toward_its_topic(shipped, bridge):
-    result = steer(shipped, bridge, PROMPTS, SEA, topic_words=TOPIC, coefficient=1.0, max_new_tokens=12,
-                   progress=False)
+    result = steer(shipped, bridge, PROMPTS, SEA, topic_words=TOPIC, coefficient=1.0, max_new_tokens=12, progress=False)
     s = result.summary
     assert s["norm"] == pytest.approx(shipped.av.cfg.injection_scale)
     # on each condition's own continuation, and on the same (unsteered) continuation
@@ -52,21 +55,37 @@ def test_nnsight_and_transformer_lens_steer_identically(shipped, bridge, embedde
 
 def test_faithfulness_report_on_the_shipped_nla(shipped, bridge):
     docs = nla_lens.load_corpus()[800:805]  # documents the shipped recipe never trained on
-    held = nla_lens.extract_activations(bridge, docs, shipped.hook_name, positions_per_doc=2, max_length=96,
-                                        splits={"eval": 1.0}, progress=False)
+    held = nla_lens.extract_activations(
+        bridge, docs, shipped.hook_name, positions_per_doc=2, max_length=96, splits={"eval": 1.0}, progress=False
+    )
     report = faithfulness_report(shipped, held, n=None, n_random=2, max_new_tokens=56, progress=False)
     s = report.summary
     assert s["n"] == len(held) == len(report.frame)
     assert s["fve_nrm"] > s["fve_nrm_shuffled"] and s["fve_nrm_shuffled"] < 0.1
-    for key in ("predict_mean", "random_vector_fve_nrm", "paraphrase_fve_nrm", "ablation_mse_increase",
-                "grounding", "grounding_shuffled", "context_oracle_fve_nrm", "non_english_rate", "failure_rate"):
+    for key in (
+        "predict_mean",
+        "random_vector_fve_nrm",
+        "paraphrase_fve_nrm",
+        "ablation_mse_increase",
+        "grounding",
+        "grounding_shuffled",
+        "context_oracle_fve_nrm",
+        "non_english_rate",
+        "failure_rate",
+    ):
         assert isinstance(s[key], float) and math.isfinite(s[key]), key
     assert len(report.ablations) > 0 and report.frame["paraphrase"].ne(report.frame["explanation"]).all()
 
 
 def test_prompt_table_and_hook_check_on_the_embedded_model(shipped, bridge):
-    table = explain_prompt(shipped, bridge, "The cat sat on the mat because it was tired.", positions=[3, 8],
-                           max_new_tokens=16, progress=False)
+    table = explain_prompt(
+        shipped,
+        bridge,
+        "The cat sat on the mat because it was tired.",
+        positions=[3, 8],
+        max_new_tokens=16,
+        progress=False,
+    )
     assert table.frame["token"].tolist() == [" on", " was"]
     assert torch.isfinite(torch.tensor(table.frame["fve"].to_numpy())).all()
     assert len(explain_prompt(shipped, bridge, "", progress=False)) == 0

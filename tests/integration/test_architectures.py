@@ -52,7 +52,8 @@ def test_injected_input_equals_the_published_construction(architecture):
     seen = []
     handle = _decoder_layers(av.model)[0].register_forward_pre_hook(
         lambda module, args, kwargs: seen.append((args[0] if args else kwargs["hidden_states"]).detach().clone()),
-        with_kwargs=True)
+        with_kwargs=True,
+    )
     try:
         with torch.no_grad():
             av.logprobs(vector[None], av.response_ids(["the cat"]))
@@ -63,7 +64,9 @@ def test_injected_input_equals_the_published_construction(architecture):
     assert got[0, where[0]].norm() == pytest.approx(SCALE, rel=1e-5)  # not scaled again after injection
 
     ar_ids, _ = nla.ar.encode(["the cat sat"])
-    assert ar_ids[0, 0] == nla.ar.tokenizer.bos_token_id and int((ar_ids[0] == nla.ar.tokenizer.bos_token_id).sum()) == 1
+    assert (
+        ar_ids[0, 0] == nla.ar.tokenizer.bos_token_id and int((ar_ids[0] == nla.ar.tokenizer.bos_token_id).sum()) == 1
+    )
 
 
 @pytest.mark.parametrize("architecture", RELEASED_ARCHITECTURES)
@@ -73,14 +76,22 @@ def test_published_layout_loads_by_hub_id_registry_name_and_path(architecture, t
     cache = tmp_path / "hub"
     add_to_hub_cache(tmp_path / "pair" / "av", cache, f"tiny-org/nla-{architecture}-L1-av")
     add_to_hub_cache(tmp_path / "pair" / "ar", cache, f"tiny-org/nla-{architecture}-L1-ar")
-    nla_lens.register_pretrained(f"tiny-{architecture}-L1", av=f"tiny-org/nla-{architecture}-L1-av",
-                                 ar=f"tiny-org/nla-{architecture}-L1-ar", layer=LAYER, d_model=32)
+    nla_lens.register_pretrained(
+        f"tiny-{architecture}-L1",
+        av=f"tiny-org/nla-{architecture}-L1-av",
+        ar=f"tiny-org/nla-{architecture}-L1-ar",
+        layer=LAYER,
+        d_model=32,
+    )
     vectors = torch.randn(3, 32, generator=torch.Generator().manual_seed(4)) * 40
     want = nla.round_trip(vectors, max_new_tokens=4, progress=False, warn=False)
-    for loaded in (NLA.from_pretrained(tmp_path / "pair"),
-                   NLA.from_pretrained(av=f"tiny-org/nla-{architecture}-L1-av", ar=f"tiny-org/nla-{architecture}-L1-ar",
-                                       cache_dir=cache),
-                   NLA.from_pretrained(f"tiny-{architecture}-L1", cache_dir=cache)):
+    for loaded in (
+        NLA.from_pretrained(tmp_path / "pair"),
+        NLA.from_pretrained(
+            av=f"tiny-org/nla-{architecture}-L1-av", ar=f"tiny-org/nla-{architecture}-L1-ar", cache_dir=cache
+        ),
+        NLA.from_pretrained(f"tiny-{architecture}-L1", cache_dir=cache),
+    ):
         assert type(loaded.av.model).__name__ == type(nla.av.model).__name__
         assert loaded.av.cfg.hook_name is None and loaded.hook_name == "blocks.1.hook_resid_post"  # from K
         got = loaded.round_trip(vectors, max_new_tokens=4, progress=False, warn=False)

@@ -24,8 +24,20 @@ from nla_lens.testing.synthetic import concept_dataset
 from nla_lens.training import ARWarmStart, AVWarmStart, WarmStartConfig
 
 SCRIPT = Path(__file__).parent / "scripts" / "data_parallel_run.py"
-TWO_PROCESSES = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+TWO_PROCESSES = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 
 
 def run(command: list[str], *args: str) -> subprocess.CompletedProcess:
@@ -48,10 +60,20 @@ def runs(tmp_path_factory):
         "one": run([sys.executable], str(root / "warm"), str(root / "one")),
         "two": run(TWO_PROCESSES, str(root / "warm"), str(root / "two")),
     }
-    results["resumed"] = run(TWO_PROCESSES, str(root / "warm"), str(root / "resumed"),
-                             "--resume", str(root / "two" / "grpo" / "checkpoint-2"))
-    results["one_from_two"] = run([sys.executable], str(root / "warm"), str(root / "one_from_two"),
-                                  "--resume", str(root / "two" / "grpo" / "checkpoint-2"))
+    results["resumed"] = run(
+        TWO_PROCESSES,
+        str(root / "warm"),
+        str(root / "resumed"),
+        "--resume",
+        str(root / "two" / "grpo" / "checkpoint-2"),
+    )
+    results["one_from_two"] = run(
+        [sys.executable],
+        str(root / "warm"),
+        str(root / "one_from_two"),
+        "--resume",
+        str(root / "two" / "grpo" / "checkpoint-2"),
+    )
     for name in ("one", "two", "resumed"):
         assert results[name].returncode == 0, f"{name} run failed:\n{results[name].stderr[-4000:]}"
     return root, results
@@ -65,7 +87,10 @@ def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> f
 @pytest.mark.parametrize("stage", ["ar", "av", "grpo"])
 def test_two_processes_make_the_same_update_as_one(runs, stage):
     root, _ = runs
-    one, two = load_file(str(root / "one" / f"{stage}.safetensors")), load_file(str(root / "two" / f"{stage}.safetensors"))
+    one, two = (
+        load_file(str(root / "one" / f"{stage}.safetensors")),
+        load_file(str(root / "two" / f"{stage}.safetensors")),
+    )
     assert _max_difference(one, two) < 1e-4
     # ... and the update is real: far larger than that tolerance.
     warm = {**{f"av.{k}": v for k, v in load_file(str(root / "warm" / "av" / "model.safetensors")).items()}}

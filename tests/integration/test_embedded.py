@@ -11,6 +11,7 @@ from nla_lens.subjects import embedded
 from nla_lens.subjects.embedded import embedded_model_dir, load_embedded_hf
 
 
+@pytest.mark.embedded
 def test_embedded_model_facts(embedded_hf):
     model, tokenizer = embedded_hf
     assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
@@ -19,14 +20,17 @@ def test_embedded_model_facts(embedded_hf):
     assert not hasattr(model.config, "quantization_config")
 
 
+@pytest.mark.embedded
 def test_greedy_answer_is_sensible(embedded_hf):
     model, tokenizer = embedded_hf
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France?"}],
-        add_generation_prompt=True, return_tensors="pt", return_dict=True,
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
     out = model.generate(**prompt, max_new_tokens=12, do_sample=False)
-    assert "Paris" in tokenizer.decode(out[0, prompt["input_ids"].shape[1]:])
+    assert "Paris" in tokenizer.decode(out[0, prompt["input_ids"].shape[1] :])
 
 
 @pytest.fixture()
@@ -38,6 +42,7 @@ def cache_copy(tmp_path):
     return tmp_path, target
 
 
+@pytest.mark.embedded
 @pytest.mark.parametrize("damage", ["truncated", "missing"])
 def test_corrupted_or_missing_cache_is_rebuilt(cache_copy, embedded_hf, damage):
     root, folder = cache_copy
@@ -53,6 +58,7 @@ def test_corrupted_or_missing_cache_is_rebuilt(cache_copy, embedded_hf, damage):
     assert sorted(p.name for p in root.iterdir()) == [folder.name]  # no temp folders left
 
 
+@pytest.mark.embedded
 def test_cache_with_garbage_weights_of_the_right_size_is_rebuilt(cache_copy, embedded_hf):
     root, folder = cache_copy
     weights = folder / "model.safetensors"

@@ -54,7 +54,9 @@ def test_an_engine_object_is_used_and_unknown_names_are_refused(tiny_nla):
 
     by_object = av.verbalize(vectors, max_new_tokens=8, engine=Recording(), progress=False, warn=False)
     assert Recording.calls == 1
-    assert by_object["raw"].tolist() == av.verbalize(vectors, max_new_tokens=8, progress=False, warn=False)["raw"].tolist()
+    assert (
+        by_object["raw"].tolist() == av.verbalize(vectors, max_new_tokens=8, progress=False, warn=False)["raw"].tolist()
+    )
     with pytest.raises(InputError, match="Unknown engine 'sglang'.*'hf'.*'vllm'"):
         av.verbalize(vectors, engine="sglang", progress=False)
     with pytest.raises(InputError, match="object with generate"):

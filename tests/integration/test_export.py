@@ -22,7 +22,7 @@ import nla_lens
 from nla_lens import NLA, cli
 from nla_lens.errors import InputError, NLALensError
 from nla_lens.models.export import export_merged
-from nla_lens.testing.models import tiny_layer_nla
+from nla_lens.testing.models import tiny_nla
 
 KW = dict(max_new_tokens=24, progress=False, warn=False)
 
@@ -45,8 +45,9 @@ def shipped() -> NLA:
 @pytest.fixture(scope="module")
 def vectors(shipped) -> torch.Tensor:
     texts = nla_lens.load_corpus(max_documents=3)
-    dataset = nla_lens.extract_activations(nla_lens.load_subject(), texts, shipped.hook_name,
-                                           positions_per_doc=2, progress=False)
+    dataset = nla_lens.extract_activations(
+        nla_lens.load_subject(), texts, shipped.hook_name, positions_per_doc=2, progress=False
+    )
     return dataset.vectors[:4]
 
 
@@ -68,8 +69,8 @@ def cli_export(tmp_path_factory):
     return out, printed.getvalue()
 
 
-def test_cli_export_reloads_as_full_folders_that_explain_and_reconstruct_the_same(cli_export, shipped, vectors,
-                                                                                  before):
+@pytest.mark.embedded
+def test_cli_export_reloads_as_full_folders_that_explain_and_reconstruct_the_same(cli_export, shipped, vectors, before):
     out, printed = cli_export
     assert str(out / "av") in printed and str(out / "ar") in printed
     av, ar = out / "av", out / "ar"
@@ -99,6 +100,7 @@ def test_cli_export_reloads_as_full_folders_that_explain_and_reconstruct_the_sam
     torch.testing.assert_close(reloaded.ar.reconstruct(explanations), reconstructions, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.embedded
 def test_export_leaves_the_live_nla_unchanged(shipped, vectors, before, tmp_path):
     out = export_merged(shipped, tmp_path / "nla")
     assert (out / "av" / "model.safetensors").is_file() and (out / "ar" / "value_head.safetensors").is_file()
@@ -111,14 +113,16 @@ def test_export_leaves_the_live_nla_unchanged(shipped, vectors, before, tmp_path
 
 
 def test_a_full_bfloat16_nla_exports_in_its_dtype_and_reloads_the_same(tmp_path):
-    nla = tiny_layer_nla(1)
+    nla = tiny_nla(1, n_layers=2, seed=2)
     nla.av.model.to(torch.bfloat16)
     nla.ar.to(torch.bfloat16)
     out = export_merged(nla, tmp_path / "tiny")
     assert _dtypes(out / "av" / "model.safetensors") == _dtypes(out / "ar" / "model.safetensors") == {"BF16"}
     assert json.loads((out / "ar" / "config.json").read_text())["num_hidden_layers"] == 2
     assert yaml.safe_load((out / "ar" / "nla_meta.yaml").read_text())["provenance"] == {
-        "stage": "untrained", "exported_from": "full"}
+        "stage": "untrained",
+        "exported_from": "full",
+    }
 
     reloaded = NLA.from_pretrained(out, dtype=torch.bfloat16)
     vectors = torch.randn(3, nla.d_model, generator=torch.Generator().manual_seed(0)) * 5
@@ -128,7 +132,7 @@ def test_a_full_bfloat16_nla_exports_in_its_dtype_and_reloads_the_same(tmp_path)
 
 
 def test_targets_that_cannot_hold_an_export_are_refused(tmp_path):
-    nla = tiny_layer_nla(1)
+    nla = tiny_nla(1, n_layers=2, seed=2)
     a_file = tmp_path / "file.txt"
     a_file.write_text("keep me")
     for target in (a_file, a_file / "nla"):
@@ -147,7 +151,7 @@ def test_targets_that_cannot_hold_an_export_are_refused(tmp_path):
 
 
 def test_cli_reports_a_bad_target_without_a_traceback(tmp_path, capsys):
-    source = tiny_layer_nla(1).save_pretrained(tmp_path / "tiny")
+    source = tiny_nla(1, n_layers=2, seed=2).save_pretrained(tmp_path / "tiny")
     a_file = tmp_path / "file.txt"
     a_file.write_text("")
     assert cli.main(["export", "--nla", str(source), "--out", str(a_file)]) == 2

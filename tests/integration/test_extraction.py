@@ -8,9 +8,11 @@ import pytest
 import torch
 
 import nla_lens
-from nla_lens.optional import has_hooked_transformer, hooked_transformer
 from nla_lens.errors import HookNameError, InputError
+from nla_lens.optional import has_hooked_transformer, hooked_transformer
 from nla_lens.subjects.adapters import as_subject
+
+pytestmark = pytest.mark.embedded
 
 HOOK = "blocks.20.hook_resid_post"
 
@@ -59,20 +61,34 @@ def test_nnsight_extraction_equals_hf_hidden_states(embedded_hf, documents):
     assert ds.meta["backend"] == "nnsight"
     expected = hf_reference(hf_model, tokenizer, ds, docs, max_length=96)
     assert (ds.vectors - expected).abs().max().item() <= 1e-5
-    pre = nla_lens.extract_activations(model, docs[:1], "blocks.20.hook_resid_pre", batch_size=1, max_length=96, progress=False)
+    pre = nla_lens.extract_activations(
+        model, docs[:1], "blocks.20.hook_resid_pre", batch_size=1, max_length=96, progress=False
+    )
     expected_pre = hf_reference(hf_model, tokenizer, pre, docs[:1], index=20, max_length=96)
     assert (pre.vectors - expected_pre).abs().max().item() <= 1e-5
     assert torch.equal(as_subject(model).token_embeddings(), hf_model.get_input_embeddings().weight.float())
 
 
-@pytest.mark.skipif(not has_hooked_transformer(), reason="HookedTransformer is absent from transformer-lens 4.x "
-                    "(removed in 4.0); the bridge tests above cover extraction there")
+@pytest.mark.skipif(
+    not has_hooked_transformer(),
+    reason="HookedTransformer is absent from transformer-lens 4.x "
+    "(removed in 4.0); the bridge tests above cover extraction there",
+)
 def test_hooked_transformer_extraction_equals_full_run(embedded_hf, documents):
     HookedTransformer, HookedTransformerConfig = hooked_transformer()
     _, tokenizer = embedded_hf
     torch.manual_seed(0)
-    cfg = HookedTransformerConfig(n_layers=4, d_model=32, n_ctx=128, d_head=8, n_heads=4, d_mlp=64,
-                                  d_vocab=len(tokenizer), act_fn="gelu", default_prepend_bos=False)
+    cfg = HookedTransformerConfig(
+        n_layers=4,
+        d_model=32,
+        n_ctx=128,
+        d_head=8,
+        n_heads=4,
+        d_mlp=64,
+        d_vocab=len(tokenizer),
+        act_fn="gelu",
+        default_prepend_bos=False,
+    )
     model = HookedTransformer(cfg, tokenizer=tokenizer)
     ds = nla_lens.extract_activations(model, documents[:3], "blocks.2.hook_resid_post", max_length=64, progress=False)
     for row, vec in zip(ds.frame.itertuples(), ds.vectors):
@@ -171,8 +187,9 @@ def test_bridge_token_embeddings_equal_the_hf_input_embeddings(bridge, embedded_
 def test_only_splits_equals_the_full_extraction_filtered(bridge, documents):
     full = nla_lens.extract_activations(bridge, documents, HOOK, max_length=64, progress=False, seed=2)
     split = full.frame["split"].iloc[0]
-    part = nla_lens.extract_activations(bridge, documents, HOOK, max_length=64, progress=False, seed=2,
-                                        only_splits=[split])
+    part = nla_lens.extract_activations(
+        bridge, documents, HOOK, max_length=64, progress=False, seed=2, only_splits=[split]
+    )
     expected = full.split(split)
     assert len(part) == len(expected) < len(full)
     columns = ["doc_id", "split", "position", "token_id", "prefix"]

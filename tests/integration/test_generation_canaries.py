@@ -28,10 +28,18 @@ def _cut(tokens: list[int], tokenizer) -> list[int]:
 @torch.no_grad()
 def _hf_greedy_text(hf_model, tokenizer, prompt: str) -> str:
     ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
-    out = hf_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
-                            min_new_tokens=NEW_TOKENS, do_sample=False, temperature=None, top_p=None, top_k=None,
-                            pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(_cut(out[0, ids.shape[1]:].tolist(), tokenizer), skip_special_tokens=True)
+    out = hf_model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=NEW_TOKENS,
+        min_new_tokens=NEW_TOKENS,
+        do_sample=False,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return tokenizer.decode(_cut(out[0, ids.shape[1] :].tolist(), tokenizer), skip_special_tokens=True)
 
 
 @pytest.mark.embedded
@@ -54,8 +62,11 @@ def test_nnsight_generation_equals_hf_generate(embedded_hf, prompt):
     assert got == _hf_greedy_text(hf_model, tokenizer, prompt)
 
 
-@pytest.mark.skipif(not has_hooked_transformer(), reason="HookedTransformer is absent from transformer-lens 4.x "
-                    "(removed in 4.0); the 4.x refusal is tested in tests/unit/test_optional.py")
+@pytest.mark.skipif(
+    not has_hooked_transformer(),
+    reason="HookedTransformer is absent from transformer-lens 4.x "
+    "(removed in 4.0); the 4.x refusal is tested in tests/unit/test_optional.py",
+)
 def test_hooked_transformer_generation_equals_its_own_kv_cache_generate():
     # No HF twin of a HookedTransformer exists offline, so its own cached generate is the reference.
     from nla_lens.testing.models import tiny_hooked_transformer
@@ -63,7 +74,14 @@ def test_hooked_transformer_generation_equals_its_own_kv_cache_generate():
 
     model = tiny_hooked_transformer(tiny_tokenizer(), n_layers=2, n_ctx=64)
     ids = model.tokenizer("The cat sat on the", add_special_tokens=False, return_tensors="pt")["input_ids"]
-    want = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False, stop_at_eos=False, verbose=False,
-                          use_past_kv_cache=True, return_type="tokens")[0, ids.shape[1]:].tolist()
+    want = model.generate(
+        ids,
+        max_new_tokens=NEW_TOKENS,
+        do_sample=False,
+        stop_at_eos=False,
+        verbose=False,
+        use_past_kv_cache=True,
+        return_type="tokens",
+    )[0, ids.shape[1] :].tolist()
     text = model.tokenizer.decode(_cut(want, model.tokenizer), skip_special_tokens=True)
     assert steered_generate(model, "The cat sat on the", None, hook_name=1, max_new_tokens=NEW_TOKENS) == text

@@ -10,11 +10,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from nla_lens.errors import CheckpointError
-from nla_lens.models.loading import load_lm_folder
-
 from nla_lens.models import ActivationReconstructor, ActivationVerbalizer
+from nla_lens.models.loading import load_lm_folder
 from nla_lens.schema import NLAMeta
-from nla_lens.testing.models import tiny_layer_nla, tiny_llama
+from nla_lens.testing.models import tiny_llama, tiny_nla
 from nla_lens.testing.tokenizers import tiny_tokenizer
 from nla_lens.training.lora import apply_lora
 
@@ -23,8 +22,9 @@ def test_lora_ar_over_a_named_base_builds_only_k_plus_1_blocks_in_the_dtype_aske
     tok = tiny_tokenizer()
     tiny_llama(tok, n_layers=4, seed=5).save_pretrained(tmp_path / "base")  # a 4-block base "on the hub"
     tok.save_pretrained(tmp_path / "base")
-    meta = NLAMeta.for_tokenizer(tok, role="ar", d_model=32, injection_scale=None, layer=1,
-                                 provenance={"base_model": str(tmp_path / "base")})
+    meta = NLAMeta.for_tokenizer(
+        tok, role="ar", d_model=32, injection_scale=None, layer=1, provenance={"base_model": str(tmp_path / "base")}
+    )
     ar = ActivationReconstructor.from_base(tiny_llama(tok, n_layers=4, seed=5), tok, meta)
     ar.backbone = apply_lora(ar.backbone, 4)
     with torch.no_grad():  # adapters that change the output, so loading them is checked too
@@ -52,7 +52,7 @@ def test_lora_ar_over_a_named_base_builds_only_k_plus_1_blocks_in_the_dtype_aske
 
 
 def test_av_loads_in_bfloat16_with_device_map_and_explains(tmp_path):
-    nla = tiny_layer_nla(1)
+    nla = tiny_nla(1, n_layers=2, seed=2)
     nla.save_pretrained(tmp_path / "nla")
     av = ActivationVerbalizer.from_pretrained(tmp_path / "nla" / "av", dtype=torch.bfloat16, device_map="auto")
     assert {p.dtype for p in av.model.parameters()} == {torch.bfloat16}
@@ -70,10 +70,10 @@ def test_load_subject_by_path_with_dtype_and_device_map(backend, tmp_path):
     tok = tiny_tokenizer()
     tiny_llama(tok, n_layers=2, seed=7).save_pretrained(tmp_path / "subject")
     tok.save_pretrained(tmp_path / "subject")
-    subject = nla_lens.load_subject(str(tmp_path / "subject"), backend=backend, dtype=torch.bfloat16,
-                                    device_map="auto")
-    acts = nla_lens.as_subject(subject).activations(torch.tensor([[5, 6, 7, 8]]),
-                                                    nla_lens.as_subject(subject).resolve_hook(1))
+    subject = nla_lens.load_subject(str(tmp_path / "subject"), backend=backend, dtype=torch.bfloat16, device_map="auto")
+    acts = nla_lens.as_subject(subject).activations(
+        torch.tensor([[5, 6, 7, 8]]), nla_lens.as_subject(subject).resolve_hook(1)
+    )
     assert acts.shape == (1, 4, 32) and torch.isfinite(acts).all()
     module = subject if backend == "bridge" else subject._module
     assert {p.dtype for p in module.parameters()} == {torch.bfloat16}

@@ -13,6 +13,8 @@ import nla_lens
 from nla_lens.models import NLA, ActivationReconstructor
 from nla_lens.models.reconstructor import VALUE_HEAD_FILE
 
+pytestmark = pytest.mark.embedded
+
 
 @pytest.fixture(scope="module")
 def embedded_nla():
@@ -21,8 +23,9 @@ def embedded_nla():
 
 @pytest.fixture(scope="module")
 def real_vectors(bridge, documents):
-    ds = nla_lens.extract_activations(bridge, documents[:4], "blocks.20.hook_resid_post", positions_per_doc=1,
-                                      max_length=96, progress=False)
+    ds = nla_lens.extract_activations(
+        bridge, documents[:4], "blocks.20.hook_resid_post", positions_per_doc=1, max_length=96, progress=False
+    )
     return ds.vectors
 
 
@@ -40,8 +43,13 @@ def test_untrained_nla_writes_readable_english(embedded_nla, real_vectors):
 
 
 def test_explain_from_text_through_the_subject(embedded_nla, bridge):
-    frame = embedded_nla.explain(text="The cat sat on the mat because it was tired.", positions=[3, 8],
-                                 subject=bridge, max_new_tokens=12, progress=False)
+    frame = embedded_nla.explain(
+        text="The cat sat on the mat because it was tired.",
+        positions=[3, 8],
+        subject=bridge,
+        max_new_tokens=12,
+        progress=False,
+    )
     assert frame.position.tolist() == [3, 8]
     assert frame.token.tolist() == [" on", " was"]
 
@@ -64,7 +72,10 @@ def test_save_load_gives_identical_outputs(embedded_nla, real_vectors, tmp_path)
     assert config["num_hidden_layers"] == 21
     meta = yaml.safe_load((tmp_path / "nla/av/nla_meta.yaml").read_text())
     assert meta["kind"] == "nla_model" and meta["role"] == "av" and meta["d_model"] == 576
-    assert meta["extraction"]["injection_scale"] == 240.0 and meta["extraction"]["hook_name"] == "blocks.20.hook_resid_post"
+    assert (
+        meta["extraction"]["injection_scale"] == 240.0
+        and meta["extraction"]["hook_name"] == "blocks.20.hook_resid_post"
+    )
 
 
 def test_published_layout_ar_loads(embedded_nla, tmp_path):
@@ -88,7 +99,9 @@ def test_published_layout_ar_loads(embedded_nla, tmp_path):
     ar = ActivationReconstructor.from_pretrained(folder)
     texts = ["A story about a cat.", "Python code that opens a file."]
     captured = []  # block 20's raw output (HF's last hidden_states entry is after the final norm)
-    handle = model.model.layers[20].register_forward_hook(lambda m, a, out: captured.append(out[0] if isinstance(out, tuple) else out))
+    handle = model.model.layers[20].register_forward_hook(
+        lambda m, a, out: captured.append(out[0] if isinstance(out, tuple) else out)
+    )
     with torch.no_grad():
         ids, mask = ar.encode(texts)
         model.model(input_ids=ids, attention_mask=mask)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from nla_lens.cli import main
 import pytest
 
 import nla_lens
+from nla_lens.cli import main
 from nla_lens.models.pretrained import load_pretrained_nla, pretrained_dir
 
 
@@ -15,14 +15,22 @@ def test_shipped_nla_is_small_complete_and_documented():
     folder = pretrained_dir()
     size_mb = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
     assert size_mb <= 25
-    for name in ("av/adapter_model.safetensors", "av/nla_meta.yaml", "ar/adapter_model.safetensors",
-                 "ar/value_head.safetensors", "ar/nla_meta.yaml", "README.md", "report.json"):
+    for name in (
+        "av/adapter_model.safetensors",
+        "av/nla_meta.yaml",
+        "ar/adapter_model.safetensors",
+        "ar/value_head.safetensors",
+        "ar/nla_meta.yaml",
+        "README.md",
+        "report.json",
+    ):
         assert (folder / name).is_file(), name
     report = json.loads((folder / "report.json").read_text())
     card = (folder / "README.md").read_text()
     assert f"{report['rl']['fve_nrm']:.3f}" in card and f"{report['sft']['fve_nrm']:.3f}" in card
 
 
+@pytest.mark.embedded
 def test_shipped_nla_loads_offline_and_explains(capsys):
     nla = nla_lens.NLA.from_pretrained()  # default: the registry's shipped NLA
     with pytest.warns(DeprecationWarning, match="NLA.from_pretrained"):
@@ -30,8 +38,20 @@ def test_shipped_nla_loads_offline_and_explains(capsys):
     assert alias.av.cfg.to_dict() == nla.av.cfg.to_dict()
     assert nla.hook_name == "blocks.20.hook_resid_post" and nla.d_model == 576
     assert nla.av.cfg.provenance["stage"] == "rl"
-    assert main(["explain", "The cat sat on the mat because it was tired.", "--positions", "3", "8",
-                 "--max-new-tokens", "24"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "The cat sat on the mat because it was tired.",
+                "--positions",
+                "3",
+                "8",
+                "--max-new-tokens",
+                "24",
+            ]
+        )
+        == 0
+    )
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert [line.split("]")[0] for line in lines] == ["[  3", "[  8"]
     assert all("mse" in line and "cos" in line for line in lines)

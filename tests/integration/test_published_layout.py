@@ -12,7 +12,7 @@ import yaml
 
 from nla_lens.errors import CheckpointError
 from nla_lens.models import NLA, ActivationReconstructor, ActivationVerbalizer
-from nla_lens.testing.models import tiny_layer_nla
+from nla_lens.testing.models import tiny_nla
 
 
 def _published_av(nla: NLA) -> ActivationVerbalizer:
@@ -21,7 +21,7 @@ def _published_av(nla: NLA) -> ActivationVerbalizer:
 
 
 def test_an_av_trained_without_prefill_parses_under_its_own_prompt(tmp_path):
-    nla = tiny_layer_nla(1)
+    nla = tiny_nla(1, n_layers=2, seed=2)
     av = _published_av(nla)
     vectors = torch.randn(2, 32, generator=torch.Generator().manual_seed(0))
     responses = av.response_ids(["the cat sat", "the cat sat"])
@@ -50,7 +50,7 @@ def test_an_av_trained_without_prefill_parses_under_its_own_prompt(tmp_path):
 
 
 def _ar_folder(tmp_path, **sidecar_changes):
-    nla = tiny_layer_nla(1)
+    nla = tiny_nla(1, n_layers=2, seed=2)
     nla.ar.save_pretrained(tmp_path / "ar")
     path = tmp_path / "ar" / "nla_meta.yaml"
     data = yaml.safe_load(path.read_text())
@@ -67,8 +67,10 @@ def _ar_folder(tmp_path, **sidecar_changes):
 
 
 def test_full_ar_folder_without_a_layer_field_takes_k_from_its_config(tmp_path):
-    nla, folder = _ar_folder(tmp_path, **{"extraction.layer": None, "extraction.hook_name": None,
-                                           "extraction_layer_index": None, "critic": None})
+    nla, folder = _ar_folder(
+        tmp_path,
+        **{"extraction.layer": None, "extraction.hook_name": None, "extraction_layer_index": None, "critic": None},
+    )
     assert json.loads((folder / "config.json").read_text())["num_hidden_layers"] == 2
     ar = ActivationReconstructor.from_pretrained(folder)
     assert ar.cfg.layer == 1 and ar.cfg.n_kept_blocks == 2
@@ -83,7 +85,7 @@ def test_mse_scale_other_than_sqrt_d_is_refused(tmp_path):
 
 
 def test_critic_suffix_ids_are_checked_against_the_tokenizer(tmp_path):
-    nla = tiny_layer_nla(1)
+    nla = tiny_nla(1, n_layers=2, seed=2)
     prompt = nla.ar.tokenizer(nla.ar.cfg.ar_template.format(explanation="x"))["input_ids"]
     tokens = {**nla.ar.cfg.tokens.to_dict(), "critic_suffix_ids": prompt[-2:]}
     _, folder = _ar_folder(tmp_path, tokens=tokens)

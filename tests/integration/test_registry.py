@@ -18,7 +18,7 @@ from nla_lens import NLA
 from nla_lens.errors import CheckpointError
 from nla_lens.models import registry
 from nla_lens.testing.hub import add_to_hub_cache
-from nla_lens.testing.models import tiny_layer_nla
+from nla_lens.testing.models import tiny_nla
 from nla_lens.testing.released import tiny_released_pair
 
 KW = dict(max_new_tokens=4, progress=False, warn=False)
@@ -28,7 +28,7 @@ KW = dict(max_new_tokens=4, progress=False, warn=False)
 def published(tmp_path_factory):
     """A tiny NLA saved as two published-layout folders and as three cached hub repos."""
     root = tmp_path_factory.mktemp("published")
-    nla = tiny_layer_nla(1)
+    nla = tiny_nla(1, n_layers=2, seed=2)
     nla.save_pretrained(root / "pair")
     cache = root / "hub"
     add_to_hub_cache(root / "pair" / "av", cache, "tiny-org/nla-tiny-L1-av")
@@ -50,8 +50,14 @@ def test_hub_ids_registry_names_and_paths_load_the_same_nla(published):
     _same(original, by_path)
     _same(by_path, NLA.from_pretrained(av="tiny-org/nla-tiny-L1-av", ar="tiny-org/nla-tiny-L1-ar", cache_dir=cache))
     _same(by_path, NLA.from_pretrained("tiny-org/nla-tiny-L1", cache_dir=cache))
-    nla_lens.register_pretrained("test-tiny-L1", av="tiny-org/nla-tiny-L1-av", ar="tiny-org/nla-tiny-L1-ar",
-                                 layer=1, d_model=32, notes="test entry")
+    nla_lens.register_pretrained(
+        "test-tiny-L1",
+        av="tiny-org/nla-tiny-L1-av",
+        ar="tiny-org/nla-tiny-L1-ar",
+        layer=1,
+        d_model=32,
+        notes="test entry",
+    )
     by_name = NLA.from_pretrained("test-tiny-L1", cache_dir=cache)
     _same(by_path, by_name)
     assert by_name.hook_name == "blocks.1.hook_resid_post" and by_name.layer == 1
@@ -85,7 +91,7 @@ def test_unknown_names_and_uncached_repos_are_refused_clearly(published, tmp_pat
 
 def test_halves_that_do_not_pair_are_refused(published, tmp_path):
     _, folder, _ = published
-    tiny_layer_nla(2).save_pretrained(tmp_path / "L2")
+    tiny_nla(2, n_layers=2, seed=4).save_pretrained(tmp_path / "L2")
     with pytest.raises(CheckpointError, match="layer 1 but the AR at layer 2"):
         NLA.from_pretrained(av=folder / "av", ar=tmp_path / "L2" / "ar")
     tiny_released_pair("llama", layer=1, d_model=48).save_pretrained(tmp_path / "wide")

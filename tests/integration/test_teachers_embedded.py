@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import nla_lens
-from nla_lens.data.teachers import ContextTeacher, HFTeacher, explain_dataset
+from nla_lens.data.teachers import ContextTeacher, HFTeacher, label_dataset
+
+pytestmark = pytest.mark.embedded
 
 MAX_LENGTH = 64
 
@@ -17,8 +19,13 @@ MAX_LENGTH = 64
 @pytest.fixture(scope="module")
 def dataset(bridge, documents):
     return nla_lens.extract_activations(
-        bridge, documents[:3], "blocks.20.hook_resid_post", positions_per_doc=3, max_length=MAX_LENGTH,
-        splits={"av_sft": 0.5, "ar_sft": 0.5}, progress=False,
+        bridge,
+        documents[:3],
+        "blocks.20.hook_resid_post",
+        positions_per_doc=3,
+        max_length=MAX_LENGTH,
+        splits={"av_sft": 0.5, "ar_sft": 0.5},
+        progress=False,
     )
 
 
@@ -42,7 +49,7 @@ def test_predictions_equal_the_bridge_logits_at_the_position(bridge, documents, 
         assert top[i] == expected
         lines = text.split("\n")
         assert len(lines) == 3 and lines[1].startswith("2. Likely next: ")
-        listed = json.loads("[" + lines[1][len("2. Likely next: "):] + "]")
+        listed = json.loads("[" + lines[1][len("2. Likely next: ") :] + "]")
         decoded = [bridge.tokenizer.decode([t]) for t in expected]
         assert listed == [w.strip() or w for w in decoded]
         assert lines[2] == "3. Current token: " + json.dumps(row.token, ensure_ascii=False)
@@ -59,13 +66,13 @@ def test_an_hf_model_pair_gives_the_same_predictions(bridge, embedded_hf, datase
 
 
 def test_explain_dataset_with_the_subject(bridge, dataset):
-    explanations = explain_dataset(dataset, ContextTeacher(bridge, batch_size=2, progress=False), split="av_sft")
+    explanations = label_dataset(dataset, ContextTeacher(bridge, batch_size=2, progress=False), split="av_sft")
     part = dataset.frame[dataset.frame["split"] == "av_sft"]
     assert list(explanations.index) == list(part.index)
     for text, prefix in zip(explanations, part["prefix"]):
         assert text.startswith("1. Recent context: ") and "2. Likely next: " in text
         assert " ".join(prefix.split()[-15:]) in text
-    template = explain_dataset(dataset, ContextTeacher(bridge, variant="template", progress=False), split="av_sft")
+    template = label_dataset(dataset, ContextTeacher(bridge, variant="template", progress=False), split="av_sft")
     assert all("Likely next" in t and "Recent context" not in t for t in template)
 
 

@@ -11,10 +11,8 @@ import pytest
 import torch
 
 from nla_lens.errors import CheckpointError, ShapeError
-from nla_lens.models import NLA
-from nla_lens.testing.models import tiny_llama
+from nla_lens.testing.models import tiny_nla
 from nla_lens.testing.synthetic import concept_dataset
-from nla_lens.testing.tokenizers import tiny_tokenizer
 from nla_lens.training import ARWarmStart, AVWarmStart, GRPOConfig, GRPOTrainer, WarmStartConfig
 
 D = 64
@@ -22,9 +20,7 @@ D = 64
 
 def untrained():
     torch.manual_seed(0)
-    av_tok, ar_tok = tiny_tokenizer(), tiny_tokenizer()
-    return NLA.untrained("tiny", layer=1, injection_scale=5.0,
-                         base_models=((tiny_llama(av_tok, d_model=D), av_tok), (tiny_llama(ar_tok, seed=1, d_model=D), ar_tok)))
+    return tiny_nla(d_model=D)
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +28,14 @@ def warm():
     """An NLA after short warm starts: formats right, not yet discriminating concepts."""
     nla = untrained()
     data, texts = concept_dataset(64, D)
-    ar_run = ARWarmStart(nla.ar, data, texts, WarmStartConfig(lr=3e-3, batch_size=16, eval_every=20),
-                         eval_dataset=data, eval_explanations=texts)
+    ar_run = ARWarmStart(
+        nla.ar,
+        data,
+        texts,
+        WarmStartConfig(lr=3e-3, batch_size=16, eval_every=20),
+        eval_dataset=data,
+        eval_explanations=texts,
+    )
     ar_history = ar_run.train(40, progress=False)
     av_run = AVWarmStart(nla.av, data, texts, WarmStartConfig(lr=3e-3, batch_size=16))
     av_history = av_run.train(70, progress=False)
@@ -41,8 +43,9 @@ def warm():
 
 
 def grpo_config(**kw):
-    return GRPOConfig(**{**dict(n_vectors=8, group_size=4, max_new_tokens=16, eval_size=32, av_lr=1e-3,
-                                ar_lr=1e-4), **kw})
+    return GRPOConfig(
+        **{**dict(n_vectors=8, group_size=4, max_new_tokens=16, eval_size=32, av_lr=1e-3, ar_lr=1e-4), **kw}
+    )
 
 
 def test_warm_starts_reduce_their_losses(warm):
@@ -61,8 +64,16 @@ def test_grpo_raises_reward_and_fve_on_a_fixed_batch(warm):
     after = trainer.evaluate()
     assert after["eval_reward_mean"] > before["eval_reward_mean"] + 0.1
     assert after["eval_fve_nrm"] > before["eval_fve_nrm"] + 0.1
-    for column in ("reward_mean", "reward_std", "kl", "failure_rate", "response_length", "ar_loss",
-                   "generate_seconds", "policy_seconds"):
+    for column in (
+        "reward_mean",
+        "reward_std",
+        "kl",
+        "failure_rate",
+        "response_length",
+        "ar_loss",
+        "generate_seconds",
+        "policy_seconds",
+    ):
         assert column in history and history[column].notna().any()
     assert set(trainer.last_samples.columns) == {"vector", "explanation", "reward", "failed"}
 
@@ -85,10 +96,13 @@ def test_the_vector_reaches_generation_policy_and_reference(warm):
             hidden = args[0] if args else kwargs["hidden_states"]
             if hidden.shape[1] > marker:
                 seen[name].append((hidden.shape[1], hidden[:, marker].norm(dim=-1)))
+
         return hook
 
-    handles = [_first_layer(nla.av.model).register_forward_pre_hook(spy("policy"), with_kwargs=True),
-               _first_layer(trainer.reference).register_forward_pre_hook(spy("reference"), with_kwargs=True)]
+    handles = [
+        _first_layer(nla.av.model).register_forward_pre_hook(spy("policy"), with_kwargs=True),
+        _first_layer(trainer.reference).register_forward_pre_hook(spy("reference"), with_kwargs=True),
+    ]
     trainer.step()
     for handle in handles:
         handle.remove()
@@ -97,12 +111,16 @@ def test_the_vector_reaches_generation_policy_and_reference(warm):
     full = [norms for length, norms in seen["policy"] if length > len(prompt)]
     assert prefill and torch.allclose(prefill[0], torch.full_like(prefill[0], scale), rtol=1e-4)  # generation
     assert full and torch.allclose(full[0], torch.full_like(full[0], scale), rtol=1e-4)  # policy log-probs
-    assert seen["reference"] and torch.allclose(seen["reference"][0][1], torch.full_like(seen["reference"][0][1], scale),
-                                                rtol=1e-4)  # reference log-probs
+    assert seen["reference"] and torch.allclose(
+        seen["reference"][0][1], torch.full_like(seen["reference"][0][1], scale), rtol=1e-4
+    )  # reference log-probs
 
 
 def _weights(nla):
-    return {k: v.clone() for k, v in {**nla.av.model.state_dict(), **{f"ar.{k}": v for k, v in nla.ar.state_dict().items()}}.items()}
+    return {
+        k: v.clone()
+        for k, v in {**nla.av.model.state_dict(), **{f"ar.{k}": v for k, v in nla.ar.state_dict().items()}}.items()
+    }
 
 
 def test_interrupt_and_resume_matches_an_uninterrupted_run(warm, tmp_path):
@@ -167,13 +185,13 @@ def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one_loadable(tmp_
     """SIGKILL a process that writes checkpoints in a loop; every checkpoint left must load."""
     script = textwrap.dedent(f"""
         import sys, torch
-        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
         from test_training import untrained
         from nla_lens.testing.synthetic import concept_dataset
         from nla_lens.training import ARWarmStart, WarmStartConfig
         data, texts = concept_dataset(16, {D})
         trainer = ARWarmStart(untrained().ar, data, texts, WarmStartConfig(batch_size=4))
-        trainer.save_checkpoint({str(tmp_path / 'checkpoint-0')!r})
+        trainer.save_checkpoint({str(tmp_path / "checkpoint-0")!r})
         print("ready", flush=True)
         step = 0
         while True:

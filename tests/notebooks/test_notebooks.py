@@ -11,11 +11,11 @@
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import nbformat
 import pytest
@@ -28,15 +28,26 @@ NOTEBOOKS = sorted([*ROOT.glob("tutorials/*.ipynb"), *ROOT.glob("notebooks/*.ipy
 IDS = [f"{p.parent.name}/{p.stem}" for p in NOTEBOOKS]
 #: Notebooks that train an SAE with SAELens (TransformerLens 3.9 only); the others run on both lines.
 NEEDS_SAE_LENS = {"tutorials/06_nla_vs_sae_and_attention", "notebooks/02_nla_vs_sae_over_a_corpus"}
-EXECUTED = [pytest.param(p, marks=pytest.mark.sae_lens) if i in NEEDS_SAE_LENS else p for p, i in zip(NOTEBOOKS, IDS)]
-
-#: Wall-clock budget per notebook in smoke mode (seconds); CI runs them on 2 cores.
-BUDGET_SECONDS = 300
-DEFAULT_CELL_TIMEOUT = BUDGET_SECONDS
+#: What a notebook's code names when it loads the embedded SmolLM2 (its smoke run is marked ``embedded``).
+LOADS_EMBEDDED = ("smollm2-135m", "load_embedded_hf", "embedded_model_dir")
 
 
 def _read(path: Path) -> Any:
     return nbformat.read(path, as_version=4)
+
+
+def _marks(path: Path, notebook_id: str) -> list[pytest.MarkDecorator]:
+    code = "\n".join(c.source for c in _read(path).cells if c.cell_type == "code")
+    return ([pytest.mark.sae_lens] if notebook_id in NEEDS_SAE_LENS else []) + (
+        [pytest.mark.embedded] if any(name in code for name in LOADS_EMBEDDED) else []
+    )
+
+
+EXECUTED = [pytest.param(p, marks=_marks(p, i)) for p, i in zip(NOTEBOOKS, IDS)]
+
+#: Wall-clock budget per notebook in smoke mode (seconds); CI runs them on 2 cores.
+BUDGET_SECONDS = 300
+DEFAULT_CELL_TIMEOUT = BUDGET_SECONDS
 
 
 ALL_EXERCISES = [(path, name, parts) for path in NOTEBOOKS for name, parts in authoring.exercises(_read(path)).items()]
@@ -52,8 +63,11 @@ def test_there_is_a_course_and_research_notebooks():
 def test_committed_without_outputs(path):
     nb = _read(path)
     nbformat.validate(nb)
-    dirty = [i for i, c in enumerate(nb.cells)
-             if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+    dirty = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+    ]
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing."
     assert "widgets" not in nb.metadata, f"{path.name} carries saved widget state; clear it."
 
@@ -174,8 +188,9 @@ def _scramble_reversed(text, seed):
 
 
 def _previous_with_self(pattern):
-    return (pattern.diagonal(offset=-1, dim1=1, dim2=2).sum(-1)
-            + pattern.diagonal(dim1=1, dim2=2).sum(-1)) / pattern.shape[1]
+    return (
+        pattern.diagonal(offset=-1, dim1=1, dim2=2).sum(-1) + pattern.diagonal(dim1=1, dim2=2).sum(-1)
+    ) / pattern.shape[1]
 
 
 def _previous_over_all_queries(pattern):
@@ -243,7 +258,14 @@ def test_every_exercise_has_broken_variants_and_a_check():
         assert "NotImplementedError" in parts["stub"], f"{name}: the stub should raise NotImplementedError"
 
 
-@pytest.mark.parametrize("path,name,parts", ALL_EXERCISES, ids=[n for _, n, _ in ALL_EXERCISES])
+@pytest.mark.parametrize(
+    "path,name,parts",
+    [
+        pytest.param(*exercise, marks=[pytest.mark.embedded] if exercise[1] in NEEDS_BRIDGE else [])
+        for exercise in ALL_EXERCISES
+    ],
+    ids=[n for _, n, _ in ALL_EXERCISES],
+)
 def test_check_accepts_the_solution_and_rejects_the_stub_and_broken_versions(path, name, parts, request, capsys):
     _run_check(parts["test"], name, _define(parts["solution"], name), request)
     assert checks.TICK in capsys.readouterr().out
@@ -275,20 +297,29 @@ def test_notebook_runs_in_smoke_mode(path, monkeypatch, tmp_path):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = authoring.with_solutions(_read(path))
-    client = NotebookClient(nb, timeout=DEFAULT_CELL_TIMEOUT, kernel_name="python3", allow_errors=False,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=DEFAULT_CELL_TIMEOUT,
+        kernel_name="python3",
+        allow_errors=False,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start
     nbformat.write(nb, tmp_path / path.name)  # kept for inspection when a later assertion fails
     assert elapsed < BUDGET_SECONDS, f"{path.name} took {elapsed:.0f} s in smoke mode (budget {BUDGET_SECONDS} s)"
 
-    outputs = {i: "".join(o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream")
-               for i, c in enumerate(nb.cells) if c.cell_type == "code"}
+    outputs = {
+        i: "".join(o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream")
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+    }
     tests = [i for i, c in enumerate(nb.cells) if "test" in authoring.tags(c)]
     for i in tests:
         assert checks.TICK in outputs[i], f"{path.name}: the test cell {i} did not report success: {outputs[i]!r}"
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
     assert not errors
     print(f"{path.parent.name}/{path.name}: {elapsed:.1f} s")

@@ -2,7 +2,8 @@
 
 The NLAs here are small real objects whose AR output is a deterministic function of the text
 (a bag of concept-word vectors, a constant, an exact-string lookup) and whose AV names the
-concept words closest to a vector. They are the *input* of the report under test: a report that
+concept words closest to a vector. The ARs are ``nn.Module``s without weights, like a real AR,
+because every round trip puts its AR in eval mode (``metrics.score_round_trip``). They are the *input* of the report under test: a report that
 always printed good numbers would fail the constant and surface-form cases.
 """
 
@@ -23,16 +24,33 @@ from nla_lens.data.dataset import ActivationDataset, norm_stats
 from nla_lens.errors import InputError, ShapeError
 
 D = 32
-WORDS = ("cat", "ocean", "razor", "castle", "music", "winter", "doctor", "garden", "river", "engine", "bread",
-         "storm", "violin", "desert", "candle", "forest")
+WORDS = (
+    "cat",
+    "ocean",
+    "razor",
+    "castle",
+    "music",
+    "winter",
+    "doctor",
+    "garden",
+    "river",
+    "engine",
+    "bread",
+    "storm",
+    "violin",
+    "desert",
+    "candle",
+    "forest",
+)
 WORD_VECTORS = torch.randn(len(WORDS), D, generator=torch.Generator().manual_seed(0))
 N = 40
 
 
 def explain_words(words) -> str:
     a, b, c = words
-    return (f'1. Recent context: "…the {a} stood by the old wall"\n2. Likely next: "{b}", "and"\n'
-            f'3. Current token: " {c}"')
+    return (
+        f'1. Recent context: "…the {a} stood by the old wall"\n2. Likely next: "{b}", "and"\n3. Current token: " {c}"'
+    )
 
 
 def bag_vector(text: str) -> torch.Tensor:
@@ -41,7 +59,7 @@ def bag_vector(text: str) -> torch.Tensor:
     return WORD_VECTORS[found].sum(0) if found else torch.ones(D)
 
 
-class BagAR:
+class BagAR(torch.nn.Module):
     """Reads meaning: the output depends only on which concept words the text contains."""
 
     d_model = D
@@ -50,7 +68,7 @@ class BagAR:
         return torch.stack([bag_vector(t) for t in texts])
 
 
-class ConstantAR:
+class ConstantAR(torch.nn.Module):
     """Ignores its input."""
 
     d_model = D
@@ -59,12 +77,13 @@ class ConstantAR:
         return WORD_VECTORS.sum(0).expand(len(texts), D).clone()
 
 
-class SurfaceAR:
+class SurfaceAR(torch.nn.Module):
     """Knows the exact training strings and nothing else (a hash of any other string)."""
 
     d_model = D
 
     def __init__(self, table: dict[str, torch.Tensor]):
+        super().__init__()
         self.table = table
 
     def reconstruct(self, texts, batch_size: int = 16) -> torch.Tensor:
@@ -113,10 +132,17 @@ def case():
     noise = 0.05 * torch.randn(N, D, generator=torch.Generator().manual_seed(2))
     vectors = torch.stack([WORD_VECTORS[[WORDS.index(w) for w in t]].sum(0) for t in triples]) + noise
     explanations = [explain_words(t) for t in triples]
-    frame = pd.DataFrame({"doc_id": range(N), "split": ["eval"] * (N // 2) + ["rl"] * (N - N // 2),
-                          "position": 10, "token_id": 0, "token": [f" {t[2]}" for t in triples],
-                          "prefix": [f"Once the {t[0]} saw a {t[2]}" for t in triples],
-                          "norm": vectors.norm(dim=-1).numpy()})
+    frame = pd.DataFrame(
+        {
+            "doc_id": range(N),
+            "split": ["eval"] * (N // 2) + ["rl"] * (N - N // 2),
+            "position": 10,
+            "token_id": 0,
+            "token": [f" {t[2]}" for t in triples],
+            "prefix": [f"Once the {t[0]} saw a {t[2]}" for t in triples],
+            "norm": vectors.norm(dim=-1).numpy(),
+        }
+    )
     meta = {"hook_name": "blocks.1.hook_resid_post", "norm_stats": norm_stats(vectors)}
     return ActivationDataset(vectors, frame, meta), explanations
 
@@ -145,16 +171,27 @@ def test_current_token_baseline_explains_the_named_word_and_the_nla_beats_it(cas
     rng = np.random.default_rng(3)  # a larger set than `case`: the baseline is a regression
     triples = [tuple(rng.choice(len(WORDS), 3, replace=False)) for _ in range(400)]
     vectors = torch.stack([WORD_VECTORS[list(t)].sum(0) for t in triples])
-    frame = pd.DataFrame({"doc_id": range(400), "split": ["eval"] * 100 + ["rl"] * 300, "position": 10,
-                          "token_id": [t[2] for t in triples], "token": [f" {WORDS[t[2]]}" for t in triples],
-                          "prefix": [f"Once the {WORDS[t[2]]}" for t in triples],
-                          "norm": vectors.norm(dim=-1).numpy()})
+    frame = pd.DataFrame(
+        {
+            "doc_id": range(400),
+            "split": ["eval"] * 100 + ["rl"] * 300,
+            "position": 10,
+            "token_id": [t[2] for t in triples],
+            "token": [f" {WORDS[t[2]]}" for t in triples],
+            "prefix": [f"Once the {WORDS[t[2]]}" for t in triples],
+            "norm": vectors.norm(dim=-1).numpy(),
+        }
+    )
     meta = {"hook_name": "blocks.1.hook_resid_post", "norm_stats": norm_stats(vectors)}
     data = ActivationDataset(vectors, frame, meta)
     summary = report(StandInNLA(BagAR()), (data, None), token_embeddings=WORD_VECTORS, n_random=0).summary
     unrelated = frame.assign(token_id=rng.integers(0, len(WORDS), 400))
-    blind = report(StandInNLA(BagAR()), (ActivationDataset(vectors, unrelated, dict(data.meta)), None),
-                   token_embeddings=WORD_VECTORS, n_random=0).summary
+    blind = report(
+        StandInNLA(BagAR()),
+        (ActivationDataset(vectors, unrelated, dict(data.meta)), None),
+        token_embeddings=WORD_VECTORS,
+        n_random=0,
+    ).summary
     # one of the three concept words is the current token: the baseline gets part of the vector
     # (little on unit vectors), tokens unrelated to the vectors get nothing, the NLA all of it
     assert blind["current_token_control"] + 0.1 < summary["current_token_control"] < summary["fve_nrm"] - 0.5
@@ -228,8 +265,11 @@ def test_json_summary_round_trips(case, tmp_path):
     import json
 
     rep = report(StandInNLA(BagAR()), case)
-    loaded = json.loads(rep.to_json(tmp_path / "r.json"))
+    strict = {"parse_constant": lambda name: pytest.fail(f"{name} is not valid JSON")}
+    loaded = json.loads(rep.to_json(tmp_path / "r.json"), **strict)
     assert loaded["fve_nrm"] == pytest.approx(rep.summary["fve_nrm"])
+    assert math.isnan(rep.summary["current_token_control"]) and loaded["current_token_control"] is None
+    assert loaded == json.loads((tmp_path / "r.json").read_text(), **strict)
     assert "fve_nrm" in rep._repr_html_() and "FaithfulnessReport" in repr(rep)
 
 

@@ -10,17 +10,22 @@ from nla_lens.analysis.paraphrase import OPS, RuleParaphraser
 from nla_lens.analysis.text import content_words, grounding, heading_of, join_snippets, snippet_style, split_snippets
 from nla_lens.errors import InputError
 
-CONTEXT = ('1. Recent context: "…pulled at his forelock some hours after a Saracen"\n'
-           '2. Likely next: "scimitar", "sword", "army"\n3. Current token: " Saracen"')
+CONTEXT = (
+    '1. Recent context: "…pulled at his forelock some hours after a Saracen"\n'
+    '2. Likely next: "scimitar", "sword", "army"\n3. Current token: " Saracen"'
+)
 
 
-@pytest.mark.parametrize("text, style, n", [
-    (CONTEXT, "numbered", 3),
-    ("- the topic is cats\n- the next word is a noun", "bullets", 2),
-    ("Topic: cats\nCurrent word: mat", "lines", 2),
-    ("The text is about cats. It ends on a noun. Next comes a verb.", "sentences", 3),
-    ("", "sentences", 0),
-])
+@pytest.mark.parametrize(
+    "text, style, n",
+    [
+        (CONTEXT, "numbered", 3),
+        ("- the topic is cats\n- the next word is a noun", "bullets", 2),
+        ("Topic: cats\nCurrent word: mat", "lines", 2),
+        ("The text is about cats. It ends on a noun. Next comes a verb.", "sentences", 3),
+        ("", "sentences", 0),
+    ],
+)
 def test_snippets_split_and_join_back(text, style, n):
     assert snippet_style(text) == style
     snippets = split_snippets(text)

@@ -11,16 +11,20 @@ from nla_lens.errors import DatasetError, InputError
 def make_dataset(n=10, d=16):
     gen = torch.Generator().manual_seed(0)
     vectors = torch.randn(n, d, generator=gen) * 5
-    frame = pd.DataFrame({
-        "doc_id": [i // 3 for i in range(n)],
-        "split": ["eval" if i // 3 == 0 else "rl" for i in range(n)],
-        "position": [10 + i for i in range(n)],
-        "token_id": list(range(n)),
-        "token": [f" t{i}" for i in range(n)],
-        "prefix": [f"prefix {i}" for i in range(n)],
-        "norm": vectors.norm(dim=-1).numpy(),
-    })
-    return ActivationDataset(vectors, frame, {"hook_name": "blocks.1.hook_resid_post", "norm_stats": norm_stats(vectors)})
+    frame = pd.DataFrame(
+        {
+            "doc_id": [i // 3 for i in range(n)],
+            "split": ["eval" if i // 3 == 0 else "rl" for i in range(n)],
+            "position": [10 + i for i in range(n)],
+            "token_id": list(range(n)),
+            "token": [f" t{i}" for i in range(n)],
+            "prefix": [f"prefix {i}" for i in range(n)],
+            "norm": vectors.norm(dim=-1).numpy(),
+        }
+    )
+    return ActivationDataset(
+        vectors, frame, {"hook_name": "blocks.1.hook_resid_post", "norm_stats": norm_stats(vectors)}
+    )
 
 
 def test_save_load_round_trip(tmp_path):

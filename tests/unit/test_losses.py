@@ -1,7 +1,12 @@
 import torch
 
 from nla_lens.training.losses import (
-    WORST_MSE, clipped_surrogate, group_advantages, kl_penalty, reconstruction_loss, rewards_from_mse,
+    WORST_MSE,
+    clipped_surrogate,
+    group_advantages,
+    kl_penalty,
+    reconstruction_loss,
+    rewards_from_mse,
 )
 
 

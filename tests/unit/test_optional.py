@@ -1,7 +1,8 @@
 """The two TransformerLens lines and the optional packages: what works where, and the errors elsewhere.
 
 Each test runs on both lines and checks what that line must do: on 3.9 the classes load; on 4.x the
-same calls raise a ``MissingDependencyError`` whose message names the route that works.
+same calls raise a ``MissingDependencyError`` whose message names the route that works. The checks
+that build a tiny subject are in ``tests/integration/test_optional_subjects.py``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ import pytest
 
 import nla_lens
 from nla_lens.errors import MissingDependencyError, NLALensError
-from nla_lens.optional import has_hooked_transformer, has_sae_lens, hooked_transformer, sae_lens, transformer_lens_version
-from nla_lens.testing.tokenizers import tiny_tokenizer
+from nla_lens.optional import has_hooked_transformer, has_sae_lens, hooked_transformer, transformer_lens_version
 
 
 def test_the_installed_line_is_one_we_support():
@@ -41,32 +41,3 @@ def test_load_subject_hooked_on_4_is_refused_before_any_download():
         return
     with pytest.raises(MissingDependencyError, match="backend='bridge'"):
         nla_lens.load_subject("gpt2", backend="hooked")
-
-
-def test_sae_lens_only_calls_name_the_extra_and_the_line(tmp_path):
-    from nla_lens.testing.models import tiny_subject
-    from nla_lens.vis import load_sae, train_embedded_sae
-
-    if has_sae_lens():
-        assert sae_lens().__name__ == "sae_lens"
-        return
-    for call in (lambda: load_sae(tmp_path),
-                 lambda: train_embedded_sae(tiny_subject(tiny_tokenizer()), ["The cat sat on the mat."],
-                                            hook_name="blocks.1.hook_resid_post", cache_dir=tmp_path)):
-        with pytest.raises(MissingDependencyError) as info:
-            call()
-        message = str(info.value)
-        assert "nla_lens[sae]" in message and "transformer-lens<4" in message and "nla_lens.sae" in message
-
-
-def test_tiny_subject_is_a_bridge_with_raw_hf_numerics():
-    import torch
-
-    from nla_lens.testing.models import tiny_subject
-
-    bridge = tiny_subject(tiny_tokenizer(), n_layers=2)
-    ids = torch.tensor([[5, 6, 7, 8]])
-    _, cache = bridge.run_with_cache(ids, names_filter="blocks.0.hook_resid_post")
-    hidden = bridge.original_model(ids, output_hidden_states=True).hidden_states[1]
-    assert torch.equal(cache["blocks.0.hook_resid_post"], hidden)
-    assert type(bridge).__name__ == "TransformerBridge" and not bridge.cfg.default_prepend_bos

@@ -25,8 +25,7 @@ def cjk_tok():
 
 def _meta(tok, role: str = "av", **fields) -> NLAMeta:
     fields.setdefault("layer", 20)
-    return NLAMeta.for_tokenizer(tok, role=role, d_model=64,
-                                 injection_scale=250.0 if role == "av" else None, **fields)
+    return NLAMeta.for_tokenizer(tok, role=role, d_model=64, injection_scale=250.0 if role == "av" else None, **fields)
 
 
 def _published(tok, role: str) -> dict:
@@ -41,11 +40,14 @@ def _published(tok, role: str) -> dict:
         "stage": "rl",
         "base_checkpoint": "Qwen/Qwen2.5-7B-Instruct",
         "d_model": 64,
-        "extraction": {"injection_scale": 150.0 if role == "actor" else None,
-                       "mse_scale": "sqrt_d_model"},
-        "tokens": {"injection_char": marker.char, "injection_token_id": marker.token_id,
-                   "injection_left_neighbor_id": left, "injection_right_neighbor_id": right,
-                   "critic_suffix_ids": None},
+        "extraction": {"injection_scale": 150.0 if role == "actor" else None, "mse_scale": "sqrt_d_model"},
+        "tokens": {
+            "injection_char": marker.char,
+            "injection_token_id": marker.token_id,
+            "injection_left_neighbor_id": left,
+            "injection_right_neighbor_id": right,
+            "critic_suffix_ids": None,
+        },
         "prompt_templates": {"actor": template, "critic": DEFAULT_AR_TEMPLATE},
         "trained_on": ["data.parquet"],
         "created_at": "2026-01-01T00:00:00+00:00",
@@ -57,8 +59,9 @@ def _published(tok, role: str) -> dict:
 
 # ------------------------------------------------------------------ round trip and IO
 def test_round_trip_through_dict_and_yaml(tok, tmp_path) -> None:
-    meta = _meta(tok, subject_model="smollm2-135m", hook_name="blocks.20.hook_resid_post",
-                 provenance={"steps": 12, "git": "abc"})
+    meta = _meta(
+        tok, subject_model="smollm2-135m", hook_name="blocks.20.hook_resid_post", provenance={"steps": 12, "git": "abc"}
+    )
     meta.extra["future_field"] = {"x": [1, 2]}
     assert NLAMeta.from_dict(meta.to_dict()) == meta
     written = meta.save(tmp_path / "ckpt")
@@ -74,8 +77,12 @@ def test_written_yaml_uses_published_field_names(tok, tmp_path) -> None:
     path = _meta(tok, role="ar").save(tmp_path / "ar.yaml")
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert raw["kind"] == "nla_model" and raw["role"] == "ar" and raw["d_model"] == 64
-    assert set(raw["tokens"]) >= {"injection_char", "injection_token_id",
-                                  "injection_left_neighbor_id", "injection_right_neighbor_id"}
+    assert set(raw["tokens"]) >= {
+        "injection_char",
+        "injection_token_id",
+        "injection_left_neighbor_id",
+        "injection_right_neighbor_id",
+    }
     assert raw["extraction"]["mse_scale"] == pytest.approx(8.0)
     assert raw["prompt_templates"]["ar"] == DEFAULT_AR_TEMPLATE
     assert raw["extraction_layer_index"] == 20

@@ -1,4 +1,4 @@
-"""Warm-start teachers without a model: ContextTeacher text, explain_dataset, and APITeacher
+"""Warm-start teachers without a model: ContextTeacher text, label_dataset, and APITeacher
 against a fake Anthropic/OpenAI server on 127.0.0.1 (nothing reaches the internet)."""
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from nla_lens.data.teachers import (
     APITeacher,
     ContextTeacher,
     clean_explanation,
-    explain_dataset,
+    label_dataset,
 )
 from nla_lens.data.teachers.cache import AnswerCache
-from nla_lens.words import topic_words
 from nla_lens.errors import InputError, NLALensError, TeacherError
+from nla_lens.words import topic_words
 
-PREFIX = (
-    "The knight, weary of the long crusade, pulled at his forelock some hours after a Saracen"
-)
+PREFIX = "The knight, weary of the long crusade, pulled at his forelock some hours after a Saracen"
 RECORDS = pd.DataFrame(
     {
         "prefix": [PREFIX, "Short text here", "A cat sat on the\nmat and then"],
@@ -110,7 +108,7 @@ def test_context_teacher_rejects_bad_input():
         ContextTeacher().top_next_tokens(RECORDS)
 
 
-# -- explain_dataset ------------------------------------------------------------------------------
+# -- label_dataset --------------------------------------------------------------------------------
 def small_dataset() -> ActivationDataset:
     frame = pd.DataFrame(
         {
@@ -128,15 +126,25 @@ def small_dataset() -> ActivationDataset:
 
 def test_explain_dataset_keeps_the_frame_index():
     ds = small_dataset()
-    everything = explain_dataset(ds, ContextTeacher())
+    everything = label_dataset(ds, ContextTeacher())
     assert list(everything.index) == [0, 1, 2, 3] and everything.name == "explanation"
-    sft = explain_dataset(ds, ContextTeacher(), split="av_sft")
+    sft = label_dataset(ds, ContextTeacher(), split="av_sft")
     assert list(sft.index) == [0, 1, 3]
     assert sft.loc[3] == everything.loc[3] and '" d"' in sft.loc[3]
     with pytest.raises(InputError, match="No split"):
-        explain_dataset(ds, ContextTeacher(), split="nope")
+        label_dataset(ds, ContextTeacher(), split="nope")
     with pytest.raises(TeacherError, match="returned 1 explanations for 4 rows"):
-        explain_dataset(ds, lambda records: ["only one"])
+        label_dataset(ds, lambda records: ["only one"])
+
+
+def test_the_old_name_explain_dataset_still_labels_with_a_deprecation_warning():
+    from nla_lens.data import teachers
+
+    ds = small_dataset()
+    with pytest.warns(DeprecationWarning, match=r"nla_lens\.data\.teachers\.label_dataset"):
+        old = teachers.explain_dataset(ds, ContextTeacher(), split="av_sft")
+    pd.testing.assert_series_equal(old, label_dataset(ds, ContextTeacher(), split="av_sft"))
+    assert "explain_dataset" not in teachers.__all__  # a star import stays quiet
 
 
 def test_clean_explanation_keeps_numbered_snippets_and_cuts_rambling():
@@ -214,8 +222,9 @@ PROMPT = "P={prefix}|T={token}"
 
 def api_teacher(server, tmp_path, provider="anthropic", **kwargs):
     base = server.url if provider == "anthropic" else server.url + "/v1"
-    options = dict(api_key="sk-test", base_url=base, cache_dir=tmp_path / "cache", prompt=PROMPT,
-                   retry_backoff=0.0, progress=False)
+    options = dict(
+        api_key="sk-test", base_url=base, cache_dir=tmp_path / "cache", prompt=PROMPT, retry_backoff=0.0, progress=False
+    )
     return APITeacher(provider, **{**options, **kwargs})
 
 
@@ -244,7 +253,7 @@ def test_anthropic_request_shape_and_reply(fake_api, tmp_path):
     assert set(request["body"]) == {"model", "max_tokens", "messages"}
     assert request["body"]["model"] == "claude-test" and request["body"]["max_tokens"] == 123
     contents = sorted(r["body"]["messages"][0]["content"] for r in server.requests)
-    assert contents == sorted(e[len("echo:"):] for e in expected_echo(RECORDS))
+    assert contents == sorted(e[len("echo:") :] for e in expected_echo(RECORDS))
     assert all(r["body"]["messages"][0]["role"] == "user" for r in server.requests)
 
 
@@ -305,8 +314,16 @@ def test_connection_errors_are_retried_then_reported(tmp_path):
     closed = FakeAPI()
     url = closed.url
     closed.close()  # nothing listens on this port any more
-    teacher = APITeacher("openai", api_key="k", base_url=url, cache_dir=tmp_path, retry_backoff=0.0,
-                         max_retries=1, timeout=5, progress=False)
+    teacher = APITeacher(
+        "openai",
+        api_key="k",
+        base_url=url,
+        cache_dir=tmp_path,
+        retry_backoff=0.0,
+        max_retries=1,
+        timeout=5,
+        progress=False,
+    )
     with pytest.raises(TeacherError, match="connection error"):
         teacher(RECORDS.iloc[:1])
 

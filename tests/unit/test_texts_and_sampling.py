@@ -18,13 +18,16 @@ def test_as_texts_accepts_lists_generators_series_and_datasets():
         as_texts(ds, text_column="body")
 
 
-@pytest.mark.parametrize("bad, pattern", [
-    ([], "empty"),
-    ("just one string", "not a single string"),
-    (["fine", 3, "fine"], r"texts\[1\] is a int"),
-    (["fine", None], r"texts\[1\] is a NoneType"),
-    (42, "iterable"),
-])
+@pytest.mark.parametrize(
+    "bad, pattern",
+    [
+        ([], "empty"),
+        ("just one string", "not a single string"),
+        (["fine", 3, "fine"], r"texts\[1\] is a int"),
+        (["fine", None], r"texts\[1\] is a NoneType"),
+        (42, "iterable"),
+    ],
+)
 def test_as_texts_rejects_bad_input(bad, pattern):
     with pytest.raises(InputError, match=pattern):
         as_texts(bad)

@@ -1,84 +1,49 @@
-"""Tests of nla_lens.vis: self-contained HTML, the side-by-side view, and the SAE helpers.
+"""Tests of nla_lens.vis: self-contained HTML rendered from prepared tables.
 
-Tiny random models only (a 2-block tiny-llama TransformerBridge subject, a tiny-llama NLA, a
-64-feature SAE): the whole file runs in seconds on a CPU. The views run with a SAELens SAE (on
-TransformerLens 3.9) and with the hand-made ``TinySAE`` of the documented interface (both lines).
+No model is built here: the views take a DataFrame, tokens, an attention tensor and feature
+contexts and only render them (circuitsvis style). The computing behind them (the side-by-side
+table, SAE training and top contexts) is tested in ``tests/integration/test_vis_compute.py``.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 import nla_lens
-from nla_lens.errors import InputError, SAEInterfaceError
-from nla_lens.testing import TinySAE
-from nla_lens.testing.models import tiny_subject
-from nla_lens.testing.tokenizers import TINY_CORPUS, tiny_tokenizer
-from nla_lens.vis import Section, circuitsvis_html, page, side_by_side, top_feature_contexts, train_embedded_sae
-from nla_lens.vis import sae as vis_sae
-from nla_lens.vis.side_by_side import FRAME_COLUMNS
-
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:.*explanations are flagged",
-    "ignore:The 'utils' module has been deprecated:DeprecationWarning",  # sae_lens importing transformer_lens
-)
+from nla_lens.vis import Section, SideBySide, circuitsvis_html, feature_html, highlight_context, page
+from nla_lens.vis.side_by_side import FRAME_COLUMNS, cosine_colour
 
 HOOK = "blocks.1.hook_resid_post"
 EXTERNAL = re.compile(r"https?://|//cdn|@import\s+url\(", re.IGNORECASE)
 MOUNT = re.compile(r'<div id="(circuits-vis-[^"]+)"[^>]*></div>')
-CORPUS = [*TINY_CORPUS, "The cat and the dog sat in the park.", "A bird sang a song to the cat."]
+TOKENS = ["<s>", "The", " cat", " </", "sat", "\n"]
 
 
-@pytest.fixture(scope="module")
-def subject():
-    return tiny_subject(tiny_tokenizer())
-
-
-@pytest.fixture(scope="module")
-def nla():
-    from nla_lens.models import NLA
-    from nla_lens.testing.models import tiny_llama
-
-    av_tok, ar_tok = tiny_tokenizer(), tiny_tokenizer()
-    return NLA.untrained("tiny", layer=1, injection_scale=5.0,
-                         base_models=((tiny_llama(av_tok), av_tok), (tiny_llama(ar_tok, seed=1), ar_tok)))
-
-
-@pytest.fixture(scope="module")
-def sae_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("saes")
-
-
-@pytest.fixture(scope="module")
-def sae(subject, sae_cache):
-    return train_embedded_sae(subject, CORPUS, hook_name=HOOK, d_sae=64, k=4, training_tokens=2048,
-                              batch_size_tokens=64, lr=1e-2, cache_dir=sae_cache)
-
-
-#: Both kinds of SAE the views accept: SAELens's (3.9 only) and the documented interface.
-SAE_KINDS = [pytest.param("sae_lens", marks=pytest.mark.sae_lens), "interface"]
-
-
-@pytest.fixture()
-def any_sae(request, subject, sae_cache):
-    if request.param == "sae_lens":
-        return request.getfixturevalue("sae")
-    return TinySAE(32, 64, 4, HOOK, seed=3)
-
-
-def _sbs(nla, subject, prompt="The cat sat on the mat.", **kwargs):
-    return side_by_side(nla, subject, prompt, max_new_tokens=3, progress=False, **kwargs)
-
-
-def _make_sae(d_in: int, hook_name: str | None):
-    return TinySAE(d_in, 8, 2, hook_name)
+def _frame(positions=(1, 2, 3), features=True) -> pd.DataFrame:
+    """A prepared side-by-side table, as :func:`nla_lens.analysis.side_by_side` returns it."""
+    rows = []
+    for i, pos in enumerate(positions):
+        rows.append(
+            {
+                "position": pos,
+                "token": TOKENS[pos],
+                "explanation": f"about <b>{TOKENS[pos]}</b> & more",
+                "mse": 0.5 + i,
+                "cosine": [0.9, 0.1, float("nan")][i % 3],
+                "sae_features": [(7, 2.5), (3, 0.25)] if features and i == 0 else [],
+                "ok": True,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*FRAME_COLUMNS, "ok"])
 
 
 # -- self-contained pages ----------------------------------------------------------------------
@@ -94,35 +59,6 @@ def test_raw_circuitsvis_local_src_would_fail_the_checks():
     assert "http:\\/\\/www.w3.org/2000/svg" in fixed  # escaped, not deleted: JS reads the same string
 
 
-@pytest.mark.parametrize("any_sae", SAE_KINDS, indirect=True)
-def test_page_with_two_side_by_sides_and_an_attention_view(nla, subject, any_sae):
-    sae = any_sae
-    import circuitsvis as cv
-
-    contexts = top_feature_contexts(sae, subject, CORPUS, HOOK, k=2)
-    url = "see https://cdn.example.com/«x».js or //cdn.example.com"  # user text holding URLs
-    contexts = {feature: [*found, url] for feature, found in contexts.items()}
-    first = _sbs(nla, subject, sae=sae, feature_contexts=contexts)
-    second = _sbs(nla, subject, "A bird sang </script><b>x</b> in the tree.", positions=[2, 3], heads=[0, 2])
-    attention = cv.attention.attention_heads(attention=torch.rand(4, 5, 5), tokens=list("abcde"))
-    html = page(Section(first, "first"), second, Section(attention, "raw attention"), title="three views")
-
-    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
-    assert EXTERNAL.findall(html) == []
-    assert html.count('data-nla-vis="side-by-side"') == 2
-    assert html.count('data-nla-vis="circuitsvis"') == 3 and html.count("CircuitsVis.render(") == 3
-    mounts = MOUNT.findall(html)
-    assert len(mounts) == 3 and len(set(mounts)) == 3  # closed, distinct mount points
-    assert not re.search(r'<div id="circuits-vis-[^"]+"[^>]*/>', html)
-    assert html.count("<section") == 3 and html.count("</section>") == 3
-    assert html.count('<script crossorigin type="module">') == html.count("</script>") == 3  # "</" escaped
-    assert '" <\\/"' in second.html  # "</" inside the circuitsvis props cannot end the script
-    assert ">&lt;&#47;</span>" in second.html and ">&lt;</span>" in second.html  # token strip escaped
-    assert "cdn.example.com" in first.html and "<mark>x</mark>" in first.html  # shown, but as text
-    assert "<mark>" in html and "L1H2" in html and "L1H1" not in second.html
-    assert "sourceMappingURL" not in html
-
-
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node to parse the inlined JavaScript")
 def test_escaped_circuitsvis_script_is_still_valid_javascript(tmp_path):
     import circuitsvis as cv
@@ -134,161 +70,140 @@ def test_escaped_circuitsvis_script_is_still_valid_javascript(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_view_displays_and_saves(nla, subject, tmp_path):
-    view = _sbs(nla, subject, positions=[1])
-    assert view._repr_html_() == view.html and 'data-nla-vis="side-by-side"' in view.html
-    path = view.save(tmp_path / "out" / "view.html")
-    text = path.read_text(encoding="utf-8")
-    assert text.startswith("<!DOCTYPE html>") and view.html in text and not EXTERNAL.search(text)
+# -- the side-by-side view, from a prepared table ----------------------------------------------
+def test_side_by_side_view_renders_a_prepared_table_self_contained(tmp_path):
+    url = "see https://cdn.example.com/«x».js or //cdn.example.com"  # user text holding URLs
+    view = SideBySide(
+        _frame(),
+        TOKENS,
+        hook_name=HOOK,
+        attention=torch.rand(2, 6, 6),
+        layer=1,
+        heads=[0, 2],
+        feature_contexts={7: ["the «cat» sat", url]},
+        notices=["The prompt was cut."],
+        description="subject tiny",
+    )
+    html = view.html
+    assert view._repr_html_() == html and 'data-nla-vis="side-by-side"' in html
+    assert html.count('class="nla-tok nla-explained"') == 3 and html.count('class="nla-tok"') == 3
+    assert "> &lt;&#47;</span>" in html and ">&lt;s&gt;</span>" in html  # the token strip is escaped
+    assert "<b>" not in html.split("</style>", 1)[1] and "about &lt;b&gt;" in html
+    assert "<th>top SAE features</th>" in html and 'data-feature="7"' in html and 'data-feature="3"' in html
+    assert "<mark>cat</mark>" in html and "<mark>x</mark>" in html  # contexts shown, «token» marked
+    assert re.search(r'class="nla-notice"[^>]*>The prompt was cut\.', html)
+    assert "L1H0" in html and "L1H2" in html and "L1H1" not in html
+    assert f"background:{cosine_colour(0.9)}" in html and f"background:{cosine_colour(float('nan'))}" in html
+    assert "SideBySide(6 tokens, 3 explained" in repr(view)
+    text = view.save(tmp_path / "out" / "view.html").read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and html in text and not EXTERNAL.search(text)
+    assert "cdn.example.com" in text  # shown, but as text
 
 
-# -- the side-by-side view ---------------------------------------------------------------------
-@pytest.mark.parametrize("any_sae", SAE_KINDS, indirect=True)
-def test_frame_columns_and_features(nla, subject, any_sae):
-    sae = any_sae
-    view = _sbs(nla, subject, sae=sae, sae_top_k=3)
-    frame = view.frame
-    assert list(frame.columns[: len(FRAME_COLUMNS)]) == list(FRAME_COLUMNS)
-    assert frame["position"].tolist() == list(range(1, len(view.tokens)))
-    assert frame["token"].tolist() == view.tokens[1:]
-    assert frame["cosine"].between(-1, 1).all() and (frame["mse"] >= 0).all()
-    assert any(frame["sae_features"].map(len))
-    for features in frame["sae_features"]:
-        assert len(features) <= 3
-        assert all(isinstance(f, int) and 0 <= f < 64 and a > 0 for f, a in features)
-        assert [a for _, a in features] == sorted((a for _, a in features), reverse=True)
-    assert view.attention.shape == (4, len(view.tokens), len(view.tokens))
-    no_sae = _sbs(nla, subject, positions=[2])
-    assert no_sae.frame["sae_features"].tolist() == [[]] and no_sae.frame["position"].tolist() == [2]
+def test_side_by_side_view_without_sae_or_attention():
+    view = SideBySide(_frame(positions=[2], features=False), TOKENS, hook_name=HOOK)
+    html = view.html
+    assert "top SAE features" not in html and "circuits-vis" not in html and "Attention" not in html
+    assert "nla-notice" not in html.split("</style>", 1)[1]
+    assert html.count('class="nla-tok nla-explained"') == 1 and 'data-pos="2" title=' in html
 
 
-def test_sae_of_another_width_is_refused(nla, subject):
-    with pytest.raises(InputError, match=r"d_in=16.*d_model=32"):
-        _sbs(nla, subject, sae=_make_sae(16, HOOK))
+def test_page_of_two_views_and_a_raw_attention_view():
+    import circuitsvis as cv
+
+    first = SideBySide(
+        _frame(),
+        TOKENS,
+        hook_name=HOOK,
+        attention=torch.rand(2, 6, 6),
+        layer=1,
+        heads=[0, 1],
+        feature_contexts={7: ["a «b» c"]},
+    )
+    second = SideBySide(
+        _frame(positions=[4]), TOKENS, hook_name=HOOK, attention=torch.rand(1, 6, 6), layer=0, heads=[3]
+    )
+    attention = cv.attention.attention_heads(attention=torch.rand(4, 5, 5), tokens=list("abcde"))
+    html = page(Section(first, "first"), second, Section(attention, "raw attention"), title="three views")
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    assert EXTERNAL.findall(html) == [] and "sourceMappingURL" not in html
+    assert html.count('data-nla-vis="side-by-side"') == 2
+    assert html.count('data-nla-vis="circuitsvis"') == 3 and html.count("CircuitsVis.render(") == 3
+    mounts = MOUNT.findall(html)
+    assert len(mounts) == 3 and len(set(mounts)) == 3
+    assert html.count("<section") == 3 and html.count("</section>") == 3
+    assert '" <\\/"' in html  # the token " </" inside the circuitsvis props cannot end the script
 
 
-def test_sae_of_another_hook_is_refused(nla, subject):
-    with pytest.raises(InputError) as info:
-        _sbs(nla, subject, sae=_make_sae(32, "blocks.0.hook_resid_post"))
-    assert "blocks.0.hook_resid_post" in str(info.value) and HOOK in str(info.value)
-    with pytest.raises(InputError, match="records no hook name"):
-        _sbs(nla, subject, sae=_make_sae(32, None))
+def test_feature_html_and_highlighted_contexts():
+    assert (
+        feature_html(5, 1.234)
+        == '<span class="nla-feat nla-num" data-feature="5">#5 <span class="nla-num">1.23</span></span>'
+    )
+    chip = feature_html(5, 1.0, ["x «<y>» z", "«a»"])
+    assert chip.startswith('<details class="nla-feat" data-feature="5"><summary>#5')
+    assert chip.count('class="nla-ctx"') == 2 and "<mark>&lt;y&gt;</mark>" in chip and "<mark>a</mark>" in chip
+    assert highlight_context("no mark <here>") == "no mark &lt;here&gt;"
 
 
-def test_object_without_the_sae_interface_is_refused(nla, subject):
-    with pytest.raises(SAEInterfaceError, match=r"encode.*W_dec.*cfg.d_in"):
-        _sbs(nla, subject, sae=object())
-    broken = TinySAE(32, 8, 2, HOOK)
-    broken.W_dec = torch.nn.Parameter(torch.zeros(8, 16), requires_grad=False)
-    with pytest.raises(SAEInterfaceError, match=r"W_dec has shape \(8, 16\) but cfg.d_in=32"):
-        top_feature_contexts(broken, subject, CORPUS, HOOK)
+def test_cosine_colour_runs_red_to_green_and_grey_for_nan():
+    assert cosine_colour(-0.5) == cosine_colour(0.0) == "hsl(0, 75%, 82%)"
+    assert cosine_colour(0.5) == "hsl(60, 75%, 82%)" and cosine_colour(2.0) == "hsl(120, 75%, 82%)"
+    assert cosine_colour(float("nan")) == cosine_colour(None) == "#eaeef2"
 
 
-def test_long_prompt_is_truncated_with_a_notice(nla, subject):
-    prompt = "The cat sat on the mat. " * 60
-    assert len(subject.tokenizer(prompt)["input_ids"]) > 128
-    with pytest.warns(UserWarning, match="more than the model context"):
-        view = _sbs(nla, subject, prompt, positions=[1, 127])
-    assert len(view.tokens) == 128 and view.frame.attrs["truncated"]
-    assert re.search(r'class="nla-notice"[^>]*>[^<]*more than the model context \(128\)', view.html)
-    short = _sbs(nla, subject, positions=[1])
-    assert "nla-notice" not in short.html.split("</style>", 1)[1]
-    with pytest.raises(InputError, match="positions"), pytest.warns(UserWarning, match="model context"):
-        _sbs(nla, subject, prompt, positions=[128])
+# -- the names that moved out of vis -----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("old", "name", "new"),
+    [
+        ("nla_lens.vis", "side_by_side", "nla_lens.analysis.compare"),
+        ("nla_lens.vis.side_by_side", "side_by_side", "nla_lens.analysis.compare"),
+        ("nla_lens.vis", "top_feature_contexts", "nla_lens.analysis.sae_features"),
+        ("nla_lens.vis.sae", "top_feature_contexts", "nla_lens.analysis.sae_features"),
+        ("nla_lens.vis", "train_embedded_sae", "nla_lens.training.sae"),
+        ("nla_lens.vis.sae", "train_embedded_sae", "nla_lens.training.sae"),
+        ("nla_lens.vis", "load_sae", "nla_lens.training.sae"),
+        ("nla_lens.vis.sae", "load_sae", "nla_lens.training.sae"),
+        ("nla_lens.vis.sae", "collect_activations", "nla_lens.training.sae"),
+        ("nla_lens.vis", "check_sae", "nla_lens.sae"),
+        ("nla_lens.vis.sae", "check_sae", "nla_lens.sae"),
+        ("nla_lens.vis.sae", "sae_hook_name", "nla_lens.sae"),
+    ],
+)
+def test_old_import_paths_still_work_with_a_deprecation_warning(old, name, new):
+    module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=re.escape(f"{new}.{name}")):
+        found = getattr(module, name)
+    assert found is getattr(importlib.import_module(new), name)
+    assert name not in getattr(module, "__all__", [])  # a star import stays quiet
+    with pytest.raises(AttributeError, match="no_such_name"):
+        module.no_such_name  # noqa: B018
 
 
-# -- SAE helpers -------------------------------------------------------------------------------
-@pytest.mark.sae_lens
-def test_train_embedded_sae_trains_once_then_loads_the_cache(subject, sae, sae_cache, monkeypatch):
-    assert sae.cfg.d_in == 32 and sae.cfg.d_sae == 64 and sae.cfg.metadata.hook_name == HOOK
-    folders = list(sae_cache.glob("sae-*"))
-    assert len(folders) == 1 and (folders[0] / "cfg.json").is_file()
+def test_from_import_of_a_moved_name_warns():
+    with pytest.warns(DeprecationWarning, match=r"nla_lens\.analysis\.compare\.side_by_side"):
+        from nla_lens.vis import side_by_side
+    from nla_lens.analysis import side_by_side as new
 
-    # Training reconstructs the activations better than the zero vector (direction, not numbers).
-    acts = subject.run_with_cache(torch.tensor([subject.tokenizer(CORPUS[0])["input_ids"]]),
-                                  names_filter=HOOK)[1][HOOK][0, 1:]
-    with torch.no_grad():
-        err = (sae.decode(sae.encode(acts)) - acts).pow(2).sum()
-    assert err < acts.pow(2).sum()
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("retrained or re-extracted although a cached SAE exists")
-
-    monkeypatch.setattr(vis_sae, "_train_sae", refuse)
-    monkeypatch.setattr(vis_sae, "collect_activations", refuse)
-    again = train_embedded_sae(subject, CORPUS, hook_name=HOOK, d_sae=64, k=4, training_tokens=2048,
-                               batch_size_tokens=64, lr=1e-2, cache_dir=sae_cache)
-    for name, tensor in sae.state_dict().items():
-        assert torch.equal(tensor, again.state_dict()[name]), name
-    assert torch.equal(vis_sae.load_sae(folders[0]).W_enc, sae.W_enc)
-    with pytest.raises(AssertionError, match="retrained"):  # other settings -> another cache folder
-        train_embedded_sae(subject, CORPUS, hook_name=HOOK, d_sae=32, k=4, training_tokens=2048,
-                           batch_size_tokens=64, cache_dir=sae_cache)
-
-
-@pytest.mark.sae_lens
-def test_train_embedded_sae_keeps_max_activations_rows_and_trains_over_epochs(subject, tmp_path, monkeypatch):
-    read, collect = [], vis_sae.collect_activations
-
-    def spy(*args, **kwargs):  # the real reader, counting the rows it returns
-        rows = collect(*args, **kwargs)
-        read.append(rows.shape[0])
-        return rows
-
-    monkeypatch.setattr(vis_sae, "collect_activations", spy)
-    sae = train_embedded_sae(subject, CORPUS, hook_name=HOOK, d_sae=32, k=4, training_tokens=1024,
-                             max_activations=40, batch_size_tokens=16, lr=1e-2, cache_dir=tmp_path)
-    assert read == [40]  # 1,024 samples drawn from a 40-row buffer: about 25 epochs
-    acts = subject.run_with_cache(torch.tensor([subject.tokenizer(CORPUS[0])["input_ids"]]),
-                                  names_filter=HOOK)[1][HOOK][0, 1:]
-    with torch.no_grad():
-        assert (sae.decode(sae.encode(acts)) - acts).pow(2).sum() < acts.pow(2).sum()
-    with pytest.raises(InputError, match="max_activations >= 1"):
-        train_embedded_sae(subject, CORPUS, hook_name=HOOK, max_activations=0, cache_dir=tmp_path)
-
-
-@pytest.mark.sae_lens
-def test_load_sae_of_a_folder_without_files(tmp_path):
-    with pytest.raises(nla_lens.errors.CacheError, match="cfg.json"):
-        vis_sae.load_sae(tmp_path)
-
-
-@pytest.mark.parametrize("any_sae", SAE_KINDS, indirect=True)
-def test_top_feature_contexts_mark_the_max_activating_token(subject, any_sae):
-    sae = any_sae
-    contexts = top_feature_contexts(sae, subject, CORPUS, HOOK, k=3)
-    assert contexts and all(1 <= len(c) <= 3 for c in contexts.values())
-
-    # Independent recomputation: the strongest (text, position) of each feature, position 0 excluded.
-    tok = subject.tokenizer
-    best: dict[int, tuple[float, str]] = {}
-    for text in CORPUS:
-        ids = tok(text)["input_ids"]
-        acts = subject.run_with_cache(torch.tensor([ids]), names_filter=HOOK)[1][HOOK][0]
-        with torch.no_grad():
-            feats = sae.encode(acts)[1:]  # [seq - 1, d_sae]
-        values, positions = feats.max(dim=0)
-        for f in torch.nonzero(values > 0).flatten().tolist():
-            if f not in best or values[f] > best[f][0]:
-                best[f] = (float(values[f]), tok.decode([ids[int(positions[f]) + 1]]))
-    assert set(best) == set(contexts)
-    for feature, (_, token) in best.items():
-        top = contexts[feature][0]
-        assert f"«{token}»" in top.replace("↵", "\n"), (feature, token, top)
-        assert all(c.count("«") == 1 and c.count("»") == 1 for c in contexts[feature])
+    assert side_by_side is new
+    assert importlib.import_module("nla_lens.vis.side_by_side").SideBySide is SideBySide  # the module still imports
 
 
 def test_core_modules_never_import_vis():
     # vis, widgets, analysis and the tutorials helpers are the layers on top; the core stays below.
     root = Path(nla_lens.__file__).parent
-    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
-                 if p.parts[len(root.parts)] not in ("vis", "widgets", "analysis", "tutorials")
-                 and re.search(r"nla_lens\.vis\b|from nla_lens import vis\b", p.read_text(encoding="utf-8"))]
+    offenders = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if p.parts[len(root.parts)] not in ("vis", "widgets", "analysis", "tutorials")
+        and re.search(r"nla_lens\.vis\b|from nla_lens import vis\b", p.read_text(encoding="utf-8"))
+    ]
     assert offenders == []
 
 
 def test_importing_nla_lens_loads_no_optional_view_dependency():
-    code = ("import sys, nla_lens; print(','.join(m for m in ('circuitsvis', 'sae_lens', 'anywidget') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, nla_lens; print(','.join(m for m in ('circuitsvis', 'sae_lens', 'anywidget') if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == ""

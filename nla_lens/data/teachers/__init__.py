@@ -9,10 +9,13 @@ need the columns ``prefix`` and ``token`` (``ActivationDataset.frame`` has them)
 - ``HFTeacher``: a local Hugging Face instruct model.
 - ``APITeacher``: Anthropic or an OpenAI-compatible API, cached on disk (paper-faithful).
 
-This package owns the teachers, the teacher prompt and ``explain_dataset``; it trains nothing.
+This package owns the teachers, the teacher prompt and ``label_dataset`` (a teacher labels a dataset's
+rows with the explanations the warm starts train on); it trains nothing.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import pandas as pd
 
@@ -30,12 +33,15 @@ __all__ = [
     "HFTeacher",
     "Teacher",
     "clean_explanation",
-    "explain_dataset",
+    "label_dataset",
 ]
 
 
-def explain_dataset(dataset: ActivationDataset, teacher: Teacher, split: str | None = None) -> pd.Series:
-    """Apply a teacher to the rows of ``dataset.frame`` (optionally one split).
+def label_dataset(dataset: ActivationDataset, teacher: Teacher, split: str | None = None) -> pd.Series:
+    """Label the rows of ``dataset.frame`` (optionally one split) with a teacher's explanations.
+
+    The labels are the warm starts' training targets (the AV learns to write them, the AR to read
+    them); explaining a vector with a trained NLA is ``NLA.explain``.
 
     Args:
         dataset: Activations with their ``prefix`` and ``token`` columns.
@@ -64,3 +70,13 @@ def explain_dataset(dataset: ActivationDataset, teacher: Teacher, split: str | N
         kind = type(explanations[bad[0]]).__name__
         raise TeacherError(f"{type(teacher).__name__} returned a {kind}, not a string, for row {bad[0]}.")
     return pd.Series(explanations, index=frame.index, name="explanation", dtype=object)
+
+
+def explain_dataset(dataset: ActivationDataset, teacher: Teacher, split: str | None = None) -> pd.Series:
+    """Deprecated alias of :func:`label_dataset` (same arguments)."""
+    warnings.warn(
+        "explain_dataset is deprecated; use nla_lens.data.teachers.label_dataset(dataset, teacher, split).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return label_dataset(dataset, teacher, split)

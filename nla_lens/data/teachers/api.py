@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -56,7 +57,7 @@ class APITeacher:
 
         teacher = APITeacher("anthropic", api_key=os.environ["ANTHROPIC_API_KEY"],
                              fallback=ContextTeacher())
-        explanations = explain_dataset(dataset, teacher, split="av_sft")
+        explanations = label_dataset(dataset, teacher, split="av_sft")
 
     After a request fails for good (retries spent, or a 4xx such as a bad key), no new request
     is sent: without ``fallback`` a ``TeacherError`` names the status and body; with one, the
@@ -110,8 +111,11 @@ class APITeacher:
                 "itself; a local server without authentication accepts any string). For an "
                 "offline teacher use ContextTeacher()."
             )
-        for name, value, low in (("max_concurrency", max_concurrency, 1), ("max_retries", max_retries, 0),
-                                 ("max_tokens", max_tokens, 1)):
+        for name, value, low in (
+            ("max_concurrency", max_concurrency, 1),
+            ("max_retries", max_retries, 0),
+            ("max_tokens", max_tokens, 1),
+        ):
             if not isinstance(value, int) or value < low:
                 raise InputError(f"{name} must be an int >= {low}, got {value!r}.")
         if fallback is not None and not callable(fallback):
@@ -138,8 +142,11 @@ class APITeacher:
 
     def _headers(self) -> dict[str, str]:
         if self.provider == "anthropic":
-            return {"x-api-key": self._api_key, "anthropic-version": ANTHROPIC_VERSION,
-                    "content-type": "application/json"}
+            return {
+                "x-api-key": self._api_key,
+                "anthropic-version": ANTHROPIC_VERSION,
+                "content-type": "application/json",
+            }
         return {"Authorization": f"Bearer {self._api_key}", "content-type": "application/json"}
 
     def _body(self, text: str) -> dict[str, Any]:
@@ -233,9 +240,10 @@ class APITeacher:
         if cached:
             bar.set_postfix(cached=cached)
         limits = httpx.Limits(max_connections=self.max_concurrency)
-        with httpx.Client(timeout=self.timeout, limits=limits) as client, ThreadPoolExecutor(
-            self.max_concurrency, thread_name_prefix="nla-teacher"
-        ) as pool:
+        with (
+            httpx.Client(timeout=self.timeout, limits=limits) as client,
+            ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="nla-teacher") as pool,
+        ):
             try:
                 futures = {pool.submit(self._request, client, text, stop): key for key, text in pending.items()}
                 for future in as_completed(futures):

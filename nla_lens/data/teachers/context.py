@@ -9,7 +9,6 @@ always give the same explanations.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pandas as pd
@@ -23,6 +22,7 @@ from nla_lens.words import context_words, topic_words
 VARIANTS = ("context", "template")
 TEMPLATE_LAST_WORDS = 6
 """Words of verbatim context the ``"template"`` variant keeps (as in the FACTS.md measurement)."""
+
 
 def _quote(text: str) -> str:
     """Double-quote ``text`` on one line (newlines and tabs escaped, Unicode kept)."""
@@ -231,7 +231,5 @@ class ContextTeacher:
             predictions: list[list[str] | None] = [None] * len(records)
         else:
             decode = self._runner.tokenizer.decode
-            predictions = [
-                [decode([i]).strip() or decode([i]) for i in ids] for ids in self.top_next_tokens(records)
-            ]
+            predictions = [[decode([i]).strip() or decode([i]) for i in ids] for ids in self.top_next_tokens(records)]
         return [self.explain(p, t, q) for p, t, q in zip(records["prefix"], records["token"], predictions)]

@@ -105,9 +105,11 @@ class HFTeacher:
         tok = self.tokenizer
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         device = next(self.model.parameters()).device
-        sampling = {"do_sample": True, "temperature": float(self.temperature)} if self.temperature > 0 else {
-            "do_sample": False, "temperature": None, "top_p": None, "top_k": None
-        }
+        sampling = (
+            {"do_sample": True, "temperature": float(self.temperature)}
+            if self.temperature > 0
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
         results: list[str] = [""] * len(texts)
         bar = tqdm(total=len(texts), desc="HF teacher", unit="row", disable=not self.progress)
         for start in range(0, len(order), self.batch_size):

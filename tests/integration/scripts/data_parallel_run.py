@@ -30,9 +30,12 @@ GRPO = dict(n_vectors=8, group_size=4, max_new_tokens=16, av_lr=1e-3, ar_lr=1e-4
 
 def dump(trainer, out: Path, stage: str) -> None:
     if trainer.is_main_process:
-        weights = {f"{name}.{key}": value.detach().contiguous().clone()
-                   for name, module in trainer._modules().items() if name != "reference"
-                   for key, value in module.state_dict().items()}
+        weights = {
+            f"{name}.{key}": value.detach().contiguous().clone()
+            for name, module in trainer._modules().items()
+            if name != "reference"
+            for key, value in module.state_dict().items()
+        }
         save_file(weights, str(out / f"{stage}.safetensors"))
         trainer.history.to_csv(out / f"{stage}.csv", index=False)
 
@@ -51,8 +54,10 @@ def main() -> None:
     config = GRPOConfig(**GRPO, checkpoint_every=2, output_dir=str(out / "grpo"))
     if args.resume:
         errors = {}
-        for name, make in (("grpo", lambda: GRPOTrainer(nla, data, GRPOConfig(**{**GRPO, "n_vectors": 5}))),
-                           ("ar", lambda: ARWarmStart(nla.ar, data, texts, WarmStartConfig(batch_size=5)))):
+        for name, make in (
+            ("grpo", lambda: GRPOTrainer(nla, data, GRPOConfig(**{**GRPO, "n_vectors": 5}))),
+            ("ar", lambda: ARWarmStart(nla.ar, data, texts, WarmStartConfig(batch_size=5))),
+        ):
             try:
                 make()
             except Exception as exc:  # recorded for the test to check

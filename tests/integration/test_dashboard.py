@@ -1,11 +1,11 @@
-"""NLADashboard without a browser: synced traitlets, trainer wiring, the stop button, offline assets."""
+"""NLADashboard without a browser on tiny trainers: synced traitlets, trainer wiring, the stop button,
+and the view rendered under node. Its model-free checks (offline assets, optional import, the stop
+button in a real kernel) are in ``tests/unit/test_dashboard_view.py``."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
-import time
 
 import numpy as np
 import pandas as pd
@@ -15,32 +15,28 @@ import torch
 pytest.importorskip("anywidget", reason="needs anywidget (pip install 'nla_lens[widgets]')")
 
 from nla_lens.models import NLA  # noqa: E402
-from nla_lens.testing.models import tiny_llama  # noqa: E402
+from nla_lens.testing.models import tiny_nla  # noqa: E402
 from nla_lens.testing.synthetic import concept_dataset  # noqa: E402
-from nla_lens.testing.tokenizers import tiny_tokenizer  # noqa: E402
 from nla_lens.training import ARWarmStart, GRPOConfig, GRPOTrainer, TrainerCallback, WarmStartConfig  # noqa: E402
 from nla_lens.widgets import NLADashboard  # noqa: E402
 
 D = 32
 
 
-def tiny_nla() -> NLA:
+def untrained() -> NLA:
     torch.manual_seed(0)
-    av_tok, ar_tok = tiny_tokenizer(), tiny_tokenizer()
-    av = tiny_llama(av_tok, n_layers=2, d_model=D)
-    ar = tiny_llama(ar_tok, n_layers=2, seed=1, d_model=D)
-    return NLA.untrained("tiny", layer=1, injection_scale=5.0, base_models=((av, av_tok), (ar, ar_tok)))
+    return tiny_nla(n_layers=2, d_model=D)
 
 
 def ar_trainer(**config) -> ARWarmStart:
     data, texts = concept_dataset(16, D)
     cfg = WarmStartConfig(**{"lr": 3e-3, "batch_size": 4, "eval_size": 4, **config})
-    return ARWarmStart(tiny_nla().ar, data, texts, cfg, eval_dataset=data, eval_explanations=texts)
+    return ARWarmStart(untrained().ar, data, texts, cfg, eval_dataset=data, eval_explanations=texts)
 
 
 def grpo_trainer() -> GRPOTrainer:
     data, _ = concept_dataset(8, D)
-    return GRPOTrainer(tiny_nla(), data, GRPOConfig(n_vectors=2, group_size=2, max_new_tokens=8))
+    return GRPOTrainer(untrained(), data, GRPOConfig(n_vectors=2, group_size=2, max_new_tokens=8))
 
 
 class OnStep(TrainerCallback):
@@ -61,8 +57,15 @@ def test_history_grows_one_row_per_step_with_the_plotted_keys():
     trainer = ar_trainer(eval_every=2)
     board = NLADashboard(trainer)
     seen = []
-    trainer.train(4, progress=False, callbacks=[OnStep(lambda t, m: seen.append(
-        (len(board.history), board.step, board.total_steps, board.status, board.eta)))])
+    trainer.train(
+        4,
+        progress=False,
+        callbacks=[
+            OnStep(
+                lambda t, m: seen.append((len(board.history), board.step, board.total_steps, board.status, board.eta))
+            )
+        ],
+    )
     assert [s[:4] for s in seen] == [(i, i, 4, "running") for i in range(1, 5)]
     assert all(eta is not None and eta >= 0 for *_, eta in seen) and seen[-1][-1] == 0
     assert [row["step"] for row in board.history] == [1, 2, 3, 4]
@@ -106,8 +109,14 @@ def test_samples_follow_the_grpo_trainers_last_samples():
 def test_samples_are_capped():
     trainer = ar_trainer()
     board = NLADashboard(trainer, max_samples=3)
-    trainer.last_samples = pd.DataFrame({"vector": range(10), "explanation": [f"<b>{i}</b>" for i in range(10)],
-                                         "reward": np.linspace(-1, 0, 10), "failed": [False] * 10})
+    trainer.last_samples = pd.DataFrame(
+        {
+            "vector": range(10),
+            "explanation": [f"<b>{i}</b>" for i in range(10)],
+            "reward": np.linspace(-1, 0, 10),
+            "failed": [False] * 10,
+        }
+    )
     trainer.step()
     assert [s["explanation"] for s in board.samples] == ["<b>0</b>", "<b>1</b>", "<b>2</b>"]
 
@@ -171,10 +180,21 @@ def test_train_with_dashboard_true_works_outside_a_notebook(monkeypatch, capsys)
 def test_nan_and_tensor_metrics_serialise_as_json_null():
     trainer = ar_trainer()
     board = NLADashboard(trainer)
-    trainer.last_samples = pd.DataFrame({"vector": [np.int64(0)], "explanation": ["x"], "reward": [math.nan],
-                                         "failed": [np.bool_(True)]})
-    board.on_step(trainer, {"step": 1, "loss": math.nan, "kl": math.inf, "reward_mean": np.float32(0.5),
-                            "ar_loss": torch.tensor(0.25), "eval_fve_nrm": None, "unplotted": "ignored"})
+    trainer.last_samples = pd.DataFrame(
+        {"vector": [np.int64(0)], "explanation": ["x"], "reward": [math.nan], "failed": [np.bool_(True)]}
+    )
+    board.on_step(
+        trainer,
+        {
+            "step": 1,
+            "loss": math.nan,
+            "kl": math.inf,
+            "reward_mean": np.float32(0.5),
+            "ar_loss": torch.tensor(0.25),
+            "eval_fve_nrm": None,
+            "unplotted": "ignored",
+        },
+    )
     row = board.history[-1]
     assert row == {"step": 1, "loss": None, "kl": None, "reward_mean": 0.5, "ar_loss": 0.25, "eval_fve_nrm": None}
     assert board.samples == [{"explanation": "x", "reward": None, "failed": True, "vector": 0}]
@@ -186,8 +206,7 @@ def test_history_is_thinned_to_max_points_keeping_evaluations_and_the_latest_ste
     trainer = ar_trainer()
     board = NLADashboard(trainer, max_points=10)
     for step in range(1, 26):
-        board.on_step(trainer, {"step": step, "loss": 1.0 / step,
-                                **({"eval_fve_nrm": 0.5} if step % 5 == 0 else {})})
+        board.on_step(trainer, {"step": step, "loss": 1.0 / step, **({"eval_fve_nrm": 0.5} if step % 5 == 0 else {})})
         assert len(board.history) <= 10
     steps = [row["step"] for row in board.history]
     assert steps == sorted(steps) and steps[-1] == 25
@@ -196,102 +215,8 @@ def test_history_is_thinned_to_max_points_keeping_evaluations_and_the_latest_ste
         NLADashboard(trainer, max_points=1)
 
 
-def test_the_view_is_self_contained_and_never_parses_html():
-    for text in (NLADashboard._esm, NLADashboard._css):
-        assert isinstance(text, str) and len(text) > 200
-        for needle in ("http://", "https://", "//cdn", "@import", "url("):
-            assert needle not in text, needle
-    esm = NLADashboard._esm
-    assert re.search(r"^export default", esm, re.M)
-    assert not re.search(r"^\s*import\b|\bimport\(", esm, re.M)  # no module fetched, not even a local one
-    assert "innerHTML" not in esm and "insertAdjacentHTML" not in esm and "outerHTML" not in esm
-    for event in ("change:history", "change:samples", "change:${name}"):
-        assert event in esm
-    for key in ("loss", "ar_loss", "eval_fve_nrm", "eval_fve_nrm_shuffled", "reward_mean", "reward_std", "kl",
-                "response_length", "stop_requested"):
-        assert f'"{key}"' in esm, key
-    assert "model.save_changes()" in esm
-
-
-def test_core_does_not_import_the_widgets_at_module_level():
-    """anywidget stays optional: only ``if TYPE_CHECKING`` blocks and function bodies may import widgets."""
-    import ast
-    from pathlib import Path
-
-    import nla_lens
-
-    root = Path(nla_lens.__file__).parent
-    for file in root.rglob("*.py"):
-        if "widgets" in file.relative_to(root).parts:
-            continue
-        for node in ast.parse(file.read_text()).body:
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-                continue
-            for sub in ast.walk(node):
-                if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    break
-                names = [a.name for a in sub.names] if isinstance(sub, ast.Import) else (
-                    [sub.module or ""] if isinstance(sub, ast.ImportFrom) else [])
-                assert not any("widgets" in n for n in names), f"{file} imports the widgets at module level"
-
-
-_KERNEL_SETUP = '''
-import time
-from nla_lens.training.base import Trainer
-from nla_lens.widgets import NLADashboard
-
-class Slow(Trainer):
-    def _step(self):
-        time.sleep(0.02)
-        return {"loss": 1.0}
-    def _modules(self):
-        return {}
-    def _optimizers(self):
-        return {}
-
-trainer = Slow()
-board = NLADashboard(trainer)
-'''
-
-
-def test_the_stop_button_reaches_a_kernel_busy_in_train():
-    """A real ipykernel: the view's update arrives while the cell runs ``train(2000)`` (40 s)."""
-    comm_module = pytest.importorskip("ipykernel.comm", reason="needs ipykernel")
-    pytest.importorskip("jupyter_client", reason="needs jupyter_client")
-    if not hasattr(comm_module.Comm, "_reply_subshell_for"):
-        pytest.skip("needs ipykernel >= 7 (comm routing hook); older kernels stop when idle")
-    from jupyter_client.manager import start_new_kernel
-
-    km, kc = start_new_kernel(kernel_name="python3")
-    try:
-        def run(code: str, timeout: float = 120) -> dict:
-            expression = "(trainer.step_count, board.status, board.comm.comm_id)"
-            msg_id = kc.execute(code, user_expressions={"out": expression})
-            while True:
-                reply = kc.get_shell_msg(timeout=timeout)
-                if reply["parent_header"].get("msg_id") == msg_id:
-                    assert reply["content"]["status"] == "ok", reply["content"]
-                    return reply
-
-        def state(reply: dict) -> tuple:
-            return eval(reply["content"]["user_expressions"]["out"]["data"]["text/plain"])  # noqa: S307
-
-        _, _, comm_id = state(run(_KERNEL_SETUP))
-        msg_id = kc.execute("trainer.train(2000, progress=False)")
-        time.sleep(1.0)  # the cell is now busy training
-        kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {
-            "method": "update", "state": {"stop_requested": True}, "buffer_paths": []}}))
-        while kc.get_shell_msg(timeout=60)["parent_header"].get("msg_id") != msg_id:
-            pass
-        steps, status, _ = state(run("pass"))
-        assert 0 < steps < 1000 and status == "stopped"
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-
-
 # A minimal DOM, enough for the view's render() to run under node (no browser, no jsdom).
-_NODE_SHIM = r'''
+_NODE_SHIM = r"""
 class El {
   constructor(tag) { Object.assign(this, { tagName: tag, children: [], attrs: {}, style: {}, className: "",
     _text: "", listeners: {} }); }
@@ -334,7 +259,7 @@ out.afterClick = [state.stop_requested, state.saved === true];
 cleanup();
 out.handlersLeft = Object.values(handlers).reduce((a, h) => a + h.length, 0);
 console.log(JSON.stringify(out));
-'''
+"""
 
 
 def test_the_view_renders_every_panel_under_node(tmp_path):
@@ -349,16 +274,35 @@ def test_the_view_renders_every_panel_under_node(tmp_path):
     trainer = ar_trainer()
     board = NLADashboard(trainer, title="GRPOTrainer")
     board.on_train_begin(trainer, 100)
-    trainer.last_samples = pd.DataFrame({"vector": [0, 0], "explanation": ["<script>alert(1)</script> &", "x"],
-                                         "reward": [-0.25, math.nan], "failed": [False, True]})
+    trainer.last_samples = pd.DataFrame(
+        {
+            "vector": [0, 0],
+            "explanation": ["<script>alert(1)</script> &", "x"],
+            "reward": [-0.25, math.nan],
+            "failed": [False, True],
+        }
+    )
     for step in range(1, 31):
         trainer.step_count = step
         evaluation = {"eval_fve_nrm": step / 40, "eval_fve_nrm_shuffled": 0.0} if step % 10 == 0 else {}
-        board.on_step(trainer, {"step": step, "ar_loss": math.nan if step == 7 else 1 / step,
-                                "reward_mean": step / 30, "reward_std": 0.1, "kl": 0.01 * step,
-                                "response_length": 10 + step, **evaluation})
-    result = subprocess.run([node, str(tmp_path / "shim.mjs"), str(tmp_path / "view.mjs"), strict_json(board)],
-                            capture_output=True, text=True, timeout=60)
+        board.on_step(
+            trainer,
+            {
+                "step": step,
+                "ar_loss": math.nan if step == 7 else 1 / step,
+                "reward_mean": step / 30,
+                "reward_std": 0.1,
+                "kl": 0.01 * step,
+                "response_length": 10 + step,
+                **evaluation,
+            },
+        )
+    result = subprocess.run(
+        [node, str(tmp_path / "shim.mjs"), str(tmp_path / "view.mjs"), strict_json(board)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["panels"] == ["Loss", "Held-out fve_nrm", "Reward", "KL to reference", "Response length (tokens)"]

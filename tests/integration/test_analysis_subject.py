@@ -13,7 +13,7 @@ from nla_lens.errors import HookNameError, InputError
 from nla_lens.metrics import fve_nrm
 from nla_lens.models import NLA
 from nla_lens.subjects.adapters import as_subject
-from nla_lens.testing.models import tiny_layer_nla, tiny_subject, tiny_llama
+from nla_lens.testing.models import tiny_llama, tiny_nla, tiny_subject
 from nla_lens.testing.tokenizers import tiny_tokenizer
 from nla_lens.vis.html import external_references
 
@@ -34,12 +34,12 @@ def subject():
 
 @pytest.fixture(scope="module")
 def nla0() -> NLA:
-    return tiny_layer_nla(0)
+    return tiny_nla(0, n_layers=2)
 
 
 @pytest.fixture(scope="module")
 def nla1() -> NLA:
-    return tiny_layer_nla(1)
+    return tiny_nla(1, n_layers=2, seed=2)
 
 
 # -- explain a whole prompt ------------------------------------------------------------------
@@ -49,8 +49,10 @@ def test_prompt_table_scores_every_token_and_exports(nla1, subject, tmp_path):
     assert list(table.frame.columns[: len(PROMPT_COLUMNS)]) == list(PROMPT_COLUMNS)
     assert table.frame["position"].tolist() == list(range(1, n))
     # the fve column is each token's share: its mean is the table's fve_nrm
-    acts = as_subject(subject).activations(torch.tensor([subject.tokenizer(PROMPT)["input_ids"]]),
-                                           as_subject(subject).resolve_hook("blocks.1.hook_resid_post"))[0, 1:]
+    acts = as_subject(subject).activations(
+        torch.tensor([subject.tokenizer(PROMPT)["input_ids"]]),
+        as_subject(subject).resolve_hook("blocks.1.hook_resid_post"),
+    )[0, 1:]
     pred = nla1.reconstruct(table.frame["explanation"].map(lambda e: e or "(empty)").tolist())
     assert table.frame["fve"].mean() == pytest.approx(fve_nrm(pred, acts), abs=1e-4)
     csv = pd.read_csv(table.to_csv(tmp_path / "t.csv"))
@@ -83,7 +85,7 @@ def test_mismatched_hook_or_subject_is_refused(nla1, subject):
     with pytest.raises(InputError, match="trained on 'blocks.1.hook_resid_post', not 'blocks.0.hook_resid_post'"):
         explain_prompt(nla1, subject, PROMPT, hook_name=0, **KW)
     with pytest.raises(HookNameError, match="out of range"):
-        explain_prompt(tiny_layer_nla(5), subject, PROMPT, **KW)  # the subject has 2 blocks
+        explain_prompt(tiny_nla(5, n_layers=2, seed=10), subject, PROMPT, **KW)  # the subject has 2 blocks
     with pytest.raises(InputError, match="d_model is 48"):
         explain_prompt(nla1, _subject(d_model=48), PROMPT, **KW)
     with pytest.raises(InputError, match="positions"):
@@ -141,8 +143,15 @@ def test_steering_toward_a_topic_direction_raises_its_words(nla1, subject):
     """The measure itself: a direction that writes 'cat'/'dog' into the logits must score above
     no steering and above a random direction of the same norm."""
     vector = 40.0 * _unembed_direction(subject, ["cat", "dog"])
-    result = steer(nla1, subject, ["The bird sang in the", "A language model reads"], "the cat and the dog",
-                   vector=vector, max_new_tokens=6, progress=False)
+    result = steer(
+        nla1,
+        subject,
+        ["The bird sang in the", "A language model reads"],
+        "the cat and the dog",
+        vector=vector,
+        max_new_tokens=6,
+        progress=False,
+    )
     s = result.summary
     assert result.topic_words == ["cat", "dog"]
     assert s["gain_vs_none"] > 1.0 and s["gain_vs_random"] > 1.0
@@ -156,13 +165,16 @@ def test_zero_coefficient_is_no_steering(subject):
     vector = 40.0 * _unembed_direction(subject, ["cat"])
     hook = "blocks.1.hook_resid_post"
     plain = steered_generate(subject, "The bird sang in the", None, hook_name=hook, max_new_tokens=5)
-    assert steered_generate(subject, "The bird sang in the", vector, hook_name=hook, coefficient=0.0,
-                            max_new_tokens=5) == plain
+    assert (
+        steered_generate(subject, "The bird sang in the", vector, hook_name=hook, coefficient=0.0, max_new_tokens=5)
+        == plain
+    )
     assert steered_generate(subject, "The bird sang in the", vector, hook_name=hook, max_new_tokens=5) != plain
     ids = torch.tensor(subject.tokenizer("The bird sang in the cat")["input_ids"])
     cat = topic_token_ids(subject.tokenizer, ["cat"])
     assert topic_logprob(subject, ids, len(ids) - 1, cat, vector=vector, hook_name=hook) > topic_logprob(
-        subject, ids, len(ids) - 1, cat, hook_name=hook)
+        subject, ids, len(ids) - 1, cat, hook_name=hook
+    )
     with pytest.raises(InputError, match="dimensions"):
         steered_generate(subject, "The bird", torch.ones(7), hook_name=hook)
     with pytest.raises(InputError, match="non-empty"):
@@ -183,13 +195,19 @@ def test_nnsight_steering_equals_an_hf_forward_hook():
     assert steerer.adapter is adapter and type(steerer).__name__ == "_NNsightSteerer"
 
     handle = hf.model.layers[1].register_forward_hook(
-        lambda module, args, out: (out[0] + delta, *out[1:]) if isinstance(out, tuple) else out + delta)
+        lambda module, args, out: (out[0] + delta, *out[1:]) if isinstance(out, tuple) else out + delta
+    )
     try:
         with torch.no_grad():
             expected = hf(input_ids=ids[None]).logits[0]
-            expected_new = hf.generate(input_ids=ids[None], attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                       max_new_tokens=5, min_new_tokens=5, do_sample=False,
-                                       pad_token_id=tok.pad_token_id)[0, len(ids):]
+            expected_new = hf.generate(
+                input_ids=ids[None],
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=5,
+                min_new_tokens=5,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+            )[0, len(ids) :]
     finally:
         handle.remove()
     assert torch.allclose(steerer.logits(ids, delta), expected, atol=1e-5)
