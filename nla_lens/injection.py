@@ -30,7 +30,6 @@ __all__ = [
     "chat_template_ids",
     "marker_neighbors",
     "find_marker_positions",
-    "normalize_vectors",
     "inject",
     "InjectionHook",
     "make_injection_hook",

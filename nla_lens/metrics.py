@@ -68,7 +68,8 @@ def _check_finite(x: torch.Tensor, name: str) -> None:
         )
 
 
-def _check_vectors(x: torch.Tensor, name: str) -> None:
+def _check_width_and_finite(x: torch.Tensor, name: str) -> None:
+    """``x`` is ``[..., d]`` with ``d > 0`` and finite (the rank-free check of the metrics' inputs)."""
     if x.ndim == 0:
         raise ShapeError(f"{name} must have a last dimension d (shape [..., d]), got a scalar.")
     if x.shape[-1] == 0:
@@ -113,8 +114,8 @@ def _check_pair(pred: Any, target: Any, *, matrix: bool = False) -> tuple[torch.
     """Convert, validate and return ``(pred, target)`` with a common dtype and device."""
     pred_t = _as_float_tensor(pred, "pred")
     target_t = _as_float_tensor(target, "target")
-    _check_vectors(pred_t, "pred")
-    _check_vectors(target_t, "target")
+    _check_width_and_finite(pred_t, "pred")
+    _check_width_and_finite(target_t, "target")
     if pred_t.shape != target_t.shape:
         raise ShapeError(
             f"pred has shape {tuple(pred_t.shape)} but target has shape {tuple(target_t.shape)}; "
@@ -158,7 +159,7 @@ def normalize(v: Any, scale: float | None = None) -> torch.Tensor:
     """
     orig_dtype = v.dtype if isinstance(v, torch.Tensor) and v.is_floating_point() else None
     x = _as_float_tensor(v, "v")
-    _check_vectors(x, "v")
+    _check_width_and_finite(x, "v")
     if scale is None:
         scale = math.sqrt(x.shape[-1])
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
@@ -254,7 +255,7 @@ def _train_eval_pair(train_targets: Any, eval_targets: Any) -> tuple[torch.Tenso
     train = _as_float_tensor(train_targets, "train_targets")
     evals = _as_float_tensor(eval_targets, "eval_targets")
     for x, name in ((train, "train_targets"), (evals, "eval_targets")):
-        _check_vectors(x, name)
+        _check_width_and_finite(x, name)
         if x.ndim != 2:
             raise ShapeError(f"{name} must have shape [N, d], got {tuple(x.shape)}.")
     if train.shape[-1] != evals.shape[-1]:

@@ -181,9 +181,10 @@ class NLA:
         read = self._read_text(text, positions, subject) if text is not None else None
         if read is None and vectors is None:
             raise InputError("Pass vectors, or text= with subject=.")
-        vectors = self.av.check_vectors(vectors if read is None else read.vectors)
-        frame = self.av.verbalize(vectors, **kwargs)
-        scores = score_round_trip(self.ar, frame["explanation"], vectors[torch.tensor(frame["vector"].to_numpy())])
+        vectors = vectors if read is None else read.vectors
+        frame = self.av.verbalize(vectors, **kwargs)  # validates the vectors (width, finite, non-zero)
+        targets = torch.as_tensor(vectors).float().reshape(-1, self.d_model)  # [N, d_model], as verbalize read them
+        scores = score_round_trip(self.ar, frame["explanation"], targets[torch.tensor(frame["vector"].to_numpy())])
         frame["mse"], frame["cosine"] = scores.mse.numpy(), scores.cosine.numpy()
         if len(frame) > 2:
             frame.attrs["report"] = scores.summary(generator=None)

@@ -35,7 +35,7 @@ import torch
 from nla_lens.atomic import atomic_folder
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError
-from nla_lens.metrics import current_token_control, fve_nrm, predict_mean_control
+from nla_lens.metrics import current_token_control, predict_mean_control, score_round_trip
 from nla_lens.models.nla import NLA
 from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.modes import evaluating
@@ -205,7 +205,9 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
         report["teacher_sft"] = held_out_report(
             nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens
         )
-        report["teacher_oracle_fve_nrm"] = fve_nrm(nla.ar.reconstruct(eval_texts[: recipe.eval_size]), eval_vectors)
+        report["teacher_oracle_fve_nrm"] = score_round_trip(
+            nla.ar, eval_texts[: recipe.eval_size], eval_vectors
+        ).summary()["fve_nrm"]
         _log(f"teacher warm start: {report['teacher_sft']['fve_nrm']:.3f} fve_nrm")
         if recipe.ar_refit_steps:
             report["ar_refit_generate_minutes"] = _ar_refit(recipe, nla, out, stop, ar_data, eval_data)
@@ -219,7 +221,9 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
         report = {**json.loads((out / "report_sft.json").read_text()), **report}
     report["sft"] = held_out_report(nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens)
     if "teacher_oracle_fve_nrm" not in report:
-        report["teacher_oracle_fve_nrm"] = fve_nrm(nla.ar.reconstruct(eval_texts[: recipe.eval_size]), eval_vectors)
+        report["teacher_oracle_fve_nrm"] = score_round_trip(
+            nla.ar, eval_texts[: recipe.eval_size], eval_vectors
+        ).summary()["fve_nrm"]
     if "current_token_control" not in report:  # what naming the current token alone can give
         report["current_token_control"] = current_token_control(
             train_vectors,

@@ -243,7 +243,7 @@ class NLAExplorer(anywidget.AnyWidget):
         """``n_alternatives`` sampled explanations of one token, each reconstructed and scored."""
         nla = self.nla
         read = prompt_activations(self.subject, self.prompt, self.hook, [position], warn=False)
-        target = nla.av.check_vectors(read.vectors)  # [1, d_model]
+        target = read.vectors  # [1, d_model]; verbalize validates it
         frame = nla.av.verbalize(
             target,
             num_samples=self.n_alternatives,

@@ -12,7 +12,7 @@ import yaml
 from safetensors.torch import save_file
 
 from nla_lens.errors import CheckpointError, InputError, MarkerError, ShapeError
-from nla_lens.injection import normalize_vectors
+from nla_lens.metrics import normalize
 from nla_lens.models import NLA, ActivationReconstructor, ActivationVerbalizer
 from nla_lens.testing.models import tiny_llama
 
@@ -26,7 +26,7 @@ def test_injection_equals_feeding_the_embedding_directly(tiny_nla):
         injected = av.model(input_ids=ids).logits
         embeds = av.model.get_input_embeddings()(ids)
     marker = (prompt == av.cfg.tokens.injection_token_id).nonzero().item()
-    embeds[:, marker] = normalize_vectors(v, av.cfg.injection_scale)
+    embeds[:, marker] = normalize(v, av.cfg.injection_scale)
     with torch.no_grad():
         direct = av.model(inputs_embeds=embeds).logits
         plain = av.model(input_ids=ids).logits
