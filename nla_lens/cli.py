@@ -11,6 +11,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from nla_lens.errors import NLALensError
 
@@ -84,6 +85,32 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ANSI colours of a token's gain over the mean direction (the views' red -> yellow -> green ramp).
+_RED, _YELLOW, _GREEN, _RESET = "\033[31m", "\033[33m", "\033[32m", "\033[0m"
+
+GAIN_LEGEND = (
+    "gain: 1 - mse / (mse of predicting the mean direction of these tokens); <= 0 is no better than the mean "
+    "direction (red), 1 is perfect (green). cos is the raw cosine, which the mean direction alone scores highly."
+)
+
+
+def gain_colour(gain: float) -> str:
+    """The ANSI colour of a gain: red at <= 0 (no better than the mean direction), yellow below 0.5,
+    green from 0.5; ``""`` for NaN (no mean direction to beat)."""
+    if gain != gain:  # NaN
+        return ""
+    return _RED if gain <= 0 else _YELLOW if gain < 0.5 else _GREEN
+
+
+def format_row(row: Any, width: int, colour: bool) -> str:
+    """One token's line of ``nla-lens explain``: position, token, gain (coloured), cosine, mse, explanation."""
+    explanation = " / ".join(line.strip() for line in str(row.explanation).splitlines() if line.strip())
+    start = gain_colour(float(row.gain)) if colour else ""
+    token = f"{start}{row.token!r:14s}{_RESET if start else ''}"
+    gain = f"{start}gain {float(row.gain):6.3f}{_RESET if start else ''}"
+    return f"[{row.position:3d}] {token} {gain}  cos {row.cosine:.3f}  mse {row.mse:.3f}  {explanation[:width]}"
+
+
 def _explain(args: argparse.Namespace) -> int:
     import nla_lens
 
@@ -97,11 +124,17 @@ def _explain(args: argparse.Namespace) -> int:
         progress=False,
         warn=False,
     )
+    colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     for row in frame.itertuples():
-        explanation = " / ".join(line.strip() for line in row.explanation.splitlines() if line.strip())
-        print(
-            f"[{row.position:3d}] {row.token!r:14s} mse {row.mse:.3f}  cos {row.cosine:.3f}  {explanation[: args.width]}"
-        )
+        print(format_row(row, args.width, colour))
+    print(GAIN_LEGEND)
+    ranked = frame.dropna(subset=["gain"]).sort_values("gain", ascending=False)
+    if len(ranked) > 1:
+
+        def listed(rows: Any) -> str:
+            return ", ".join(f"{r.token!r} ({r.gain:.2f})" for r in rows.itertuples())
+
+        print(f"best explained: {listed(ranked.head(3))}; worst: {listed(ranked.tail(3).iloc[::-1])}")
     report = frame.attrs.get("report")
     if report:
         print(f"fve_nrm over these tokens {report['fve_nrm']:.3f} (shuffled control {report['fve_nrm_shuffled']:.3f})")
@@ -168,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--max-new-tokens", type=int, default=64)
     xp.add_argument("--width", type=int, default=160, help="characters of each explanation shown")
     xp.add_argument("--cache-dir", default=None)
+    xp.add_argument(
+        "--color",
+        default="auto",
+        choices=("auto", "always", "never"),
+        help="colour tokens by gain (auto: on a terminal)",
+    )
     xp.set_defaults(func=_explain)
 
     et = commands.add_parser("export", help="export an NLA as full folders in the published layout (LoRA merged)")

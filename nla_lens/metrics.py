@@ -42,6 +42,8 @@ __all__ = [
     "reconstruction_report",
     "RoundTrip",
     "score_round_trip",
+    "mean_direction",
+    "gain_over_mean",
 ]
 
 
@@ -419,6 +421,58 @@ def reconstruction_report(pred: Any, target: Any, generator: torch.Generator | i
         }
 
 
+def mean_direction(reference: Any) -> torch.Tensor:
+    """The unit mean direction ``[d]`` of a set of vectors: the prediction that knows nothing about the token.
+
+    Args:
+        reference: Vectors ``[m, d]`` (each L2-normalised before averaging, as the metrics compare
+            directions), an object with ``.vectors`` (an ``ActivationDataset``), or one vector
+            ``[d]`` taken as the mean direction itself.
+
+    Returns:
+        ``[d]`` float tensor of unit norm.
+
+    Raises:
+        ShapeError: Not ``[d]`` or ``[m, d]``.
+        InputError: No vectors, NaN/inf, zero vectors, or directions that cancel out.
+    """
+    x = _as_float_tensor(getattr(reference, "vectors", reference), "reference")
+    if x.ndim == 1:
+        x = x[None]
+    x = check_vectors(x, name="reference vectors")
+    mean = _unit(x, "reference").mean(dim=0)
+    if float(mean.norm()) < 1e-6:
+        raise InputError("The reference vectors' directions cancel out: they have no mean direction.")
+    return mean / mean.norm()
+
+
+def gain_over_mean(pred: Any, target: Any, mean: Any) -> torch.Tensor:
+    """Per-row skill of a reconstruction over predicting the mean direction (a centred score).
+
+    ``gain_i = 1 - ||û_i - u_i||² / ||m̂ - u_i||²`` on unit vectors, where ``m̂`` is the unit mean
+    direction (:func:`mean_direction`). 1 is perfect, 0 is no better than the mean direction (which
+    alone often has a cosine of 0.7-0.8 with real activations, so a raw cosine flatters every row),
+    below 0 is worse than it. The per-row counterpart of :func:`fve_nrm`'s "predict the mean scores 0".
+
+    Args:
+        pred: Reconstructions ``[N, d]``.
+        target: Targets ``[N, d]``.
+        mean: The mean direction ``[d]`` (any norm).
+
+    Returns:
+        ``[N]`` float tensor; NaN for a target that is the mean direction itself (no room to gain).
+    """
+    p, t = _check_pair(pred, target, matrix=True)
+    m = _as_float_tensor(mean, "mean").to(device=p.device, dtype=p.dtype)
+    if m.ndim != 1 or m.shape[0] != p.shape[1]:
+        raise ShapeError(f"mean must be one vector [{p.shape[1]}], got shape {tuple(m.shape)}.")
+    with torch.no_grad():
+        u, u_hat, m_hat = _unit(t, "target"), _unit(p, "pred"), _unit(m[None], "mean")
+        err = ((u_hat - u) ** 2).sum(dim=-1)
+        base = ((m_hat - u) ** 2).sum(dim=-1)
+        return torch.where(base > 1e-12, 1.0 - err / base.clamp_min(1e-12), torch.full_like(err, float("nan")))
+
+
 @dataclasses.dataclass
 class RoundTrip:
     """A round trip's reconstructions and their per-row scores.
@@ -434,6 +488,16 @@ class RoundTrip:
     targets: torch.Tensor
     mse: torch.Tensor
     cosine: torch.Tensor
+
+    def gain(self, reference: Any = None) -> torch.Tensor:
+        """``[N]`` :func:`gain_over_mean` of each row, against the mean direction of ``reference``
+        (vectors ``[m, d]``, an ``ActivationDataset`` or a mean vector ``[d]``; default the targets
+        themselves). NaN where there is no mean direction to beat (a single target)."""
+        if reference is None and len(torch.unique(self.targets, dim=0)) < 2:
+            return torch.full((len(self.targets),), float("nan"))
+        return gain_over_mean(
+            self.predicted, self.targets, mean_direction(self.targets if reference is None else reference)
+        )
 
     def summary(self, generator: torch.Generator | int | None = 0) -> dict[str, float]:
         """:func:`reconstruction_report` of the batch (fve_nrm, its shuffled control, means, n)."""

@@ -68,8 +68,9 @@ MAX_NEW = mode.pick(full=96, smoke=12)
         md("""
 ## The explorer
 
-Type a prompt in the box; every token but the first is explained and coloured by its round-trip
-cosine. Click a token to sample alternative explanations of the same activation, each scored.
+Type a prompt in the box; every token but the first is explained and coloured by its gain over
+the mean direction (red: no better than predicting the mean direction of the prompt's tokens;
+green: perfect; the raw cosine, shown beside it, flatters every token). Click a token to sample alternative explanations of the same activation, each scored.
 The widget can also be driven from code (`explore`, `selected`, `frame`, `alternatives`), which
 is what we do below so the notebook also reads well without a live kernel.
 """),

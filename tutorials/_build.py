@@ -1074,7 +1074,10 @@ for feature in list(contexts)[:3]:
         md("""
 ## Side by side
 
-Token chips are coloured by the NLA's round-trip cosine. The table lists, per token, the NLA's
+Token chips are coloured by their *gain over the mean direction*: 1 − (the round trip's mse) / (the
+mse of just predicting the mean direction of these tokens). Red means no better than the mean
+direction, green perfect. The raw cosine stays a column, but it flatters: the mean direction alone
+has a high cosine with every token. The table lists, per token, the NLA's
 explanation and the SAE's top features with their contexts; below, a circuitsvis attention view
 (self-contained HTML, nothing fetched from the network).
 """),

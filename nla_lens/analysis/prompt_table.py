@@ -26,7 +26,7 @@ from nla_lens.vis.html import HTMLView
 __all__ = ["PROMPT_COLUMNS", "PromptExplanation", "explain_prompt", "token_fve"]
 
 #: The leading columns of ``PromptExplanation.frame`` (the verbalizer's flags follow them).
-PROMPT_COLUMNS: tuple[str, ...] = ("position", "token", "explanation", "mse", "cosine", "fve")
+PROMPT_COLUMNS: tuple[str, ...] = ("position", "token", "explanation", "mse", "cosine", "gain", "fve")
 
 
 def token_fve(mse: torch.Tensor, targets: torch.Tensor, reference: Any = None) -> torch.Tensor:
@@ -133,7 +133,8 @@ def explain_prompt(
         prompt: The text; an empty prompt gives an empty table.
         positions: Token positions (default: all but the first, an attention sink).
         reference: Vectors or an ActivationDataset at the NLA's hook whose spread is the ``fve``
-            denominator (default: the prompt's own explained tokens).
+            denominator and whose mean direction is the baseline of ``gain`` (default: the
+            prompt's own explained tokens).
         hook_name: Must be the NLA's hook when given (a mismatch is refused).
         max_new_tokens: Explanation length cap.
         **round_trip_kwargs: Passed to ``NLA.round_trip`` (``seed``, ``progress``, ``batch_size``...).
@@ -153,13 +154,13 @@ def explain_prompt(
     description = f"subject {adapter.name}"
     if not read.positions:
         empty = pd.DataFrame(
-            {c: pd.Series(dtype=float if c in ("mse", "cosine", "fve") else object) for c in PROMPT_COLUMNS}
+            {c: pd.Series(dtype=float if c in ("mse", "cosine", "gain", "fve") else object) for c in PROMPT_COLUMNS}
         )
         return PromptExplanation(
             empty, read.tokens, hook_name=hook.name, prompt=prompt, notices=read.notices, description=description
         )
     round_trip_kwargs.setdefault("warn", False)
-    frame = nla.round_trip(read.vectors, max_new_tokens=max_new_tokens, **round_trip_kwargs)
+    frame = nla.round_trip(read.vectors, max_new_tokens=max_new_tokens, reference=reference, **round_trip_kwargs)
     read.label(frame)
     rows = torch.as_tensor(frame["vector"].to_numpy(copy=True))
     frame["fve"] = token_fve(torch.as_tensor(frame["mse"].to_numpy(copy=True)), read.vectors[rows], reference).numpy()

@@ -164,19 +164,30 @@ class NLA:
         return self.ar.reconstruct(explanations, **kwargs)
 
     def round_trip(
-        self, vectors: Any = None, *, text: str | None = None, positions: Any = None, subject: Any = None, **kwargs: Any
+        self,
+        vectors: Any = None,
+        *,
+        text: str | None = None,
+        positions: Any = None,
+        subject: Any = None,
+        reference: Any = None,
+        **kwargs: Any,
     ) -> pd.DataFrame:
         """Explain, reconstruct, and score each vector (or each chosen token of ``text``).
 
         Args:
             vectors: ``[N, d_model]`` activations; or pass ``text`` + ``subject`` (+ ``positions``)
                 to read them from the subject model at this NLA's hook.
+            reference: Whose mean direction ``gain`` is measured against: vectors ``[m, d_model]``,
+                an ``ActivationDataset``, or the mean vector ``[d_model]`` (default: the vectors
+                of this round trip; with a single vector ``gain`` is NaN).
             **kwargs: Passed to :meth:`ActivationVerbalizer.verbalize`.
 
         Returns:
-            The verbalize DataFrame plus ``mse`` (normalised, 2(1-cos)) and ``cosine`` per row
-            (and ``position``/``token`` for text); ``frame.attrs["report"]`` holds fve_nrm and its
-            shuffled control over the batch when there are more than two rows.
+            The verbalize DataFrame plus, per row, ``mse`` (normalised, 2(1-cos)), ``cosine`` and
+            ``gain`` (:func:`~nla_lens.metrics.gain_over_mean`: 1 perfect, 0 no better than the mean
+            direction) (and ``position``/``token`` for text); ``frame.attrs["report"]`` holds fve_nrm
+            and its shuffled control over the batch when there are more than two rows.
         """
         read = self._read_text(text, positions, subject) if text is not None else None
         if read is None and vectors is None:
@@ -186,6 +197,7 @@ class NLA:
         targets = torch.as_tensor(vectors).float().reshape(-1, self.d_model)  # [N, d_model], as verbalize read them
         scores = score_round_trip(self.ar, frame["explanation"], targets[torch.tensor(frame["vector"].to_numpy())])
         frame["mse"], frame["cosine"] = scores.mse.numpy(), scores.cosine.numpy()
+        frame["gain"] = scores.gain(reference).numpy()
         if len(frame) > 2:
             frame.attrs["report"] = scores.summary(generator=None)
         return frame if read is None else read.label(frame)

@@ -1,8 +1,8 @@
 """The side-by-side view: NLA explanations, attention and SAE features for one prompt, as HTML.
 
 Owns :class:`SideBySide` (a prepared table and its self-contained HTML: a token strip coloured by
-round-trip cosine, a table of explanations and top SAE features with their top-activating
-contexts, and a circuitsvis ``attention_heads`` view rendered offline) and :func:`cosine_colour`.
+each token's gain over the mean direction, a table of explanations and top SAE features with their top-activating
+contexts, and a circuitsvis ``attention_heads`` view rendered offline), :func:`score_colour` and :data:`GAIN_LEGEND`.
 Pure data -> HTML: the table is computed by :func:`nla_lens.analysis.compare.side_by_side`, which
 still imports from here under its old path, with a ``DeprecationWarning`` (:mod:`nla_lens.vis._moved`).
 """
@@ -22,10 +22,10 @@ from nla_lens.vis.sae import feature_html
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FRAME_COLUMNS", "SideBySide", "cosine_colour"]
+__all__ = ["FRAME_COLUMNS", "GAIN_LEGEND", "SideBySide", "cosine_colour", "score_colour"]
 
 #: The leading columns of ``SideBySide.frame`` (the verbalizer's flags follow them).
-FRAME_COLUMNS: tuple[str, ...] = ("position", "token", "explanation", "mse", "cosine", "sae_features")
+FRAME_COLUMNS: tuple[str, ...] = ("position", "token", "explanation", "mse", "cosine", "gain", "sae_features")
 
 #: The computing half moved to the analysis layer (deprecation alias): ``{name: new module}``.
 _MOVED = {"side_by_side": "nla_lens.analysis.compare"}
@@ -35,12 +35,36 @@ def __getattr__(name: str) -> Any:
     return moved(__name__, name, _MOVED)
 
 
-def cosine_colour(value: float) -> str:
-    """Background colour of a token: red at cosine <= 0, through yellow, to green at 1 (grey for NaN)."""
+def score_colour(value: float | None) -> str:
+    """Background colour of a score in [0, 1]: red at <= 0, through yellow, to green at 1 (grey for NaN).
+
+    The views colour tokens by their ``gain`` over the mean direction
+    (:func:`~nla_lens.metrics.gain_over_mean`), so a token explained no better than the mean
+    direction is red, however high its raw cosine.
+    """
     if value is None or not math.isfinite(value):
         return "#eaeef2"
     hue = 120.0 * min(1.0, max(0.0, float(value)))
     return f"hsl({hue:.0f}, 75%, 82%)"
+
+
+cosine_colour = score_colour
+"""The same colour ramp, for a raw cosine (the layer sweep's cosine cells)."""
+
+#: What the token colours mean, shown under every view that uses them.
+GAIN_LEGEND = (
+    "Colour: the token's gain over the mean direction, 1 − mse / (mse of predicting the mean direction) "
+    '(<span style="background:hsl(0,75%,82%)">&nbsp;≤ 0: no better than the mean direction&nbsp;</span> → '
+    '<span style="background:hsl(60,75%,82%)">&nbsp;0.5&nbsp;</span> → '
+    '<span style="background:hsl(120,75%,82%)">&nbsp;1: perfect&nbsp;</span>; grey: unknown). The cosine column '
+    "is the raw round-trip cosine: the mean direction alone often scores 0.7-0.8 there."
+)
+
+
+def _gain(row: Any) -> float:
+    """A row's ``gain`` (NaN for a hand-made table without the column)."""
+    value = getattr(row, "gain", math.nan)
+    return math.nan if value is None else float(value)
 
 
 class SideBySide(HTMLView):
@@ -50,7 +74,7 @@ class SideBySide(HTMLView):
 
     Attributes:
         frame: One row per explained token: ``position``, ``token``, ``explanation``, ``mse``,
-            ``cosine``, ``sae_features`` (list of ``(feature id, activation)``, strongest first;
+            ``cosine``, ``gain`` (over the mean direction; the token colour), ``sae_features`` (list of ``(feature id, activation)``, strongest first;
             empty without an SAE), then the verbalizer's columns (``ok``, ``truncated``, ...).
         tokens: Every token of the (possibly truncated) prompt, decoded one by one.
         attention: ``[n_heads_shown, seq, seq]`` attention pattern of ``layer``, or ``None``.
@@ -115,30 +139,27 @@ class SideBySide(HTMLView):
             if row is None:
                 spans.append(f'<span class="nla-tok" data-pos="{pos}">{shown}</span>')
                 continue
-            tip = f"#{pos} {token!r}  cosine {row.cosine:.3f}  mse {row.mse:.3f}\n{row.explanation}"
+            gain = _gain(row)
+            tip = f"#{pos} {token!r}  gain {gain:.3f}  cosine {row.cosine:.3f}  mse {row.mse:.3f}\n{row.explanation}"
             spans.append(
                 f'<span class="nla-tok nla-explained" data-pos="{pos}" title="{esc(tip)}" '
-                f'style="background:{cosine_colour(row.cosine)}">{shown}</span>'
+                f'style="background:{score_colour(gain)}">{shown}</span>'
             )
-        legend = (
-            '<div class="nla-legend">Explained tokens are framed and coloured by the round-trip cosine '
-            '(<span style="background:hsl(0,75%,82%)">&nbsp;0&nbsp;</span> → '
-            '<span style="background:hsl(60,75%,82%)">&nbsp;0.5&nbsp;</span> → '
-            '<span style="background:hsl(120,75%,82%)">&nbsp;1&nbsp;</span>); hover for the explanation.'
-            "</div>"
-        )
+        legend = f'<div class="nla-legend">Explained tokens are framed. {GAIN_LEGEND} Hover for the explanation.</div>'
+
         return f'<h3>Tokens</h3><div class="nla-strip">{"".join(spans)}</div>{legend}'
 
     def _table_html(self) -> str:
         has_sae = any(len(f) for f in self.frame["sae_features"])
-        head = "<tr><th>pos</th><th>token</th><th>explanation</th><th>cosine</th><th>mse</th>"
+        head = "<tr><th>pos</th><th>token</th><th>explanation</th><th>gain</th><th>cosine</th><th>mse</th>"
         head += "<th>top SAE features</th></tr>" if has_sae else "</tr>"
         rows = []
         for r in self.frame.itertuples(index=False):
             cells = (
                 f'<td class="nla-num">{int(r.position)}</td>'
-                f'<td class="nla-num" style="background:{cosine_colour(r.cosine)}">{esc(repr(r.token))}</td>'
-                f'<td>{esc(r.explanation)}</td><td class="nla-num">{r.cosine:.3f}</td>'
+                f'<td class="nla-num" style="background:{score_colour(_gain(r))}">{esc(repr(r.token))}</td>'
+                f'<td>{esc(r.explanation)}</td><td class="nla-num">{_gain(r):.3f}</td>'
+                f'<td class="nla-num">{r.cosine:.3f}</td>'
                 f'<td class="nla-num">{r.mse:.3f}</td>'
             )
             if has_sae:

@@ -1,4 +1,4 @@
-// NLAExplorer view: a prompt box, token chips coloured by round-trip cosine, and a details panel.
+// NLAExplorer view: a prompt box, token chips coloured by their gain over the mean direction, and a details panel.
 // Everything drawn comes from the model's synced traits, so a saved notebook redraws the last
 // state without a kernel. No library, no network: the DOM is built by hand and every piece of
 // text goes in through textContent (never parsed as HTML).
@@ -16,10 +16,12 @@ function fmt(v) {
   return finite(v) ? v.toFixed(3) : "\u2013";
 }
 
-// Red at cosine <= 0, yellow at 0.5, green at 1; grey when unknown.
-function colour(cos) {
-  if (!finite(cos)) return "#eaeef2";
-  const hue = 120 * Math.min(1, Math.max(0, cos));
+// A token's gain over the mean direction (1 - mse / mse of predicting the mean direction):
+// red at <= 0 (no better than the mean direction), yellow at 0.5, green at 1; grey when unknown.
+// The same ramp as nla_lens.vis.side_by_side.score_colour.
+function colour(gain) {
+  if (!finite(gain)) return "#eaeef2";
+  const hue = 120 * Math.min(1, Math.max(0, gain));
   return `hsl(${Math.round(hue)}, 75%, 82%)`;
 }
 
@@ -28,13 +30,13 @@ const shown = (token) => String(token ?? "").replace(/\n/g, "\u21b5").replace(/\
 
 function scoreLine(row) {
   const flag = row.ok === false ? " \u00b7 flagged (missing tag, truncated or non-English)" : "";
-  return `cosine ${fmt(row.cosine)} \u00b7 mse ${fmt(row.mse)}${flag}`;
+  return `gain ${fmt(row.gain)} \u00b7 cosine ${fmt(row.cosine)} \u00b7 mse ${fmt(row.mse)}${flag}`;
 }
 
 function legend() {
   const box = h("div", "nla-x-legend");
-  box.appendChild(h("span", "", "Round-trip cosine:"));
-  for (const [value, label] of [[0, "\u2264 0"], [0.5, "0.5"], [1, "1"]]) {
+  box.appendChild(h("span", "", "Gain over the mean direction:"));
+  for (const [value, label] of [[0, "\u2264 0: no better than the mean direction"], [0.5, "0.5"], [1, "1: perfect"]]) {
     const sw = h("span", "nla-x-swatch", label);
     sw.style.background = colour(value);
     box.appendChild(sw);
@@ -42,7 +44,7 @@ function legend() {
   const grey = h("span", "nla-x-swatch", "not explained");
   grey.style.background = colour(null);
   box.appendChild(grey);
-  box.appendChild(h("span", "", "Click a token for details and alternatives."));
+  box.appendChild(h("span", "", "(the raw cosine flatters: the mean direction alone often scores 0.7-0.8). Click a token for details and alternatives."));
   return box;
 }
 
@@ -122,7 +124,7 @@ function render({ model, el }) {
     }
     for (const row of rows) {
       const chip = h("span", "nla-x-tok", shown(row.token));
-      chip.style.background = colour(row.cosine);
+      chip.style.background = colour(row.gain);
       if (row.position === selected) chip.classList.add("nla-x-selected");
       if (row.ok === false) chip.classList.add("nla-x-flagged");
       chip.title = `#${row.position} ${JSON.stringify(row.token)}  ${scoreLine(row)}\n${row.explanation}`;
@@ -150,7 +152,7 @@ function render({ model, el }) {
     }
     const head = h("div", "nla-x-head");
     const chip = h("span", "nla-x-tok", shown(row.token));
-    chip.style.background = colour(row.cosine);
+    chip.style.background = colour(row.gain);
     head.append(h("span", "", `#${row.position} `), chip, h("span", "nla-x-score", scoreLine(row)));
     const text = h("div", "nla-x-text", row.explanation || "(empty)");
     const alts = model.get("alternatives") || [];
@@ -163,7 +165,7 @@ function render({ model, el }) {
       for (const alt of alts) {
         const item = h("li", alt.ok === false ? "nla-x-flagged" : "");
         const score = h("span", "nla-x-score", scoreLine(alt));
-        score.style.background = colour(alt.cosine);
+        score.style.background = colour(alt.gain);
         item.append(h("div", "nla-x-text", alt.explanation || "(empty)"), score);
         list.appendChild(item);
       }

@@ -5,7 +5,7 @@ selected token and its sampled alternative explanations, a notice line and a bus
 observers that recompute it: a new prompt or hook reruns ``NLA.round_trip`` on every token but the
 first; a new selection samples alternative explanations for that token and scores each against
 its activation. The view is the inline ES module ``explorer.js`` with ``explorer.css``: token
-chips coloured by cosine, a details panel, nothing fetched from the network.
+chips coloured by their gain over the mean direction, a details panel, nothing fetched from the network.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from nla_lens.subjects.hook_check import check_subject
 from nla_lens.widgets.assets import asset
 
 #: Keys of each entry of ``NLAExplorer.tokens`` (and the columns of ``NLAExplorer.frame``).
-TOKEN_KEYS: tuple[str, ...] = ("position", "token", "explanation", "mse", "cosine", "ok")
+TOKEN_KEYS: tuple[str, ...] = ("position", "token", "explanation", "mse", "cosine", "gain", "ok")
 #: Keys of each entry of ``NLAExplorer.alternatives``.
-ALTERNATIVE_KEYS: tuple[str, ...] = ("explanation", "mse", "cosine", "ok")
+ALTERNATIVE_KEYS: tuple[str, ...] = ("explanation", "mse", "cosine", "gain", "ok")
 
 
 def _as_nlas(nlas: Any) -> dict[str, Any]:
@@ -58,7 +58,9 @@ class NLAExplorer(anywidget.AnyWidget):
     """Type a prompt, read each token's explanation, click a token for alternative explanations.
 
     Every token but the first is explained (greedy decoding) and reconstructed by the NLA of the
-    selected hook; the view colours each token by its round-trip cosine. Selecting a token samples
+    selected hook; the view colours each token by its ``gain`` over the mean direction of the prompt's
+    explained tokens (:func:`~nla_lens.metrics.gain_over_mean`: red when no better than that mean
+    direction, green when perfect), with the raw cosine beside it. Selecting a token samples
     ``n_alternatives`` further explanations of the same activation and scores each one. A prompt
     longer than the subject's context is cut to its first ``n_ctx`` tokens, with a notice.
 
@@ -216,6 +218,7 @@ class NLAExplorer(anywidget.AnyWidget):
                 "explanation": str(r["explanation"]),
                 "mse": json_safe(r["mse"]),
                 "cosine": json_safe(r["cosine"]),
+                "gain": json_safe(r["gain"]),
                 "ok": bool(r["ok"]),
             }
             for r in frame.to_dict("records")
@@ -242,8 +245,10 @@ class NLAExplorer(anywidget.AnyWidget):
     def _alternatives_of(self, position: int) -> list[dict[str, Any]]:
         """``n_alternatives`` sampled explanations of one token, each reconstructed and scored."""
         nla = self.nla
-        read = prompt_activations(self.subject, self.prompt, self.hook, [position], warn=False)
-        target = read.vectors  # [1, d_model]; verbalize validates it
+        # Every explained token of the prompt: their mean direction is the baseline of ``gain``,
+        # as in the token strip.
+        read = prompt_activations(self.subject, self.prompt, self.hook, warn=False)
+        target = read.vectors[read.positions.index(position)][None]  # [1, d_model]; verbalize validates it
         frame = nla.av.verbalize(
             target,
             num_samples=self.n_alternatives,
@@ -255,8 +260,8 @@ class NLAExplorer(anywidget.AnyWidget):
             warn=False,
         )
         scores = score_round_trip(nla.ar, frame["explanation"], target[0])
-        mse, cos = scores.mse.tolist(), scores.cosine.tolist()
+        mse, cos, gain = scores.mse.tolist(), scores.cosine.tolist(), scores.gain(read.vectors).tolist()
         return [
-            {"explanation": str(e), "mse": json_safe(m), "cosine": json_safe(c), "ok": bool(ok)}
-            for e, m, c, ok in zip(frame["explanation"], mse, cos, frame["ok"])
+            {"explanation": str(e), "mse": json_safe(m), "cosine": json_safe(c), "gain": json_safe(g), "ok": bool(ok)}
+            for e, m, c, g, ok in zip(frame["explanation"], mse, cos, gain, frame["ok"])
         ]

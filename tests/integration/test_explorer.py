@@ -21,11 +21,13 @@ pytest.importorskip("anywidget", reason="needs anywidget (pip install 'nla_lens[
 import traitlets  # noqa: E402
 
 from nla_lens.errors import HookNameError, InputError  # noqa: E402
-from nla_lens.metrics import cosine  # noqa: E402
+from nla_lens.metrics import cosine, mean_direction  # noqa: E402
 from nla_lens.models import NLA  # noqa: E402
+from nla_lens.subjects.activations import prompt_activations  # noqa: E402
 from nla_lens.subjects.adapters import as_subject  # noqa: E402
 from nla_lens.testing.models import tiny_nla, tiny_subject  # noqa: E402
 from nla_lens.testing.tokenizers import tiny_tokenizer  # noqa: E402
+from nla_lens.vis.side_by_side import score_colour  # noqa: E402
 from nla_lens.widgets import NLAExplorer  # noqa: E402
 from nla_lens.widgets.explorer import ALTERNATIVE_KEYS, TOKEN_KEYS  # noqa: E402
 
@@ -238,7 +240,7 @@ const chips = all(el).filter((n) => n.className.includes("nla-x-tok") && n.on.cl
 chips[1].on.click();  // the selected token: a second click clears the selection
 chips[0].on.click();
 console.log(JSON.stringify({ sent, chips: chips.map((c) => c.textContent), text: all(el).map((n) => n.textContent),
-                             cleanup: typeof cleanup }));
+                             colours: chips.map((c) => c.style.background), cleanup: typeof cleanup }));
 """
 
 
@@ -263,3 +265,30 @@ def test_the_view_renders_and_a_click_selects_a_token_under_node(nla1, subject, 
     assert ex.tokens[2]["explanation"] in out["text"] or not ex.tokens[2]["explanation"]
     assert any(a["explanation"] == t for a in ex.alternatives for t in out["text"])
     assert out["cleanup"] == "function"
+
+
+def test_a_token_explained_no_better_than_the_mean_direction_is_not_coloured_good(nla1, subject, tmp_path, monkeypatch):
+    """Honest colours: an AR that always answers the mean direction of the prompt's tokens gets a high
+    raw cosine but gain 0, and the view paints every such token red (the colour of "no better than the
+    mean direction"), not the green a cosine-coloured strip would show."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("needs node to run the view's ES module")
+    read = prompt_activations(subject, PROMPT, nla1.hook_name)
+    mean = mean_direction(read.vectors)
+    monkeypatch.setattr(nla1.ar, "reconstruct", lambda texts, batch_size=16: mean.expand(len(texts), -1).clone())
+    ex = explorer(nla1, subject, prompt=PROMPT)
+    ex.selected = ex.tokens[0]["position"]
+    assert [t["gain"] for t in ex.tokens] == pytest.approx([0.0] * len(ex.tokens), abs=1e-5)
+    assert [a["gain"] for a in ex.alternatives] == pytest.approx([0.0] * len(ex.alternatives), abs=1e-5)
+    assert max(t["cosine"] for t in ex.tokens) > 0.1  # a cosine-coloured chip would not be red
+    module = tmp_path / "explorer.mjs"
+    module.write_text(resources.files("nla_lens.widgets").joinpath("explorer.js").read_text(encoding="utf-8"))
+    (tmp_path / "harness.mjs").write_text(HARNESS)
+    state = json.dumps(ex.get_state(), allow_nan=False)
+    run = subprocess.run(
+        [node, str(tmp_path / "harness.mjs"), module.as_uri(), state], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    colours = json.loads(run.stdout)["colours"]
+    assert len(colours) == len(ex.tokens) and set(colours) == {score_colour(0.0)} == {"hsl(0, 75%, 82%)"}

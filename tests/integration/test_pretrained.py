@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 import nla_lens
-from nla_lens.cli import main
+from nla_lens.cli import _GREEN, gain_colour, main
 from nla_lens.models.pretrained import load_pretrained_nla, pretrained_dir
 
 
@@ -55,3 +56,20 @@ def test_shipped_nla_loads_offline_and_explains(capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert [line.split("]")[0] for line in lines] == ["[  3", "[  8"]
     assert all("mse" in line and "cos" in line for line in lines)
+
+
+@pytest.mark.embedded
+def test_explain_colours_each_token_by_its_gain_not_its_cosine(capsys):
+    """On the shipped NLA, every token's colour is its gain's (red when no better than the mean
+    direction), though every raw cosine here is high; the lines are ranked by gain at the end."""
+    assert main(["explain", "The cat sat on the mat because it was tired.", "--color", "always"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    gains = [float(re.search(r"gain\s+(-?\d+\.\d+)", line).group(1)) for line in lines]
+    cosines = [float(re.search(r"cos (\d\.\d+)", line).group(1)) for line in lines]
+    assert len(lines) == 10 and min(cosines) > 0.5
+    for line, gain in zip(lines, gains):
+        assert line.split("] ", 1)[1].startswith(gain_colour(gain)), line
+    # A token explained no better than the mean direction (here ' on', cosine 0.83) is never green.
+    assert all(_GREEN not in line for line, gain in zip(lines, gains) if gain <= 0)
+    assert "no better than the mean direction" in out and "best explained:" in out

@@ -18,13 +18,15 @@ import nla_lens
 from nla_lens.analysis.compare import side_by_side
 from nla_lens.analysis.sae_features import top_feature_contexts
 from nla_lens.errors import InputError, SAEInterfaceError
+from nla_lens.metrics import mean_direction
+from nla_lens.subjects.activations import prompt_activations
 from nla_lens.testing import TinySAE
 from nla_lens.testing.models import tiny_subject
 from nla_lens.testing.tokenizers import TINY_CORPUS, tiny_tokenizer
 from nla_lens.training import sae as training_sae
 from nla_lens.training.sae import train_embedded_sae
 from nla_lens.vis import Section, page
-from nla_lens.vis.side_by_side import FRAME_COLUMNS
+from nla_lens.vis.side_by_side import FRAME_COLUMNS, score_colour
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:.*explanations are flagged",
@@ -296,3 +298,18 @@ def test_top_feature_contexts_mark_the_max_activating_token(subject, any_sae):
         top = contexts[feature][0]
         assert f"«{token}»" in top.replace("↵", "\n"), (feature, token, top)
         assert all(c.count("«") == 1 and c.count("»") == 1 for c in contexts[feature])
+
+
+def test_a_token_explained_no_better_than_the_mean_direction_is_not_coloured_good(nla, subject, monkeypatch):
+    """Honest colours: reconstructions equal to the mean direction of the prompt's tokens have gain 0
+    and are painted red, whatever their raw cosine (kept as a column)."""
+    prompt = "The cat sat on the mat."
+    read = prompt_activations(subject, prompt, nla.hook_name)
+    mean = mean_direction(read.vectors)
+    monkeypatch.setattr(nla.ar, "reconstruct", lambda texts, batch_size=16: mean.expand(len(texts), -1).clone())
+    view = _sbs(nla, subject, prompt)
+    assert view.frame["gain"].tolist() == pytest.approx([0.0] * len(view.frame), abs=1e-5)
+    assert view.frame["cosine"].max() > 0.1  # a cosine-coloured strip would not be red
+    spans = re.findall(r'class="nla-tok nla-explained"[^>]*style="background:([^"]+)"', view.html)
+    assert len(spans) == len(view.frame) and set(spans) == {score_colour(0.0)} == {"hsl(0, 75%, 82%)"}
+    assert "no better than the mean direction" in view.html  # the legend says what the colour means

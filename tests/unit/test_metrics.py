@@ -10,10 +10,13 @@ import torch
 
 from nla_lens.errors import InputError, ShapeError
 from nla_lens.metrics import (
+    RoundTrip,
     cosine,
     current_token_control,
     derangement,
     fve_nrm,
+    gain_over_mean,
+    mean_direction,
     normalize,
     normalized_mse,
     predict_mean_control,
@@ -185,3 +188,35 @@ def test_nan_zero_and_bad_scale_errors() -> None:
         normalize(torch.randn(2, 4), scale=-1.0)
     with pytest.raises(InputError, match="variance"):
         fve_nrm(torch.randn(3, 4), torch.ones(3, 4))
+
+
+# -- gain over the mean direction ------------------------------------------------------------------
+def test_gain_is_zero_for_the_mean_direction_one_for_a_perfect_reconstruction_and_negative_when_worse():
+    g = torch.Generator().manual_seed(3)
+    targets = 4.0 * torch.randn(1, 32, generator=g) + torch.randn(12, 32, generator=g)  # a strong shared direction
+    mean = mean_direction(targets)
+    at_mean = mean.expand(12, -1)
+    assert float(cosine(at_mean, targets).mean()) > 0.7  # the raw cosine flatters the mean direction
+    assert gain_over_mean(at_mean, targets, mean).tolist() == pytest.approx([0.0] * 12, abs=1e-5)
+    assert gain_over_mean(targets * 3.0, targets, mean).tolist() == pytest.approx([1.0] * 12, abs=1e-5)
+    assert bool((gain_over_mean(-targets, targets, mean) < 0).all())
+    assert torch.isnan(gain_over_mean(mean[None], mean[None], mean)).all()  # nothing to gain over itself
+
+
+def test_mean_direction_is_the_unit_mean_of_directions_and_refuses_cancelling_ones():
+    v = torch.tensor([[1.0, 0.0], [0.0, 10.0]])
+    assert mean_direction(v).tolist() == pytest.approx([2**-0.5, 2**-0.5])
+    assert mean_direction(torch.tensor([0.0, 3.0])).tolist() == pytest.approx([0.0, 1.0])
+    with pytest.raises(InputError, match="cancel"):
+        mean_direction(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+    with pytest.raises(ShapeError):
+        gain_over_mean(v, v, torch.ones(3))
+
+
+def test_round_trip_gain_defaults_to_the_targets_mean_direction_and_is_nan_for_one_target():
+    targets = torch.randn(5, 8) + 2.0
+    scores = RoundTrip(targets.clone(), targets, torch.zeros(5), torch.ones(5))
+    assert scores.gain().tolist() == pytest.approx([1.0] * 5, abs=1e-5)
+    one = RoundTrip(targets[:1].expand(3, -1), targets[:1].expand(3, -1), torch.zeros(3), torch.ones(3))
+    assert torch.isnan(one.gain()).all()
+    assert one.gain(targets).tolist() == pytest.approx([1.0] * 3, abs=1e-5)

@@ -20,7 +20,7 @@ import torch
 
 import nla_lens
 from nla_lens.vis import Section, SideBySide, circuitsvis_html, feature_html, highlight_context, page
-from nla_lens.vis.side_by_side import FRAME_COLUMNS, cosine_colour
+from nla_lens.vis.side_by_side import FRAME_COLUMNS, GAIN_LEGEND, cosine_colour, score_colour
 
 HOOK = "blocks.1.hook_resid_post"
 EXTERNAL = re.compile(r"https?://|//cdn|@import\s+url\(", re.IGNORECASE)
@@ -39,6 +39,7 @@ def _frame(positions=(1, 2, 3), features=True) -> pd.DataFrame:
                 "explanation": f"about <b>{TOKENS[pos]}</b> & more",
                 "mse": 0.5 + i,
                 "cosine": [0.9, 0.1, float("nan")][i % 3],
+                "gain": [0.8, -0.2, float("nan")][i % 3],
                 "sae_features": [(7, 2.5), (3, 0.25)] if features and i == 0 else [],
                 "ok": True,
             }
@@ -93,7 +94,8 @@ def test_side_by_side_view_renders_a_prepared_table_self_contained(tmp_path):
     assert "<mark>cat</mark>" in html and "<mark>x</mark>" in html  # contexts shown, «token» marked
     assert re.search(r'class="nla-notice"[^>]*>The prompt was cut\.', html)
     assert "L1H0" in html and "L1H2" in html and "L1H1" not in html
-    assert f"background:{cosine_colour(0.9)}" in html and f"background:{cosine_colour(float('nan'))}" in html
+    assert f"background:{score_colour(0.8)}" in html and f"background:{score_colour(float('nan'))}" in html
+    assert f"background:{score_colour(0.9)}" not in html  # coloured by gain, not by the raw cosine
     assert "SideBySide(6 tokens, 3 explained" in repr(view)
     text = view.save(tmp_path / "out" / "view.html").read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and html in text and not EXTERNAL.search(text)
@@ -207,3 +209,13 @@ def test_importing_nla_lens_loads_no_optional_view_dependency():
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == ""
+
+
+def test_a_high_cosine_token_no_better_than_the_mean_direction_is_painted_red_with_a_legend():
+    frame = _frame(features=False)
+    frame["cosine"], frame["gain"] = [0.95, 0.95, 0.95], [0.0, -0.3, 0.9]
+    html = SideBySide(frame, TOKENS, hook_name=HOOK).html
+    colours = re.findall(r'class="nla-tok nla-explained"[^>]*style="background:([^"]+)"', html)
+    assert colours == [score_colour(0.0), score_colour(-0.3), score_colour(0.9)]
+    assert colours[0] == colours[1] == "hsl(0, 75%, 82%)" and colours[2] != colours[0]
+    assert GAIN_LEGEND in html and "<th>gain</th>" in html
