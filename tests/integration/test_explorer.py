@@ -244,12 +244,11 @@ console.log(JSON.stringify({ sent, chips: chips.map((c) => c.textContent), text:
 """
 
 
-def test_the_view_renders_and_a_click_selects_a_token_under_node(nla1, subject, tmp_path):
+def render_under_node(ex: NLAExplorer, tmp_path) -> dict:
+    """Render the view's ES module under node with the widget's state (HARNESS); what it reports."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("needs node to run the view's ES module")
-    ex = explorer(nla1, subject, prompt=PROMPT)
-    ex.selected = 2
     module = tmp_path / "explorer.mjs"
     module.write_text(resources.files("nla_lens.widgets").joinpath("explorer.js").read_text(encoding="utf-8"))
     (tmp_path / "harness.mjs").write_text(HARNESS)
@@ -258,7 +257,13 @@ def test_the_view_renders_and_a_click_selects_a_token_under_node(nla1, subject, 
         [node, str(tmp_path / "harness.mjs"), module.as_uri(), state], capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout)
+    return json.loads(run.stdout)
+
+
+def test_the_view_renders_and_a_click_selects_a_token_under_node(nla1, subject, tmp_path):
+    ex = explorer(nla1, subject, prompt=PROMPT)
+    ex.selected = 2
+    out = render_under_node(ex, tmp_path)
     assert out["chips"] == [t["token"].replace("\n", "\u21b5") for t in ex.tokens]
     assert ex.tokens[1]["position"] == ex.selected
     assert out["sent"] == [["selected", -1], ["selected", ex.tokens[0]["position"]]]
@@ -271,9 +276,6 @@ def test_a_token_explained_no_better_than_the_mean_direction_is_not_coloured_goo
     """Honest colours: an AR that always answers the mean direction of the prompt's tokens gets a high
     raw cosine but gain 0, and the view paints every such token red (the colour of "no better than the
     mean direction"), not the green a cosine-coloured strip would show."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("needs node to run the view's ES module")
     read = prompt_activations(subject, PROMPT, nla1.hook_name)
     mean = mean_direction(read.vectors)
     monkeypatch.setattr(nla1.ar, "reconstruct", lambda texts, batch_size=16: mean.expand(len(texts), -1).clone())
@@ -282,13 +284,5 @@ def test_a_token_explained_no_better_than_the_mean_direction_is_not_coloured_goo
     assert [t["gain"] for t in ex.tokens] == pytest.approx([0.0] * len(ex.tokens), abs=1e-5)
     assert [a["gain"] for a in ex.alternatives] == pytest.approx([0.0] * len(ex.alternatives), abs=1e-5)
     assert max(t["cosine"] for t in ex.tokens) > 0.1  # a cosine-coloured chip would not be red
-    module = tmp_path / "explorer.mjs"
-    module.write_text(resources.files("nla_lens.widgets").joinpath("explorer.js").read_text(encoding="utf-8"))
-    (tmp_path / "harness.mjs").write_text(HARNESS)
-    state = json.dumps(ex.get_state(), allow_nan=False)
-    run = subprocess.run(
-        [node, str(tmp_path / "harness.mjs"), module.as_uri(), state], capture_output=True, text=True, timeout=60
-    )
-    assert run.returncode == 0, run.stderr
-    colours = json.loads(run.stdout)["colours"]
+    colours = render_under_node(ex, tmp_path)["colours"]
     assert len(colours) == len(ex.tokens) and set(colours) == {score_colour(0.0)} == {"hsl(0, 75%, 82%)"}
