@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from nla_lens.testing.processes import CPU_LAUNCH_ENV, cpu_launch_command
+
 
 def worker(args: argparse.Namespace) -> None:
     import torch
@@ -70,21 +72,8 @@ def main() -> None:
     runs = {
         1: ([sys.executable], {"OMP_NUM_THREADS": str(cores)}),
         2: (
-            [
-                sys.executable,
-                "-m",
-                "accelerate.commands.launch",
-                "--multi_gpu",
-                "--num_processes",
-                "2",
-                "--num_machines",
-                "1",
-                "--mixed_precision",
-                "no",
-                "--dynamo_backend",
-                "no",
-            ],
-            {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": str(max(1, cores // 2))},
+            cpu_launch_command(2),
+            {**CPU_LAUNCH_ENV, "OMP_NUM_THREADS": str(max(1, cores // 2))},
         ),
     }
     figures = {}

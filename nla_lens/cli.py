@@ -8,6 +8,7 @@ runs the training recipe; ``export`` writes an NLA as full folders in the publis
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -97,7 +98,7 @@ GAIN_LEGEND = (
 def gain_colour(gain: float) -> str:
     """The ANSI colour of a gain: red at <= 0 (no better than the mean direction), yellow below 0.5,
     green from 0.5; ``""`` for NaN (no mean direction to beat)."""
-    if gain != gain:  # NaN
+    if math.isnan(gain):
         return ""
     return _RED if gain <= 0 else _YELLOW if gain < 0.5 else _GREEN
 

@@ -156,8 +156,8 @@ class NLA:
         """``text``'s activations at this NLA's hook (the subject checked against the NLA)."""
         if subject is None:
             raise InputError("explain(text=...) and round_trip(text=...) need subject= (e.g. nla_lens.load_subject()).")
-        _, hook = check_subject(self, subject)
-        return prompt_activations(subject, text, hook, positions, stacklevel=3)
+        adapter, hook = check_subject(self, subject)
+        return prompt_activations(adapter, text, hook, positions, stacklevel=3)
 
     def reconstruct(self, explanations: list[str], **kwargs: Any) -> torch.Tensor:
         """Vectors ``[N, d_model]`` rebuilt from explanations by the AR."""

@@ -20,28 +20,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from nla_lens.testing.processes import CPU_LAUNCH_ENV, cpu_launch_command
 from nla_lens.testing.synthetic import concept_dataset
 from nla_lens.training import ARWarmStart, AVWarmStart, WarmStartConfig
 
 SCRIPT = Path(__file__).parent / "scripts" / "data_parallel_run.py"
-TWO_PROCESSES = [
-    sys.executable,
-    "-m",
-    "accelerate.commands.launch",
-    "--multi_gpu",
-    "--num_processes",
-    "2",
-    "--num_machines",
-    "1",
-    "--mixed_precision",
-    "no",
-    "--dynamo_backend",
-    "no",
-]
+TWO_PROCESSES = cpu_launch_command(2)
 
 
 def run(command: list[str], *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **CPU_LAUNCH_ENV, "OMP_NUM_THREADS": "1"}
     return subprocess.run([*command, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600)
 
 
