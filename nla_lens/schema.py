@@ -29,12 +29,20 @@ import yaml
 from nla_lens.errors import CheckpointError, MarkerError
 from nla_lens.injection import choose_marker, marker_neighbors
 
-__all__ = ["SIDECAR_NAME", "DEFAULT_AV_TEMPLATE", "DEFAULT_AR_TEMPLATE", "TokenMeta", "NLAMeta"]
+__all__ = ["SIDECAR_NAME", "DEFAULT_AV_TEMPLATE", "VERBOSE_AV_TEMPLATE", "DEFAULT_AR_TEMPLATE", "TokenMeta", "NLAMeta"]
 
 SIDECAR_NAME = "nla_meta.yaml"
 
-#: Default AV prompt (user turn of a chat): the marker inside ``<concept>…</concept>``.
-DEFAULT_AV_TEMPLATE = (
+#: Default AV prompt (user turn of a chat): the marker inside ``<concept>…</concept>``, near the end.
+#: Short on purpose: every log-prob pass of training reads the prompt, and with the marker late
+#: only the few tokens after it differ between vectors (the part before it is computed once per
+#: batch, :meth:`~nla_lens.models.verbalizer.ActivationVerbalizer.logprobs`). A trained AV writes
+#: what its warm start taught it, so the instruction needs no detail.
+DEFAULT_AV_TEMPLATE = "Explain the vector <concept>{injection_char}</concept> in short snippets."
+
+#: The AV prompt of nla_lens 0.1 (the embedded NLA shipped before 0.2 was trained on it; its
+#: sidecar carries it, so that AV is still driven with it).
+VERBOSE_AV_TEMPLATE = (
     "Explain the residual-stream vector <concept>{injection_char}</concept> in two or three short "
     "snippets inside <explanation></explanation>: what the model would use to predict the next "
     "token, the last one about the current token."

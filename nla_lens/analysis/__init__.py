@@ -4,7 +4,9 @@ Owns the public names of the analysis layer:
 
 * :func:`faithfulness_report` (fve_nrm with its controls, paraphrase robustness, ablation by
   snippet, grounding, gibberish rate, the context oracle) and its parts
-  :func:`context_oracle`, :func:`snippet_ablation`, :class:`RuleParaphraser`;
+  :func:`context_oracle`, :func:`snippet_ablation`, and the offline paraphrasers
+  :class:`RuleParaphraser`, :class:`StyleParaphraser` (one surface style of
+  :mod:`nla_lens.rewrites`) and :class:`ProseParaphraser` (the content as plain sentences);
 * :func:`explain_prompt`: every token of a prompt explained and scored, exportable;
 * :func:`side_by_side`: a prompt's explanations beside its attention and SAE features (the
   table; :class:`~nla_lens.vis.side_by_side.SideBySide` renders it), and
@@ -23,7 +25,7 @@ from nla_lens.analysis.ablation import snippet_ablation
 from nla_lens.analysis.compare import side_by_side
 from nla_lens.analysis.faithfulness import FaithfulnessReport, context_oracle, faithfulness_report
 from nla_lens.analysis.layer_sweep import LayerSweep, layer_sweep
-from nla_lens.analysis.paraphrase import RuleParaphraser
+from nla_lens.analysis.paraphrase import ProseParaphraser, RuleParaphraser, StyleParaphraser
 from nla_lens.analysis.prompt_table import PromptExplanation, explain_prompt
 from nla_lens.analysis.sae_features import top_feature_contexts
 from nla_lens.analysis.steering import SteeringResult, explanation_vector, steer, steered_generate, topic_logprob
@@ -34,8 +36,10 @@ __all__ = [
     "FaithfulnessReport",
     "LayerSweep",
     "PromptExplanation",
+    "ProseParaphraser",
     "RuleParaphraser",
     "SteeringResult",
+    "StyleParaphraser",
     "check_subject",
     "content_words",
     "context_oracle",

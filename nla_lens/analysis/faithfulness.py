@@ -8,7 +8,10 @@ with (DESIGN §1):
   the **explanation of a random vector** (what the AR makes of an explanation of nothing);
 * **paraphrase robustness**: fve_nrm when the AR reads meaning-preserving rewrites of each
   explanation (a pluggable paraphraser; offline default :class:`RuleParaphraser`), and the share
-  of fve_nrm retained;
+  of fve_nrm retained; then the same **per surface style**
+  (:attr:`FaithfulnessReport.paraphrase_table`): by default every held-out style of
+  :mod:`nla_lens.rewrites` (a reordering, other headings, curly quotes, two plain-prose
+  wordings; none of them seen in training) and the rule paraphraser, each one AR pass;
 * **ablation by snippet**: the loss increase when each snippet is dropped;
 * **grounding**: how much of each explanation's content is in the source text prefix, next to
   the same score against a wrong prefix;
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -38,7 +42,15 @@ import torch
 from tqdm.auto import tqdm
 
 from nla_lens.analysis.ablation import snippet_ablation
-from nla_lens.analysis.paraphrase import Paraphraser, RuleParaphraser, check_paraphrases
+from nla_lens.analysis.paraphrase import (
+    Paraphraser,
+    ProseParaphraser,
+    RuleParaphraser,
+    StyleParaphraser,
+    check_paraphrases,
+    paraphraser_labels,
+    resolve_paraphrasers,
+)
 from nla_lens.analysis.text import grounding
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError, ShapeError
@@ -214,16 +226,26 @@ class FaithfulnessReport:
             ``token_embeddings``) and ``random_vector_fve_nrm``,
             ``paraphrase_fve_nrm``, ``paraphrase_retention`` (paraphrase fve_nrm / fve_nrm, NaN
             when fve_nrm <= 0), ``paraphrase_retention_vs_shuffled`` (the same share measured
-            from the shuffled control), ``ablation_mse_increase`` (and
-            ``ablation_by_heading``), ``grounding``, ``grounding_shuffled``,
-            ``non_english_rate``, ``failure_rate``, ``context_oracle_fve_nrm``, ``n``, ...
+            from the shuffled control), ``reorder_retention`` and ``prose_retention`` (the
+            worst held-out prose style, ``prose_retention_style``) from the per-style table,
+            ``paraphrase_retention_by_style`` (style -> retention) and ``paraphrase_by_style``
+            (the table's rows), ``ablation_mse_increase`` (and ``ablation_by_heading``),
+            ``grounding``, ``grounding_shuffled``, ``non_english_rate``, ``failure_rate``,
+            ``context_oracle_fve_nrm``, ``n``, ...
         vectors: ``[n, d_model]`` the evaluated vectors, in the order of ``frame``.
+        paraphrase_table: One row per paraphrase style: ``style``, ``split`` (``"train"``: the
+            AR trains on this surface form; ``"held_out"``: it never sees it; ``"custom"``),
+            ``kind`` (``"template"``, ``"prose"``, ``"rules"`` or ``"custom"``), ``description``,
+            ``fve_nrm``, ``retention`` (its fve_nrm / the explanations' fve_nrm, NaN when that is
+            <= 0), ``retention_vs_shuffled`` (the same share measured from the shuffled control),
+            ``paraphraser`` (its ``repr``) and ``example`` (the rewrite of the first explanation).
     """
 
     frame: pd.DataFrame
     ablations: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
     vectors: torch.Tensor | None = None
+    paraphrase_table: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def __repr__(self) -> str:
         keys = (
@@ -233,6 +255,8 @@ class FaithfulnessReport:
             "current_token_control",
             "random_vector_fve_nrm",
             "paraphrase_retention",
+            "reorder_retention",
+            "prose_retention",
             "grounding",
             "context_oracle_fve_nrm",
         )
@@ -256,7 +280,12 @@ class FaithfulnessReport:
         head = self.frame.head(8)[
             [c for c in ("token", "explanation", "mse", "mse_paraphrase", "grounding") if c in self.frame.columns]
         ].to_html(index=False)
-        return f"<b>Faithfulness report</b><table>{rows}</table>{head}"
+        styles = ""
+        if len(self.paraphrase_table):
+            shown = [c for c in PARAPHRASE_TABLE_COLUMNS if c not in ("paraphraser", "example")]
+            table = self.paraphrase_table[shown].to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="nan")
+            styles = f"<b>Paraphrase retention by style</b>{table}"
+        return f"<b>Faithfulness report</b><table>{rows}</table>{styles}{head}"
 
 
 def _fmt(value: Any) -> str:
@@ -410,8 +439,8 @@ def _paraphrase_check(
     fve: float,
     fve_shuffled: float,
     batch_size: int,
-) -> _Stage:
-    """Stage 3: round trip of a rewrite of each of ``n`` explanations against ``vectors`` ``[n, d]``.
+) -> tuple[_Stage, _Rewritten]:
+    """Stage 3a: round trip of a rewrite of each of ``n`` explanations against ``vectors`` ``[n, d]``.
 
     Args:
         fve: The round trip's fve_nrm.
@@ -420,24 +449,125 @@ def _paraphrase_check(
     Returns:
         Columns ``paraphrase`` and ``mse_paraphrase``; summary ``paraphrase_fve_nrm``,
         ``paraphrase_drop``, ``paraphrase_retention``, ``paraphrase_retention_vs_shuffled`` and
-        ``paraphraser`` (its ``repr``).
+        ``paraphraser`` (its ``repr``); and the scored rewrite, for the per-style table to reuse.
     """
-    rewrites = check_paraphrases(explanations, paraphraser(list(explanations)))
-    scored = score_round_trip(ar, rewrites, vectors, batch_size=batch_size)
-    paraphrased = fve_nrm(scored.predicted, vectors)
-    # The same share measured from the shuffled control instead of 0: the part of the above-chance
-    # signal that survives (1 = all of it, 0 = back to chance); stable when fve_nrm is near 0.
-    above = fve - fve_shuffled
+    rewrites, paraphrased = _rewrite_fve(ar, explanations, vectors, paraphraser, batch_size=batch_size)
+    retention, vs_shuffled = _retention(paraphrased.fve, fve, fve_shuffled)
     return _Stage(
-        {"paraphrase": rewrites, "mse_paraphrase": scored.mse.numpy()},
+        {"paraphrase": rewrites, "mse_paraphrase": paraphrased.mse},
         {
-            "paraphrase_fve_nrm": paraphrased,
-            "paraphrase_drop": fve - paraphrased,
-            # Retention is a share of something positive; below the mean baseline there is nothing to retain.
-            "paraphrase_retention": paraphrased / fve if fve > 0 else math.nan,
-            "paraphrase_retention_vs_shuffled": (paraphrased - fve_shuffled) / above if above > 1e-6 else math.nan,
+            "paraphrase_fve_nrm": paraphrased.fve,
+            "paraphrase_drop": fve - paraphrased.fve,
+            "paraphrase_retention": retention,
+            "paraphrase_retention_vs_shuffled": vs_shuffled,
             "paraphraser": repr(paraphraser),
         },
+    ), paraphrased
+
+
+@dataclass
+class _Rewritten:
+    """One paraphraser's rewrites scored: normalised MSE ``[n]``, fve_nrm, the first rewrite (an example)."""
+
+    mse: np.ndarray
+    fve: float
+    example: str
+
+
+#: Offline paraphrasers whose ``repr`` fixes their output, so a rewrite scored once can be reused.
+_DETERMINISTIC = (RuleParaphraser, StyleParaphraser, ProseParaphraser)
+
+
+def _reusable(paraphraser: Paraphraser, scored: _Rewritten) -> dict[str, _Rewritten]:
+    """``{repr: scored}`` for an offline paraphraser whose repr fixes its output, else ``{}``."""
+    return {repr(paraphraser): scored} if type(paraphraser) in _DETERMINISTIC else {}
+
+
+def _rewrite_fve(
+    ar: Any, explanations: list[str], vectors: torch.Tensor, paraphraser: Paraphraser, *, batch_size: int
+) -> tuple[list[str], _Rewritten]:
+    """The (checked) rewrites of ``n`` explanations and their round trip against ``vectors`` ``[n, d]``."""
+    rewrites = check_paraphrases(explanations, paraphraser(list(explanations)))
+    scored = score_round_trip(ar, rewrites, vectors, batch_size=batch_size)
+    return rewrites, _Rewritten(scored.mse.numpy(), fve_nrm(scored.predicted, vectors), rewrites[0])
+
+
+def _retention(paraphrased: float, fve: float, fve_shuffled: float) -> tuple[float, float]:
+    """The share of fve_nrm a rewrite keeps, from 0 and from the shuffled control.
+
+    Returns:
+        ``paraphrased / fve`` (NaN when ``fve <= 0``: retention is a share of something positive;
+        below the mean baseline there is nothing to retain) and ``(paraphrased - fve_shuffled) /
+        (fve - fve_shuffled)``: the part of the above-chance signal that survives (1 = all of it,
+        0 = back to chance), stable when fve_nrm is near 0 (NaN when there is no signal above chance).
+    """
+    above = fve - fve_shuffled
+    return (
+        paraphrased / fve if fve > 0 else math.nan,
+        (paraphrased - fve_shuffled) / above if above > 1e-6 else math.nan,
+    )
+
+
+PARAPHRASE_TABLE_COLUMNS = (
+    *("style", "split", "kind", "description", "fve_nrm", "retention", "retention_vs_shuffled"),
+    *("paraphraser", "example"),
+)
+"""The columns of :attr:`FaithfulnessReport.paraphrase_table`, in order."""
+
+
+def _paraphrase_styles_check(
+    ar: Any,
+    explanations: list[str],
+    vectors: torch.Tensor,
+    paraphrasers: Mapping[str, Paraphraser],
+    *,
+    fve: float,
+    fve_shuffled: float,
+    batch_size: int,
+    done: Mapping[str, _Rewritten],
+) -> tuple[pd.DataFrame, _Stage]:
+    """Stage 3b: :func:`_paraphrase_check` once per surface style, one AR pass each.
+
+    Args:
+        paraphrasers: Row name -> paraphraser (:func:`~nla_lens.analysis.paraphrase.resolve_paraphrasers`).
+        fve: The round trip's fve_nrm.
+        fve_shuffled: Its shuffled control.
+        done: Rewrites already scored, by the ``repr`` of a deterministic offline paraphraser
+            (the report's ``paraphraser`` when it is the same rule set), so none is scored twice.
+
+    Returns:
+        The table (:data:`PARAPHRASE_TABLE_COLUMNS`, one row per style), and summary
+        ``reorder_retention`` (the ``reorder_rule`` row, NaN without one), ``prose_retention``
+        (the lowest retention over held-out prose styles: the acceptance bar is on the worst),
+        ``prose_retention_style`` (which one), ``paraphrase_retention_by_style`` and
+        ``paraphrase_by_style`` (the table's rows, for JSON).
+    """
+    rows = []
+    for name, paraphraser in paraphrasers.items():
+        key = repr(paraphraser)
+        rewritten = done.get(key) if type(paraphraser) in _DETERMINISTIC else None
+        if rewritten is None:
+            rewritten = _rewrite_fve(ar, explanations, vectors, paraphraser, batch_size=batch_size)[1]
+        retention, vs_shuffled = _retention(rewritten.fve, fve, fve_shuffled)
+        label = paraphraser_labels(paraphraser)
+        rows.append(
+            (name, label["split"], label["kind"], label["description"])
+            + (rewritten.fve, retention, vs_shuffled, key, rewritten.example)
+        )
+    table = pd.DataFrame(rows, columns=list(PARAPHRASE_TABLE_COLUMNS))
+    # float columns even when empty (paraphrase_styles=()), so the summary below stays uniform
+    table = table.astype({"fve_nrm": float, "retention": float, "retention_vs_shuffled": float})
+    reorder = table.loc[table["style"] == "reorder_rule", "retention"]
+    prose = table[(table["split"] == "held_out") & (table["kind"] == "prose")].dropna(subset=["retention"])
+    worst = prose.loc[prose["retention"].idxmin()] if len(prose) else None
+    return table, _Stage(
+        summary={
+            "reorder_retention": float(reorder.iloc[0]) if len(reorder) else math.nan,
+            "prose_retention": float(worst["retention"]) if worst is not None else math.nan,
+            "prose_retention_style": str(worst["style"]) if worst is not None else None,
+            "paraphrase_retention_by_style": {k: float(v) for k, v in zip(table["style"], table["retention"])},
+            "paraphrase_by_style": table.to_dict("records"),
+        }
     )
 
 
@@ -545,6 +675,7 @@ def faithfulness_report(
     token_embeddings: Any = None,
     train_token_ids: Any = None,
     paraphraser: Paraphraser | None = None,
+    paraphrase_styles: Sequence[str] | Mapping[str, str | Paraphraser] | None = None,
     n_random: int = 16,
     oracle_words: int | None = 15,
     max_new_tokens: int = 64,
@@ -571,7 +702,15 @@ def faithfulness_report(
             adds the current-token baseline (:func:`~nla_lens.metrics.current_token_control`,
             fitted on the training vectors), which needs a ``token_id`` column in ``data``.
         train_token_ids: The current-token id of each of ``train_vectors`` (with ``token_embeddings``).
-        paraphraser: Any callable ``list[str] -> list[str]`` (default :class:`RuleParaphraser`).
+        paraphraser: Any callable ``list[str] -> list[str]`` (default :class:`RuleParaphraser`);
+            gives the ``paraphrase`` column and the ``paraphrase_*`` summary entries.
+        paraphrase_styles: The rows of :attr:`FaithfulnessReport.paraphrase_table`, one AR pass
+            each: ``None`` for every held-out style of :mod:`nla_lens.rewrites` and the all-ops
+            :class:`RuleParaphraser` (:data:`~nla_lens.analysis.paraphrase.DEFAULT_PARAPHRASE_STYLES`);
+            a list of style names (keys of :data:`nla_lens.rewrites.STYLES`, training styles too,
+            or ``"rules"``); or a mapping from row name to a style name or any paraphraser
+            (``{"llm": my_paraphraser, "reorder": RuleParaphraser(ops=("reorder",))}``). ``()``
+            skips the table.
         n_random: Random vectors explained for the random-vector control (0 to skip).
         oracle_words: Words of source text the context oracle reads (``None``: the whole prefix).
         max_new_tokens: Explanation length cap when explanations are generated.
@@ -580,14 +719,16 @@ def faithfulness_report(
         progress: Show progress bars.
 
     Returns:
-        A :class:`FaithfulnessReport` (``.summary``, ``.frame``, ``.ablations``, ``.to_json``).
+        A :class:`FaithfulnessReport` (``.summary``, ``.frame``, ``.ablations``,
+        ``.paraphrase_table``, ``.to_json``).
 
     Raises:
         InputError: Fewer than two vectors, explanations or prefixes of the wrong length, a
-            paraphraser returning the wrong number of rewrites.
+            paraphraser returning the wrong number of rewrites, an unknown paraphrase style.
         ShapeError: Vectors of another width than the NLA's.
     """
     ar = nla.ar
+    paraphrasers = resolve_paraphrasers(paraphrase_styles)  # before any work: a typo fails at once
     held = _resolve(data, prefixes, split, ar.d_model, getattr(nla, "hook_name", None))
     vectors, frame, explanations = _sample(held, explanations, n, seed)
     out = frame.copy()
@@ -595,7 +736,7 @@ def faithfulness_report(
     summary: dict[str, Any] = {"n": len(vectors), "split": held.split}
     train = train_vectors if train_vectors is not None else held.train_vectors
     train_ids = train_token_ids if train_vectors is not None else held.train_token_ids
-    with tqdm(total=7, desc="faithfulness", unit="check", disable=not progress) as stages:
+    with tqdm(total=8, desc="faithfulness", unit="check", disable=not progress) as stages:
         stages.set_postfix_str("explain")
         explanations, stage = _explanations(
             nla, vectors, explanations, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress
@@ -625,19 +766,16 @@ def faithfulness_report(
 
         stages.set_postfix_str("paraphrase")
         paraphraser = paraphraser if paraphraser is not None else RuleParaphraser()
-        _add(
-            out,
-            summary,
-            _paraphrase_check(
-                ar,
-                explanations,
-                vectors,
-                paraphraser,
-                fve=summary["fve_nrm"],
-                fve_shuffled=summary["fve_nrm_shuffled"],
-                batch_size=batch_size,
-            ),
+        controls = dict(fve=summary["fve_nrm"], fve_shuffled=summary["fve_nrm_shuffled"], batch_size=batch_size)
+        stage, paraphrased = _paraphrase_check(ar, explanations, vectors, paraphraser, **controls)
+        _add(out, summary, stage)
+        stages.update()
+
+        stages.set_postfix_str("paraphrase styles")
+        paraphrase_table, stage = _paraphrase_styles_check(
+            ar, explanations, vectors, paraphrasers, done=_reusable(paraphraser, paraphrased), **controls
         )
+        _add(out, summary, stage)
         stages.update()
 
         stages.set_postfix_str("ablation")
@@ -658,4 +796,4 @@ def faithfulness_report(
         _add(out, summary, _context_oracle_check(ar, source, vectors, oracle_words=oracle_words, batch_size=batch_size))
         stages.update()
     summary["examples"] = explanations[:3]
-    return FaithfulnessReport(out, ablations, summary, vectors)
+    return FaithfulnessReport(out, ablations, summary, vectors, paraphrase_table)

@@ -9,12 +9,15 @@ injection is a forward hook on the input-embedding module (``nla_lens.injection`
 code serves generation (prefill only) and every log-prob pass (policy and reference).
 
 Because every prompt is the same token sequence, a batch of vectors needs no padding: the prompt
-is repeated and only the injected row differs.
+is repeated and only the injected row differs. Log-probs use that too: the prompt before the
+marker is computed once per batch and the rest once per distinct vector, and every response
+continues from that KV cache (``logprobs(share_prefix=True)``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -25,8 +28,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from nla_lens.errors import CheckpointError, InputError, ShapeError
-from nla_lens.injection import chat_template_ids, make_injection_hook
+from nla_lens.errors import CheckpointError, InputError, MarkerError, ShapeError
+from nla_lens.injection import chat_template_ids, find_marker_positions, make_injection_hook
 from nla_lens.metrics import check_vectors
 from nla_lens.models.loading import check_model_folder, load_lm_folder, text_config
 from nla_lens.sampling import SeededGumbelSampler, sample_seeds
@@ -72,6 +75,64 @@ def looks_non_english(text: str, marker: str | None = None) -> bool:
         return True
     letters = [c for c in text if c.isalpha()]
     return bool(letters) and sum(not c.isascii() for c in letters) / len(letters) > 0.3
+
+
+def unique_rows(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of ``vectors [N, d]``: ``(unique [U, d], inverse [N])`` with
+    ``unique[inverse] == vectors``, in any order of duplicates. ``unique`` is indexed from
+    ``vectors`` itself, so gradients flow through it."""
+    _, inverse = torch.unique(vectors, dim=0, return_inverse=True)
+    rows = torch.arange(len(vectors), device=vectors.device)
+    first = torch.full((int(inverse.max()) + 1,), len(vectors), device=vectors.device)
+    first = first.scatter_reduce(0, inverse, rows, reduce="amin")
+    return vectors[first], inverse
+
+
+# Rotary embeddings whose frequencies depend on the length of the pass, so a cached pass would
+# rotate differently from a full one.
+_LENGTH_DEPENDENT_ROPE = ("dynamic", "longrope")
+
+
+def _new_shared_cache(model: Any) -> tuple[Any, str] | None:
+    """An empty ``DynamicCache`` for ``model`` and the forward argument that takes it, or ``None``
+    when a prompt computed in cached pieces might differ from one full pass: another cache class
+    (anything but plain and sliding-window layers), prompt-learning PEFT adapters (virtual
+    tokens), rotary embeddings scaled by the pass length, or no cache argument."""
+    try:
+        from transformers.cache_utils import DynamicCache
+    except ImportError:
+        return None
+    if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
+        return None
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    parameters = inspect.signature(base.forward).parameters
+    cache_arg = next((name for name in ("cache", "past_key_values") if name in parameters), None)
+    if cache_arg is None:
+        return None
+    for module in base.modules():
+        rope = getattr(module, "rope_type", None)
+        if any(t in _LENGTH_DEPENDENT_ROPE for t in (rope.values() if isinstance(rope, dict) else [rope])):
+            return None
+    try:
+        cache = DynamicCache(config=base.config)
+    except (TypeError, ValueError):
+        return None
+    return (cache, cache_arg) if _cache_holds(cache, 0) else None
+
+
+def _cache_holds(cache: Any, length: int) -> bool:
+    """Whether ``cache`` is a plain ``DynamicCache`` whose every layer holds ``length`` positions
+    (plain or sliding-window layers, which reorder by batch row; other layers: a fallback)."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+
+    if type(cache) is not DynamicCache:
+        return False
+    if getattr(cache, "layer_class_to_replicate", None) not in (None, DynamicLayer):
+        return False
+    layers = cache.layers
+    return all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers) and (
+        length == 0 or (len(layers) > 0 and all(layer.get_seq_length() == length for layer in layers))
+    )
 
 
 class ActivationVerbalizer:
@@ -389,7 +450,12 @@ class ActivationVerbalizer:
         return [self.tokenizer.encode(t, add_special_tokens=False) + [stop] for t in texts]
 
     def logprobs(
-        self, vectors: torch.Tensor, responses: Sequence[Sequence[int]], model: Any = None
+        self,
+        vectors: torch.Tensor,
+        responses: Sequence[Sequence[int]],
+        model: Any = None,
+        *,
+        share_prefix: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log-probabilities of given responses under the injected vectors.
 
@@ -400,6 +466,11 @@ class ActivationVerbalizer:
             responses: ``N`` lists of response token ids (e.g. from :meth:`response_ids`).
             model: Score with another model of the same prompt format (e.g. the RL reference
                 policy); the vectors are injected into it too. Default ``self.model``.
+            share_prefix: Run the prompt once per batch instead of once per row: the part before
+                the marker once, the rest once per distinct vector, then the responses from that
+                KV cache (:meth:`_shared_prefix_logits`). The same numbers up to float rounding;
+                a model whose cache cannot be shared this way takes the full pass. ``False``: one
+                full prompt + response pass per row.
 
         Returns:
             ``(logp [N, L], mask [N, L])``: log-probs of each response token (0 where padded) and
@@ -407,29 +478,100 @@ class ActivationVerbalizer:
         """
         if len(responses) != len(vectors):
             raise ShapeError(f"{len(vectors)} vectors but {len(responses)} responses.")
-        prompt = self.prompt_ids()
-        width = max(len(r) for r in responses)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((len(responses), len(prompt) + width), pad, dtype=torch.long)
-        mask = torch.zeros(len(responses), width)
-        for row, response in enumerate(responses):
-            ids[row, : len(prompt)] = prompt
-            ids[row, len(prompt) : len(prompt) + len(response)] = torch.tensor(list(response), dtype=torch.long)
-            mask[row, : len(response)] = 1.0
-        ids = ids.to(self.device)
-        attention = torch.ones_like(ids)  # right padding: causal positions never see it
         model = self.model if model is None else model
-        with self.injecting(vectors, model=model):
-            # Only the response positions need the (49k-wide) vocabulary projection.
-            logits = (
-                model(input_ids=ids, attention_mask=attention, use_cache=False, logits_to_keep=width + 1)
-                .logits[:, :-1]
-                .float()
-            )
-        targets = ids[:, len(prompt) :]
+        targets, mask = self._padded_responses(responses)
+        logits = self._shared_prefix_logits(vectors, targets, model) if share_prefix else None
+        if logits is None:
+            logits = self._full_logits(vectors, targets, model)
         logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
         mask = mask.to(logp.device)
         return logp * mask, mask
+
+    def _padded_responses(self, responses: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(targets [N, L], mask [N, L])``: the responses right-padded with the pad id (on the AV's
+        device), and a float mask of real tokens (on the CPU)."""
+        width = max(len(r) for r in responses)
+        targets = torch.full((len(responses), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(responses), width)
+        for row, response in enumerate(responses):
+            targets[row, : len(response)] = torch.tensor(list(response), dtype=torch.long)
+            mask[row, : len(response)] = 1.0
+        return targets.to(self.device), mask
+
+    def _full_logits(self, vectors: torch.Tensor, targets: torch.Tensor, model: Any) -> torch.Tensor:
+        """Logits ``[N, L, V]`` (float32) predicting each response token: one prompt + response pass per row."""
+        prompt = self.prompt_ids().to(targets.device)
+        ids = torch.cat([prompt[None].expand(len(targets), -1), targets], dim=1)
+        with self.injecting(vectors, model=model):
+            # Right padding: causal positions never see it. Only the response positions need the
+            # (vocabulary-wide) projection.
+            out = model(
+                input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False, logits_to_keep=targets.shape[1] + 1
+            )
+        return out.logits[:, :-1].float()
+
+    def _shared_prefix_logits(self, vectors: torch.Tensor, targets: torch.Tensor, model: Any) -> torch.Tensor | None:
+        """:meth:`_full_logits` from one KV cache grown in three passes; ``None`` if the model cannot share one.
+
+        1. The prompt up to the marker's left neighbour, the same for every row: once (batch 1).
+        2. The rest of the prompt, from the left neighbour (the injection hook checks both
+           neighbours in the ids it sees), once per distinct vector, injected; its last position
+           predicts the first response token.
+        3. Every row's response (all but its last token), from the cache of its vector, not injected.
+
+        Only pass 3 goes through a ``DistributedDataParallel`` wrapper (DDP allows one forward per
+        backward); passes 1 and 2 run on the module inside, and their gradients reach the same
+        parameters through the cached keys and values.
+
+        Returns:
+            Logits ``[N, L, V]`` (float32), or ``None`` when the model's cache is not a plain
+            ``DynamicCache`` (then nothing was changed and the caller takes the full pass).
+        """
+        inner = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+        shared = _new_shared_cache(inner)
+        if shared is None:
+            return None
+        cache, cache_arg = shared
+        prompt = self.prompt_ids().to(targets.device)
+        split = self._marker_position() - 1
+
+        def forward(module: Any, ids: torch.Tensor, **kwargs: Any) -> Any:
+            past = cache.get_seq_length()
+            attention = torch.ones(len(ids), past + ids.shape[1], dtype=torch.long, device=ids.device)
+            return module(input_ids=ids, attention_mask=attention, use_cache=True, **{cache_arg: cache}, **kwargs)
+
+        if split > 0:
+            forward(inner, prompt[None, :split], logits_to_keep=1)
+            if not _cache_holds(cache, split):
+                return None
+        unique, inverse = unique_rows(vectors)
+        inverse = inverse.to(targets.device)
+        cache.reorder_cache(torch.zeros(len(unique), dtype=torch.long, device=targets.device))
+        with self.injecting(unique, model=inner):
+            first = forward(inner, prompt[None, split:].expand(len(unique), -1), logits_to_keep=1).logits
+        if not _cache_holds(cache, len(prompt)):
+            return None
+        logits = [first.float()[inverse]]
+        if targets.shape[1] > 1:
+            cache.reorder_cache(inverse)
+            logits.append(forward(model, targets[:, :-1]).logits.float())
+        return torch.cat(logits, dim=1)
+
+    def _marker_position(self) -> int:
+        """Index of the marker in :meth:`prompt_ids` (where the sidecar's neighbours surround it)."""
+        tok = self.cfg.tokens
+        hits = find_marker_positions(
+            self.prompt_ids()[None],
+            tok.injection_token_id,
+            tok.injection_left_neighbor_id,
+            tok.injection_right_neighbor_id,
+        )
+        if len(hits) != 1:
+            raise MarkerError(
+                f"the AV prompt holds {len(hits)} markers with the sidecar's neighbours, expected one; "
+                "validate the sidecar against this tokenizer (NLAMeta.validate)."
+            )
+        return int(hits[0, 1])
 
     # -- checkpoints --------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> Path:

@@ -36,6 +36,7 @@ from nla_lens.metrics import normalized_mse
 from nla_lens.models.nla import NLA
 from nla_lens.models.verbalizer import ENGINES
 from nla_lens.modes import evaluating
+from nla_lens.rewrites import augment
 from nla_lens.sampling import sample_seeds
 from nla_lens.training.base import Trainer, TrainerConfig
 from nla_lens.training.lora import apply_lora
@@ -57,12 +58,19 @@ class GRPOConfig(TrainerConfig):
         clip: PPO clip range [0.2].
         kl_coef: Weight of the KL penalty to the reference AV [0.01].
         train_ar: Also update the AR each step.
+        ar_augment: The share of the AR update's explanations rewritten into another surface
+            form first (:func:`nla_lens.rewrites.augment`), as in the AR warm start; rewards
+            always score the AV's own text.
         lora_r: Wrap the AV and AR with LoRA adapters of this rank (``None``: full fine-tune,
             or keep the adapters they already have).
         micro_batch_size: Sequences per policy forward/backward; gradients are accumulated, so
             the update is the same and only peak memory changes.
         engine: What samples the rollouts: ``"hf"`` (transformers ``generate``) or ``"vllm"``
             (one process only; ``pip install 'nla_lens[vllm]'``).
+        share_prefix: Compute the AV prompt once per micro-batch in the log-prob passes (the part
+            before the marker once, the rest once per vector, every sample of a group continuing
+            from it) instead of once per sample; the same loss up to float rounding
+            (``ActivationVerbalizer.logprobs(share_prefix=)``). ``False`` only to compare.
     """
 
     n_vectors: int = 8
@@ -74,16 +82,20 @@ class GRPOConfig(TrainerConfig):
     clip: float = 0.2
     kl_coef: float = 0.01
     train_ar: bool = True
+    ar_augment: float = 0.0
     lora_r: int | None = None
     micro_batch_size: int = 8
     engine: str = "hf"
+    share_prefix: bool = True
 
-    RESUMABLE = (*TrainerConfig.RESUMABLE, "engine")
+    RESUMABLE = (*TrainerConfig.RESUMABLE, "engine", "share_prefix")  # share_prefix: speed only
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.group_size < 2:
             raise InputError("group_size must be >= 2: advantages compare samples within a group.")
+        if not 0.0 <= self.ar_augment <= 1.0:
+            raise InputError(f"ar_augment is a share of explanations in [0, 1], got {self.ar_augment!r}.")
         if self.engine not in ENGINES:
             raise InputError(f"Unknown engine {self.engine!r}; choose one of {ENGINES}.")
 
@@ -212,11 +224,15 @@ class GRPOTrainer(Trainer):
         for lo in chunks:
             hi = min(lo + cfg.micro_batch_size, len(group))
             with torch.no_grad():
-                ref_logp, _ = av.logprobs(group[lo:hi], responses[lo:hi], model=self.reference)
+                ref_logp, _ = av.logprobs(
+                    group[lo:hi], responses[lo:hi], model=self.reference, share_prefix=cfg.share_prefix
+                )
             # Gradients are averaged across processes once, on the last micro-batch.
             sync = contextlib.nullcontext() if lo == chunks[-1] else self.accelerator.no_sync(self._av_train)
             with sync:
-                logp, mask = av.logprobs(group[lo:hi], responses[lo:hi], model=self._av_train)
+                logp, mask = av.logprobs(
+                    group[lo:hi], responses[lo:hi], model=self._av_train, share_prefix=cfg.share_prefix
+                )
                 policy_loss = clipped_surrogate(logp, logp.detach(), advantages[lo:hi].to(logp.device), mask, cfg.clip)
                 kl = kl_penalty(logp, ref_logp.to(logp.device), mask)
                 share = (hi - lo) / len(group)
@@ -231,7 +247,8 @@ class GRPOTrainer(Trainer):
             timings["sync_seconds"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        ar_loss = self._ar_update(group, texts, ok)
+        sample_ids = [row * cfg.group_size + k for row in idx.tolist() for k in range(cfg.group_size)]
+        ar_loss = self._ar_update(group, texts, ok, sample_ids)
         timings["ar_seconds"] = time.perf_counter() - start
 
         all_rewards, all_mse, all_failed = (self._gather(t) for t in (rewards, mse, failed))
@@ -257,8 +274,11 @@ class GRPOTrainer(Trainer):
             **timings,
         }
 
-    def _ar_update(self, group: torch.Tensor, texts: list[str], ok: torch.Tensor) -> float:
+    def _ar_update(self, group: torch.Tensor, texts: list[str], ok: torch.Tensor, sample_ids: list[int]) -> float:
         """One AR regression step on this step's successful explanations; returns their mean loss.
+
+        ``sample_ids`` (one per row of ``group``: dataset row x group size + sample) seed the
+        surface-form augmentation (``ar_augment``), so a sample gets the same rewrite in any process.
 
         The loss is the mean over every process's successful samples (:meth:`_global_mean`). A
         process with none still runs a zero-weighted pass, so the processes' gradient reduction
@@ -268,7 +288,13 @@ class GRPOTrainer(Trainer):
         if not self.config.train_ar or total == 0:
             return float("nan")
         rows = ok.tolist() or [0]
-        ids, attention = self.nla.ar.encode([texts[i] for i in rows])
+        read = augment(
+            [texts[i] for i in rows],
+            [sample_ids[i] for i in rows],
+            self.config.ar_augment,
+            (self.config.seed, self.step_count),
+        )
+        ids, attention = self.nla.ar.encode(read)
         predicted = self._ar_train(ids, attention)
         local_sum = normalized_mse(predicted, group[rows].to(predicted.device)).sum() * (1.0 if len(ok) else 0.0)
         loss, mean = self._global_mean(local_sum, total)

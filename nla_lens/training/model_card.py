@@ -118,8 +118,10 @@ def _faithfulness(summary: dict[str, Any] | None) -> str:
         ),
     ]
     table = "\n".join(f"| {name} | {num(key)} |" for name, key in rows)
+    # Reports written before the per-style table measured one rule at a time in the script.
     by_op = summary.get("paraphrase_fve_nrm_by_op") or {}
     ops = ", ".join(f"{op} {value:.3f}" for op, value in by_op.items())
+    by_op_line = f"- Paraphrase, one rewrite rule at a time: {ops}.\n" if ops else ""
     ablation = summary.get("ablation_by_heading") or {}
     drops = ", ".join(f"{name} {value:+.3f}" for name, value in ablation.items())
     docs = summary.get("held_out_documents")
@@ -132,6 +134,47 @@ def _faithfulness(summary: dict[str, Any] | None) -> str:
 
 - Grounding (share of an explanation's content words found in the source prefix): {num("grounding")}
   (against a shuffled prefix: {num("grounding_shuffled")}); non-English rate {num("non_english_rate")}.
-- Paraphrase, one rewrite rule at a time: {ops or "n/a"}.
-- Ablation, normalised-MSE increase when one snippet is dropped: {drops or "n/a"}.
+{by_op_line}- Ablation, normalised-MSE increase when one snippet is dropped: {drops or "n/a"}.
+{_paraphrase_styles(summary)}"""
+
+
+def _paraphrase_styles(summary: dict[str, Any]) -> str:
+    """The card's table of paraphrase retention per surface style (empty for reports without one)."""
+    records = [r for r in summary.get("paraphrase_by_style") or [] if isinstance(r, dict)]
+    if not records:
+        return ""
+
+    def num(value: Any) -> str:
+        # JSON writes NaN as null: a retention of an fve_nrm <= 0 is undefined, not zero.
+        return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
+
+    def cell(value: Any) -> str:
+        return str(value if value is not None else "").replace("|", "\\|")
+
+    rows = "\n".join(
+        f"| {cell(r.get('style'))} | {cell(r.get('split'))} | {cell(r.get('description'))} | "
+        f"{num(r.get('fve_nrm'))} | {num(r.get('retention'))} |"
+        for r in records
+    )
+    held_out = [str(r.get("style")) for r in records if r.get("split") == "held_out"]
+    trained = [str(r.get("style")) for r in records if r.get("split") == "train"]
+    split_line = f"Held out from training (no training style writes these forms): {', '.join(held_out) or 'none'}."
+    if trained:
+        split_line += f" Training styles (what an augmented AR's inputs are rewritten into): {', '.join(trained)}."
+    prose_line = ""
+    if "prose_retention" in summary:
+        worst = summary.get("prose_retention_style")
+        prose_line = (
+            f" Plain prose keeps {num(summary.get('prose_retention'))} on the worst held-out prose style"
+            f"{f' ({worst})' if worst else ''}; the reorder rule keeps {num(summary.get('reorder_retention'))}."
+        )
+    return f"""
+### Paraphrase retention by surface form
+The same content rewritten in another layout, heading set, quoting or as plain sentences
+(`nla_lens.rewrites`); retention is the style's fve_nrm over the explanations' own
+({num(summary.get("fve_nrm"))}; n/a when that is <= 0). {split_line}{prose_line}
+
+| style | split | description | fve_nrm | retention |
+|---|---|---|---|---|
+{rows}
 """

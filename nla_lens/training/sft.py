@@ -25,6 +25,7 @@ from nla_lens.metrics import score_round_trip
 from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.models.verbalizer import ActivationVerbalizer
 from nla_lens.modes import evaluating
+from nla_lens.rewrites import augment
 from nla_lens.training.base import Trainer, TrainerConfig
 from nla_lens.training.lora import apply_lora
 from nla_lens.training.losses import reconstruction_loss
@@ -40,6 +41,9 @@ class WarmStartConfig(TrainerConfig):
         weight_decay: AdamW weight decay.
         lora_r: LoRA rank; ``None`` fine-tunes every weight.
         lora_alpha: LoRA alpha (default ``2 * lora_r``).
+        augment: AR only: the share of each batch's explanations rewritten into another surface
+            form (:func:`nla_lens.rewrites.augment`: other headings, snippet orders, list formats,
+            prose), so the AR learns what an explanation says rather than its layout.
     """
 
     lr: float = 5e-5
@@ -47,6 +51,12 @@ class WarmStartConfig(TrainerConfig):
     weight_decay: float = 0.0
     lora_r: int | None = None
     lora_alpha: int | None = None
+    augment: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.augment <= 1.0:
+            raise InputError(f"augment is a share of explanations in [0, 1], got {self.augment!r}.")
 
 
 def _check_pairs(dataset: ActivationDataset, explanations: Sequence[str], d_model: int, what: str) -> list[str]:
@@ -133,7 +143,11 @@ class ARWarmStart(_WarmStart):
 
     def _step(self) -> dict[str, Any]:
         idx = self._shard(self._sample_indices(len(self.dataset), self.config.batch_size))
-        ids, mask = self.ar.encode([self.explanations[i] for i in idx.tolist()])
+        rows = idx.tolist()
+        texts = augment(
+            [self.explanations[i] for i in rows], rows, self.config.augment, (self.config.seed, self.step_count)
+        )
+        ids, mask = self.ar.encode(texts)
         predicted = self._ar_train(ids, mask)
         # The mean over this shard; shards are equal, so the processes' average is the batch mean.
         loss = reconstruction_loss(predicted, self.dataset.vectors[idx].to(predicted.device))
@@ -181,6 +195,10 @@ class AVWarmStart(_WarmStart):
     ):
         super().__init__(config, callbacks)
         self._set_pairs(av.d_model, dataset, explanations, eval_dataset, eval_explanations, "AV warm start")
+        if self.config.augment:
+            raise InputError(
+                "augment rewrites what the AR reads; the AV learns to write one form. Leave it 0 for the AV warm start."
+            )
         self.eval_ar = eval_ar
         self.max_new_tokens = max_new_tokens
         if self.config.lora_r:

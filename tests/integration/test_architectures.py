@@ -56,7 +56,7 @@ def test_injected_input_equals_the_published_construction(architecture):
     )
     try:
         with torch.no_grad():
-            av.logprobs(vector[None], av.response_ids(["the cat"]))
+            av.logprobs(vector[None], av.response_ids(["the cat"]), share_prefix=False)
     finally:
         handle.remove()
     got = seen[0][:, : len(prompt)]

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from nla_lens.errors import CheckpointError, ShapeError
+from nla_lens.errors import CheckpointError, InputError, ShapeError
 from nla_lens.testing.models import tiny_nla
 from nla_lens.testing.synthetic import concept_dataset
 from nla_lens.training import ARWarmStart, AVWarmStart, GRPOConfig, GRPOTrainer, WarmStartConfig
@@ -86,7 +86,7 @@ def test_the_vector_reaches_generation_policy_and_reference(warm):
     """Spy on the input of block 0: the marker row must carry the rescaled vector in all three passes."""
     nla, data, _, _ = warm
     nla = copy.deepcopy(nla)
-    trainer = GRPOTrainer(nla, data, grpo_config(n_vectors=2, group_size=2, train_ar=False))
+    trainer = GRPOTrainer(nla, data, grpo_config(n_vectors=2, group_size=2, train_ar=False, share_prefix=False))
     prompt = nla.av.prompt_ids()
     marker = (prompt == nla.av.cfg.tokens.injection_token_id).nonzero().item()
     seen = {"policy": [], "reference": []}
@@ -240,3 +240,65 @@ def test_micro_batches_give_the_same_update(warm):
     (m_full, w_full), (m_micro, w_micro) = results
     assert abs(m_full["policy_loss"] - m_micro["policy_loss"]) < 1e-5 and abs(m_full["kl"] - m_micro["kl"]) < 1e-6
     assert all(torch.allclose(w_full[k], w_micro[k], atol=1e-5) for k in w_full)
+
+
+def _teacher_texts(data):
+    """Teacher-format explanations (three headed snippets) of the synthetic rows."""
+    from nla_lens.data.teachers import ContextTeacher
+
+    teacher = ContextTeacher(n_context_words=4)
+    return [teacher.explain(f"we saw {t} today", f" {t}", [t, "and", "."]) for t in data.frame["token"]]
+
+
+def _reads(ar):
+    """Record what an AR's ``encode`` is given (the original still runs)."""
+    seen, encode = [], ar.encode
+
+    def spy(texts):
+        seen.extend(texts)
+        return encode(texts)
+
+    ar.encode = spy
+    return seen
+
+
+def test_ar_warm_start_reads_other_surface_forms_of_the_same_content():
+    data, _ = concept_dataset(16, D)
+    texts = _teacher_texts(data)
+
+    def run(share, seed=0):
+        ar = untrained().ar
+        seen = _reads(ar)
+        config = WarmStartConfig(batch_size=8, augment=share, seed=seed)
+        ARWarmStart(ar, data, texts, config).train(3, progress=False)
+        return seen
+
+    plain, augmented = run(0.0), run(1.0)
+    assert set(plain) <= set(texts)
+    rewritten = [t for t in augmented if t not in texts]
+    assert len(rewritten) == len(augmented)  # share 1: every teacher text is read in another form
+    for text in augmented:  # the content (the synthetic token) survives every rewrite
+        assert any(token in text for token in data.frame["token"])
+    assert run(1.0) == augmented and run(1.0, seed=1) != augmented  # drawn from (seed, step, row)
+    with pytest.raises(InputError, match="augment"):
+        WarmStartConfig(augment=1.5)
+    with pytest.raises(InputError, match="AV warm start"):  # the AV learns to write one form
+        AVWarmStart(untrained().av, data, texts, WarmStartConfig(augment=0.5))
+
+
+def test_grpo_ar_update_reads_rewrites_but_rewards_score_the_av_text(warm):
+    nla, data, _, _ = warm
+    nla = copy.deepcopy(nla)
+    seen = _reads(nla.ar)
+    trainer = GRPOTrainer(nla, data, grpo_config(ar_augment=1.0, n_vectors=4))
+    trainer.train(1, progress=False)
+    sampled = trainer.last_samples
+    ok = sampled.loc[~sampled["failed"], "explanation"].tolist()
+    assert ok, "the warm-started AV should write parseable explanations"
+    rewarded, updated = seen[: len(ok)], seen[len(ok) :]
+    assert rewarded == ok  # the rewards read the AV's own text ...
+    assert len(updated) == len(ok) and updated != ok  # ... the AR update rewrites of it
+    for original, rewrite in zip(ok, updated):
+        assert original.split()[-1].lower() in rewrite.lower()
+    with pytest.raises(Exception, match="ar_augment"):
+        grpo_config(ar_augment=1.5)

@@ -1,8 +1,8 @@
 """The faithfulness report on constructed cases: each check must move in the right direction.
 
 The NLAs here are small real objects whose AR output is a deterministic function of the text
-(a bag of concept-word vectors, a constant, an exact-string lookup) and whose AV names the
-concept words closest to a vector. The ARs are ``nn.Module``s without weights, like a real AR,
+(a bag of concept-word vectors, a constant, an exact-string lookup, a reader of the teacher's
+template by line position) and whose AV names the concept words closest to a vector. The ARs are ``nn.Module``s without weights, like a real AR,
 because every round trip puts its AR in eval mode (``metrics.score_round_trip``). They are the *input* of the report under test: a report that
 always printed good numbers would fail the constant and surface-form cases.
 """
@@ -19,9 +19,19 @@ import pandas as pd
 import pytest
 import torch
 
-from nla_lens.analysis import RuleParaphraser, context_oracle, faithfulness_report, snippet_ablation
+from nla_lens.analysis import (
+    ProseParaphraser,
+    RuleParaphraser,
+    context_oracle,
+    faithfulness_report,
+    snippet_ablation,
+)
+from nla_lens.analysis.faithfulness import PARAPHRASE_TABLE_COLUMNS
+from nla_lens.analysis.paraphrase import DEFAULT_PARAPHRASE_STYLES
 from nla_lens.data.dataset import ActivationDataset, norm_stats
 from nla_lens.errors import InputError, ShapeError
+from nla_lens.rewrites import STYLES, restyle
+from nla_lens.training.model_card import _faithfulness
 
 D = 32
 WORDS = (
@@ -95,6 +105,43 @@ class SurfaceAR(torch.nn.Module):
                 seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
                 out.append(torch.randn(D, generator=torch.Generator().manual_seed(seed)))
         return torch.stack(out)
+
+
+class LayoutAR(torch.nn.Module):
+    """Reads the teacher's template by line position, as an AR trained on one layout does: line 1
+    must hold the quoted context (``"…the WORD``), line 2 a quoted prediction, line 3 the quoted
+    current token with its leading space. Other headings keep the reading; another snippet order,
+    other quotes, another list format or prose lose it."""
+
+    d_model = D
+    PATTERNS = (r'^1\. [^:]+: "…the (\w+)', r'^2\. [^:]+: "(\w+)"', r'^3\. [^:]+: " (\w+)"')
+
+    def reconstruct(self, texts, batch_size: int = 16) -> torch.Tensor:
+        out = []
+        for text in texts:
+            found = [m.group(1) for p, line in zip(self.PATTERNS, text.split("\n")) if (m := re.match(p, line))]
+            out.append(bag_vector(" ".join(found)))
+        return torch.stack(out)
+
+
+class RecordingAR(BagAR):
+    """A :class:`BagAR` that keeps every text it reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.read: list[str] = []
+
+    def reconstruct(self, texts, batch_size: int = 16) -> torch.Tensor:
+        self.read.extend(texts)
+        return super().reconstruct(texts, batch_size)
+
+
+class DropTokenProse(ProseParaphraser):
+    """Prose that loses the current token's word: a held-out prose rewrite that changes the content."""
+
+    def __call__(self, explanations):
+        tokens = [re.search(r'Current token: " (\w+)"', e).group(1) for e in explanations]
+        return [re.sub(rf"\b{t}\b", "thing", p) for t, p in zip(tokens, super().__call__(explanations))]
 
 
 TRIPLES = list(itertools.combinations(range(len(WORDS)), 3))
@@ -208,6 +255,8 @@ def test_an_ar_that_ignores_its_input_shows_no_signal(case):
     assert s["paraphrase_drop"] == pytest.approx(0.0, abs=1e-6)
     assert math.isnan(s["paraphrase_retention"])  # nothing to retain below the mean baseline
     assert math.isnan(s["paraphrase_retention_vs_shuffled"])  # nor above chance
+    assert rep.paraphrase_table[["retention", "retention_vs_shuffled"]].isna().all().all()
+    assert math.isnan(s["reorder_retention"]) and math.isnan(s["prose_retention"])
     assert rep.ablations["mse_increase"].abs().max() < 1e-6
 
 
@@ -215,10 +264,78 @@ def test_a_surface_form_ar_fails_the_paraphrase_check(case):
     dataset, explanations = case
     held = dataset.split("eval")
     table = {e: v for e, v in zip(explanations, held.vectors)}  # exact strings of the eval rows
-    s = report(StandInNLA(SurfaceAR(table)), case, explanations=explanations[: N // 2]).summary
+    rep = report(StandInNLA(SurfaceAR(table)), case, explanations=explanations[: N // 2])
+    s = rep.summary
     assert s["fve_nrm"] > 0.99
     assert s["paraphrase_fve_nrm"] < 0.2 and s["paraphrase_retention"] < 0.2
     assert s["paraphrase_retention_vs_shuffled"] < 0.5
+    assert (rep.paraphrase_table["retention"] < 0.2).all(), rep.paraphrase_table
+    assert s["reorder_retention"] < 0.2 and s["prose_retention"] < 0.2
+
+
+def test_the_style_table_labels_each_style_and_a_meaning_reader_keeps_them_all(case):
+    ar = RecordingAR()
+    rep = report(StandInNLA(ar), case)
+    table, s = rep.paraphrase_table, rep.summary
+    assert list(table.columns) == list(PARAPHRASE_TABLE_COLUMNS)
+    assert table["style"].tolist() == list(DEFAULT_PARAPHRASE_STYLES)
+    for row in table.itertuples():
+        style = STYLES.get(row.style)
+        expected = (style.split, style.kind) if style else ("held_out", "rules")  # rules: held-out reorder, headings
+        assert (row.split, row.kind) == expected, row
+        first = rep.frame["explanation"][0]
+        assert row.example == (restyle([first], row.style)[0] if style else rep.frame["paraphrase"][0])
+    assert (table["retention"] > 0.95).all() and (table["retention_vs_shuffled"] > 0.95).all(), table
+    assert s["reorder_retention"] > 0.95 and s["prose_retention"] > 0.95
+    assert s["prose_retention_style"] in ("prose_says", "prose_sits")
+    assert s["paraphrase_retention_by_style"] == dict(zip(table["style"], table["retention"]))
+    # the default paraphraser is the "rules" row: scored once, its figures shared
+    rules = table.set_index("style").loc["rules"]
+    assert rules["fve_nrm"] == s["paraphrase_fve_nrm"] and rules["retention"] == s["paraphrase_retention"]
+    assert sum(text.startswith("- Token being read") for text in ar.read) == N // 2
+
+
+def test_a_layout_reading_ar_keeps_only_the_rewording_inside_its_template(case):
+    rep = report(StandInNLA(LayoutAR()), case)
+    s, by_style = rep.summary, rep.summary["paraphrase_retention_by_style"]
+    assert s["fve_nrm"] > 0.9
+    assert by_style["held_out_headings"] > 0.95  # same positions and quotes, other headings
+    lost = {k: v for k, v in by_style.items() if k != "held_out_headings"}
+    assert max(lost.values()) < 0.2, by_style  # another order, quotes, list format, or prose
+    assert s["reorder_retention"] == by_style["reorder_rule"] < 0.2
+    assert s["prose_retention"] == min(by_style["prose_says"], by_style["prose_sits"]) < 0.2
+
+
+def test_paraphrase_styles_take_names_and_labelled_or_custom_paraphrasers(case):
+    keep = lambda texts: list(texts)  # noqa: E731
+    styles = {"template_mix": "template_mix", "prose": "prose_says", "lossy": DropTokenProse(), "as_is": keep}
+    rep = report(StandInNLA(BagAR()), case, paraphrase_styles=styles, n_random=0)
+    table, s = rep.paraphrase_table.set_index("style"), rep.summary
+    assert table.index.tolist() == list(styles)
+    assert tuple(table.loc["template_mix", ["split", "kind"]]) == ("train", "template")
+    assert tuple(table.loc["lossy", ["split", "kind"]]) == ("held_out", "prose")  # labels it declares
+    assert tuple(table.loc["as_is", ["split", "kind"]]) == ("custom", "custom")
+    assert table.loc["as_is", "description"] == repr(keep)
+    assert table.loc["as_is", "retention"] == pytest.approx(1.0)
+    # the acceptance figure is the worst held-out prose style, here the one that loses a word
+    assert table.loc["lossy", "retention"] < table.loc["prose", "retention"] - 0.1
+    assert s["prose_retention"] == table.loc["lossy", "retention"] and s["prose_retention_style"] == "lossy"
+    assert math.isnan(s["reorder_retention"])  # no reorder_rule row
+    assert report(StandInNLA(BagAR()), case, paraphrase_styles=["reorder_rule"], n_random=0).summary[
+        "reorder_retention"
+    ] == pytest.approx(1.0)
+    empty = report(StandInNLA(BagAR()), case, paraphrase_styles=(), n_random=0)
+    assert len(empty.paraphrase_table) == 0 and math.isnan(empty.summary["prose_retention"])
+    assert "paraphrase_retention" in empty.summary  # the paraphraser= check runs regardless
+    for bad, match in (
+        (["pirate"], "Unknown paraphrase style"),
+        ("prose_says", "list"),
+        ([keep], "mapping"),
+        (["prose_says", "prose_says"], "twice"),
+        ({"x": 3}, "style name or a callable"),
+    ):
+        with pytest.raises(InputError, match=match):
+            faithfulness_report(StandInNLA(BagAR()), case[0], paraphrase_styles=bad, progress=False)
 
 
 def test_given_explanations_are_scored_not_regenerated(case):
@@ -270,7 +387,31 @@ def test_json_summary_round_trips(case, tmp_path):
     assert loaded["fve_nrm"] == pytest.approx(rep.summary["fve_nrm"])
     assert math.isnan(rep.summary["current_token_control"]) and loaded["current_token_control"] is None
     assert loaded == json.loads((tmp_path / "r.json").read_text(), **strict)
-    assert "fve_nrm" in rep._repr_html_() and "FaithfulnessReport" in repr(rep)
+    back = pd.DataFrame(loaded["paraphrase_by_style"])
+    pd.testing.assert_frame_equal(back, rep.paraphrase_table)
+    assert loaded["paraphrase_retention_by_style"] == pytest.approx(rep.summary["paraphrase_retention_by_style"])
+    html = rep._repr_html_()
+    assert "fve_nrm" in html and "Paraphrase retention by style" in html and "prose_sits" in html
+    assert "prose_retention=" in repr(rep) and "FaithfulnessReport" in repr(rep)
+
+
+def test_the_model_card_shows_the_style_table_and_reads_older_reports(case):
+    import json
+
+    summary = json.loads(report(StandInNLA(LayoutAR()), case).to_json())
+    card = _faithfulness(summary)
+    for row in summary["paraphrase_by_style"]:
+        assert f"| {row['style']} | {row['split']} | {row['description']} | {row['fve_nrm']:.3f} |" in card
+    assert "Held out from training (no training style writes these forms): reorder_rule, held_out_headings" in card
+    assert f"keeps {summary['prose_retention']:.3f} on the worst held-out prose style" in card
+    # a report written before the table: the rule-at-a-time line, no table, no error
+    old = {k: v for k, v in summary.items() if "style" not in k and k not in ("reorder_retention", "prose_retention")}
+    old_card = _faithfulness({**old, "paraphrase_fve_nrm_by_op": {"reorder": -0.475, "headings": 0.162}})
+    assert "one rewrite rule at a time: reorder -0.475, headings 0.162" in old_card
+    assert "Paraphrase retention by surface form" not in old_card and "| NLA round trip (greedy) |" in old_card
+    # a NaN retention (fve_nrm <= 0) is written as null in JSON and read as n/a
+    nan_card = _faithfulness(json.loads(report(StandInNLA(ConstantAR()), case).to_json()))
+    assert "| reorder_rule | held_out |" in nan_card and "| n/a |" in nan_card
 
 
 def test_bad_input_is_refused_with_a_reason(case):

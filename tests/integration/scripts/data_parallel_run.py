@@ -25,7 +25,9 @@ from nla_lens.testing.synthetic import concept_dataset
 from nla_lens.training import ARWarmStart, AVWarmStart, GRPOConfig, GRPOTrainer, WarmStartConfig
 
 D = 64
-GRPO = dict(n_vectors=8, group_size=4, max_new_tokens=16, av_lr=1e-3, ar_lr=1e-4, micro_batch_size=6, seed=3)
+GRPO = dict(
+    n_vectors=8, group_size=4, max_new_tokens=16, av_lr=1e-3, ar_lr=1e-4, micro_batch_size=6, seed=3, ar_augment=0.5
+)
 
 
 def dump(trainer, out: Path, stage: str) -> None:
@@ -68,7 +70,7 @@ def main() -> None:
         trainer.train(4 - trainer.step_count, progress=False)
         dump(trainer, out, "grpo")
         return
-    ar_run = ARWarmStart(nla.ar, data, texts, WarmStartConfig(lr=1e-3, batch_size=8, seed=1))
+    ar_run = ARWarmStart(nla.ar, data, texts, WarmStartConfig(lr=1e-3, batch_size=8, seed=1, augment=0.5))
     ar_run.train(3, progress=False)
     dump(ar_run, out, "ar")
     av_run = AVWarmStart(nla.av, data, texts, WarmStartConfig(lr=1e-3, batch_size=8, seed=2))
