@@ -65,7 +65,7 @@ class Recipe:
     av_positions_per_doc: int | None = 24
     max_length: int = 128
     n_context_words: int = 6
-    ar_steps: int = 300
+    ar_steps: int = 500
     ar: WarmStartConfig = dataclasses.field(
         default_factory=lambda: WarmStartConfig(lr=3e-4, batch_size=16, lora_r=12, augment=AR_AUGMENT)
     )

@@ -38,7 +38,7 @@ def warm():
     )
     ar_history = ar_run.train(40, progress=False)
     av_run = AVWarmStart(nla.av, data, texts, WarmStartConfig(lr=3e-3, batch_size=16))
-    av_history = av_run.train(70, progress=False)
+    av_history = av_run.train(30, progress=False)
     return nla, data, ar_history, av_history
 
 

@@ -9,7 +9,7 @@ import yaml
 
 from nla_lens.errors import CheckpointError
 from nla_lens.injection import choose_marker, marker_neighbors
-from nla_lens.schema import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE, SIDECAR_NAME, NLAMeta
+from nla_lens.schema import DEFAULT_AR_TEMPLATE, DEFAULT_AV_TEMPLATE, SIDECAR_NAME, VERBOSE_AV_TEMPLATE, NLAMeta
 from nla_lens.testing.tokenizers import tiny_tokenizer, tiny_tokenizer_with_cjk_marker
 
 
@@ -91,7 +91,7 @@ def test_written_yaml_uses_published_field_names(tok, tmp_path) -> None:
 
 def test_default_templates_have_their_placeholders() -> None:
     assert "<concept>{injection_char}</concept>" in DEFAULT_AV_TEMPLATE
-    assert "<explanation>" in DEFAULT_AV_TEMPLATE
+    assert "<concept>{injection_char}</concept>" in VERBOSE_AV_TEMPLATE
     assert DEFAULT_AR_TEMPLATE == "Summary of the following text: <text>{explanation}</text> <summary>"
 
 
