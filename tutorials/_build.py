@@ -1162,6 +1162,101 @@ tokens = bridge.to_str_tokens(prompt)[1:]
 pd.DataFrame({"token": tokens, "features": ids.tolist(), "activations": values.round(decimals=1).tolist()})
 """),
         md("""
+## Do the two lenses agree? Measured, against a control
+
+One prompt shows examples; a claim needs many positions and a control.
+`nla_lens.analysis.sae_agreement` takes held-out positions (here, documents neither the NLA nor
+this SAE read) and, per position, the NLA's explanation and the SAE's top features, and scores
+two kinds of agreement:
+
+- `word_overlap`: the share of the explanation's content words found in the top contexts of the
+  position's features;
+- `error_in_features`: the share of the NLA's *error* (the part of the vector's direction the
+  explanation did not carry) that lies in the span of the position's features' decoder
+  directions. No words involved: high means what the words left out is made of features the
+  SAE sees firing there.
+
+Each comes with a **shuffled** column: the same explanation (or error) paired with *another*
+position's features. Only the gap between the two means anything.
+"""),
+        code("""
+from nla_lens.analysis import nla_feature_labels, sae_agreement
+
+held_out = nla_lens.load_corpus()[-mode.pick(full=30, smoke=2):]
+agreement = sae_agreement(nla, sae, held_out, subject=bridge, feature_contexts=contexts, top_k=5,
+                          max_new_tokens=mode.pick(full=64, smoke=12), progress=False)
+display(agreement)
+agreement.frame[["token", "explanation", "features", "word_overlap", "word_overlap_shuffled", "error_in_features"]].head()
+"""),
+        *exercise(
+            "error_in_features",
+            "how much of the NLA's error do the SAE's features span?",
+            difficulty=2,
+            minutes=10,
+            task="""
+Implement `error_in_features(error, directions)`: the share of `error`'s squared norm `[d]` that
+lies in the span of `directions` `[k, d]` (the decoder rows of a position's top features). The
+rows are not orthogonal, so orthonormalise them first: `Q, _ = torch.linalg.qr(directions.T)`
+gives `Q` `[d, k]` with orthonormal columns spanning the same space; the projection's squared
+norm is `(Q.T @ error).pow(2).sum()`.
+""",
+            stub='''
+def error_in_features(error: torch.Tensor, directions: torch.Tensor) -> float:
+    """Share of error [d] in the span of directions [k, d], in [0, 1]."""
+    raise NotImplementedError("your code here")
+''',
+            solution='''
+def error_in_features(error: torch.Tensor, directions: torch.Tensor) -> float:
+    """Share of error [d] in the span of directions [k, d], in [0, 1]."""
+    q, _ = torch.linalg.qr(directions.T)  # [d, k], orthonormal columns
+    return float((q.T @ error).pow(2).sum() / error.pow(2).sum())
+''',
+            test="checks.check_error_in_features(error_in_features)",
+        ),
+        code("""
+row = agreement.frame.iloc[0]
+x, x_hat = agreement.vectors[0], agreement.reconstructions[0]
+error = x / x.norm() - x_hat / x_hat.norm()  # what the explanation did not carry
+mine = error_in_features(error, sae.W_dec[row["features"]].detach().float())
+print(f"yours {mine:.3f}, the library's {row['error_in_features']:.3f}")
+"""),
+        md("""
+### NLA labels for SAE features
+
+The other direction: read a *feature* with the NLA. `nla_feature_labels` explains the positions
+where a feature fires hardest and keeps the words that recur there more than in explanations
+at large; it also explains the feature's decoder direction itself (added to a typical
+activation). Each label is scored by its grounding in the feature's top contexts, beside the
+same label read against another feature's contexts.
+"""),
+        code("""
+recurring = pd.Series([f for fs in agreement.frame["features"] for f in fs]).value_counts()
+labels = nla_feature_labels(nla, sae, corpus[mode.pick(full=200, smoke=8):], recurring.index[: mode.pick(full=4, smoke=2)],
+                            subject=bridge, feature_contexts=contexts, top_n=mode.pick(full=6, smoke=2),
+                            base_n=mode.pick(full=32, smoke=2), max_new_tokens=mode.pick(full=64, smoke=12),
+                            progress=False)
+display(labels)
+labels.frame[["feature", "label", "label_grounding", "label_grounding_shuffled", "direction_explanation"]]
+"""),
+        md("""
+The side-by-side view shows each feature with its NLA label when you pass `feature_labels=`:
+"""),
+        code("""
+display(side_by_side(nla, bridge, prompt, sae=sae, feature_contexts=contexts, feature_labels=labels,
+                     positions=mode.pick(full=None, smoke=[5]), max_new_tokens=mode.pick(full=64, smoke=12),
+                     progress=False, warn=False))
+"""),
+        md("""
+**Reading it.** A lift (own minus shuffled) clearly above zero on `word_overlap` says the two
+lenses name the same text at the same positions; on `error_in_features`, that the SAE sees
+what the explanation missed. A lift near zero is the null: on its own, a high `word_overlap`
+means little, because frequent words sit in every feature's contexts. Labels work the same way:
+a label whose grounding is no higher than against a shuffled feature fits any feature. One more
+caution: on strongly clustered activations even *random* directions sort positions by cluster,
+so for a strong claim compare against a random SAE of the same width too (the research notebook
+does).
+"""),
+        md("""
 ## Comparing the lenses
 
 - The **SAE** gives a sparse, fixed vocabulary of directions; each feature needs interpreting
@@ -1171,8 +1266,9 @@ pd.DataFrame({"token": tokens, "features": ids.tolist(), "activations": values.r
 - **Attention** is about *where information moves*, not what a vector represents; it explains
   how the recent-context part of an explanation got there.
 
-Agreement between the NLA and the SAE's top contexts on many tokens is evidence for both; the
-research notebook `notebooks/02_nla_vs_sae_over_a_corpus.ipynb` measures it over a corpus.
+Agreement between the NLA and the SAE's top contexts on many tokens, above its shuffled control,
+is evidence for both; the research notebook `notebooks/02_nla_vs_sae_over_a_corpus.ipynb`
+measures it over a larger corpus, with a random SAE as a second control.
 
 **Going further.** Load an SAE someone else trained with `nla_lens.training.sae.load_sae(path)`; it must
 read the NLA's hook and width, which `side_by_side` checks loudly. SAELens installs only beside

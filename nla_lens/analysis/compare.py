@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from nla_lens.analysis.sae_features import encode_features, top_features
 from nla_lens.errors import InputError
 from nla_lens.hooks import nla_hook_name
-from nla_lens.sae import check_sae, sae_device_dtype
+from nla_lens.sae import check_sae
 from nla_lens.subjects.activations import prompt_activations
 from nla_lens.subjects.adapters import SubjectAdapter
 from nla_lens.subjects.hook_check import check_subject
@@ -36,6 +37,7 @@ def side_by_side(
     sae: Any = None,
     sae_top_k: int = 5,
     feature_contexts: Mapping[int, Sequence[str]] | None = None,
+    feature_labels: Any = None,
     max_new_tokens: int = 48,
     **round_trip_kwargs: Any,
 ) -> SideBySide:
@@ -60,6 +62,9 @@ def side_by_side(
         sae_top_k: Features listed per token.
         feature_contexts: ``{feature id: [context, ...]}``, e.g. from
             :func:`~nla_lens.analysis.sae_features.top_feature_contexts`; ``«token»`` is highlighted.
+        feature_labels: Each feature's label shown beside its id: a
+            :class:`~nla_lens.analysis.feature_labels.FeatureLabels` (the NLA's label words) or a
+            ``{feature id: label}`` mapping.
         max_new_tokens: Explanation length cap.
         **round_trip_kwargs: Passed to ``NLA.round_trip`` (``seed``, ``progress``, ...).
 
@@ -110,6 +115,7 @@ def side_by_side(
         layer=attn_layer,
         heads=shown,
         feature_contexts=feature_contexts,
+        feature_labels=feature_labels.labels() if hasattr(feature_labels, "labels") else feature_labels,
         notices=notices,
         description=f"subject {adapter.name}",
     )
@@ -132,13 +138,10 @@ def _attention(
     return pattern[chosen], chosen
 
 
-@torch.no_grad()
 def _top_features(sae: Any, acts: torch.Tensor, k: int) -> np.ndarray:
     """Object array ``[n]`` of ``[(feature id, activation), ...]`` (positive ones, strongest first)."""
-    device, dtype = sae_device_dtype(sae)
-    feats = sae.encode(acts.to(device=device, dtype=dtype)).float().cpu()  # [n, d_sae]
-    values, indices = feats.topk(min(max(1, int(k)), feats.shape[-1]), dim=-1)
-    out = np.empty(len(feats), dtype=object)
-    for i, (vals, idx) in enumerate(zip(values.tolist(), indices.tolist())):
-        out[i] = [(int(f), float(v)) for f, v in zip(idx, vals) if v > 0]
+    ids, values = top_features(encode_features(sae, acts), max(1, int(k)))  # [n, k]
+    out = np.empty(len(ids), dtype=object)
+    for i, (row_ids, row_values) in enumerate(zip(ids.tolist(), values.tolist())):
+        out[i] = [(f, v) for f, v in zip(row_ids, row_values) if f >= 0]
     return out

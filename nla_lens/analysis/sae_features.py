@@ -1,9 +1,12 @@
-"""SAE features over a corpus: the top-activating contexts of every feature.
+"""SAE features over a corpus: the top features of vectors and the top-activating contexts of every feature.
 
-Owns :func:`top_feature_contexts` (for each feature, the corpus snippets around its strongest
-activations, the max-activating token marked ``«like this»``), the table the side-by-side view
-shows under each feature. It takes any SAE with the interface of :mod:`nla_lens.sae` (SAELens's
-or another), on both TransformerLens lines; training an SAE lives in :mod:`nla_lens.training.sae`.
+Owns :func:`encode_features` and :func:`top_features` (one SAE pass, the positive top-k of each
+vector; the side-by-side view, the agreement measures and the feature labels all read them),
+:func:`top_feature_contexts` (for each feature, the corpus snippets around its strongest
+activations, the max-activating token marked ``«like this»``) and :func:`dataset_feature_contexts`
+(the same from an :class:`~nla_lens.data.dataset.ActivationDataset`'s prefixes, no model pass).
+It takes any SAE with the interface of :mod:`nla_lens.sae` (SAELens's or another), on both
+TransformerLens lines; training an SAE lives in :mod:`nla_lens.training.sae`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,37 @@ from nla_lens.subjects.adapters import as_subject
 from nla_lens.training.sae import activation_batches
 from nla_lens.vis.sae import HIGHLIGHT
 
-__all__ = ["top_feature_contexts"]
+__all__ = ["dataset_feature_contexts", "encode_features", "top_feature_contexts", "top_features"]
+
+
+@torch.no_grad()
+def encode_features(sae: Any, vectors: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """Feature activations ``[n, d_sae]`` (fp32, CPU) of ``vectors`` ``[n, d_in]``, in batches."""
+    device, dtype = sae_device_dtype(sae)
+    vectors = torch.as_tensor(vectors)
+    if len(vectors) == 0:
+        return torch.zeros(0, int(sae.W_dec.shape[0]))
+    return torch.cat(
+        [
+            sae.encode(vectors[i : i + batch_size].to(device=device, dtype=dtype)).float().cpu()
+            for i in range(0, len(vectors), batch_size)
+        ]
+    )
+
+
+def top_features(features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` strongest features of each row of ``features`` ``[n, d_sae]``.
+
+    Returns:
+        ``(ids, values)``, both ``[n, k']`` with ``k' = min(k, d_sae)``, strongest first; a slot
+        whose activation is not positive has id ``-1`` and value ``0`` (a row may have fewer
+        than ``k`` active features).
+    """
+    if k < 1:
+        raise InputError(f"k must be at least 1 (got {k}).")
+    values, ids = features.topk(min(int(k), features.shape[-1]), dim=-1)
+    active = values > 0
+    return ids.where(active, torch.full_like(ids, -1)), values.where(active, torch.zeros_like(values))
 
 
 def _snippet(tokenizer: Any, ids: list[int], pos: int, left: int, right: int) -> str:
@@ -103,5 +136,59 @@ def top_feature_contexts(
                 break
             doc = int(top_docs[rank, feature])
             snippets.append(_snippet(adapter.tokenizer, all_ids[doc], int(pos[doc, feature]), left, right))
+        contexts[int(feature)] = snippets
+    return contexts
+
+
+def _prefix_snippet(prefix: str, token: str, words: int) -> str:
+    """The last ``words`` words of ``prefix`` with its final ``token`` marked ``«token»``."""
+    body = prefix[: len(prefix) - len(token)] if token and prefix.endswith(token) else prefix
+    head = body.split()
+    cut = " ".join(head[-words:]) if words > 0 else ""
+    lead = "…" if len(head) > words else ""
+    gap = " " if body[-1:].isspace() and cut else ""
+    return (lead + cut + gap + HIGHLIGHT[0] + token + HIGHLIGHT[1]).replace("\n", "↵")
+
+
+def dataset_feature_contexts(
+    sae: Any, dataset: Any, k: int = 5, *, words: int = 8, features: torch.Tensor | None = None
+) -> dict[int, list[str]]:
+    """The top-``k`` contexts of every SAE feature among an activation dataset's positions.
+
+    The same ``{feature: [snippet, ...]}`` as :func:`top_feature_contexts`, read from the
+    dataset's ``prefix`` and ``token`` columns instead of a corpus pass through the subject (so it
+    works for any dataset, including one extracted elsewhere). Each document contributes at
+    most one context per feature.
+
+    Args:
+        sae: An SAE with the interface of :mod:`nla_lens.sae` on the dataset's hook.
+        dataset: An :class:`~nla_lens.data.dataset.ActivationDataset`.
+        k: Contexts per feature.
+        words: Words of the prefix kept before the marked token.
+        features: Precomputed ``encode_features(sae, dataset.vectors)`` ``[n, d_sae]`` (optional).
+
+    Returns:
+        ``{feature id: [snippet, ...]}`` for features positive somewhere, strongest first.
+
+    Raises:
+        InputError: An SAE of another width or hook than the dataset's.
+    """
+    check_sae(sae, d_model=dataset.d_model, hook_name=dataset.meta.get("hook_name"), what="the dataset")
+    acts = encode_features(sae, dataset.vectors) if features is None else features  # [n, d_sae]
+    frame = dataset.frame
+    docs = frame["doc_id"].to_numpy()
+    contexts: dict[int, list[str]] = {}
+    if len(frame) == 0:
+        return contexts
+    for feature in torch.nonzero((acts > 0).any(dim=0)).flatten().tolist():
+        order = torch.argsort(acts[:, feature], descending=True, stable=True).tolist()
+        snippets, seen = [], set()
+        for row in order:
+            if len(snippets) >= k or not acts[row, feature] > 0:
+                break
+            if docs[row] in seen:
+                continue
+            seen.add(docs[row])
+            snippets.append(_prefix_snippet(str(frame["prefix"].iat[row]), str(frame["token"].iat[row]), words))
         contexts[int(feature)] = snippets
     return contexts

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "check_error_in_features",
     "check_find_markers",
     "check_fve_nrm",
     "check_get_resid",
@@ -321,6 +322,25 @@ def check_top_features(fn: Callable[[Any, torch.Tensor, int], tuple[torch.Tensor
         )
         n += 2
     _passed("top_features", n)
+
+
+def check_error_in_features(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> None:
+    """``fn(error [d], directions [k, d]) -> float``: share of the error's squared norm in the directions' span."""
+    from nla_lens.analysis.sae_agreement import subspace_share  # the library's measure
+
+    n = 0
+    for seed, k in ((0, 1), (1, 3), (2, 5)):
+        g = torch.Generator().manual_seed(seed)
+        error, directions = torch.randn(12, generator=g), torch.randn(k, 12, generator=g) * 3
+        want = subspace_share(error[None], directions, torch.arange(k)[None])[0]
+        got = fn(error, directions)
+        _close(
+            torch.as_tensor(float(got)), want, "error share (orthonormalise the directions first, e.g. torch.linalg.qr)"
+        )
+        n += 1
+    inside = directions.T @ torch.randn(len(directions), generator=g)  # an error inside the span
+    _close(torch.as_tensor(float(fn(inside, directions))), torch.tensor(1.0), "an error inside the span")
+    _passed("error_in_features", n + 1)
 
 
 def solution_check_names(source: str) -> list[str]:

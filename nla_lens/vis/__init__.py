@@ -1,7 +1,7 @@
 """Pure data -> self-contained HTML views (nothing is fetched from the network to render them).
 
 Owns the public names of the view layer: :class:`SideBySide` (NLA explanations beside attention
-and SAE features, from a prepared table), the page helpers :func:`page`, :class:`Section`,
+and SAE features, from a prepared table), :class:`FeatureCard` (an SAE feature read by the NLA), the page helpers :func:`page`, :class:`Section`,
 :class:`HTMLView` and :func:`circuitsvis_html`, and the SAE feature helpers
 :func:`feature_html` and :func:`highlight_context`. Like circuitsvis, the views render what they
 are given: they import no model, subject, SAE, training or analysis code and call no model.
@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from nla_lens.vis._moved import moved
+from nla_lens.vis.feature_card import FeatureCard
 from nla_lens.vis.html import HTMLView, Section, circuitsvis_html, external_references, page
 from nla_lens.vis.sae import feature_html, highlight_context
 from nla_lens.vis.side_by_side import SideBySide
@@ -29,6 +30,7 @@ from nla_lens.vis.side_by_side import SideBySide
 globals().pop("side_by_side", None)
 
 __all__ = [
+    "FeatureCard",
     "HTMLView",
     "Section",
     "SideBySide",

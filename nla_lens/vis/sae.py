@@ -43,19 +43,24 @@ def highlight_context(context: str) -> str:
     return _MARK_RE.sub(r"<mark>\1</mark>", esc(context))
 
 
-def feature_html(feature: int, activation: float, contexts: Sequence[str] | None = None) -> str:
-    """One SAE feature: ``#id`` and its activation, opening onto its top contexts when given.
+def feature_html(
+    feature: int, activation: float, contexts: Sequence[str] | None = None, label: str | None = None
+) -> str:
+    """One SAE feature: ``#id``, its NLA label when known, and its activation, opening onto its top contexts.
 
     Args:
         feature: The feature id.
         activation: Its activation on the token shown.
         contexts: Its top-activating snippets (``«token»`` marked), or ``None``.
+        label: Its label (e.g. the NLA's words from
+            :func:`~nla_lens.analysis.feature_labels.nla_feature_labels`), or ``None``.
 
     Returns:
         An HTML fragment (a ``<details>`` with the contexts, or a plain ``<span>`` without).
     """
-    label = f'#{feature} <span class="nla-num">{activation:.2f}</span>'
+    named = f" <i>{esc(label)}</i>" if label else ""
+    head = f'#{feature}{named} <span class="nla-num">{activation:.2f}</span>'
     if not contexts:
-        return f'<span class="nla-feat nla-num" data-feature="{feature}">{label}</span>'
+        return f'<span class="nla-feat nla-num" data-feature="{feature}">{head}</span>'
     items = "".join(f'<div class="nla-ctx">{highlight_context(c)}</div>' for c in contexts)
-    return f'<details class="nla-feat" data-feature="{feature}"><summary>{label}</summary>{items}</details>'
+    return f'<details class="nla-feat" data-feature="{feature}"><summary>{head}</summary>{items}</details>'

@@ -82,6 +82,8 @@ class SideBySide(HTMLView):
         heads: Head indices shown.
         hook_name: Hook the NLA (and SAE) read.
         feature_contexts: ``{feature id: [snippet, ...]}`` shown under each feature.
+        feature_labels: ``{feature id: label}`` shown beside each feature's id (e.g. the NLA's
+            label words, ``FeatureLabels.labels()``).
         notices: Visible warnings (e.g. the prompt was truncated).
     """
 
@@ -97,6 +99,7 @@ class SideBySide(HTMLView):
         layer: int | None = None,
         heads: Sequence[int] = (),
         feature_contexts: Mapping[int, Sequence[str]] | None = None,
+        feature_labels: Mapping[int, str] | None = None,
         notices: Sequence[str] = (),
         description: str = "",
     ):
@@ -108,6 +111,7 @@ class SideBySide(HTMLView):
         self.layer = layer
         self.heads = list(heads)
         self.feature_contexts = {int(f): list(c) for f, c in (feature_contexts or {}).items()}
+        self.feature_labels = {int(f): str(label) for f, label in (feature_labels or {}).items()}
         self.notices = list(notices)
         self.description = description
 
@@ -163,7 +167,10 @@ class SideBySide(HTMLView):
                 f'<td class="nla-num">{r.mse:.3f}</td>'
             )
             if has_sae:
-                chips = (feature_html(f, a, self.feature_contexts.get(int(f))) for f, a in r.sae_features)
+                chips = (
+                    feature_html(f, a, self.feature_contexts.get(int(f)), self.feature_labels.get(int(f)))
+                    for f, a in r.sae_features
+                )
                 cells += "<td>" + "".join(chips) + "</td>"
             rows.append(f"<tr>{cells}</tr>")
         return f'<h3>Explanations</h3><table class="nla-table">{head}{"".join(rows)}</table>'

@@ -208,6 +208,15 @@ def _top_features_smallest(sae, acts, k):
     return values[:, :k], ids[:, :k]
 
 
+def _error_share_without_orthonormalising(error, directions):
+    return float((directions @ error).pow(2).sum() / error.pow(2).sum())
+
+
+def _error_share_of_unit_rows(error, directions):
+    units = directions / directions.norm(dim=-1, keepdim=True)
+    return float((units @ error).pow(2).sum() / error.pow(2).sum())
+
+
 BROKEN: dict[str, list[Callable[..., Any]]] = {
     "hidden_states_index": [_broken_hidden_states_index],
     "get_resid": [_broken_get_resid],
@@ -222,6 +231,7 @@ BROKEN: dict[str, list[Callable[..., Any]]] = {
     "scramble_words": [_scramble_identity, _scramble_drops_a_word, _scramble_unseeded, _scramble_reversed],
     "previous_token_score": [_previous_with_self, _previous_over_all_queries],
     "top_features": [_top_features_linear, _top_features_smallest],
+    "error_in_features": [_error_share_without_orthonormalising, _error_share_of_unit_rows],
 }
 NEEDS_BRIDGE = {"get_resid"}
 
