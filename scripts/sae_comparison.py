@@ -9,26 +9,37 @@ Three disjoint sets of embedded-corpus documents: positions scored for agreement
 documents neither the shipped NLA nor the default SAE read (900 on); the features' top contexts
 from documents 400-599; the positions searched for each labelled feature's strongest activations
 from documents 600-799. The labelled features are those most often among the scored positions'
-top features, leaving out features active at more than half of them (position and format
-features an explanation has no reason to name). A random SAE of the same width, read on the same
-positions with the same explanations, is the second control beside the shuffled pairings.
+top features whose top contexts all peak on a content word (at least three letters, not a stop
+word), leaving out features active at more than half of them: punctuation, function-word and
+position features carry syntax an explanation of content has no reason to name. A random SAE of
+the same width, read on the same positions with the same explanations, is the second control
+beside the shuffled pairings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from collections import Counter
 
 import pandas as pd
 
 import nla_lens
-from nla_lens.analysis import nla_feature_labels, sae_agreement, top_feature_contexts
+from nla_lens.analysis import content_words, nla_feature_labels, sae_agreement, top_feature_contexts
 from nla_lens.jsonable import json_safe
 from nla_lens.models import NLA
 from nla_lens.testing import TinySAE
 from nla_lens.training.sae import train_embedded_sae
+
+MARKED = re.compile("«(.*?)»", re.DOTALL)
+
+
+def is_content_feature(snippets: list[str] | None) -> bool:
+    """Whether every top context of a feature peaks on a content word (not punctuation or a function word)."""
+    marked = [m.group(1) for m in map(MARKED.search, snippets or []) if m]
+    return bool(marked) and all(content_words(token) for token in marked)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -71,7 +82,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(pd.concat({"trained SAE": agreement.table(), "random SAE": baseline.table()}, axis=1).round(3).to_string())
 
     counts = Counter(f for row in agreement.frame["features"] for f in row)
-    common = [f for f, c in counts.most_common() if c <= len(agreement.frame) / 2][: args.features]
+    common = [
+        f for f, c in counts.most_common() if c <= len(agreement.frame) / 2 and is_content_feature(contexts.get(f))
+    ]
+    common = common[: args.features]
     labels = nla_feature_labels(
         nla,
         sae,

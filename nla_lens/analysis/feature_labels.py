@@ -6,8 +6,8 @@ Owns :func:`nla_feature_labels` and its result :class:`FeatureLabels`. For each 
   condensed into the content words that recur there more often than over all explanations
   (``lift`` = share of the feature's explanations with the word minus its base rate);
 * **direction explanation**: the NLA's explanation of the feature's decoder direction itself,
-  added to a typical activation (the positions' mean) at a typical deviation (the median
-  distance of a position from that mean);
+  added to a typical activation (the positions' mean) at the strength the feature fires with
+  where it fires hardest (:func:`direction_vectors`);
 * **grounding** of both in the feature's top-activating contexts
   (:func:`~nla_lens.analysis.text.grounding`), beside the same label read against a shuffled
   feature's contexts, so a label that fits any feature shows as such.
@@ -138,21 +138,24 @@ def label_words(
     return keep["word"].head(n_words).tolist(), table
 
 
-def direction_vectors(vectors: torch.Tensor, decoder: torch.Tensor) -> torch.Tensor:
-    """Each decoder direction added to a typical activation, at a typical norm.
+def direction_vectors(vectors: torch.Tensor, decoder: torch.Tensor, strengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Each decoder direction added to a typical activation at the strength it fires with, at a typical norm.
 
     Args:
-        vectors: ``[n, d]`` activations (the typical activation is their mean; the step is the
-            median distance of a vector from it; the result is rescaled to their median norm).
-        decoder: ``[m, d]`` decoder directions (any norm).
+        vectors: ``[n, d]`` activations: the typical activation is their mean, and the result is
+            rescaled to their median norm.
+        decoder: ``[m, d]`` decoder rows (``W_dec[features]``).
+        strengths: ``[m]`` activation of each feature where it fires hard (the mean of its top
+            activations); a missing or non-positive one becomes the median distance of a vector
+            from the mean, over the row's norm.
 
     Returns:
-        ``[m, d]``.
+        ``[m, d]``: ``mean + strength * decoder row``, rescaled to the median norm.
     """
     mean = vectors.mean(dim=0)  # [d]
-    step = (vectors - mean).norm(dim=-1).median()
-    unit = decoder / decoder.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # [m, d]
-    out = mean + step * unit
+    fallback = (vectors - mean).norm(dim=-1).median() / decoder.norm(dim=-1).clamp_min(1e-12)  # [m]
+    strengths = fallback if strengths is None else torch.where(strengths > 0, strengths, fallback)
+    out = mean + strengths[:, None] * decoder
     return out * (vectors.norm(dim=-1).median() / out.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
@@ -246,7 +249,8 @@ def nla_feature_labels(
     if explanations is not None:
         texts = {i: str(e) for i, e in enumerate(explanations)}
     decoder = sae.W_dec.detach().float().cpu()[features]  # [m, d_model]
-    directions = direction_vectors(dataset.vectors, decoder) if n else decoder
+    strengths = torch.tensor([float(acts[tops[f], f].mean()) if tops[f] else 0.0 for f in features])  # [m]
+    directions = direction_vectors(dataset.vectors, decoder, strengths) if n else decoder
     needed = sorted(({r for rows in tops.values() for r in rows} | set(base_rows)) - set(texts))
     batch = torch.cat([dataset.vectors[needed], directions]) if needed else directions
     made = nla.av.verbalize(batch, max_new_tokens=max_new_tokens, progress=progress, warn=False)

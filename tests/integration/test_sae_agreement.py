@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from nla_lens.analysis import dataset_feature_contexts, nla_feature_labels, sae_agreement
+from nla_lens.analysis.feature_labels import direction_vectors
 from nla_lens.data.dataset import ActivationDataset, norm_stats
 from nla_lens.errors import InputError
 from nla_lens.testing import TinySAE
@@ -232,3 +233,14 @@ def test_explanations_of_another_length_are_refused(nla):
     held, texts = mixture(8, 2)
     with pytest.raises(InputError, match="7 explanations for 8 positions"):
         sae_agreement(nla, exact_sae(), held, feature_contexts={}, explanations=texts[:7])
+
+
+def test_a_direction_vector_leans_towards_its_feature_as_the_strength_grows():
+    data, _ = mixture(64, 5)
+    decoder = exact_sae().W_dec.detach()[:2]
+    weak = direction_vectors(data.vectors, decoder, torch.tensor([0.1, 0.1]))
+    strong = direction_vectors(data.vectors, decoder, torch.tensor([100.0, 100.0]))
+    median = data.vectors.norm(dim=-1).median()
+    assert torch.allclose(strong.norm(dim=-1), median.expand(2)) and torch.allclose(weak.norm(dim=-1), median.expand(2))
+    cos = torch.nn.functional.cosine_similarity
+    assert (cos(strong, decoder) > 0.99).all() and (cos(weak, decoder) < cos(strong, decoder)).all()
