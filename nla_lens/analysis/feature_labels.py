@@ -138,7 +138,9 @@ def label_words(
     return keep["word"].head(n_words).tolist(), table
 
 
-def direction_vectors(vectors: torch.Tensor, decoder: torch.Tensor, strengths: torch.Tensor | None = None) -> torch.Tensor:
+def direction_vectors(
+    vectors: torch.Tensor, decoder: torch.Tensor, strengths: torch.Tensor | None = None
+) -> torch.Tensor:
     """Each decoder direction added to a typical activation at the strength it fires with, at a typical norm.
 
     Args:
@@ -226,7 +228,7 @@ def nla_feature_labels(
     """
     check_sae(sae, d_model=nla.d_model, hook_name=nla_hook_name(nla))
     d_sae = int(sae.W_dec.shape[0])
-    features = [int(f) for f in features]
+    features = list(dict.fromkeys(int(f) for f in features))  # each feature once, in the order given
     if not features:
         raise InputError("features is empty; pass the SAE feature ids to label.")
     bad = [f for f in features if not 0 <= f < d_sae]
@@ -261,6 +263,7 @@ def nla_feature_labels(
     partners = _shuffled_partner(features, sorted(contexts), seed)
     rows, word_tables, position_rows = [], [], []
     base = [texts[r] for r in base_rows]
+    tokens = dataset.frame["token"].tolist()
     for f, partner, direction_text in zip(features, partners, direction_texts):
         top_texts = [texts[r] for r in tops[f]]
         words, table = label_words(top_texts, base, n_words)
@@ -284,7 +287,6 @@ def nla_feature_labels(
                 "reference_label": (reference_labels or {}).get(f),
             }
         )
-        tokens = dataset.frame["token"].tolist()
         position_rows += [
             {
                 "feature": f,

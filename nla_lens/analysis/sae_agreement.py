@@ -35,7 +35,7 @@ from nla_lens.analysis.sae_features import (
     top_features,
 )
 from nla_lens.analysis.text import grounding
-from nla_lens.data.dataset import ActivationDataset
+from nla_lens.data.dataset import COLUMNS, ActivationDataset
 from nla_lens.errors import InputError
 from nla_lens.metrics import derangement, score_round_trip
 from nla_lens.sae import check_sae
@@ -123,6 +123,9 @@ def positions_for(
             raise InputError(f"The dataset was read at {hook!r} but the NLA reads {nla_hook_name(nla)!r}.")
         return data
     texts = [data] if isinstance(data, str) else list(data)
+    if not texts:  # nothing to score: an empty result, not an error
+        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
+        return ActivationDataset(torch.zeros(0, nla.d_model), frame, {"hook_name": nla_hook_name(nla)})
     if subject is None:
         raise InputError("Texts need subject= (e.g. nla_lens.load_subject()) to read their activations.")
     from nla_lens.data.extraction import extract_activations
@@ -213,7 +216,7 @@ def sae_agreement(
         sae: A SAELens ``SAE`` or any object with the interface of :mod:`nla_lens.sae`, on the
             NLA's hook and width.
         data: Held-out positions: an :class:`~nla_lens.data.dataset.ActivationDataset` or
-            text(s) (read with ``subject``, ``positions_per_doc`` each).
+            text(s) (read with ``subject``, ``positions_per_doc`` each; no texts: an empty result).
         feature_contexts: The features' top contexts, from other documents than ``data``: a
             ``{feature: [context, ...]}`` mapping, an ``ActivationDataset`` or a list of texts.
         subject: The subject model (for texts).

@@ -205,12 +205,15 @@ def test_feature_card_renders_a_hand_made_row():
 
 
 # -- bad input ------------------------------------------------------------------------------------
-def test_an_empty_dataset_gives_an_empty_result(nla):
+@pytest.mark.parametrize("empty", ["dataset", "texts"])
+def test_an_empty_dataset_gives_an_empty_result(nla, empty):
     held, _ = mixture(4, 2)
-    empty = ActivationDataset(held.vectors[:0], held.frame.iloc[:0], held.meta)
-    result = sae_agreement(nla, exact_sae(), empty, feature_contexts={}, top_k=2)
+    data = ActivationDataset(held.vectors[:0], held.frame.iloc[:0], held.meta) if empty == "dataset" else []
+    result = sae_agreement(nla, exact_sae(), data, feature_contexts={}, top_k=2)
     assert result.summary["n"] == 0 and len(result.frame) == 0
     assert "word_overlap" in result.frame.columns and result.table().shape == (2, 3)
+    labels = nla_feature_labels(nla, exact_sae(), data, [0, 1], feature_contexts={}, max_new_tokens=3, progress=False)
+    assert labels.frame["n_active"].tolist() == [0, 0] and labels.frame["label"].tolist() == ["", ""]
 
 
 def test_features_out_of_range_are_refused_naming_the_range(nla):
