@@ -24,6 +24,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from nla_lens.errors import InputError, ShapeError
@@ -44,6 +45,7 @@ __all__ = [
     "score_round_trip",
     "mean_direction",
     "gain_over_mean",
+    "nanmean",
 ]
 
 
@@ -130,6 +132,12 @@ def _check_pair(pred: Any, target: Any, *, matrix: bool = False) -> tuple[torch.
         )
     dtype = torch.promote_types(pred_t.dtype, target_t.dtype)
     return pred_t.to(dtype), target_t.to(device=pred_t.device, dtype=dtype)
+
+
+def nanmean(values: Any) -> float:
+    """The mean of the values that are not NaN (NaN when all are, or when there are none)."""
+    array = np.asarray(values, dtype=float)
+    return float(np.nanmean(array)) if (~np.isnan(array)).any() else math.nan
 
 
 def _unit(x: torch.Tensor, name: str) -> torch.Tensor:

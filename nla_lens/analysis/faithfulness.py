@@ -60,6 +60,7 @@ from nla_lens.metrics import (
     current_token_control,
     derangement,
     fve_nrm,
+    nanmean,
     normalized_mse,
     predict_mean_control,
     score_round_trip,
@@ -616,14 +617,8 @@ def _grounding_check(explanations: list[str], prefixes: list[str] | None, *, see
     other = [grounding(e, prefixes[j]) for e, j in zip(explanations, perm)]
     return _Stage(
         {"grounding": own, "grounding_shuffled": other},
-        {"grounding": _nanmean(own), "grounding_shuffled": _nanmean(other)},
+        {"grounding": nanmean(own), "grounding_shuffled": nanmean(other)},
     )
-
-
-def _nanmean(values: list[float]) -> float:
-    """The mean of the values that are not NaN (NaN when all are)."""
-    array = np.asarray(values, dtype=float)
-    return float(np.nanmean(array)) if (~np.isnan(array)).any() else math.nan
 
 
 def _language_check(nla: Any, explanations: list[str]) -> _Stage:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nla_lens.analysis.sae_agreement import feature_contexts_for, positions_for
+from nla_lens.analysis.sae_agreement import control_summary, feature_contexts_for, positions_for
 from nla_lens.analysis.sae_features import encode_features
 from nla_lens.analysis.text import content_words, grounding
 from nla_lens.errors import InputError
@@ -302,10 +302,5 @@ def nla_feature_labels(
     words = pd.concat(word_tables, ignore_index=True)[["feature", "word", "count", "rate", "base_rate", "lift"]]
     positions = pd.DataFrame(position_rows, columns=["feature", "rank", "row", "activation", "token", "explanation"])
     summary: dict[str, Any] = {"n_features": len(frame)}
-    for column in ("label_grounding", "direction_grounding"):
-        own = frame[column].to_numpy(dtype=float)
-        other = frame[f"{column}_shuffled"].to_numpy(dtype=float)
-        summary[column] = float(np.nanmean(own)) if np.isfinite(own).any() else math.nan
-        summary[f"{column}_shuffled"] = float(np.nanmean(other)) if np.isfinite(other).any() else math.nan
-        summary[f"{column}_lift"] = summary[column] - summary[f"{column}_shuffled"]
+    summary.update(control_summary(frame, ("label_grounding", "direction_grounding")))
     return FeatureLabels(frame, words, positions, summary, directions)

@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -37,11 +36,18 @@ from nla_lens.analysis.sae_features import (
 from nla_lens.analysis.text import grounding
 from nla_lens.data.dataset import COLUMNS, ActivationDataset
 from nla_lens.errors import InputError
-from nla_lens.metrics import derangement, score_round_trip
+from nla_lens.metrics import derangement, nanmean, score_round_trip
 from nla_lens.sae import check_sae
 from nla_lens.subjects.hook_check import nla_hook_name
 
-__all__ = ["SAEAgreement", "feature_contexts_for", "positions_for", "sae_agreement", "subspace_share"]
+__all__ = [
+    "SAEAgreement",
+    "control_summary",
+    "feature_contexts_for",
+    "positions_for",
+    "sae_agreement",
+    "subspace_share",
+]
 
 #: The columns of :attr:`SAEAgreement.frame` after the dataset's metadata.
 AGREEMENT_COLUMNS = (
@@ -190,9 +196,18 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def _nanmean(values: Any) -> float:
-    values = np.asarray(values, dtype=float)
-    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+def control_summary(frame: pd.DataFrame, measures: Sequence[str]) -> dict[str, float]:
+    """Each measure's mean beside its ``_shuffled`` column's and their difference (``_lift``), NaNs left out.
+
+    The one summary of a measure against its shuffled control, for the agreement measures and
+    the feature labels' groundings; a mean over no value is NaN.
+    """
+    summary: dict[str, float] = {}
+    for measure in measures:
+        summary[measure] = nanmean(frame[measure])
+        summary[f"{measure}_shuffled"] = nanmean(frame[f"{measure}_shuffled"])
+        summary[f"{measure}_lift"] = summary[measure] - summary[f"{measure}_shuffled"]
+    return summary
 
 
 def sae_agreement(
@@ -290,9 +305,6 @@ def sae_agreement(
 
 def _summary(frame: pd.DataFrame, top_k: int, fve_nrm: float, coverage: float) -> dict[str, Any]:
     summary: dict[str, Any] = {"n": len(frame), "top_k": top_k, "fve_nrm": fve_nrm}
-    for measure in ("word_overlap", "error_in_features"):
-        summary[measure] = _nanmean(frame[measure]) if len(frame) else math.nan
-        summary[f"{measure}_shuffled"] = _nanmean(frame[f"{measure}_shuffled"]) if len(frame) else math.nan
-        summary[f"{measure}_lift"] = summary[measure] - summary[f"{measure}_shuffled"]
+    summary.update(control_summary(frame, ("word_overlap", "error_in_features")))
     summary["feature_context_coverage"] = coverage
     return summary

@@ -21,6 +21,7 @@ from nla_lens.sae import check_sae, sae_device_dtype
 from nla_lens.subjects.adapters import as_subject
 from nla_lens.training.sae import activation_batches
 from nla_lens.vis.sae import HIGHLIGHT
+from nla_lens.words import context_words
 
 __all__ = ["dataset_feature_contexts", "encode_features", "top_feature_contexts", "top_features"]
 
@@ -143,11 +144,9 @@ def top_feature_contexts(
 def _prefix_snippet(prefix: str, token: str, words: int) -> str:
     """The last ``words`` words of ``prefix`` with its final ``token`` marked ``«token»``."""
     body = prefix[: len(prefix) - len(token)] if token and prefix.endswith(token) else prefix
-    head = body.split()
-    cut = " ".join(head[-words:]) if words > 0 else ""
-    lead = "…" if len(head) > words else ""
-    gap = " " if body[-1:].isspace() and cut else ""
-    return (lead + cut + gap + HIGHLIGHT[0] + token + HIGHLIGHT[1]).replace("\n", "↵")
+    cut = context_words(body, words)  # the last words, "…" when some were cut off
+    gap = " " if body[-1:].isspace() and words > 0 and body.split() else ""
+    return (cut + gap + HIGHLIGHT[0] + token + HIGHLIGHT[1]).replace("\n", "↵")
 
 
 def dataset_feature_contexts(
