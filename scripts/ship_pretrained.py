@@ -2,7 +2,8 @@
 
     python scripts/ship_pretrained.py runs/smollm2-135m [--name smollm2-135m-L20] [--faithfulness f.json]
 
-Copies the LoRA adapter folders ``av/`` and ``ar/`` (with the AR's value head and both sidecars)
+Copies the LoRA adapter folders ``av/`` and ``ar/`` (with the AR's value head, the AR's
+truncated-base ``config.json`` and both sidecars)
 but not the tokenizer files: adapter folders load the embedded base model's tokenizer, which is
 the same. LoRA weights are stored in bfloat16 (``--adapter-dtype float32`` keeps them as trained):
 that halves the package, loading casts them back to the model's fp32, and on the shipped AR the
@@ -23,7 +24,9 @@ from safetensors.torch import load_file, save_file
 
 from nla_lens.training.model_card import write_model_card
 
-KEEP = ("adapter_config.json", "adapter_model.safetensors", "value_head.safetensors", "nla_meta.yaml")
+# config.json: an AR adapter folder's record of its truncated base (K+1 blocks), which makes
+# transformers refuse to build the whole base under it.
+KEEP = ("adapter_config.json", "adapter_model.safetensors", "value_head.safetensors", "nla_meta.yaml", "config.json")
 LIMIT_MB = 25.0
 
 
