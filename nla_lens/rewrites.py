@@ -12,7 +12,7 @@ named *style* (:func:`render`). Styles come in two disjoint sets:
 
 * :data:`TRAIN_STYLES`: what the AR trains on (:func:`augment`, used by the warm start, the refit
   and GRPO's AR updates) — other headings, snippet orders, list formats, double quotes or
-  backticks, four prose templates, and the bare context text;
+  backticks, prose composed from training phrasings in any order, and the bare context text;
 * :data:`HELD_OUT_STYLES`: what the faithfulness report measures and training never sees — the
   project's reorder rule (last snippet first), the rule paraphraser's headings, single and curly
   quotes, and two prose templates with wording no training style uses.
@@ -200,44 +200,45 @@ def _prose(parts: Sequence[Part], quote: Callable[[str], str], sentences: dict[s
     return " ".join(s[0].upper() + s[1:] if i == 0 or out[i - 1].endswith(".") else s for i, s in enumerate(out))
 
 
-_PROSE_TRAIN = (
-    (
-        {
-            "context": "the recent text is {v}.",
-            "topics": "it is about {v}.",
-            "token": "the model is reading {v}",
-            "next": "and will likely continue with {v}.",
-        },
-        ("context", "topics", "token", "next"),
+#: Training phrasings per role (``{v}``: the values). A training prose rewrite draws one phrasing
+#: per role, an order of the roles and how each sentence ends (:func:`_train_prose`): about 10^5
+#: combinations, so the AR learns to read the quoted values in any sentence rather than the
+#: wording of a few templates. None of the held-out prose styles' wording is here.
+_PROSE_PHRASES = {
+    "context": (
+        "the recent text is {v}",
+        "{v} came just before",
+        "the passage so far ends with {v}",
+        "it follows the words {v}",
+        "the preceding words are {v}",
+        "in the passage {v}",
+        "at the end of {v}",
+        "the last words read {v}",
     ),
-    (
-        {
-            "token": "reading {v} right after",
-            "context": "{v};",
-            "topics": "the themes are {v};",
-            "next": "the next token is probably {v}.",
-        },
-        ("token", "context", "topics", "next"),
+    "topics": (
+        "it is about {v}",
+        "the themes are {v}",
+        "the passage concerns {v}",
+        "topics: {v}",
+        "the subject matter is {v}",
     ),
-    (
-        {
-            "next": "next it should write {v}.",
-            "token": "it has just read {v},",
-            "context": "at the end of {v}.",
-            "topics": "topics: {v}.",
-        },
-        ("next", "token", "context", "topics"),
+    "token": (
+        "the model is reading {v}",
+        "it has just read {v}",
+        "this is the token {v}",
+        "the current word is {v}",
+        "the token in focus is {v}",
+        "reading {v} right now",
     ),
-    (
-        {
-            "token": "this is the token {v}",
-            "context": "in the passage {v},",
-            "next": "likely followed by {v}.",
-            "topics": "the passage concerns {v}.",
-        },
-        ("token", "context", "next", "topics"),
+    "next": (
+        "it will likely continue with {v}",
+        "the next token is probably {v}",
+        "next it should write {v}",
+        "likely followed by {v}",
+        "the model expects {v} next",
+        "a good guess for what comes next is {v}",
     ),
-)
+}
 
 _PROSE_HELD_OUT = {
     "prose_says": (
@@ -301,7 +302,12 @@ def _template(parts: Sequence[Part], rng: random.Random) -> str:
 
 
 def _train_prose(parts: Sequence[Part], rng: random.Random) -> str:
-    sentences, order = rng.choice(_PROSE_TRAIN)
+    """Plain sentences from random :data:`_PROSE_PHRASES`, roles in a random order, each sentence
+    ended by a full stop, a semicolon or a comma (the last by a full stop)."""
+    present = {part.role for part in parts if part.items}
+    order = [role for role in rng.sample(list(_PROSE_PHRASES), len(_PROSE_PHRASES)) if role in present]
+    ends = [rng.choice((".", ".", ";", ",")) for _ in order[:-1]] + ["."]
+    sentences = {role: rng.choice(_PROSE_PHRASES[role]) + end for role, end in zip(order, ends)}
     return _prose(parts, rng.choice((_double, _backtick)), sentences, order)
 
 
@@ -336,7 +342,9 @@ STYLES: dict[str, Style] = {
             "training headings, another snippet order, list format and quotes (random mix)",
             _template,
         ),
-        Style("prose_mix", "prose", "train", "one of four training prose templates", _train_prose),
+        Style(
+            "prose_mix", "prose", "train", "training phrasings per snippet in a random order (random mix)", _train_prose
+        ),
         # Rarely: it drops the other snippets, but it is the text the context oracle feeds the AR.
         Style("bare_context", "prose", "train", "the recent context alone, unquoted", _bare_context, weight=0.2),
         Style(

@@ -25,13 +25,17 @@ def engine(nla, hf_greedy):
         yield engine
 
 
-def test_greedy_equals_hf_token_for_token(engine, vectors, hf_greedy):
+def test_greedy_equals_hf_token_for_token(nla, engine, vectors, hf_greedy):
     tokens, finished = engine.generate(vectors, max_new_tokens=MAX_NEW)
     hf_tokens, hf_finished = hf_greedy
     assert tokens.shape == hf_tokens.shape and len(tokens) >= 16
     assert torch.equal(tokens, hf_tokens)
     assert torch.equal(finished, hf_finished)
-    assert engine.block_size == 32  # the 32+ prompt tokens before the marker fill a cacheable block
+    # The block size caches as much of the prompt before the marker as any size vLLM's CPU attention
+    # takes (on the short default prompt, 30 tokens, no whole block: nothing to cache there).
+    prefix = nla.av.prompt_ids().tolist().index(nla.av.cfg.tokens.injection_token_id)
+    cached = prefix // engine.block_size * engine.block_size
+    assert all(prefix // size * size <= cached for size in (32, 64, 96, 128))
 
 
 def test_prompt_embeds_are_the_hook_path(nla, vectors):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from collections import Counter
 
 import pytest
 
@@ -157,3 +159,27 @@ def test_held_out_styles_are_deterministic_and_training_styles_vary():
         assert restyle(TEXTS, name, seed=0) == restyle(TEXTS, name, seed=1)
     for name in ("template_mix", "prose_mix"):
         assert name in TRAIN_STYLES and restyle(TEXTS, name, seed=0) != restyle(TEXTS, name, seed=1)
+
+
+def test_training_prose_is_composed_in_many_wordings_and_orders():
+    """One explanation's training prose comes in many sentence wordings and role orders (not a few
+    templates the AR could learn by heart), and never in a held-out style's wording."""
+    text = TEXTS[1]  # context, predictions and current token
+    assert {part.role for part in parse(text)} == {"context", "next", "token"}
+    rewrites = restyle([text] * 200, "prose_mix", seed=0)
+    quoted = re.compile(r"\"(?:[^\"\\]|\\.)*\"|`[^`]*`")
+    wordings = {quoted.sub("V", rewrite) for rewrite in rewrites}
+    assert len(wordings) >= 50, f"only {len(wordings)} wordings in 200 rewrites"
+    first_role = Counter(
+        min(("context", "next", "token"), key=lambda role, r=rewrite: _first_at(r, parse(text), role))
+        for rewrite in rewrites
+    )
+    assert len(first_role) == 3 and min(first_role.values()) >= 30  # each role opens some rewrites
+    assert not any(w in r for r in rewrites for w in HELD_OUT_WORDING)
+
+
+def _first_at(rewrite: str, parts, role: str) -> int:
+    """Where the first value of ``role`` appears in ``rewrite``."""
+    value = next(part.items[0] for part in parts if part.role == role)
+    visible = json.dumps(value, ensure_ascii=False)[1:-1]
+    return min(i for i in (rewrite.find(f'"{visible}"'), rewrite.find(f"`{visible}`")) if i >= 0)
