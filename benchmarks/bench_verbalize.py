@@ -6,7 +6,9 @@ loop and, where vLLM is installed, against the vLLM engine (greedy and sampled).
 
 Greedy decoding with the same vectors gives the same explanations on every path; prints vectors/second of
 each, the ratios, and, with vLLM, sampled responses/second (``--samples`` per vector) and the ratio vLLM/HF.
-HF is timed before vLLM starts, so vLLM's processes never share the cores with it.
+HF is timed before vLLM starts, so vLLM's processes never share the cores with it. With ``--pretrained``
+(a LoRA AV) it also times HF generation with the adapters merged (the default) against unmerged, in
+batches of 1 and of all vectors, alternating three times and keeping each one's fastest.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 import nla_lens
 from nla_lens.models import NLA
+from nla_lens.models.adapters import mergeable
 from nla_lens.optional import has_vllm
 
 
@@ -25,6 +28,25 @@ def timed(call):
     start = time.perf_counter()
     out = call()
     return out, time.perf_counter() - start
+
+
+def merged_against_unmerged(av, vectors: torch.Tensor, max_new_tokens: int, rounds: int = 3) -> None:
+    """HF generation with the LoRA adapters merged vs computed separately: fastest of ``rounds``, alternating."""
+    for batch in (1, len(vectors)):
+        chunk = vectors[:batch]
+        times: dict[bool, list[float]] = {True: [], False: []}
+        tokens = {}
+        for _ in range(rounds):
+            for merge in (False, True):
+                (tokens[merge], _), t = timed(
+                    lambda c=chunk, m=merge: av.generate(c, max_new_tokens=max_new_tokens, merge_adapters=m)
+                )
+                times[merge].append(t)
+        fast, slow = min(times[True]), min(times[False])
+        print(
+            f"HF batch {batch:<3d} LoRA merged vs unmerged: {fast:.2f} vs {slow:.2f} s ({slow / fast:.2f}x), "
+            f"identical tokens: {torch.equal(tokens[True], tokens[False])}"
+        )
 
 
 def main() -> None:
@@ -64,6 +86,9 @@ def main() -> None:
         same = sum(a == b for a, b in zip(batched.explanation, single))
         print(f"HF one at a time:       {t_loop:7.2f} s  {n / t_loop:6.2f} vectors/s")
         print(f"batching speed-up: {t_loop / t_batch:.1f}x   identical explanations: {same}/{n}")
+
+    if mergeable(av.model):
+        merged_against_unmerged(av, vectors, args.max_new_tokens)
 
     if args.no_vllm or not has_vllm():
         if not args.no_vllm:

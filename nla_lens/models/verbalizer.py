@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from nla_lens.errors import CheckpointError, InputError, MarkerError, ShapeError
 from nla_lens.injection import chat_template_ids, find_marker_positions, make_injection_hook
 from nla_lens.metrics import check_vectors
+from nla_lens.models.adapters import merged_adapters
 from nla_lens.models.loading import check_model_folder, load_lm_folder, text_config
 from nla_lens.sampling import SeededGumbelSampler, sample_seeds
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
@@ -236,6 +237,7 @@ class ActivationVerbalizer:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seeds: Sequence[int] | None = None,
+        merge_adapters: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate one response per vector (KV cache; injection on the prefill only).
 
@@ -244,6 +246,9 @@ class ActivationVerbalizer:
             seeds: With ``do_sample``, one seed per row (:func:`~nla_lens.sampling.sample_seeds`):
                 each row then samples from its own random stream, so its response does not depend
                 on the rest of the batch. ``None``: the global torch random stream.
+            merge_adapters: Fold LoRA adapters into their weights while generating
+                (:func:`~nla_lens.models.adapters.merged_adapters`; the same tokens, one matrix
+                product per adapted layer instead of three). ``False`` only to compare.
 
         Returns:
             ``(tokens [N, L], finished [N])``: the new tokens (right-padded with the pad id) and
@@ -271,7 +276,8 @@ class ActivationVerbalizer:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        with self.injecting(vectors, prompt_length=len(prompt)) as hook:
+        merging = merged_adapters(self.model) if merge_adapters else contextlib.nullcontext()
+        with merging, self.injecting(vectors, prompt_length=len(prompt)) as hook:
             out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
         if hook.n_injections != 1:
             raise RuntimeError(f"The vector was injected {hook.n_injections} times during generation, expected once.")

@@ -9,7 +9,7 @@ One step (published method, DESIGN.md §1):
    train the AR;
 3. advantages standardised within each group; PPO-clipped surrogate on the AV's log-probs plus
    ``kl_coef`` times a KL estimate to the reference (warm-started) AV, the vector injected in the
-   reference pass too;
+   reference pass too (``kl_coef=0``: no reference model and no reference pass);
 4. in the same step the AR takes a regression step on the fresh, successful explanations.
 
 Samples are seeded per vector (``sample_seeds((seed, step), dataset row, sample)``), so a vector's
@@ -17,6 +17,9 @@ group is the same whichever process or batch position it lands in: a run under `
 launch --num_processes N`` makes the same update as one process. ``engine="vllm"`` samples with
 vLLM (the AV's weights are sent to it after every optimizer step); log-probs, the PPO ratio, the
 KL and every gradient stay in torch.
+
+HF rollouts run with the AV's LoRA adapters merged into its weights (``merge_adapters``): one
+matrix product per adapted layer instead of three, the same samples.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ class GRPOConfig(TrainerConfig):
         av_lr: AV learning rate [1e-5 full; use ~1e-4 with LoRA].
         ar_lr: AR learning rate [5e-5].
         clip: PPO clip range [0.2].
-        kl_coef: Weight of the KL penalty to the reference AV [0.01].
+        kl_coef: Weight of the KL penalty to the reference AV [0.01]. ``0``: no penalty, and so
+            no reference model (one copy of the AV less in memory) and no reference pass.
         train_ar: Also update the AR each step.
         ar_augment: The share of the AR update's explanations rewritten into another surface
             form first (:func:`nla_lens.rewrites.augment`), as in the AR warm start; rewards
@@ -71,6 +75,9 @@ class GRPOConfig(TrainerConfig):
             before the marker once, the rest once per vector, every sample of a group continuing
             from it) instead of once per sample; the same loss up to float rounding
             (``ActivationVerbalizer.logprobs(share_prefix=)``). ``False`` only to compare.
+        merge_adapters: HF rollouts fold the AV's LoRA adapters into its weights while sampling
+            (:func:`~nla_lens.models.adapters.merged_adapters`): the same samples, one matrix product
+            per adapted layer instead of three. ``False`` only to compare.
     """
 
     n_vectors: int = 8
@@ -87,8 +94,9 @@ class GRPOConfig(TrainerConfig):
     micro_batch_size: int = 8
     engine: str = "hf"
     share_prefix: bool = True
+    merge_adapters: bool = True
 
-    RESUMABLE = (*TrainerConfig.RESUMABLE, "engine", "share_prefix")  # share_prefix: speed only
+    RESUMABLE = (*TrainerConfig.RESUMABLE, "engine", "share_prefix", "merge_adapters")  # the last two: speed only
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -109,7 +117,8 @@ class GRPOTrainer(Trainer):
         config: :class:`GRPOConfig`.
         eval_dataset: Held-out vectors: ``evaluate`` round-trips them greedily and reports
             fve_nrm, its shuffled control, failure rate and response length.
-        reference: The AV model to keep close to (default: a frozen copy of ``nla.av.model`` now).
+        reference: The AV model to keep close to (default: a frozen copy of ``nla.av.model`` now;
+            none when ``kl_coef`` is 0).
         resume_from: A checkpoint of this run to continue from.
     """
 
@@ -145,8 +154,11 @@ class GRPOTrainer(Trainer):
             nla.av.model = apply_lora(nla.av.model, self.config.lora_r)
             nla.ar.backbone = apply_lora(nla.ar.backbone, self.config.lora_r)
             nla.ar.value_head.weight.requires_grad_(True)
-        self.reference = reference if reference is not None else copy.deepcopy(nla.av.model)
-        self.reference.eval().requires_grad_(False)
+        if reference is None and self.config.kl_coef > 0:
+            reference = copy.deepcopy(nla.av.model)
+        self.reference = reference
+        if self.reference is not None:
+            self.reference.eval().requires_grad_(False)
         nla.av.model.train()
         nla.ar.train()
         self.av_optimizer = torch.optim.AdamW(
@@ -165,7 +177,8 @@ class GRPOTrainer(Trainer):
             self.load_checkpoint(resume_from)
 
     def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"av": self.nla.av.model, "ar": self.nla.ar, "reference": self.reference}
+        modules = {"av": self.nla.av.model, "ar": self.nla.ar}
+        return modules if self.reference is None else {**modules, "reference": self.reference}
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"av": self.av_optimizer, "ar": self.ar_optimizer}
@@ -181,6 +194,7 @@ class GRPOTrainer(Trainer):
             included), parsed explanations, which failed, and response lengths.
         """
         av = self.nla.av
+        hf = {"merge_adapters": self.config.merge_adapters} if self.config.engine == "hf" else {}
         with evaluating(av.model):
             tokens, _ = av.engine(self.config.engine).generate(
                 vectors,
@@ -188,6 +202,7 @@ class GRPOTrainer(Trainer):
                 do_sample=True,
                 temperature=self.config.temperature,
                 seeds=seeds,
+                **hf,
             )
         responses, texts, failed = [], [], []
         for ids in tokens.tolist():
@@ -221,12 +236,14 @@ class GRPOTrainer(Trainer):
         av = self.nla.av
         policy_total, kl_total = 0.0, 0.0
         chunks = list(range(0, len(group), cfg.micro_batch_size))
+        penalised = cfg.kl_coef > 0  # kl_coef 0: no reference pass, no KL to report
         for lo in chunks:
             hi = min(lo + cfg.micro_batch_size, len(group))
-            with torch.no_grad():
-                ref_logp, _ = av.logprobs(
-                    group[lo:hi], responses[lo:hi], model=self.reference, share_prefix=cfg.share_prefix
-                )
+            if penalised:
+                with torch.no_grad():
+                    ref_logp, _ = av.logprobs(
+                        group[lo:hi], responses[lo:hi], model=self.reference, share_prefix=cfg.share_prefix
+                    )
             # Gradients are averaged across processes once, on the last micro-batch.
             sync = contextlib.nullcontext() if lo == chunks[-1] else self.accelerator.no_sync(self._av_train)
             with sync:
@@ -234,11 +251,12 @@ class GRPOTrainer(Trainer):
                     group[lo:hi], responses[lo:hi], model=self._av_train, share_prefix=cfg.share_prefix
                 )
                 policy_loss = clipped_surrogate(logp, logp.detach(), advantages[lo:hi].to(logp.device), mask, cfg.clip)
-                kl = kl_penalty(logp, ref_logp.to(logp.device), mask)
+                kl = kl_penalty(logp, ref_logp.to(logp.device), mask) if penalised else None
                 share = (hi - lo) / len(group)
-                self.accelerator.backward((policy_loss + cfg.kl_coef * kl) * share)
+                loss = policy_loss if kl is None else policy_loss + cfg.kl_coef * kl
+                self.accelerator.backward(loss * share)
             policy_total += policy_loss.item() * share
-            kl_total += kl.item() * share
+            kl_total += kl.item() * share if penalised else float("nan")
         av_grad = self._apply_gradients(self._av_train, self.av_optimizer)
         timings["policy_seconds"] = time.perf_counter() - start
         if cfg.engine != "hf":  # the next rollouts sample from the updated weights

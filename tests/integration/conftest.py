@@ -47,6 +47,20 @@ def tiny_nla():
 
 
 @pytest.fixture(scope="session")
+def warm_av_nla():
+    """``(nla, dataset)``: a tiny NLA whose AV had a short warm start, so some samples close their tag,
+    rewards differ within groups and a GRPO step makes a non-zero update. Shared: deep-copy before training."""
+    from nla_lens.testing import models
+    from nla_lens.testing.synthetic import concept_dataset
+    from nla_lens.training import AVWarmStart, WarmStartConfig
+
+    nla = models.tiny_nla()
+    data, texts = concept_dataset(48, nla.d_model)
+    AVWarmStart(nla.av, data, texts, WarmStartConfig(lr=1e-2, batch_size=16)).train(15, progress=False)
+    return nla, data
+
+
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One ``nla-lens train --preset smoke`` run on the embedded model (about a minute on 2 cores), shared by the
     ``test_recipe_*`` files: ``(run folder, what it printed)``. Tests read it; tests that change a run

@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from nla_lens.models.verbalizer import _new_shared_cache, unique_rows
-from nla_lens.testing.models import RELEASED_ARCHITECTURES, tiny_llama, tiny_nla
+from nla_lens.testing.models import RELEASED_ARCHITECTURES, tiny_llama
 from nla_lens.testing.released import tiny_released_pair
-from nla_lens.testing.synthetic import concept_dataset
-from nla_lens.training import AVWarmStart, GRPOConfig, GRPOTrainer, WarmStartConfig
+from nla_lens.training import GRPOConfig, GRPOTrainer
 from nla_lens.training.lora import apply_lora
 
 ATOL = 1e-5
@@ -144,16 +143,6 @@ def test_a_model_whose_cache_cannot_be_shared_takes_the_full_pass(tiny_nla):
 
 
 # -- one GRPO step -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def warm_av_nla():
-    """A tiny NLA whose AV had a short warm start: some samples close their tag, so rewards differ
-    within groups and a GRPO step makes a non-zero update."""
-    nla = tiny_nla()
-    data, texts = concept_dataset(48, nla.d_model)
-    AVWarmStart(nla.av, data, texts, WarmStartConfig(lr=1e-2, batch_size=16)).train(15, progress=False)
-    return nla, data
-
-
 def test_a_grpo_step_is_the_same_with_and_without_the_shared_prefix(warm_av_nla):
     nla, data = warm_av_nla
     results = {}
