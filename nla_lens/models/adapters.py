@@ -3,7 +3,8 @@
 A ``peft`` LoRA layer computes ``W x + s B (A x)``: three matrix products and a scaled add per
 adapted matrix. Merged, it computes ``(W + s B A) x``: one. Generation trains no adapter, so
 ``ActivationVerbalizer.generate`` runs merged (peft's own ``merge_adapter``/``unmerge_adapter``, as
-TRL does around its vLLM weight sync): the shipped NLA explains 8-12 % faster on 2 CPU cores.
+TRL does around its vLLM weight sync): on 2 CPU cores the shipped NLA generates 1.21x faster one
+vector at a time and 1.05x in batches of 32 (``benchmarks/bench_verbalize.py --pretrained``).
 Unmerging subtracts the same delta it added, so each weight comes back within a float ulp
 (``tests/integration/test_merged_adapters.py`` holds the tokens and weights to the unmerged ones).
 
