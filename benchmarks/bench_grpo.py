@@ -18,10 +18,11 @@ log-prob row, (b) the same prompt with shared-prefix log-probs (``GRPOConfig.sha
 shared prefix with the short default prompt, (d) + the LoRA adapters merged while sampling the
 rollouts (``GRPOConfig.merge_adapters``), all four with the same loss (tests); (e) + ``kl_coef=0``,
 a recipe choice (no reference model, no reference pass); and prints each one's seconds per step,
-its parts, its speed-up over the first one run and peak RSS. ``--profile`` runs the ``--steps`` steps (the figures), then
-one more with its pieces timed (generation, reference and policy forwards, backward, AR) under
-``torch.profiler``, and prints where that step's time goes. ``--threads 1`` on a busy machine:
-two threads that share their cores with another job wait on each other (several times slower).
+its parts, its speed-up over the first one run and peak RSS. ``--profile`` runs the ``--steps``
+steps (the figures), then one more with its pieces timed (generation, reference and policy
+forwards, backward, AR) under ``torch.profiler``, and prints where that step's time goes.
+``--threads 1`` on a busy machine: two threads that share their cores with another job wait on
+each other (several times slower).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main() -> None:
         "--share-prefix", action=argparse.BooleanOptionalAction, default=True, help="shared-prefix log-probs"
     )
     parser.add_argument(
-        "--merge", action=argparse.BooleanOptionalAction, default=True, help="LoRA merged in rollouts and reference"
+        "--merge", action=argparse.BooleanOptionalAction, default=True, help="HF rollouts with the LoRA adapters merged"
     )
     parser.add_argument("--kl-coef", type=float, default=GRPOConfig.kl_coef, help="0: no reference model or pass")
     parser.add_argument("--compare", action="store_true", help="configurations (a) to (e), one process each")
@@ -251,6 +252,9 @@ def compare_configurations(args: argparse.Namespace) -> None:
     """(a) long prompt + full log-prob passes, (b) + shared prefix, (c) + short prompt, (d) + merged
     adapters, (e) + no KL: one process each, ``--rounds`` times round-robin, each one's fastest run
     kept (a shared machine slows some runs down, never speeds one up)."""
+    known = "".join(label[0] for label, _ in CONFIGURATIONS)
+    if not args.configurations or set(args.configurations) - set(known):
+        raise SystemExit(f"--configurations takes letters of {known!r} (e.g. cde), got {args.configurations!r}.")
     chosen = [(label, flags) for label, flags in CONFIGURATIONS if label[0] in args.configurations]
     runs: dict[str, list[dict]] = {label: [] for label, _ in chosen}
     with tempfile.TemporaryDirectory() as tmp:
