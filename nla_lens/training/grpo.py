@@ -256,7 +256,7 @@ class GRPOTrainer(Trainer):
                 loss = policy_loss if kl is None else policy_loss + cfg.kl_coef * kl
                 self.accelerator.backward(loss * share)
             policy_total += policy_loss.item() * share
-            kl_total += kl.item() * share if penalised else float("nan")
+            kl_total += float("nan") if kl is None else kl.item() * share
         av_grad = self._apply_gradients(self._av_train, self.av_optimizer)
         timings["policy_seconds"] = time.perf_counter() - start
         if cfg.engine != "hf":  # the next rollouts sample from the updated weights

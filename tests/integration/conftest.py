@@ -61,6 +61,43 @@ def warm_av_nla():
 
 
 @pytest.fixture(scope="session")
+def same_grpo_update():
+    """``same_grpo_update(nla, data, a, b, columns=...)``: two GRPO trainers, each on a deep copy of ``nla``,
+    train two steps on the same batches (4 vectors x 4 samples, micro-batches of 6 that cut groups,
+    ``kl_coef=0.5`` so the second step has a KL) with the settings ``a`` and ``b`` on top; asserts the
+    same history ``columns`` and the same trained weights, and returns both trainers."""
+    import copy
+
+    from nla_lens.training import GRPOConfig, GRPOTrainer
+
+    base = dict(n_vectors=4, group_size=4, max_new_tokens=16, micro_batch_size=6, av_lr=1e-3, kl_coef=0.5, seed=11)
+
+    def run(nla, data, settings):
+        trainer = GRPOTrainer(copy.deepcopy(nla), data, GRPOConfig(**{**base, **settings}))
+        trainer.train(2, progress=False)
+        weights = {n: p.detach().clone() for n, p in trainer.nla.av.model.named_parameters() if p.requires_grad}
+        return trainer, weights
+
+    def compare(nla, data, a, b, columns=("policy_loss", "kl", "av_grad_norm", "reward_mean")):
+        (ta, wa), (tb, wb) = run(nla, data, a), run(nla, data, b)
+        for column in columns:
+            torch.testing.assert_close(
+                torch.tensor(ta.history[column].to_numpy()),
+                torch.tensor(tb.history[column].to_numpy()),
+                atol=1e-6,
+                rtol=1e-4,
+            )
+        assert wa.keys() == wb.keys() and wa
+        # Adam divides each gradient element by its own running scale, so float rounding in a near-zero
+        # element can move that weight by ~1e-6; a wrong log-prob moves weights by the step size (~1e-3).
+        for name in wa:
+            torch.testing.assert_close(wa[name], wb[name], atol=1e-5, rtol=1e-3, msg=name)
+        return ta, tb
+
+    return compare
+
+
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One ``nla-lens train --preset smoke`` run on the embedded model (about a minute on 2 cores), shared by the
     ``test_recipe_*`` files: ``(run folder, what it printed)``. Tests read it; tests that change a run

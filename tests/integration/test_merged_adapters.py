@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from nla_lens.models.adapters import mergeable, merged_adapters
-from nla_lens.training import GRPOConfig, GRPOTrainer
+from nla_lens.training import GRPOTrainer
 from nla_lens.training.lora import apply_lora
 
 
@@ -80,54 +80,28 @@ def test_what_is_not_merged(tiny_nla):
             pass  # gradients on and the adapters train
 
 
-def _grpo(nla, data, **kw):
-    config = GRPOConfig(
-        **{
-            **dict(n_vectors=4, group_size=4, max_new_tokens=16, micro_batch_size=6, av_lr=1e-3, seed=11, kl_coef=0.5),
-            **kw,
-        }
-    )
-    trainer = GRPOTrainer(copy.deepcopy(nla), data, config)
-    trainer.train(2, progress=False)  # the second step has a non-zero KL
-    weights = {n: p.detach().clone() for n, p in trainer.nla.av.model.named_parameters() if p.requires_grad}
-    return trainer, weights
-
-
-def _assert_same_run(a, b, columns=("policy_loss", "kl", "av_grad_norm", "reward_mean")):
-    (ta, wa), (tb, wb) = a, b
-    for column in columns:
-        torch.testing.assert_close(
-            torch.tensor(ta.history[column].to_numpy()),
-            torch.tensor(tb.history[column].to_numpy()),
-            atol=1e-6,
-            rtol=1e-4,
-        )
-    assert wa.keys() == wb.keys() and wa
-    # As in test_shared_prefix: Adam turns float rounding in a near-zero gradient element into ~1e-6.
-    for name in wa:
-        torch.testing.assert_close(wa[name], wb[name], atol=1e-5, rtol=1e-3, msg=name)
-
-
-def test_a_grpo_step_is_the_same_with_merged_rollouts(warm_av_nla):
+def test_a_grpo_step_is_the_same_with_merged_rollouts(warm_av_nla, same_grpo_update):
     """The AV holds LoRA adapters with non-zero B before GRPO starts: the rollouts fold them in."""
     nla, data = warm_av_nla
     nla = copy.deepcopy(nla)
     _lora_av(nla, seed=3)
-    merged = _grpo(nla, data, merge_adapters=True)
-    plain = _grpo(nla, data, merge_adapters=False)
-    assert merged[0].history["av_grad_norm"].iloc[0] > 0 and merged[0].history["kl"].iloc[-1] > 0
-    assert merged[0].last_samples.equals(plain[0].last_samples)  # the same explanations
-    assert not any(layer.merged for layer in _lora_layers(merged[0].nla.av.model))
-    _assert_same_run(merged, plain)
+    merged, plain = same_grpo_update(nla, data, dict(merge_adapters=True), dict(merge_adapters=False))
+    assert merged.history["av_grad_norm"].iloc[0] > 0 and merged.history["kl"].iloc[-1] > 0
+    assert merged.last_samples.equals(plain.last_samples)  # the same explanations
+    assert not any(layer.merged for layer in _lora_layers(merged.nla.av.model))
 
 
-def test_no_kl_means_no_reference_and_the_update_of_a_vanishing_kl(warm_av_nla, tmp_path):
+def test_no_kl_means_no_reference_and_the_update_of_a_vanishing_kl(warm_av_nla, same_grpo_update, tmp_path):
     nla, data = warm_av_nla
-    without = _grpo(nla, data, kl_coef=0.0, lora_r=4, output_dir=str(tmp_path / "run"), checkpoint_every=2)
-    vanishing = _grpo(nla, data, kl_coef=1e-12, lora_r=4)
-    assert without[0].reference is None and vanishing[0].reference is not None
-    assert without[0].history["kl"].isna().all() and (vanishing[0].history["kl"] > 0).any()
-    _assert_same_run(without, vanishing, columns=("policy_loss", "av_grad_norm", "reward_mean"))
+    without, vanishing = same_grpo_update(
+        nla,
+        data,
+        dict(kl_coef=0.0, lora_r=4, output_dir=str(tmp_path / "run"), checkpoint_every=2),
+        dict(kl_coef=1e-12, lora_r=4),
+        columns=("policy_loss", "av_grad_norm", "reward_mean"),
+    )
+    assert without.reference is None and vanishing.reference is not None
+    assert without.history["kl"].isna().all() and (vanishing.history["kl"] > 0).any()
     checkpoint = tmp_path / "run" / "checkpoint-2"
     assert not (checkpoint / "reference.safetensors").exists()
-    GRPOTrainer(copy.deepcopy(nla), data, without[0].config, resume_from=checkpoint)
+    GRPOTrainer(copy.deepcopy(nla), data, without.config, resume_from=checkpoint)

@@ -17,7 +17,6 @@ import torch
 from nla_lens.models.verbalizer import _new_shared_cache, unique_rows
 from nla_lens.testing.models import RELEASED_ARCHITECTURES, tiny_llama
 from nla_lens.testing.released import tiny_released_pair
-from nla_lens.training import GRPOConfig, GRPOTrainer
 from nla_lens.training.lora import apply_lora
 
 ATOL = 1e-5
@@ -143,36 +142,10 @@ def test_a_model_whose_cache_cannot_be_shared_takes_the_full_pass(tiny_nla):
 
 
 # -- one GRPO step -------------------------------------------------------------------------------
-def test_a_grpo_step_is_the_same_with_and_without_the_shared_prefix(warm_av_nla):
+def test_a_grpo_step_is_the_same_with_and_without_the_shared_prefix(warm_av_nla, same_grpo_update):
     nla, data = warm_av_nla
-    results = {}
-    for share_prefix in (True, False):
-        config = GRPOConfig(
-            n_vectors=4,
-            group_size=4,
-            max_new_tokens=16,
-            micro_batch_size=6,  # cuts groups
-            av_lr=1e-3,
-            kl_coef=0.5,
-            seed=11,
-            lora_r=4,
-            share_prefix=share_prefix,
-        )
-        trainer = GRPOTrainer(copy.deepcopy(nla), data, config)
-        trainer.train(2, progress=False)  # the second step has a non-zero KL
-        weights = {n: p.detach().clone() for n, p in trainer.nla.av.model.named_parameters() if p.requires_grad}
-        results[share_prefix] = trainer.history, weights
-    (shared, w_shared), (full, w_full) = results[True], results[False]
-    assert shared["av_grad_norm"].iloc[0] > 0 and shared["kl"].iloc[-1] > 0  # a real update, then a KL
-    for column in ("policy_loss", "kl", "av_grad_norm", "reward_mean"):
-        torch.testing.assert_close(
-            torch.tensor(shared[column].to_numpy()), torch.tensor(full[column].to_numpy()), atol=1e-6, rtol=1e-4
-        )
-    assert w_shared.keys() == w_full.keys()
-    # Adam divides each gradient element by its own running scale, so float rounding in a near-zero
-    # element can move that weight by ~1e-6; a wrong log-prob moves weights by the step size (~1e-3).
-    for name in w_shared:
-        torch.testing.assert_close(w_shared[name], w_full[name], atol=1e-5, rtol=1e-3, msg=name)
+    shared, _ = same_grpo_update(nla, data, dict(lora_r=4, share_prefix=True), dict(lora_r=4, share_prefix=False))
+    assert shared.history["av_grad_norm"].iloc[0] > 0 and shared.history["kl"].iloc[-1] > 0  # a real update, then a KL
 
 
 # -- the embedded model --------------------------------------------------------------------------
