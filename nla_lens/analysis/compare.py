@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nla_lens.analysis.sae_features import encode_features, top_features
+from nla_lens.analysis.sae_features import dense_features, encode_features, top_features
 from nla_lens.errors import InputError
 from nla_lens.hooks import nla_hook_name
 from nla_lens.sae import check_sae
@@ -38,6 +38,7 @@ def side_by_side(
     sae_top_k: int = 5,
     feature_contexts: Mapping[int, Sequence[str]] | None = None,
     feature_labels: Any = None,
+    include_dense: bool = False,
     max_new_tokens: int = 48,
     **round_trip_kwargs: Any,
 ) -> SideBySide:
@@ -53,8 +54,8 @@ def side_by_side(
         subject: The subject model it explains (TransformerBridge/HookedTransformer, or nnsight
             without the attention view) or its adapter.
         prompt: The text to read (not empty).
-        positions: Token positions to explain (default: all but the first; the only token of a
-            one-token prompt).
+        positions: Token positions to explain (default: the content positions, no attention sink
+            by :data:`~nla_lens.positions.CONTENT_RULE`; a notice names any sink left out).
         layer: Layer of the attention view (default: the NLA's layer).
         heads: Heads shown (default: all).
         sae: A SAELens ``SAE`` (or any object with the interface of :mod:`nla_lens.sae`) on the
@@ -62,9 +63,14 @@ def side_by_side(
         sae_top_k: Features listed per token.
         feature_contexts: ``{feature id: [context, ...]}``, e.g. from
             :func:`~nla_lens.analysis.sae_features.top_feature_contexts`; ``«token»`` is highlighted.
-        feature_labels: Each feature's label shown beside its id: a
-            :class:`~nla_lens.analysis.feature_labels.FeatureLabels` (the NLA's label words) or a
-            ``{feature id: label}`` mapping.
+            Its feature densities (a :class:`~nla_lens.analysis.sae_features.FeatureContexts`) say
+            which features are dense; without them the prompt's own tokens do (16 or more).
+        feature_labels: Each feature's label shown beside its id, always with its grounding: a
+            :class:`~nla_lens.analysis.feature_labels.FeatureLabels` (the NLA's label words), or a
+            ``{feature id: FeatureLabel or str}`` mapping (a bare string shows as ungrounded).
+        include_dense: List dense features (firing on at least
+            :data:`~nla_lens.analysis.sae_features.DENSE_FRACTION` of tokens) among the top
+            features; by default they are left out, with a notice. Marked "dense" either way.
         max_new_tokens: Explanation length cap.
         **round_trip_kwargs: Passed to ``NLA.round_trip`` (``seed``, ``progress``, ...).
 
@@ -94,9 +100,19 @@ def side_by_side(
     frame = nla.round_trip(read.vectors, max_new_tokens=max_new_tokens, **round_trip_kwargs)
     read.label(frame)
     rows = frame["vector"].to_numpy(copy=True)
-    frame["sae_features"] = (
-        _top_features(sae, read.vectors, sae_top_k)[rows].tolist() if sae is not None else [[] for _ in rows]
-    )
+    dense: dict[int, float] = {}
+    if sae is not None:
+        features = encode_features(sae, read.vectors)  # [n, d_sae]
+        dense = dense_features(feature_contexts, features)
+        frame["sae_features"] = _top_features(features, sae_top_k, {} if include_dense else dense)[rows].tolist()
+        if dense and not include_dense:
+            named = ", ".join(f"#{f} ({d:.0%})" for f, d in sorted(dense.items(), key=lambda x: -x[1])[:5])
+            notices.append(
+                f"{len(dense)} dense SAE feature(s) fire on nearly every token and are left out of the top "
+                f"features: {named}. Pass include_dense=True to list them."
+            )
+    else:
+        frame["sae_features"] = [[] for _ in rows]
     frame = frame[list(FRAME_COLUMNS) + [c for c in frame.columns if c not in FRAME_COLUMNS]]
     frame.attrs.update(prompt=prompt, hook_name=hook.name, n_tokens=len(read.ids), truncated=bool(notices))
 
@@ -116,6 +132,7 @@ def side_by_side(
         heads=shown,
         feature_contexts=feature_contexts,
         feature_labels=feature_labels.labels() if hasattr(feature_labels, "labels") else feature_labels,
+        dense_features=dense,
         notices=notices,
         description=f"subject {adapter.name}",
     )
@@ -138,9 +155,10 @@ def _attention(
     return pattern[chosen], chosen
 
 
-def _top_features(sae: Any, acts: torch.Tensor, k: int) -> np.ndarray:
-    """Object array ``[n]`` of ``[(feature id, activation), ...]`` (positive ones, strongest first)."""
-    ids, values = top_features(encode_features(sae, acts), max(1, int(k)))  # [n, k]
+def _top_features(features: torch.Tensor, k: int, exclude: Mapping[int, float]) -> np.ndarray:
+    """Object array ``[n]`` of ``[(feature id, activation), ...]`` (positive ones, strongest first) of
+    ``features`` ``[n, d_sae]``, leaving out ``exclude``'s ids."""
+    ids, values = top_features(features, max(1, int(k)), exclude=exclude)  # [n, k]
     out = np.empty(len(ids), dtype=object)
     for i, (row_ids, row_values) in enumerate(zip(ids.tolist(), values.tolist())):
         out[i] = [(f, v) for f, v in zip(row_ids, row_values) if f >= 0]

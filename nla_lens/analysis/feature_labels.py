@@ -29,12 +29,13 @@ import pandas as pd
 import torch
 
 from nla_lens.analysis.sae_agreement import control_summary, feature_contexts_for, positions_for
-from nla_lens.analysis.sae_features import encode_features
+from nla_lens.analysis.sae_features import FeatureContexts, dense_features, encode_features, feature_density
 from nla_lens.analysis.text import content_words, grounding
 from nla_lens.errors import InputError
 from nla_lens.metrics import derangement
 from nla_lens.sae import check_sae
 from nla_lens.subjects.hook_check import nla_hook_name
+from nla_lens.vis.sae import FeatureLabel
 
 __all__ = ["FeatureLabels", "direction_vectors", "label_words", "nla_feature_labels"]
 
@@ -45,11 +46,14 @@ class FeatureLabels:
 
     Attributes:
         frame: One row per feature: ``feature``, ``n_active`` (positions where it fires),
-            ``max_activation``, ``label`` (the label words joined), ``label_words``,
+            ``density`` (its firing density: over the contexts' corpus when they carry one, else
+            over ``data``), ``dense`` (``density >= DENSE_FRACTION``: it fires on nearly every
+            token), ``max_activation``, ``label`` (the label words joined), ``label_words``,
             ``direction_explanation``, ``label_grounding`` and ``label_grounding_shuffled``,
             ``direction_grounding`` and ``direction_grounding_shuffled`` (NaN without contexts
             or content words), ``top_contexts``, ``top_explanations`` and ``reference_label``
-            (a human or auto-interp label when given, else ``None``).
+            (a human or auto-interp label when given, else ``None``), and ``grounded`` (label
+            grounding above its shuffled control; a label that is not is shown as ungrounded).
         words: One row per (feature, word): ``feature``, ``word``, ``count`` (of the feature's
             top explanations with the word), ``rate``, ``base_rate``, ``lift``; label words first.
         positions: One row per (feature, top position): ``feature``, ``rank``, ``row`` (in the
@@ -73,9 +77,14 @@ class FeatureLabels:
             f"{s.get('label_grounding', math.nan):.3f} vs shuffled {s.get('label_grounding_shuffled', math.nan):.3f})"
         )
 
-    def labels(self) -> dict[int, str]:
-        """``{feature: label}`` for the side-by-side view (features without label words left out)."""
-        return {int(r.feature): r.label for r in self.frame.itertuples(index=False) if r.label}
+    def labels(self) -> dict[int, FeatureLabel]:
+        """``{feature: FeatureLabel}`` (label with its grounding and shuffled control) for the
+        side-by-side view; features without label words left out."""
+        return {
+            int(r.feature): FeatureLabel(r.label, float(r.label_grounding), float(r.label_grounding_shuffled))
+            for r in self.frame.itertuples(index=False)
+            if r.label
+        }
 
     def of(self, feature: int) -> pd.DataFrame:
         """One feature's top positions with their explanations (a DataFrame to read beside its label)."""
@@ -240,6 +249,11 @@ def nla_feature_labels(
         raise InputError(f"{len(explanations)} explanations for {n} positions; pass one per position.")
     contexts = feature_contexts_for(sae, feature_contexts, subject=subject, hook_name=nla_hook_name(nla))
     acts = encode_features(sae, dataset.vectors)  # [n, d_sae]
+    if isinstance(contexts, FeatureContexts) and contexts.density is not None:
+        density = contexts.density
+    else:
+        density = feature_density(acts)
+    dense = dense_features(contexts, acts)
 
     tops: dict[int, list[int]] = {}
     for f in features:
@@ -274,6 +288,8 @@ def nla_feature_labels(
             {
                 "feature": f,
                 "n_active": int((acts[:, f] > 0).sum()) if n else 0,
+                "density": float(density[f]),
+                "dense": f in dense,
                 "max_activation": float(acts[:, f].max()) if n else math.nan,
                 "label": label,
                 "label_words": words,
@@ -287,6 +303,9 @@ def nla_feature_labels(
                 "reference_label": (reference_labels or {}).get(f),
             }
         )
+        rows[-1]["grounded"] = FeatureLabel(
+            label, rows[-1]["label_grounding"], rows[-1]["label_grounding_shuffled"]
+        ).grounded
         position_rows += [
             {
                 "feature": f,

@@ -28,7 +28,9 @@ import pandas as pd
 import torch
 
 from nla_lens.analysis.sae_features import (
+    FeatureContexts,
     dataset_feature_contexts,
+    dense_features,
     encode_features,
     top_feature_contexts,
     top_features,
@@ -161,6 +163,8 @@ def feature_contexts_for(
         hook_name: The hook, for texts.
         k: Contexts per feature when computed here.
     """
+    if isinstance(contexts, FeatureContexts):
+        return contexts  # keeps its feature densities
     if isinstance(contexts, Mapping):
         return {int(f): list(c) for f, c in contexts.items()}
     if isinstance(contexts, ActivationDataset):
@@ -219,6 +223,7 @@ def sae_agreement(
     subject: Any = None,
     explanations: Sequence[str] | None = None,
     top_k: int = 5,
+    include_dense: bool = False,
     positions_per_doc: int = 2,
     max_new_tokens: int = 64,
     seed: int = 0,
@@ -238,6 +243,9 @@ def sae_agreement(
         explanations: The NLA's explanations of ``data``'s vectors, one each, when already made
             (e.g. a saved round trip); default: generated here (greedy).
         top_k: Features per position.
+        include_dense: Count dense features (firing on nearly every token, by the contexts'
+            densities or ``data``'s) among a position's top features; left out by default, as in
+            every view (their ids are in ``summary["dense_features"]``).
         positions_per_doc: Positions per text when ``data`` is text.
         max_new_tokens: Explanation length cap.
         seed: Seed of the shuffled pairing (and of drawn positions).
@@ -274,7 +282,9 @@ def sae_agreement(
         explanations = made.sort_values("vector")["explanation"].tolist()
     explanations = [str(e) for e in explanations]
     scores = score_round_trip(nla.ar, explanations, vectors)
-    ids, values = top_features(encode_features(sae, vectors), int(top_k))  # [n, k]
+    features = encode_features(sae, vectors)  # [n, d_sae]
+    dense = dense_features(contexts, features)
+    ids, values = top_features(features, int(top_k), exclude=None if include_dense else dense)  # [n, k]
     perm = derangement(n, seed) if n > 1 else None
 
     error = _unit(vectors.float()) - _unit(scores.predicted.float())  # [n, d_model]
@@ -300,6 +310,7 @@ def sae_agreement(
     coverage = sum(f in contexts for f in used) / len(used) if used else math.nan
     report = scores.summary(generator=seed) if n > 2 else {"fve_nrm": math.nan}
     summary = _summary(frame, int(top_k), float(report["fve_nrm"]), coverage)
+    summary["dense_features"] = sorted(dense)
     return SAEAgreement(frame, summary, vectors, scores.predicted.float())
 
 

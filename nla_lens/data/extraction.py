@@ -3,7 +3,10 @@
 Per document we tokenize (truncating to ``max_length``), draw ``positions_per_doc`` token
 positions with a per-document RNG seeded by ``(seed, doc_id)`` (so adding documents never changes
 the positions already drawn for others), skipping special tokens and positions below
-``min_position`` (position 0 is an attention sink whose norm is ~80× the rest). Documents are
+``min_position`` (so every vector has some context to explain), and keep only the drawn positions
+that count as content by :class:`~nla_lens.positions.ContentRule` (no attention sink: position 0,
+whose norm is ~80× the rest, or a later norm outlier; a sink drawn is dropped and counted in
+``meta["sink_positions_dropped"]``). Documents are
 assigned to named splits by a seeded permutation, so no document straddles two splits. The model
 runs in length-sorted, right-padded batches and stops at the hook's block.
 """
@@ -23,6 +26,7 @@ from tqdm.auto import tqdm
 from nla_lens.data.dataset import ActivationDataset, norm_stats
 from nla_lens.data.texts import as_texts
 from nla_lens.errors import InputError
+from nla_lens.positions import CONTENT_RULE, content_mask
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 
 DEFAULT_SPLITS: dict[str, float] = {"av_sft": 0.25, "ar_sft": 0.25, "rl": 0.4, "eval": 0.1}
@@ -83,7 +87,8 @@ def extract_activations(
         hook_name: TransformerLens hook name or layer index; defaults to the layer about two
             thirds of the way through (``blocks.20.hook_resid_post`` for the embedded model).
         positions_per_doc: Positions drawn per document (fewer if the document is short).
-        min_position: Smallest token position drawn (keeps the attention sink out).
+        min_position: Smallest token position drawn (context before every vector; attention sinks
+            are kept out by :data:`~nla_lens.positions.CONTENT_RULE` whatever its value).
         max_length: Documents are truncated to this many tokens.
         batch_size: Documents per forward pass.
         splits: Split names -> fractions of documents (default ``DEFAULT_SPLITS``).
@@ -159,6 +164,7 @@ def extract_activations(
     pad_id = subject.tokenizer.pad_token_id if subject.tokenizer.pad_token_id is not None else 0
     rows: list[dict[str, Any]] = []
     vectors: list[torch.Tensor] = []
+    sinks_dropped = 0
     bar = tqdm(total=len(order), desc=f"extract {hook.name}", unit="doc", disable=not progress)
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
@@ -167,9 +173,16 @@ def extract_activations(
         for row, doc_id in enumerate(batch):
             tokens[row, : len(encoded[doc_id])] = torch.tensor(encoded[doc_id])
         acts = subject.activations(tokens, hook)
+        usable = torch.zeros(tokens.shape, dtype=torch.bool)
+        for row, doc_id in enumerate(batch):
+            usable[row, : len(encoded[doc_id])] = torch.tensor([t not in special for t in encoded[doc_id]])
+        content = content_mask(acts.float().norm(dim=-1), usable)  # [B, T]: no sink
         for row, doc_id in enumerate(batch):
             ids = encoded[doc_id]
             for position in chosen[doc_id].tolist():
+                if not content[row, position]:
+                    sinks_dropped += 1
+                    continue
                 vectors.append(acts[row, position])
                 rows.append(
                     {
@@ -183,6 +196,8 @@ def extract_activations(
                 )
         bar.update(len(batch))
     bar.close()
+    if not vectors:
+        raise InputError("Every drawn position was an attention sink (a norm outlier); pass other documents.")
 
     stacked = torch.stack(vectors).float()
     frame = pd.DataFrame(rows).sort_values(["doc_id", "position"], kind="stable")
@@ -198,6 +213,7 @@ def extract_activations(
         "norm_stats": norm_stats(stacked),
         "documents": len(documents),
         "skipped_documents": len(skipped),
+        "sink_positions_dropped": sinks_dropped,
         "settings": {
             "positions_per_doc": positions_per_doc,
             "min_position": min_position,
@@ -206,6 +222,7 @@ def extract_activations(
             "splits": splits,
             "only_splits": sorted(only_splits) if only_splits is not None else None,
             "prepend_bos": subject.prepend_bos,
+            "content_rule": CONTENT_RULE.to_dict(),
         },
     }
     return ActivationDataset(stacked, frame, meta)

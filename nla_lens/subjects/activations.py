@@ -19,6 +19,7 @@ import torch
 
 from nla_lens.errors import InputError
 from nla_lens.hooks import HookPoint
+from nla_lens.positions import CONTENT_RULE, content_mask
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 
 __all__ = ["PromptActivations", "prompt_activations"]
@@ -68,8 +69,10 @@ def prompt_activations(
         subject: A TransformerBridge / HookedTransformer / nnsight model or its adapter.
         prompt: The text; an empty prompt gives no positions and ``[0, d_model]`` vectors.
         hook: A hook name, a layer index (its ``hook_resid_post``) or a resolved hook point.
-        positions: Token positions to keep (default: all but the first, an attention sink; the
-            only token of a one-token prompt).
+        positions: Token positions to keep (default: the content positions by
+            :data:`~nla_lens.positions.CONTENT_RULE`, i.e. no attention sink: not position 0, not a
+            norm outlier, with a notice naming any later sink left out; the only token of a
+            one-token prompt).
         warn: Warn when the prompt is cut to the context (the notice is kept either way).
         stacklevel: Where the warning about a prompt cut to the context points (the caller's
             caller by default).
@@ -96,16 +99,32 @@ def prompt_activations(
             warnings.warn(notices[-1], stacklevel=stacklevel + 1)
         ids = ids[: adapter.n_ctx]
     tokens = [adapter.tokenizer.decode([t]) for t in ids]
-    if positions is None:
-        chosen = list(range(1, len(ids))) or list(range(len(ids)))
-    else:
-        chosen = [int(p) for p in positions]
-    if any(not 0 <= p < len(ids) for p in chosen):
+    chosen = None if positions is None else [int(p) for p in positions]
+    if chosen is not None and any(not 0 <= p < len(ids) for p in chosen):
         raise InputError(
             f"positions must be token indices in 0..{len(ids) - 1} for this prompt ({len(ids)} tokens), got {chosen}."
         )
-    if chosen:
-        vectors = adapter.activations(torch.tensor([ids]), point)[0][chosen]  # [n_positions, d_model]
-    else:
-        vectors = torch.zeros(0, adapter.d_model)
-    return PromptActivations(vectors.float(), chosen, tokens, list(ids), point, notices)
+    if not ids or chosen == []:
+        return PromptActivations(torch.zeros(0, adapter.d_model), [], tokens, list(ids), point, notices)
+    acts = adapter.activations(torch.tensor([ids]), point)[0].float()  # [seq, d_model]
+    if chosen is None:
+        chosen = _content_positions(acts, ids, tokens, adapter.special_token_ids(), notices)
+    return PromptActivations(acts[chosen], chosen, tokens, list(ids), point, notices)
+
+
+def _content_positions(
+    acts: torch.Tensor, ids: list[int], tokens: list[str], special: set[int], notices: list[str]
+) -> list[int]:
+    """The content positions of one prompt (``acts`` ``[seq, d_model]``); a notice names later sinks."""
+    norms = acts.norm(dim=-1)
+    usable = torch.tensor([[t not in special for t in ids]])
+    content = content_mask(norms[None], usable)[0]
+    chosen = torch.nonzero(content).flatten().tolist()
+    if not chosen:  # a one-token prompt (or nothing but sinks): its last token, rather than nothing
+        return [len(ids) - 1]
+    reference = float(norms[chosen].median())
+    sinks = [p for p in range(CONTENT_RULE.min_position, len(ids)) if usable[0, p] and not content[p]]
+    if sinks:
+        named = ", ".join(f"{p} {tokens[p]!r} (norm {float(norms[p]) / reference:.0f}× the median)" for p in sinks)
+        notices.append(f"Not explained: attention-sink position(s) {named}; pass positions= to include them.")
+    return chosen

@@ -3,8 +3,9 @@
 Owns :func:`train_embedded_sae` (a TopK SAE trained with SAELens's ``SAETrainer`` on activations
 read from a subject model, cached on disk and reloaded instead of retrained), :func:`load_sae`,
 :func:`collect_activations` (the rows an SAE trains on) and :func:`activation_batches` (a corpus
-read batch by batch at one hook, position 0 and special tokens masked out; the top feature
-contexts of :mod:`nla_lens.analysis.sae_features` read the corpus with it too). The SAE checks
+read batch by batch at one hook, with only its content positions marked usable by
+:class:`~nla_lens.positions.ContentRule`, which keeps attention sinks out; the top feature contexts of
+:mod:`nla_lens.analysis.sae_features` read the corpus with it too). The SAE checks
 live in :mod:`nla_lens.sae`.
 
 ``sae_lens`` is imported inside the functions that need it (training and loading need SAELens,
@@ -27,6 +28,7 @@ from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CacheError, InputError
 from nla_lens.hooks import HookPoint
 from nla_lens.optional import sae_lens
+from nla_lens.positions import CONTENT_RULE, ContentRule, content_mask
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 
 __all__ = ["activation_batches", "collect_activations", "load_sae", "train_embedded_sae"]
@@ -41,13 +43,13 @@ def activation_batches(
     *,
     max_length: int,
     batch_size: int,
-    skip_first: bool,
+    rule: ContentRule | None = None,
 ) -> Iterator[tuple[list[list[int]], torch.Tensor, torch.Tensor]]:
-    """Yield ``(ids, acts [B, T, d_model], mask [B, T])`` per batch of texts; ``mask`` marks usable tokens.
+    """Yield ``(ids, acts [B, T, d_model], mask [B, T])`` per batch of texts; ``mask`` marks content tokens.
 
     Texts are cut to ``max_length`` tokens (and the model's ``n_ctx``) and right-padded; texts that
-    encode to no token are dropped. Special tokens, and position 0 with ``skip_first`` (an
-    attention sink with a huge norm in real models), are left out of ``mask``.
+    encode to no token are dropped. Padding, special tokens and attention sinks (position 0 and
+    norm outliers, by ``rule``, default :data:`~nla_lens.positions.CONTENT_RULE`) are left out of ``mask``.
 
     Raises:
         InputError: ``texts`` is not a list of strings.
@@ -65,12 +67,11 @@ def activation_batches(
             continue
         width = max(len(x) for x in ids)
         tokens = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
-        mask = torch.zeros(tokens.shape, dtype=torch.bool)
+        usable = torch.zeros(tokens.shape, dtype=torch.bool)
         for row, x in enumerate(ids):
-            mask[row, : len(x)] = torch.tensor([t not in special for t in x])
-        if skip_first:
-            mask[:, 0] = False
-        yield ids, adapter.activations(tokens, hook), mask
+            usable[row, : len(x)] = torch.tensor([t not in special for t in x])
+        acts = adapter.activations(tokens, hook)  # [B, T, d_model]
+        yield ids, acts, content_mask(acts.float().norm(dim=-1), usable, rule)
 
 
 def load_sae(path: str | Path, *, device: str = "cpu") -> Any:
@@ -102,7 +103,7 @@ def _cache_folder(root: Path, adapter: SubjectAdapter, texts: list[str], setting
 def collect_activations(
     adapter: SubjectAdapter, texts: list[str], hook: HookPoint, *, limit: int, max_length: int, batch_size: int
 ) -> torch.Tensor:
-    """Up to ``limit`` activation rows ``[N, d_model]`` at ``hook`` (no position 0, no special tokens).
+    """Up to ``limit`` activation rows ``[N, d_model]`` at ``hook``, content positions only (no sink, no special token).
 
     What an SAE trains on; ``scripts/embedded_sae.py`` reads its held-out rows with it too.
     """
@@ -110,9 +111,7 @@ def collect_activations(
 
     rows, total = [], 0
     with tqdm(total=limit, desc="Reading activations", unit="tok") as bar:
-        for _, acts, mask in activation_batches(
-            adapter, texts, hook, max_length=max_length, batch_size=batch_size, skip_first=True
-        ):
+        for _, acts, mask in activation_batches(adapter, texts, hook, max_length=max_length, batch_size=batch_size):
             rows.append(acts[mask])
             total += rows[-1].shape[0]
             bar.update(min(rows[-1].shape[0], limit - bar.n))
@@ -174,7 +173,8 @@ def train_embedded_sae(
 ) -> Any:
     """Train (or load from the cache) a TopK SAE on a subject model's activations at one hook.
 
-    Activations of ``texts`` (position 0 and special tokens left out, at most ``max_activations``
+    Activations of ``texts`` (content positions only: attention sinks and special tokens left out by
+    :data:`~nla_lens.positions.CONTENT_RULE`, recorded in the cache key; at most ``max_activations``
     rows kept in memory) feed SAELens's ``SAETrainer``, reshuffled every epoch until
     ``training_tokens`` samples have been seen. The defaults are measured on the embedded model
     (``scripts/embedded_sae.py``): with fewer steps or a lower learning rate most features never
@@ -227,6 +227,7 @@ def train_embedded_sae(
         lr=lr,
         max_length=max_length,
         seed=seed,
+        content_rule=CONTENT_RULE.to_dict(),
     )
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir() / "saes"
     folder = _cache_folder(root, adapter, texts, settings)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nla_lens.vis.html import BASE_CSS, HTMLView, esc, unique_id
-from nla_lens.vis.sae import highlight_context
+from nla_lens.vis.sae import FeatureLabel, highlight_context
 from nla_lens.vis.side_by_side import score_colour
 
 __all__ = ["FeatureCard"]
@@ -36,6 +36,10 @@ def _number(value: Any) -> str:
     return "—" if value is None or not math.isfinite(float(value)) else f"{float(value):.2f}"
 
 
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
 def _grounding_html(own: Any, shuffled: Any) -> str:
     shade = score_colour(float(own) if own is not None else math.nan)
     return (
@@ -52,7 +56,9 @@ class FeatureCard(HTMLView):
             ``label_words``, ``direction_explanation``, ``label_grounding``,
             ``label_grounding_shuffled``, ``direction_grounding``, ``direction_grounding_shuffled``,
             ``top_contexts`` (``«token»`` marked), and optionally ``top_explanations``,
-            ``reference_label``, ``n_active``, ``max_activation``.
+            ``reference_label``, ``n_active``, ``density``, ``dense``, ``max_activation``. A label
+            whose grounding is not above its shuffled control is shown as ungrounded; a dense
+            feature (fires on nearly every token) is marked.
         summary: The labels' summary (shown above the cards when given).
     """
 
@@ -92,12 +98,29 @@ class FeatureCard(HTMLView):
         meta = []
         if row.get("n_active") is not None:
             meta.append(f"fires at {int(row['n_active'])} positions")
+        if row.get("density") is not None and math.isfinite(float(row["density"])):
+            meta.append(f"on {float(row['density']):.0%} of tokens")
         if row.get("max_activation") is not None and math.isfinite(float(row["max_activation"])):
             meta.append(f"max {float(row['max_activation']):.2f}")
+        label = FeatureLabel(
+            " ".join(words), _float(row.get("label_grounding")), _float(row.get("label_grounding_shuffled"))
+        )
+        dense = (
+            ' <span class="nla-dense" title="fires on nearly every token: says little about any one">dense</span>'
+            if row.get("dense")
+            else ""
+        )
+        verdict = (
+            ""
+            if label.grounded or not words
+            else ' <span class="nla-ungrounded" data-ungrounded="1">ungrounded: no better than a shuffled feature</span>'
+        )
+        if words and not label.grounded:
+            chips = f'<s class="nla-ungrounded">{chips}</s>'
         lines = [
             f'<div class="nla-card" data-feature="{feature}">',
-            f'<h3>Feature #{feature} <span class="nla-meta">{esc(" · ".join(meta))}</span></h3>',
-            f"<div><b>NLA label</b> {chips} "
+            f'<h3>Feature #{feature}{dense} <span class="nla-meta">{esc(" · ".join(meta))}</span></h3>',
+            f"<div><b>NLA label</b> {chips}{verdict} "
             f"{_grounding_html(row.get('label_grounding'), row.get('label_grounding_shuffled'))}</div>",
             f"<div><b>Its direction, explained</b> <q>{esc(row.get('direction_explanation') or '')}</q> "
             f"{_grounding_html(row.get('direction_grounding'), row.get('direction_grounding_shuffled'))}</div>",

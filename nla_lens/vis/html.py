@@ -57,6 +57,8 @@ BASE_CSS = """
 .nla-vis .nla-num { font-family: ui-monospace, Menlo, Consolas, monospace; white-space: nowrap; }
 .nla-vis .nla-feat { display: inline-block; margin: 1px 4px 1px 0; }
 .nla-vis .nla-feat summary { cursor: pointer; font-family: ui-monospace, Menlo, Consolas, monospace; }
+.nla-vis .nla-dense { background: #fff1c2; border-radius: 3px; padding: 0 3px; font-size: 11px; }
+.nla-vis .nla-ungrounded { color: #8c959f; }
 .nla-vis .nla-ctx { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 11px;
   color: #424a53; margin: 2px 0 2px 12px; white-space: pre-wrap; }
 .nla-vis .nla-ctx mark { background: #ffd33d; padding: 0 1px; }

@@ -17,7 +17,7 @@ import pandas as pd
 
 from nla_lens.vis._moved import moved
 from nla_lens.vis.html import BASE_CSS, HTMLView, circuitsvis_html, esc, unique_id
-from nla_lens.vis.sae import feature_html
+from nla_lens.vis.sae import FeatureLabel, feature_html
 
 if TYPE_CHECKING:
     import torch
@@ -82,9 +82,12 @@ class SideBySide(HTMLView):
         heads: Head indices shown.
         hook_name: Hook the NLA (and SAE) read.
         feature_contexts: ``{feature id: [snippet, ...]}`` shown under each feature.
-        feature_labels: ``{feature id: label}`` shown beside each feature's id (e.g. the NLA's
-            label words, ``FeatureLabels.labels()``).
-        notices: Visible warnings (e.g. the prompt was truncated).
+        feature_labels: ``{feature id: FeatureLabel}`` shown beside each feature's id with its
+            grounding (e.g. ``FeatureLabels.labels()``); a bare string label has no grounding and is
+            shown as ungrounded.
+        dense_features: ``{feature id: density}`` of the features that fire on nearly every token,
+            marked "dense" wherever they appear.
+        notices: Visible warnings (e.g. the prompt was truncated, an attention sink left out).
     """
 
     title = "nla_lens side by side"
@@ -99,7 +102,8 @@ class SideBySide(HTMLView):
         layer: int | None = None,
         heads: Sequence[int] = (),
         feature_contexts: Mapping[int, Sequence[str]] | None = None,
-        feature_labels: Mapping[int, str] | None = None,
+        feature_labels: Mapping[int, FeatureLabel | str] | None = None,
+        dense_features: Mapping[int, float] | None = None,
         notices: Sequence[str] = (),
         description: str = "",
     ):
@@ -111,7 +115,11 @@ class SideBySide(HTMLView):
         self.layer = layer
         self.heads = list(heads)
         self.feature_contexts = {int(f): list(c) for f, c in (feature_contexts or {}).items()}
-        self.feature_labels = {int(f): str(label) for f, label in (feature_labels or {}).items()}
+        self.feature_labels = {
+            int(f): label if isinstance(label, FeatureLabel) else FeatureLabel(str(label))
+            for f, label in (feature_labels or {}).items()
+        }
+        self.dense_features = {int(f): float(d) for f, d in (dense_features or {}).items()}
         self.notices = list(notices)
         self.description = description
 
@@ -168,7 +176,13 @@ class SideBySide(HTMLView):
             )
             if has_sae:
                 chips = (
-                    feature_html(f, a, self.feature_contexts.get(int(f)), self.feature_labels.get(int(f)))
+                    feature_html(
+                        f,
+                        a,
+                        self.feature_contexts.get(int(f)),
+                        self.feature_labels.get(int(f)),
+                        density=self.dense_features.get(int(f)),
+                    )
                     for f, a in r.sae_features
                 )
                 cells += "<td>" + "".join(chips) + "</td>"

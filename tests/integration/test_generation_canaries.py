@@ -4,7 +4,9 @@ transformers 5.24 renamed the KV-cache argument inside its decoder layers, and T
 ``TransformerBridge.generate`` (3.9 and 4.3 alike) silently kept an empty cache from then on:
 garbage after the first token, no error. nla_lens generates through TransformerLens subjects with
 its own loop (``steered_generate``), so these tests pin that loop, and the nnsight path, to what the
-model really writes: the next silent upstream break fails a test named after its cause.
+model really writes: the next silent upstream break fails a test named after its cause. A researcher
+calls ``bridge.generate`` itself, so it is pinned too: the locked environments hold transformers below
+5.24 for it (pyproject.toml says why), and ``scripts/latest.sh`` shows when a newer release breaks it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,38 @@ def test_transformer_bridge_generation_equals_hf_generate(bridge, embedded_hf, p
     want = _hf_greedy_text(hf_model, tokenizer, prompt)
     assert len(want) > 10  # a real continuation, so equality says something
     assert steered_generate(bridge, prompt, None, hook_name=20, max_new_tokens=NEW_TOKENS) == want
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("with_hook", [False, True], ids=["plain", "with-hook"])
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_transformer_lens_own_bridge_generate_equals_hf_generate(bridge, embedded_hf, prompt, with_hook):
+    # TransformerLens's own KV-cached generation, as a researcher calls it (with and without a hook
+    # attached); transformers 5.24 broke it silently, so the locks hold transformers below 5.24.
+    hf_model, tokenizer = embedded_hf
+    want = _hf_greedy_text(hf_model, tokenizer, prompt)
+    ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+    seen: list[int] = []
+
+    def record(activation, hook):
+        seen.append(activation.shape[1])
+        return activation
+
+    hooks = [("blocks.20.hook_resid_post", record)] if with_hook else []
+    with bridge.hooks(fwd_hooks=hooks):
+        out = bridge.generate(
+            ids,
+            max_new_tokens=NEW_TOKENS,
+            do_sample=False,
+            stop_at_eos=False,
+            use_past_kv_cache=True,
+            return_type="tokens",
+            verbose=False,
+        )
+    got = tokenizer.decode(_cut(out[0, ids.shape[1] :].tolist(), tokenizer), skip_special_tokens=True)
+    assert len(want) > 10
+    assert got == want
+    assert len(seen) == (NEW_TOKENS if with_hook else 0)  # the hook ran on every forward pass
 
 
 @pytest.mark.embedded

@@ -183,8 +183,36 @@ def test_side_by_side_shows_each_feature_with_its_nla_label(nla):
             "sae_features": [[(0, 2.0), (1, 1.0)]],
         }
     )
-    html = SideBySide(frame, ["a", "cat"], hook_name=HOOK, feature_labels=labels.labels()).html
-    assert f"#0 <i>{labels.labels()[0]}</i>" in html and f"#1 <i>{labels.labels()[1]}</i>" in html
+    shown = labels.labels()
+    assert shown[0].grounded and shown[1].grounded
+    html = SideBySide(frame, ["a", "cat"], hook_name=HOOK, feature_labels=shown).html
+    for f in (0, 1):
+        score = f"grounding {shown[f].grounding:.2f} vs shuffled {shown[f].shuffled:.2f}"
+        assert f'#{f} <i class="nla-label">{shown[f].text}</i> <span class="nla-meta">({score})' in html
+    assert "(ungrounded" not in html
+
+
+def test_an_ungrounded_label_is_shown_as_such_in_the_side_by_side_view_and_the_feature_card(nla):
+    sae = exact_sae()
+    data, texts = mixture(64, 4)
+    # Feature 1's contexts hold no word of its label (the concept "dog"): its label is ungrounded.
+    labels = nla_feature_labels(
+        nla, sae, data, [0, 1], feature_contexts={0: ["the «cat»"], 1: ["the «mat»"], 2: ["a «bird»"]},
+        explanations=texts, max_new_tokens=4, progress=False,
+    )  # fmt: skip
+    frame = labels.frame.set_index("feature")
+    assert frame.loc[0, "grounded"] and not frame.loc[1, "grounded"]
+    table = pd.DataFrame(
+        {"position": [1], "token": ["dog"], "explanation": ["the dog"], "mse": [0.1], "cosine": [0.9],
+         "gain": [0.5], "sae_features": [[(1, 2.0), (0, 1.0), (5, 0.5)]]}
+    )  # fmt: skip
+    html = SideBySide(table, ["a", "dog"], hook_name=HOOK, feature_labels={**labels.labels(), 5: "bare words"}).html
+    assert '<s class="nla-label nla-ungrounded"' in html and f"{labels.labels()[1].text}</s>" in html
+    assert "(ungrounded: grounding 0.00 vs shuffled" in html
+    assert 'bare words</s> <span class="nla-meta">(ungrounded: grounding — vs shuffled —)' in html  # never bare
+    card = labels.card(1).html
+    assert 'data-ungrounded="1"' in card and "ungrounded" in card
+    assert 'data-ungrounded="1"' not in labels.card(0).html
 
 
 def test_feature_card_renders_a_hand_made_row():
