@@ -2,7 +2,8 @@
 
 Every error the library raises on bad input is an ``NLALensError``; the subclasses also derive
 from the builtin a Python user would catch (``ValueError``, ``KeyError``, ...), so
-``except ValueError`` keeps working. Messages say what is wrong and how to fix it.
+``except ValueError`` keeps working. Messages say what is wrong and how to fix it. Warnings about
+results that ran but may mislead are ``NLALensWarning`` subclasses (``UserWarning``).
 """
 
 from __future__ import annotations
@@ -66,3 +67,17 @@ class MissingDependencyError(NLALensError, ImportError):
 
 class SAEInterfaceError(InputError):
     """An SAE object lacks the small interface nla_lens reads (see :mod:`nla_lens.sae`)."""
+
+
+class NLALensWarning(UserWarning):
+    """Base class of the warnings nla_lens issues about a result that ran but may mislead."""
+
+
+class FluencyWarning(NLALensWarning):
+    """Steered text is no longer fluent (see :mod:`nla_lens.analysis.fluency` for the thresholds):
+    a steering gain measured on garbage says little; lower the coefficient."""
+
+
+class NormRangeWarning(NLALensWarning):
+    """A vector given to an NLA has an L2 norm far outside the norms it was trained on (see
+    :mod:`nla_lens.norm_range`): it probably comes from another layer, hook or model."""

@@ -6,8 +6,8 @@ is the only place its fields are defined. It reads the published format unchange
 ``tokens``, ``prompt_templates`` with ``av``/``ar`` or ``actor``/``critic``, and the
 extraction layer K as top-level ``extraction_layer_index`` or ``critic.extraction_layer_index``
 / ``critic.num_hidden_layers``), adds our own optional fields (``subject_model``,
-``extraction.layer``, ``extraction.hook_name``, ``provenance``) and keeps every unknown key on a
-round trip. One field of ours changes behaviour: ``prompt_templates.av_prefill``, the text an AV
+``extraction.layer``, ``extraction.hook_name``, ``extraction.norm_range``, ``provenance``) and keeps
+every unknown key on a round trip. One field of ours changes behaviour: ``prompt_templates.av_prefill``, the text an AV
 was trained to see after the chat template (nla_lens writes ``<explanation>``); absent means the
 published behaviour, nothing after the template. :meth:`NLAMeta.validate` checks the sidecar against the live tokenizer and model
 config before anything trusts it.
@@ -28,6 +28,7 @@ import yaml
 
 from nla_lens.errors import CheckpointError, MarkerError
 from nla_lens.injection import choose_marker, marker_neighbors
+from nla_lens.norm_range import NormRange
 
 __all__ = ["SIDECAR_NAME", "DEFAULT_AV_TEMPLATE", "VERBOSE_AV_TEMPLATE", "DEFAULT_AR_TEMPLATE", "TokenMeta", "NLAMeta"]
 
@@ -139,10 +140,12 @@ class NLAMeta:
         d_model: Width of the explained vectors.
         tokens: The marker and its neighbours (:class:`TokenMeta`).
         injection_scale: L2 norm vectors are rescaled to before injection (AV; null for AR).
-        mse_scale: L2 norm both vectors are rescaled to before the MSE (``sqrt(d)``), or
-            ``None`` for raw-magnitude MSE.
+        mse_scale: L2 norm both vectors are rescaled to before the MSE (``sqrt(d)``; a value within
+            0.1 % of it, such as a rounded one, is read as ``sqrt(d)``), or ``None`` for raw-magnitude MSE.
         layer: Extraction layer K (``blocks.K.hook_resid_post``); the AR keeps K+1 blocks.
         hook_name: TransformerLens hook name the vectors come from.
+        norm_range: L2-norm percentiles of the training vectors (:class:`~nla_lens.norm_range.NormRange`),
+            recorded by nla_lens's trainers; ``None`` (released NLAs) checks no vector's norm.
         av_template: AV user-turn format string with ``{injection_char}``.
         ar_template: AR raw-prompt format string with ``{explanation}``.
         av_prefill: Text the AV reads after the chat-rendered template, before it writes (ours:
@@ -162,6 +165,7 @@ class NLAMeta:
     mse_scale: float | None = _SQRT_D  # type: ignore[assignment]  # resolved to sqrt(d_model)
     layer: int | None = None
     hook_name: str | None = None
+    norm_range: NormRange | None = None
     av_template: str | None = DEFAULT_AV_TEMPLATE
     ar_template: str | None = DEFAULT_AR_TEMPLATE
     av_prefill: str | None = None
@@ -182,6 +186,9 @@ class NLAMeta:
             raise _fail("d_model", f"must be a positive integer, got {self.d_model!r}.")
         for name in ("injection_scale", "mse_scale"):
             setattr(self, name, _resolve_scale(getattr(self, name), self.d_model, name))
+        if self.mse_scale is not None and math.isclose(self.mse_scale, math.sqrt(self.d_model), rel_tol=1e-3):
+            # sqrt(d), written rounded as in the published docs (59.87 for d = 3584): read as sqrt(d).
+            self.mse_scale = math.sqrt(self.d_model)
         if self.role == "av" and self.injection_scale is None:
             raise _fail(
                 "extraction.injection_scale",
@@ -194,6 +201,8 @@ class NLAMeta:
                 self.layer = int(match.group(1))
             elif match and int(match.group(1)) != self.layer:
                 raise _fail("extraction", f"hook_name {self.hook_name!r} is not at layer {self.layer}.")
+        if self.norm_range is not None and not isinstance(self.norm_range, NormRange):
+            self.norm_range = NormRange.from_dict(self.norm_range)
         if self.layer is not None and (not isinstance(self.layer, int) or self.layer < 0):
             raise _fail("extraction.layer", f"must be a non-negative integer, got {self.layer!r}.")
 
@@ -208,6 +217,8 @@ class NLAMeta:
         extra = copy.deepcopy(self.extra)
         extraction = {k: v for k, v in (("layer", self.layer), ("hook_name", self.hook_name)) if v is not None}
         extraction.update(injection_scale=self.injection_scale, mse_scale=self.mse_scale)
+        if self.norm_range is not None:
+            extraction["norm_range"] = self.norm_range.to_dict()
         if self.kind == "nla_dataset":
             extraction["d_model"] = self.d_model
         extraction.update(extra.pop("extraction", {}))
@@ -276,6 +287,7 @@ class NLAMeta:
         if len(found) > 1:
             raise _fail("extraction", f"records conflicting extraction layers {sorted(found)}.")
         hook_name = extraction.pop("hook_name", None) or extraction.pop("hook", None) or data.pop("hook_name", None)
+        norm_range = extraction.pop("norm_range", None)
         extra = data
         for name, rest in (("extraction", extraction), ("prompt_templates", templates), ("critic", critic)):
             rest = {k: v for k, v in rest.items() if k not in ("injection_scale", "mse_scale")}
@@ -289,6 +301,7 @@ class NLAMeta:
             mse_scale=_resolve_scale(extraction.get("mse_scale", _SQRT_D), d_model, "mse_scale"),
             layer=found.pop() if found else None,
             hook_name=hook_name,
+            norm_range=None if norm_range is None else NormRange.from_dict(norm_range),
             av_template=av if av is not None else actor,
             ar_template=ar if ar is not None else critic_template,
             av_prefill=av_prefill,

@@ -382,7 +382,7 @@ explanation's topic words along each continuation.
     )
     cells += [
         code("""
-from nla_lens.analysis import explanation_vector, steer
+from nla_lens.analysis import steer, steering_sweep
 
 bridge = nla_lens.load_subject("smollm2-135m")
 nla = NLA.from_pretrained("smollm2-135m-L20")
@@ -421,33 +421,48 @@ summary[["topic_logprob_none", "topic_logprob_explanation", "topic_logprob_rando
         code("""
 results["edited explanation (kitchen words)"].frame[["prompt", "condition", "continuation", "topic_logprob"]]
 """),
-        md("## How strong a push? A coefficient sweep"),
-        code("""
-coefficients = mode.pick(full=[0.25, 0.5, 1.0, 2.0, 4.0], smoke=[0.5, 2.0])
-vector = explanation_vector(nla, edited)
-sweep = pd.DataFrame([
-    {"coefficient": c, **steer(nla, bridge, prompts, edited, vector=vector, coefficient=c,
-                                topic_words=KITCHEN, max_new_tokens=MAX_NEW,
-                                progress=False).summary}
-    for c in coefficients])
+        md("""
+## How strong a push? A coefficient sweep
 
-fig, ax = plt.subplots(figsize=(7, 3.6))
-ax.plot(sweep["coefficient"], sweep["gain_vs_none_fixed"], marker="o", label="explanation vector vs none")
-ax.plot(sweep["coefficient"], sweep["gain_vs_random_fixed"], marker="s", label="explanation vector vs random")
+`steering_sweep` runs the same experiment at several strengths (the unsteered text is generated
+once) and puts the **fluency** of the steered text beside each gain: `logprob_drop`, how many
+nats/token less likely the *unsteered* subject finds the steered text than its own, and
+`repetition_explanation`, the fraction of repeated token trigrams. A row is `fluent` when the drop
+is at most 1.5 nats/token and the repetition at most 0.5; `steer` warns (`FluencyWarning`) when
+its text is not. A large push raises the topic words while turning the text into ", of, of, of":
+read the gains only where the text is still fluent.
+"""),
+        code("""
+from nla_lens.analysis.fluency import MAX_LOGPROB_DROP
+
+coefficients = mode.pick(full=[0.1, 0.2, 0.3, 0.5, 1.0, 2.0], smoke=[0.3, 2.0])
+sweep = steering_sweep(nla, bridge, prompts, edited, coefficients=coefficients, topic_words=KITCHEN,
+                       max_new_tokens=MAX_NEW, progress=False)
+
+fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.6))
+ax.plot(sweep["coefficient"], sweep["gain_vs_none"], marker="o", label="vs none")
+ax.plot(sweep["coefficient"], sweep["gain_vs_random"], marker="s", label="vs random")
 ax.axhline(0, color="black", lw=0.8)
 ax.set(xscale="log", xlabel="coefficient (1 = one typical activation norm)",
-       ylabel="gain in topic log-prob (nats)", title="Steering toward the edited explanation")
+       ylabel="gain in topic log-prob (nats)", title="Pull toward the edited explanation")
 ax.legend()
+ax2.plot(sweep["coefficient"], sweep["logprob_drop"], marker="o", label="explanation vector")
+ax2.plot(sweep["coefficient"], sweep["logprob_drop_random"], marker="s", label="random vector")
+ax2.axhline(MAX_LOGPROB_DROP, color="tab:red", ls="--", lw=0.8, label="not fluent above")
+ax2.set(xscale="log", xlabel="coefficient", ylabel="nats/token below the unsteered text",
+        title="Fluency lost")
+ax2.legend()
+plt.tight_layout()
 plt.show()
-sweep[["coefficient", "gain_vs_none_fixed", "gain_vs_random_fixed"]]
+sweep[["coefficient", "gain_vs_none", "gain_vs_random", "logprob_drop", "repetition_explanation", "fluent",
+       "example"]]
 """),
         md("""
-**Reading it.** `*_fixed` measures score the same (unsteered) continuation under each
-condition, so they isolate how the vector shifts the next-token distribution. A gain over the
-random vector that grows with the coefficient, before the text breaks down at large
-coefficients, says the AR's direction is one the subject reads. No gain means the AR has learned
-to reconstruct *targets* without learning the subject's own directions for those words: an
-honest negative result for a small NLA.
+**Reading it.** A gain over the random vector at a coefficient where the text is still `fluent`
+says the AR's direction is one the subject reads. A gain only where `fluent` is False says
+nothing: the vector broke the text, and the topic words' log-probability moved with everything
+else. No fluent gain means the AR has learned to reconstruct *targets* without learning the
+subject's own directions for those words: an honest negative result for a small NLA.
 """),
     ]
     return cells

@@ -97,6 +97,19 @@ resid = cache["blocks.20.hook_resid_post"]
 resid.shape  # [batch, position, d_model]
 """),
         md("""
+**A trap: the bridge's hook names are aliases.** In a `TransformerBridge`,
+`blocks.K.hook_resid_post` is another name for `blocks.K.hook_out` (and `hook_resid_pre` for
+`hook_in`). The cache answers to both, but a hook function receives the bridge's own name in
+`hook.name`, so a hook that stores activations under `hook.name` files them where you will not
+look. Key what you store by the name you asked for (nla_lens does).
+"""),
+        code("""
+def show_name(activation, hook):
+    print("asked for 'blocks.20.hook_resid_post', hook.name is", repr(hook.name))
+
+_ = bridge.run_with_hooks(prompt, fwd_hooks=[("blocks.20.hook_resid_post", show_name)], stop_at_layer=21)
+"""),
+        md("""
 ## The same vector in Hugging Face terms
 
 Hugging Face returns `hidden_states` with the embeddings first, so the output of block K is
@@ -1019,6 +1032,34 @@ Reconstruction measures information; paraphrase tests *where* the information si
 (`nla_lens.load_embedded_hf()`, prompt "Rewrite in other words: ..."), or an API teacher; and
 `nla_lens.analysis` (when available) for a ready-made faithfulness report.
 """),
+        md("""
+## A causal check: steer with the explanation, and watch the fluency
+
+Paraphrase tests where the information sits in the words. Steering tests whether the AR's
+direction is one the **subject** uses: turn an explanation into a vector, add it to the residual
+stream while the subject writes, and see whether the text moves toward the explanation's topic
+more than it does under a random vector of the same norm. Push too hard and any vector wrecks
+the text, and a wrecked text can still "contain" the topic words. So `steering_sweep` puts the
+fluency of the steered text beside each gain: `logprob_drop` (nats/token the unsteered subject
+finds it less likely than its own text) and `repetition_explanation` (repeated trigrams). Rows
+marked `fluent == False` (drop above 1.5 or repetition above 0.5) are not evidence; `steer`
+warns on them.
+"""),
+        code("""
+from nla_lens.analysis import steering_sweep
+
+sea = "Recent context: the sailors pulled the boat onto the beach as the waves grew. Likely next: sea, ship."
+sweep = steering_sweep(nla, bridge, mode.pick(full=["I want to tell you about", "The story begins in"],
+                                              smoke=["I want to tell you about"]),
+                       sea, topic_words=["sea", "ship", "boat", "waves", "beach", "sailors"],
+                       coefficients=mode.pick(full=[0.1, 0.3, 1.0, 2.0], smoke=[0.3, 2.0]),
+                       max_new_tokens=mode.pick(full=20, smoke=4), progress=False)
+sweep[["coefficient", "gain_vs_none", "gain_vs_random", "logprob_drop", "repetition_explanation", "fluent", "example"]]
+"""),
+        md("""
+Read the gain at the strongest coefficient that is still fluent. A gain that appears only where
+the text has broken is the "success for garbage" this check exists to catch.
+"""),
     ]
     return cells
 
@@ -1070,6 +1111,23 @@ contexts = top_feature_contexts(sae, bridge, corpus[: mode.pick(full=200, smoke=
 print(len(contexts), "features fire on this corpus slice; three of them:")
 for feature in list(contexts)[:3]:
     print(feature, contexts[feature])
+"""),
+        md("""
+### Which positions count, and which features say nothing
+Position 0 of every text is an **attention sink**: the model parks a huge residual norm there
+(about 80× the median at layer 20) and it carries no content. Some texts have a second sink (in
+this corpus, position 1 of dictionary entries such as `PHILISTINE`, 40-60× the median). An SAE
+trained on sinks spends features on them, and those features then top every token. nla_lens
+uses one rule everywhere (NLA extraction, SAE training, feature contexts, the agreement
+measures): `nla_lens.positions.CONTENT_RULE` drops position 0 and any token whose norm is more
+than 4× its text's median.
+
+A feature that still fires on nearly every token (half of them or more) is **dense**: it says
+nothing about any one token. `contexts.dense()` lists them with their firing rate; the views
+mark them and leave them out of the top features unless you pass `include_dense=True`.
+"""),
+        code("""
+print(f"{contexts.n_tokens} content tokens read; dense features:", contexts.dense() or "none")
 """),
         md("""
 ## Side by side
@@ -1160,6 +1218,12 @@ resid = bridge.run_with_cache(prompt, names_filter=nla.hook_name, stop_at_layer=
 values, ids = top_features(sae, resid[1:], 3)
 tokens = bridge.to_str_tokens(prompt)[1:]
 pd.DataFrame({"token": tokens, "features": ids.tolist(), "activations": values.round(decimals=1).tolist()})
+"""),
+        md("""
+If one feature tops every row here, look it up in `contexts.dense()`: a feature that fires on
+most tokens of the corpus is *dense*, and its activation says nothing about this token. Your
+`top_features` keeps it; `side_by_side` above leaves dense features out (and names them in a
+notice), which is why its rows differ from token to token.
 """),
         md("""
 ## Do the two lenses agree? Measured, against a control

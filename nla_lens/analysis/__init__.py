@@ -17,7 +17,8 @@ Owns the public names of the analysis layer:
   fire, their direction explained), grounded in their top contexts against a shuffled feature;
 * :func:`layer_sweep`: one token explained at several hooks by NLAs trained there;
 * :func:`explanation_vector` and :func:`steer`: turn an explanation into a residual-stream
-  direction with the AR and add it to the subject while it generates.
+  direction with the AR and add it to the subject while it generates, each topic gain beside the
+  fluency of the steered text; :func:`steering_sweep` does it at several strengths.
 
 Imports no widget code; the views are self-contained HTML from :mod:`nla_lens.vis`, which only
 renders the tables computed here.
@@ -34,7 +35,14 @@ from nla_lens.analysis.paraphrase import ProseParaphraser, RuleParaphraser, Styl
 from nla_lens.analysis.prompt_table import PromptExplanation, explain_prompt
 from nla_lens.analysis.sae_agreement import SAEAgreement, sae_agreement
 from nla_lens.analysis.sae_features import dataset_feature_contexts, top_feature_contexts
-from nla_lens.analysis.steering import SteeringResult, explanation_vector, steer, steered_generate, topic_logprob
+from nla_lens.analysis.steering import (
+    SteeringResult,
+    explanation_vector,
+    steer,
+    steered_generate,
+    steering_sweep,
+    topic_logprob,
+)
 from nla_lens.analysis.text import content_words, grounding, split_snippets
 from nla_lens.subjects.hook_check import check_subject, nla_hook_name
 
@@ -65,6 +73,7 @@ __all__ = [
     "split_snippets",
     "steer",
     "steered_generate",
+    "steering_sweep",
     "top_feature_contexts",
     "topic_logprob",
 ]

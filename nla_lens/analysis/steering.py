@@ -9,12 +9,17 @@ subject generates greedily: through TransformerLens hooks (``run_with_hooks``, o
 new token, never the bridge's KV cache) for a ``TransformerBridge`` or ``HookedTransformer``, and through an nnsight trace for nnsight
 models. :func:`steer` runs the whole experiment: the subject with no steering, with the
 explanation's vector and with a random vector of the same norm, and measures how much each
-raises the log-probability of the explanation's topic words along the continuation.
+raises the log-probability of the explanation's topic words along the continuation, beside the
+fluency of each continuation (:mod:`nla_lens.analysis.fluency`): a vector strong enough raises
+the topic words while turning the text into garbage. :func:`steering_sweep` runs it at several
+strengths, one row per coefficient.
 """
 
 from __future__ import annotations
 
+import html
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,22 +28,40 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from nla_lens.analysis.fluency import (
+    MAX_LOGPROB_DROP,
+    MAX_REPETITION,
+    REPETITION_N,
+    continuation_logprob,
+    is_fluent,
+    perplexity,
+    repetition_rate,
+)
 from nla_lens.analysis.text import content_words
-from nla_lens.errors import InputError
+from nla_lens.errors import FluencyWarning, InputError
 from nla_lens.hooks import HookPoint
 from nla_lens.models.verbalizer import stop_token_ids
 from nla_lens.subjects.adapters import NNsightSubject, SubjectAdapter, as_subject
 from nla_lens.subjects.hook_check import check_subject
 
 __all__ = [
+    "DEFAULT_COEFFICIENT",
+    "SWEEP_COEFFICIENTS",
     "SteeringResult",
     "explanation_vector",
     "steer",
     "steered_generate",
+    "steering_sweep",
     "subject_steerer",
     "topic_logprob",
     "topic_token_ids",
 ]
+
+#: The default strength of :func:`steer`: fluent on the embedded model with the shipped NLA, and
+#: still a topic gain (see :func:`steer`; ``python scripts/steering_sweep.py`` shows the trade-off).
+DEFAULT_COEFFICIENT = 0.3
+#: The strengths :func:`steering_sweep` tries by default.
+SWEEP_COEFFICIENTS = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 
 
 # -- the vector --------------------------------------------------------------------------------
@@ -281,7 +304,8 @@ def topic_logprob(
         raise InputError(f"start must lie in 1..{len(text_ids) - 1} (a non-empty prompt and continuation).")
     delta = None if vector is None else _delta(vector, coefficient, adapter.d_model)
     steerer = subject_steerer(adapter, adapter.resolve_hook(hook_name))
-    return _topic_logprob(steerer, torch.as_tensor(text_ids).long(), start, list(topic_ids), delta)
+    text_ids = torch.as_tensor(text_ids).long()
+    return _topic_logprob(steerer.logits(text_ids, delta), start, list(topic_ids))
 
 
 def _delta(vector: torch.Tensor, coefficient: float, d_model: int) -> torch.Tensor:
@@ -306,10 +330,18 @@ class SteeringResult:
     Attributes:
         frame: One row per (prompt, condition): ``prompt``, ``condition`` (``"none"``,
             ``"explanation"``, ``"random"``), ``coefficient``, ``continuation``,
-            ``topic_logprob`` (on the condition's own continuation) and ``topic_logprob_fixed``
-            (on the unsteered continuation: the pure shift of the next-token distribution).
-        summary: Means per condition and the gains of the explanation's vector over no steering
-            (``gain_vs_none``) and over the random vector (``gain_vs_random``), for both measures.
+            ``topic_logprob`` (on the condition's own continuation), ``topic_logprob_fixed``
+            (on the unsteered continuation: the pure shift of the next-token distribution), and
+            its fluency: ``logprob`` (mean per-token log-likelihood of the continuation under the
+            *unsteered* subject, nats), ``perplexity`` (``exp(-logprob)``), ``logprob_drop``
+            (the unsteered continuation's ``logprob`` minus this one), ``repetition`` (fraction
+            of repeated token trigrams) and ``fluent`` (both within the thresholds of
+            :mod:`nla_lens.analysis.fluency`).
+        summary: Means per condition (``topic_logprob_*``, ``logprob_*``, ``perplexity_*``,
+            ``repetition_*``), the gains of the explanation's vector over no steering
+            (``gain_vs_none``) and over the random vector (``gain_vs_random``) for both topic
+            measures, ``logprob_drop`` / ``logprob_drop_random`` and ``fluent`` /
+            ``fluent_random`` (the condition's means within the thresholds).
         vector: The ``[d_model]`` steering vector (before ``coefficient``).
         topic_words: The words whose log-probability is measured.
     """
@@ -322,12 +354,16 @@ class SteeringResult:
     def __repr__(self) -> str:
         s = self.summary
         return (
-            f"SteeringResult(topic_words={self.topic_words[:6]}, gain_vs_none={s.get('gain_vs_none', math.nan):.3f}, "
-            f"gain_vs_random={s.get('gain_vs_random', math.nan):.3f})"
+            f"SteeringResult(topic_words={self.topic_words[:6]}, coefficient={s.get('coefficient', math.nan):g}, "
+            f"gain_vs_none={s.get('gain_vs_none', math.nan):.3f}, "
+            f"gain_vs_random={s.get('gain_vs_random', math.nan):.3f}, "
+            f"logprob_drop={s.get('logprob_drop', math.nan):.2f} nats/token, "
+            f"repetition={s.get('repetition_explanation', math.nan):.2f}, fluent={s.get('fluent')})"
         )
 
     def _repr_html_(self) -> str:
-        return f"<b>{self!r}</b>" + self.frame.to_html(index=False)
+        warning = "" if self.summary.get("fluent", True) else "<p><b>Not fluent:</b> lower the coefficient.</p>"
+        return f"<b>{html.escape(repr(self))}</b>{warning}" + self.frame.to_html(index=False)
 
 
 def steer(
@@ -337,7 +373,7 @@ def steer(
     explanation: str,
     *,
     topic_words: Sequence[str] | None = None,
-    coefficient: float = 1.0,
+    coefficient: float = DEFAULT_COEFFICIENT,
     max_new_tokens: int = 24,
     vector: torch.Tensor | None = None,
     norm: float | None = None,
@@ -345,13 +381,27 @@ def steer(
     hook_name: str | int | None = None,
     seed: int = 0,
     progress: bool = True,
+    warn: bool = True,
 ) -> SteeringResult:
     """Steer the subject with the AR vector of an explanation and measure the pull toward its topic.
 
     Each prompt is continued greedily three times: without steering, with
     ``coefficient * explanation_vector`` added at the NLA's hook, and with a random vector of the
     same norm (the control). The topic words' log-probability is measured on each condition's
-    own continuation and on the unsteered one.
+    own continuation and on the unsteered one. Beside every gain sits the fluency of the steered
+    text (see :class:`SteeringResult`): a vector strong enough raises the topic words while
+    turning the text into ", of, of, of", so a gain counts only where ``fluent`` holds.
+
+    Not fluent means: the unsteered subject finds the continuation more than
+    ``MAX_LOGPROB_DROP`` = 1.5 nats/token less likely than its own unsteered continuation, or more
+    than ``MAX_REPETITION`` = 0.5 of its token trigrams repeat (:mod:`nla_lens.analysis.fluency`).
+
+    The default ``coefficient`` (0.3 of the typical activation norm) keeps the steered text of the
+    embedded SmolLM2-135M with the shipped NLA within those thresholds while still raising the
+    topic words over no steering and over the random vector; at 2.0 the text breaks and the
+    result is flagged (both checked by ``tests/integration/test_analysis_embedded.py``). For
+    another model, choose the strength with :func:`steering_sweep`;
+    ``python scripts/steering_sweep.py`` prints the sweep for the embedded model.
 
     Args:
         nla: The NLA (its AR makes the vector; its hook is where it is added).
@@ -359,7 +409,8 @@ def steer(
         prompts: One prompt or several (figures are averaged over them).
         explanation: The explanation (or an edited one) to steer toward.
         topic_words: Words whose probability should rise (default: the explanation's content words).
-        coefficient: Multiplier of the vector (1.0 adds one typical activation norm).
+        coefficient: Multiplier of the vector (1.0 adds one typical activation norm). Use
+            :func:`steering_sweep` to choose it for another model.
         max_new_tokens: Continuation length.
         vector: Use this ``[d_model]`` vector instead of the AR's (e.g. an edited direction).
         norm: Norm of the AR vector (default: the typical activation norm, see :func:`typical_norm`).
@@ -367,6 +418,7 @@ def steer(
         hook_name: Must be the NLA's hook when given (a mismatch is refused).
         seed: Seed of the random control vector.
         progress: Show a progress bar.
+        warn: Issue a :class:`~nla_lens.errors.FluencyWarning` when the steered text is not fluent.
 
     Returns:
         A :class:`SteeringResult`.
@@ -375,65 +427,236 @@ def steer(
         InputError: A hook other than the NLA's, an empty prompt, no usable topic word.
         HookNameError: The subject has no such hook.
     """
-    adapter, hook = check_subject(nla, subject, hook_name)
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    if not prompts:
-        raise InputError("Pass at least one prompt.")
-    steer_vector = (
-        explanation_vector(nla, explanation, norm=norm, dataset=dataset)
-        if vector is None
-        else _delta(vector, 1.0, adapter.d_model)
+    run = _SteeringRun.build(
+        nla, subject, prompts, explanation, topic_words, vector, norm, dataset, hook_name, seed, max_new_tokens
     )
-    words = list(dict.fromkeys(topic_words if topic_words is not None else content_words(explanation)))
-    topic_ids = topic_token_ids(adapter.tokenizer, words)
-    if not topic_ids:
-        raise InputError("No topic words: the explanation has no content word; pass topic_words=[...].")
-    conditions = {"none": None, "explanation": steer_vector, "random": random_like(steer_vector, seed)}
-    steerer = subject_steerer(adapter, hook)
-    rows = []
-    bar = tqdm(total=len(prompts) * len(conditions), desc="steer", unit="run", disable=not progress)
-    for prompt in prompts:
-        ids = _encode(adapter, prompt)
-        continuations: dict[str, torch.Tensor] = {}
-        for name, vec in conditions.items():
-            delta = None if vec is None else coefficient * vec
-            continuations[name] = steerer.generate(ids, delta, max_new_tokens)
-            bar.update()
-        fixed = torch.cat([ids, continuations["none"]])
-        for name, vec in conditions.items():
-            delta = None if vec is None else coefficient * vec
-            own = torch.cat([ids, continuations[name]])
-            rows.append(
-                {
-                    "prompt": prompt,
-                    "condition": name,
-                    "coefficient": 0.0 if vec is None else float(coefficient),
-                    "continuation": adapter.tokenizer.decode(
-                        _cut_at_stop(continuations[name], adapter.tokenizer).tolist(), skip_special_tokens=True
-                    ),
-                    "topic_logprob": _topic_logprob(steerer, own, len(ids), topic_ids, delta),
-                    "topic_logprob_fixed": _topic_logprob(steerer, fixed, len(ids), topic_ids, delta),
-                }
-            )
+    _check_coefficient(coefficient)
+    bar = tqdm(total=len(run.prompts) * 3, desc="steer", unit="run", disable=not progress)
+    frame = pd.DataFrame(run.unsteered(bar) + run.steered(float(coefficient), bar))
     bar.close()
-    frame = pd.DataFrame(rows)
-    means = frame.groupby("condition")[["topic_logprob", "topic_logprob_fixed"]].mean()
-    summary: dict[str, Any] = {
-        "coefficient": float(coefficient),
-        "norm": float(steer_vector.norm()),
-        "n_prompts": len(prompts),
-        "hook_name": hook.name,
-    }
-    for measure, suffix in (("topic_logprob", ""), ("topic_logprob_fixed", "_fixed")):
-        for name in conditions:
+    summary = {**_summarize(frame, coefficient), "norm": float(run.vector.norm()), "n_prompts": len(run.prompts)}
+    summary["hook_name"] = run.hook.name
+    if warn and not summary["fluent"]:
+        warnings.warn(
+            f"Steering at coefficient {coefficient:g} is not fluent: the steered text is "
+            f"{summary['logprob_drop']:.2f} nats/token less likely than the unsteered text (threshold "
+            f"{MAX_LOGPROB_DROP}) and repeats {summary['repetition_explanation']:.0%} of its trigrams (threshold "
+            f"{MAX_REPETITION:.0%}); its topic gains say little. Lower the coefficient (steering_sweep shows "
+            "where the text breaks).",
+            FluencyWarning,
+            stacklevel=2,
+        )
+    return SteeringResult(frame, summary, run.vector, run.words)
+
+
+def steering_sweep(
+    nla: Any,
+    subject: Any,
+    prompts: str | Sequence[str],
+    explanation: str,
+    *,
+    coefficients: Sequence[float] = SWEEP_COEFFICIENTS,
+    topic_words: Sequence[str] | None = None,
+    max_new_tokens: int = 24,
+    vector: torch.Tensor | None = None,
+    norm: float | None = None,
+    dataset: Any = None,
+    hook_name: str | int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """:func:`steer` at several strengths: how the topic gain and the fluency trade off.
+
+    The unsteered continuations are generated once and shared by every coefficient. No warning is
+    issued (breaking the text at large coefficients is what a sweep is for); the ``fluent``
+    column flags each row against the thresholds stated in :func:`steer`.
+
+    Args:
+        nla, subject, prompts, explanation, topic_words, max_new_tokens, vector, norm, dataset,
+            hook_name, seed, progress: As in :func:`steer`.
+        coefficients: The strengths to try (1.0 adds one typical activation norm).
+
+    Returns:
+        A DataFrame, one row per coefficient: ``coefficient``, ``gain_vs_none``,
+        ``gain_vs_random``, ``gain_vs_none_fixed``, ``gain_vs_random_fixed`` (as in
+        :class:`SteeringResult`), the fluency of the steered text (``logprob_drop``,
+        ``perplexity``, ``repetition``), the same for the random control (``logprob_drop_random``,
+        ``repetition_random``), the unsteered text's ``perplexity_none`` and ``repetition_none``,
+        ``fluent`` and ``example`` (the first prompt's steered continuation).
+    """
+    coefficients = [float(c) for c in coefficients]
+    if not coefficients:
+        raise InputError("Pass at least one coefficient.")
+    for c in coefficients:
+        _check_coefficient(c)
+    run = _SteeringRun.build(
+        nla, subject, prompts, explanation, topic_words, vector, norm, dataset, hook_name, seed, max_new_tokens
+    )
+    bar = tqdm(total=len(run.prompts) * (1 + 2 * len(coefficients)), desc="sweep", unit="run", disable=not progress)
+    unsteered = run.unsteered(bar)
+    rows = []
+    for c in coefficients:
+        steered = run.steered(c, bar)
+        s = _summarize(pd.DataFrame(unsteered + steered), c)
+        rows.append(
+            {"coefficient": c, **{key: s[key] for key in _SWEEP_COLUMNS}, "example": steered[0]["continuation"]}
+        )
+    bar.close()
+    return pd.DataFrame(rows)
+
+
+_SWEEP_COLUMNS = (
+    "gain_vs_none",
+    "gain_vs_random",
+    "gain_vs_none_fixed",
+    "gain_vs_random_fixed",
+    "logprob_drop",
+    "perplexity_explanation",
+    "repetition_explanation",
+    "logprob_drop_random",
+    "repetition_random",
+    "perplexity_none",
+    "repetition_none",
+    "fluent",
+)
+
+
+def _check_coefficient(coefficient: float) -> None:
+    if isinstance(coefficient, bool) or not isinstance(coefficient, int | float) or not math.isfinite(coefficient):
+        raise InputError(f"coefficient must be a finite number, got {coefficient!r}.")
+
+
+@dataclass
+class _SteeringRun:
+    """What :func:`steer` and :func:`steering_sweep` share: the prompts, the vectors and the
+    unsteered continuations every condition's fluency is measured against."""
+
+    adapter: SubjectAdapter
+    hook: HookPoint
+    steerer: _Steerer
+    prompts: list[str]
+    vector: torch.Tensor
+    control: torch.Tensor
+    words: list[str]
+    topic_ids: list[int]
+    max_new_tokens: int
+    _none: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        nla: Any,
+        subject: Any,
+        prompts: str | Sequence[str],
+        explanation: str,
+        topic_words: Sequence[str] | None,
+        vector: torch.Tensor | None,
+        norm: float | None,
+        dataset: Any,
+        hook_name: str | int | None,
+        seed: int,
+        max_new_tokens: int,
+    ) -> _SteeringRun:
+        adapter, hook = check_subject(nla, subject, hook_name)
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts:
+            raise InputError("Pass at least one prompt.")
+        steer_vector = (
+            explanation_vector(nla, explanation, norm=norm, dataset=dataset)
+            if vector is None
+            else _delta(vector, 1.0, adapter.d_model)
+        )
+        words = list(dict.fromkeys(topic_words if topic_words is not None else content_words(explanation)))
+        topic_ids = topic_token_ids(adapter.tokenizer, words)
+        if not topic_ids:
+            raise InputError("No topic words: the explanation has no content word; pass topic_words=[...].")
+        control = random_like(steer_vector, seed)
+        steerer = subject_steerer(adapter, hook)
+        return cls(adapter, hook, steerer, prompts, steer_vector, control, words, topic_ids, max_new_tokens)
+
+    def unsteered(self, bar: Any) -> list[dict[str, Any]]:
+        """Rows of the ``"none"`` condition (and the continuations the steered rows are scored on)."""
+        rows = []
+        for prompt in self.prompts:
+            ids = _encode(self.adapter, prompt)
+            new = self.steerer.generate(ids, None, self.max_new_tokens)
+            bar.update()
+            full = torch.cat([ids, new])
+            logits = self.steerer.logits(full, None)
+            self._none[prompt] = (ids, full)
+            topic = _topic_logprob(logits, len(ids), self.topic_ids)
+            rows.append(self._row(prompt, "none", 0.0, ids, new, logits, topic, topic))
+        return rows
+
+    def steered(self, coefficient: float, bar: Any) -> list[dict[str, Any]]:
+        """Rows of the ``"explanation"`` and ``"random"`` conditions at ``coefficient``."""
+        rows = []
+        for prompt in self.prompts:
+            ids, fixed = self._none[prompt]
+            for name, vec in (("explanation", self.vector), ("random", self.control)):
+                delta = coefficient * vec
+                new = self.steerer.generate(ids, delta, self.max_new_tokens)
+                bar.update()
+                own = torch.cat([ids, new])
+                topic = _topic_logprob(self.steerer.logits(own, delta), len(ids), self.topic_ids)
+                topic_fixed = _topic_logprob(self.steerer.logits(fixed, delta), len(ids), self.topic_ids)
+                judge = self.steerer.logits(own, None)  # the unsteered subject judges the fluency
+                rows.append(self._row(prompt, name, coefficient, ids, new, judge, topic, topic_fixed))
+        return rows
+
+    def _row(
+        self,
+        prompt: str,
+        name: str,
+        coefficient: float,
+        ids: torch.Tensor,
+        new: torch.Tensor,
+        judge_logits: torch.Tensor,
+        topic: float,
+        topic_fixed: float,
+    ) -> dict[str, Any]:
+        """One frame row; ``ids`` ``[T]`` the prompt, ``new`` ``[L]`` the continuation, ``judge_logits``
+        ``[T + L, vocab]`` the unsteered subject's logits of both."""
+        # Fluency is read up to and including the first stop token: what follows it is never shown.
+        text = _cut_at_stop(new, self.adapter.tokenizer)
+        scored = new[: len(text) + 1] if len(text) < len(new) else new
+        logprob = continuation_logprob(judge_logits[: len(ids) + len(scored)], torch.cat([ids, scored]), len(ids))
+        return {
+            "prompt": prompt,
+            "condition": name,
+            "coefficient": float(coefficient),
+            "continuation": self.adapter.tokenizer.decode(text.tolist(), skip_special_tokens=True),
+            "topic_logprob": topic,
+            "topic_logprob_fixed": topic_fixed,
+            "logprob": logprob,
+            "perplexity": perplexity(logprob),
+            "repetition": repetition_rate(scored, REPETITION_N),
+        }
+
+
+def _summarize(frame: pd.DataFrame, coefficient: float) -> dict[str, Any]:
+    """Add per-row ``logprob_drop`` / ``fluent`` to ``frame`` (in place) and return the summary."""
+    reference = frame[frame["condition"] == "none"].groupby("prompt")["logprob"].first()
+    frame["logprob_drop"] = frame["prompt"].map(reference) - frame["logprob"]
+    frame["fluent"] = (frame["logprob_drop"] <= MAX_LOGPROB_DROP) & (frame["repetition"] <= MAX_REPETITION)
+    measures = ["topic_logprob", "topic_logprob_fixed", "logprob", "repetition"]
+    means = frame.groupby("condition")[measures].mean()
+    summary: dict[str, Any] = {"coefficient": float(coefficient)}
+    for name in ("none", "explanation", "random"):
+        for measure in measures:
             summary[f"{measure}_{name}"] = float(means.loc[name, measure])
+        summary[f"perplexity_{name}"] = perplexity(summary[f"logprob_{name}"])
+    for measure, suffix in (("topic_logprob", ""), ("topic_logprob_fixed", "_fixed")):
         summary[f"gain_vs_none{suffix}"] = summary[f"{measure}_explanation"] - summary[f"{measure}_none"]
         summary[f"gain_vs_random{suffix}"] = summary[f"{measure}_explanation"] - summary[f"{measure}_random"]
-    return SteeringResult(frame, summary, steer_vector, words)
+    for name, suffix in (("explanation", ""), ("random", "_random")):
+        summary[f"logprob_drop{suffix}"] = summary["logprob_none"] - summary[f"logprob_{name}"]
+        summary[f"fluent{suffix}"] = is_fluent(
+            summary[f"logprob_{name}"], summary["logprob_none"], summary[f"repetition_{name}"]
+        )
+    return summary
 
 
-def _topic_logprob(
-    steerer: _Steerer, ids: torch.Tensor, start: int, topic_ids: list[int], delta: torch.Tensor | None
-) -> float:
-    logp = steerer.logits(ids, delta)[start - 1 : len(ids) - 1].log_softmax(dim=-1)
+def _topic_logprob(logits: torch.Tensor, start: int, topic_ids: list[int]) -> float:
+    logp = logits[start - 1 : -1].log_softmax(dim=-1)
     return float(logp[:, topic_ids].logsumexp(dim=-1).mean())

@@ -8,19 +8,28 @@ the truncated weights with the original final norm, and ``value_head.safetensors
 
 Why this exists: the published tools read full model folders only. A LoRA adapter folder has no
 weights or tokenizer for them, and a LoRA AR folder whose adapter points at the full-depth base is
-silently built as an untruncated model (see ``shared/FACTS.md``).
+silently built as an untruncated model.
+
+The folders read the same on transformers 4.57 (the published serving stack's pin) as on 5.x
+(:mod:`nla_lens.models.portable`: legacy rotary fields, a tokenizer class both lines know), the AV's
+chat template ends its generation prompt with the sidecar's ``av_prefill`` (a client that only applies
+the chat template sends nla_lens's AV prompt, token for token), and the AR's sidecar records
+``tokens.critic_suffix_ids``.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from nla_lens.atomic import atomic_folder
 from nla_lens.errors import InputError
+from nla_lens.injection import chat_template_ids
+from nla_lens.models.portable import chat_template_with_prefill, write_legacy_config, write_legacy_tokenizer_config
 from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
 
@@ -57,8 +66,9 @@ def export_merged(nla: NLA, path: str | Path, *, overwrite: bool = False) -> Pat
     path = Path(path).expanduser()
     _check_target(path, overwrite=overwrite)
     with atomic_folder(path) as tmp:
-        _export_av(nla.av, tmp / "av")
-        _export_ar(nla.ar, tmp / "ar")
+        for folder in (_export_av(nla.av, tmp / "av"), _export_ar(nla.ar, tmp / "ar")):
+            write_legacy_config(folder)
+            write_legacy_tokenizer_config(folder)
     return path
 
 
@@ -119,15 +129,41 @@ def _export_av(av: ActivationVerbalizer, folder: Path) -> Path:
     model.save_pretrained(folder, safe_serialization=True)
     # An adapter folder may leave its tokenizer out (the shipped NLA does); the published
     # tools load it from the model folder, so it is always written here.
-    av.tokenizer.save_pretrained(folder)
+    _prefilled_tokenizer(av).save_pretrained(folder)
     _exported_meta(av.cfg, merged=merged).save(folder / SIDECAR_NAME)
     return folder
+
+
+def _prefilled_tokenizer(av: ActivationVerbalizer) -> Any:
+    """The AV's tokenizer with its pre-fill in the chat template's generation prompt (a copy).
+
+    Clients that apply the chat template (``add_generation_prompt=True``) then send exactly
+    ``av.prompt_ids()``. Where rendering the pre-fill inside the template would tokenize differently
+    from nla_lens's prompt (a merge across the boundary), the template is left as it is, with a
+    warning: the sidecar's ``av_prefill`` still records the pre-fill.
+    """
+    template = getattr(av.tokenizer, "chat_template", None)
+    if not av.prefill or not isinstance(template, str):
+        return av.tokenizer
+    tokenizer = copy.deepcopy(av.tokenizer)
+    tokenizer.chat_template = chat_template_with_prefill(template, av.prefill)
+    content = av.cfg.av_template.format(injection_char=av.cfg.tokens.injection_char)
+    if chat_template_ids(tokenizer, content) != av.prompt_ids().tolist():
+        warnings.warn(
+            f"The AV's pre-fill {av.prefill!r} tokenizes differently inside its chat template than after "
+            "it, so the exported chat template is left without it: clients must append "
+            "prompt_templates.av_prefill (nla_meta.yaml) to the rendered prompt themselves.",
+            stacklevel=3,
+        )
+        return av.tokenizer
+    return tokenizer
 
 
 def _export_ar(ar: ActivationReconstructor, folder: Path) -> Path:
     """Write the AR in the published AR layout, through the reconstructor's own full-model save."""
     backbone, merged = _merged_copy(ar.backbone)
     meta = _exported_meta(ar.cfg, merged=merged)
+    meta.tokens.critic_suffix_ids = ar.suffix_ids()
     # A reconstructor around the merged backbone writes exactly the published layout (config with
     # K+1 blocks, weights plus final norm, head, tokenizer, sidecar). Its __init__ finds the final
     # norm already replaced by the identity, so the live AR's saved norm weights are handed over.

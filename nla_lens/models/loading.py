@@ -90,11 +90,47 @@ def check_model_folder(path: Path, *, role: str) -> None:
         raise CheckpointError(f"{path} has no .safetensors weights; is it a {role} checkpoint folder?")
 
 
+SEALED_BASE_PREFIX = "nla_lens AR adapters over a truncated base"
+"""Start of the ``base_model_name_or_path`` an AR adapter folder carries (:func:`seal_adapter_base`)."""
+
+
+def seal_adapter_base(path: Path, n_blocks: int | None) -> str | None:
+    """Make an AR adapter folder's ``adapter_config.json`` name a base no reader can resolve.
+
+    transformers (``AutoModelForCausalLM``) and peft (``AutoPeftModelForCausalLM``) follow
+    ``base_model_name_or_path`` to the base and build all its blocks, silently, although the adapters
+    belong to the first K+1 only. The name written instead is neither a folder nor a hub id, so both
+    fail loudly, saying what the folder is; nla_lens reads the real base from the sidecar's
+    ``provenance.base_model``.
+
+    Args:
+        path: The adapter folder (``adapter_config.json`` written).
+        n_blocks: The K+1 blocks the adapters apply to (named in the sealed text).
+
+    Returns:
+        The base the adapter config named before (``None`` if it was already sealed or named none):
+        record it as ``provenance.base_model``.
+    """
+    config = path / ADAPTER_CONFIG
+    data = json.loads(config.read_text())
+    base = data.get("base_model_name_or_path")
+    if isinstance(base, str) and base.startswith(SEALED_BASE_PREFIX):
+        return None
+    blocks = f"its first {n_blocks} blocks" if n_blocks else "its first K+1 blocks"
+    data["base_model_name_or_path"] = (
+        f"{SEALED_BASE_PREFIX} ({blocks}; the base is provenance.base_model in nla_meta.yaml): load with "
+        "nla_lens.ActivationReconstructor.from_pretrained, or run nla-lens export for a full folder"
+    )
+    config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return base or None
+
+
 def adapter_base(path: Path, provenance: dict[str, Any]) -> str | None:
     """Base model of a PEFT adapter folder, or ``None`` if ``path`` holds a full model.
 
-    The sidecar's ``provenance.base_model`` wins (it names the embedded model portably);
-    otherwise the adapter config's ``base_model_name_or_path``.
+    The sidecar's ``provenance.base_model`` wins (it names the embedded model portably, and an AR
+    adapter folder's own config names no loadable base: :func:`seal_adapter_base`); otherwise the
+    adapter config's ``base_model_name_or_path``.
 
     Raises:
         CheckpointError: An adapter folder that names no base model.
@@ -103,7 +139,7 @@ def adapter_base(path: Path, provenance: dict[str, Any]) -> str | None:
     if not config.is_file():
         return None
     base = provenance.get("base_model") or json.loads(config.read_text()).get("base_model_name_or_path")
-    if not base:
+    if not base or base.startswith(SEALED_BASE_PREFIX):
         raise CheckpointError(
             f"{path} holds LoRA adapters but names no base model: set provenance.base_model "
             "in its nla_meta.yaml (e.g. 'smollm2-135m')."

@@ -203,8 +203,25 @@ class NLA:
         return frame if read is None else read.label(frame)
 
     # -- checkpoints ---------------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``path/av`` and ``path/ar`` atomically (nothing is left behind on failure)."""
+    def save_pretrained(self, path: str | Path, *, merged: bool = False, overwrite: bool = True) -> Path:
+        """Write ``path/av`` and ``path/ar`` atomically (nothing is left behind on failure).
+
+        Args:
+            path: The folder (replaced as a whole if it exists).
+            merged: Write full folders in the published layout, LoRA adapters merged into copies
+                (the live NLA keeps them): the files ``nla-lens export`` writes, which the published
+                tools and transformers 4.57 and 5.x read (:func:`~nla_lens.models.export.export_merged`).
+                Default: nla_lens's own checkpoint (adapter folders stay adapters, to keep training).
+            overwrite: With ``merged=True``, replace a non-empty ``path`` (else refused, as by
+                ``nla-lens export`` without ``--overwrite``).
+
+        Returns:
+            ``path``.
+        """
+        if merged:
+            from nla_lens.models.export import export_merged
+
+            return export_merged(self, path, overwrite=overwrite)
         with atomic_folder(path) as tmp:
             self.av.save_pretrained(tmp / "av")
             self.ar.save_pretrained(tmp / "ar")

@@ -9,7 +9,9 @@ token (right padding handled).
 
 Checkpoint layout, as published: an HF causal-LM folder whose ``config.json`` already has
 ``num_hidden_layers = K + 1``, the head in ``value_head.safetensors`` (one ``weight`` [d, d]),
-the tokenizer and ``nla_meta.yaml``. A PEFT adapter folder in place of the weights also loads.
+the tokenizer and ``nla_meta.yaml``. A PEFT adapter folder in place of the weights also loads; its
+``adapter_config.json`` names no loadable base (the sidecar's ``provenance.base_model`` does), so no
+other reader builds it as the whole base model.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from nla_lens.models.loading import (
     decoder_stack,
     load_lm_folder,
     recorded_blocks,
+    seal_adapter_base,
     text_config,
     truncate_causal_lm,
 )
@@ -179,6 +182,23 @@ class ActivationReconstructor(nn.Module):
                 return ids[-self.max_length :]
             budget -= len(ids) - self.max_length
 
+    def suffix_ids(self) -> list[int] | None:
+        """Token ids every AR prompt ends in: the template after ``{explanation}`` (plus any special
+        token the tokenizer appends), as the published sidecars record them (``tokens.critic_suffix_ids``).
+
+        Found as the common tail of prompts around explanations that end differently, so it never
+        reaches into an explanation's own tokens; ``None`` if they share no tail.
+        """
+        probes = ("a", "The cat sat.", "x = 1)", "über 42!", "\n")
+        rows = [
+            self.tokenizer(self.cfg.ar_template.format(explanation=p), add_special_tokens=True)["input_ids"]
+            for p in probes
+        ]
+        n = 0
+        while n < min(map(len, rows)) and len({row[-n - 1] for row in rows}) == 1:
+            n += 1
+        return [int(i) for i in rows[0][len(rows[0]) - n :]] or None
+
     # -- forward ----------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Predict vectors ``[B, d]`` from right-padded prompts ``[B, T]`` (read at the last real token)."""
@@ -210,13 +230,17 @@ class ActivationReconstructor(nn.Module):
         """Write the published AR layout (or a PEFT adapter folder) plus ``value_head.safetensors``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        cfg = self.cfg
         if hasattr(self.backbone, "peft_config"):
             self.backbone.save_pretrained(path)
-            # The truncated base's config (K+1 blocks) beside the adapters: the folder says what it
-            # applies to, and a tool that would load it as a full model (transformers resolves an
-            # adapter folder to its base by name: all 30 blocks, silently) fails loudly instead,
-            # finding a model config with no weights. Full folders come from `nla-lens export`.
+            # The truncated base's config (K+1 blocks) beside the adapters says what they apply to, and
+            # the adapter config names no loadable base: transformers and peft (4.57 and 5.x) would
+            # otherwise build the whole base by that name, silently. The base is the sidecar's.
+            # Full folders come from `nla-lens export`.
             self.backbone.get_base_model().config.save_pretrained(path)
+            base = seal_adapter_base(path, cfg.n_kept_blocks)
+            if base and not cfg.provenance.get("base_model"):
+                cfg = dataclasses.replace(cfg, provenance={**cfg.provenance, "base_model": base})
         else:
             prefix = "model." if hasattr(self.backbone, "model") else "transformer."
             state = {prefix + k: v.detach().contiguous() for k, v in self._inner.state_dict().items()}
@@ -227,7 +251,7 @@ class ActivationReconstructor(nn.Module):
             config.save_pretrained(path)
         save_file({"weight": self.value_head.weight.detach().float().contiguous()}, str(path / VALUE_HEAD_FILE))
         self.tokenizer.save_pretrained(path)
-        self.cfg.save(path / SIDECAR_NAME)
+        cfg.save(path / SIDECAR_NAME)
         return path
 
     @classmethod

@@ -29,10 +29,12 @@ import torch
 from tqdm.auto import tqdm
 
 from nla_lens.errors import CheckpointError, InputError, MarkerError, ShapeError
+from nla_lens.frames import TextFrame
 from nla_lens.injection import chat_template_ids, find_marker_positions, make_injection_hook
 from nla_lens.metrics import check_vectors
 from nla_lens.models.adapters import merged_adapters
 from nla_lens.models.loading import check_model_folder, load_lm_folder, text_config
+from nla_lens.norm_range import warn_if_outside
 from nla_lens.sampling import SeededGumbelSampler, sample_seeds
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
 
@@ -180,12 +182,17 @@ class ActivationVerbalizer:
         return self.cfg.av_prefill or ""
 
     def prompt_ids(self) -> torch.Tensor:
-        """The AV prompt ``[T]``: the chat-rendered template, then the sidecar's pre-fill (if any)."""
+        """The AV prompt ``[T]``: the chat-rendered template, then the sidecar's pre-fill (if any).
+
+        An exported AV's chat template already ends its generation prompt with the pre-fill
+        (:func:`~nla_lens.models.export.export_merged`); it is not added twice.
+        """
         if self._prompt is None:
             content = self.cfg.av_template.format(injection_char=self.cfg.tokens.injection_char)
             ids = chat_template_ids(self.tokenizer, content)
-            if self.prefill:
-                ids += self.tokenizer.encode(self.prefill, add_special_tokens=False)
+            prefill = self.tokenizer.encode(self.prefill, add_special_tokens=False) if self.prefill else []
+            if prefill and ids[-len(prefill) :] != prefill:
+                ids += prefill
             self._prompt = torch.tensor(ids, dtype=torch.long)
         return self._prompt
 
@@ -312,14 +319,21 @@ class ActivationVerbalizer:
             engine: ``"hf"`` (default), ``"vllm"`` (started on first use and kept; it always
                 serves this AV's current weights), or an engine object with the same ``generate``.
             progress: Show a progress bar.
-            warn: Warn when some explanations are flagged.
+            warn: Warn when some explanations are flagged, and
+                (:class:`~nla_lens.errors.NormRangeWarning`) when a vector's L2 norm is far outside
+                the norms this AV was trained on (its sidecar's ``extraction.norm_range``, when
+                recorded; :mod:`nla_lens.norm_range`): a vector of another layer is explained
+                fluently and flagged ``ok`` all the same.
 
         Returns:
-            DataFrame with one row per (vector, sample): ``vector``, ``sample``, ``explanation``,
-            ``raw`` (the full response), ``n_tokens``, and the flags ``missing_tag``,
-            ``truncated``, ``non_english`` and ``ok`` (none of the three).
+            A :class:`~nla_lens.frames.TextFrame` (a DataFrame that shows explanations whole in a
+            notebook) with one row per (vector, sample): ``vector``, ``sample``, ``explanation``,
+            ``n_tokens``, and the flags ``missing_tag``, ``truncated``, ``non_english`` and ``ok``
+            (none of the three).
         """
         vectors = self.check_vectors(vectors)
+        if warn:
+            warn_if_outside(self.cfg.norm_range, vectors, self.cfg.hook_name, stacklevel=2)
         generator = self.engine(engine)
         repeated = vectors.repeat_interleave(num_samples, dim=0)
         seeds = sample_seeds(seed, range(len(vectors)), num_samples) if do_sample and seed is not None else None
@@ -339,7 +353,7 @@ class ActivationVerbalizer:
                 rows.append(self.describe(ids, index // num_samples, index % num_samples))
             bar.update(len(chunk))
         bar.close()
-        frame = pd.DataFrame(rows)
+        frame = TextFrame(rows)
         failed = int((~frame["ok"]).sum())
         if failed and warn:
             warnings.warn(
@@ -415,8 +429,8 @@ class ActivationVerbalizer:
     def describe(self, ids: torch.Tensor | Sequence[int], vector: int = 0, sample: int = 0) -> dict[str, Any]:
         """Parse one generated response: ids ``[L]`` cut at the first stop token.
 
-        Returns the row ``verbalize`` reports: the explanation, the raw text, ``n_tokens`` (before
-        the stop token), the flags ``missing_tag`` / ``truncated`` / ``non_english`` and ``ok``
+        Returns the row ``verbalize`` reports: the explanation, ``n_tokens`` (before the stop
+        token), the flags ``missing_tag`` / ``truncated`` / ``non_english`` and ``ok``
         (none of them). The GRPO trainer parses its samples with it too.
         """
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
@@ -432,7 +446,6 @@ class ActivationVerbalizer:
             "vector": vector,
             "sample": sample,
             "explanation": explanation,
-            "raw": raw,
             "n_tokens": len(kept),
             "missing_tag": missing,
             "truncated": not finished,

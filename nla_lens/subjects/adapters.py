@@ -141,6 +141,8 @@ class TransformerLensSubject(SubjectAdapter):
 
     @torch.no_grad()
     def activations(self, tokens: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        # Read by the name asked for: a bridge's hook point for blocks.K.hook_resid_post is named
+        # blocks.K.hook_out (its `hook.name` in a hook function), but its cache answers to the alias.
         _, cache = self.model.run_with_cache(
             tokens.to(self.device),
             names_filter=hook.name,

@@ -39,6 +39,7 @@ from nla_lens.metrics import normalized_mse
 from nla_lens.models.nla import NLA
 from nla_lens.models.verbalizer import ENGINES
 from nla_lens.modes import evaluating
+from nla_lens.norm_range import record_norm_range
 from nla_lens.rewrites import augment
 from nla_lens.sampling import sample_seeds
 from nla_lens.training.base import Trainer, TrainerConfig
@@ -144,6 +145,8 @@ class GRPOTrainer(Trainer):
                     f"d_model={nla.d_model}. Extract activations at {nla.hook_name} of its subject."
                 )
         self.nla, self.dataset, self.eval_dataset = nla, dataset, eval_dataset
+        for part in (nla.av, nla.ar):
+            record_norm_range(part.cfg, dataset.vectors)
         self._check_divides(self.config.n_vectors, "n_vectors")
         if self.config.engine != "hf" and self.world_size > 1:
             raise InputError(

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 import pytest
 import torch
 
-from nla_lens.analysis import explain_prompt, explanation_vector, layer_sweep, steer, steered_generate, topic_logprob
+from nla_lens.analysis import (
+    explain_prompt,
+    explanation_vector,
+    layer_sweep,
+    steer,
+    steered_generate,
+    steering_sweep,
+    topic_logprob,
+)
+from nla_lens.analysis.fluency import MAX_LOGPROB_DROP, MAX_REPETITION
 from nla_lens.analysis.prompt_table import PROMPT_COLUMNS
 from nla_lens.analysis.steering import subject_steerer, topic_token_ids
-from nla_lens.errors import HookNameError, InputError
+from nla_lens.errors import FluencyWarning, HookNameError, InputError
 from nla_lens.metrics import fve_nrm
 from nla_lens.models import NLA
 from nla_lens.subjects.adapters import as_subject
@@ -149,8 +160,10 @@ def test_steering_toward_a_topic_direction_raises_its_words(nla1, subject):
         ["The bird sang in the", "A language model reads"],
         "the cat and the dog",
         vector=vector,
+        coefficient=1.0,
         max_new_tokens=6,
         progress=False,
+        warn=False,
     )
     s = result.summary
     assert result.topic_words == ["cat", "dog"]
@@ -159,6 +172,56 @@ def test_steering_toward_a_topic_direction_raises_its_words(nla1, subject):
     assert set(result.frame["condition"]) == {"none", "explanation", "random"}
     steered = result.frame.query("condition == 'explanation'")["continuation"]
     assert steered.str.contains("cat|dog").all()
+
+
+def test_too_strong_steering_is_reported_as_not_fluent(nla1, subject):
+    """A vector far larger than the residual stream drives the text into a loop the unsteered
+    subject finds unlikely: the result must say so (column, summary, warning), while a zero
+    coefficient stays as fluent as no steering and stays silent."""
+    vector = _unembed_direction(subject, ["cat"])
+    prompts = ["The bird sang in the", "A language model reads"]
+    with pytest.warns(FluencyWarning, match="not fluent"):
+        strong = steer(
+            nla1, subject, prompts, "the cat", vector=vector, coefficient=400.0, max_new_tokens=8, progress=False
+        )
+    s = strong.summary
+    assert not s["fluent"] and (s["logprob_drop"] > MAX_LOGPROB_DROP or s["repetition_explanation"] > MAX_REPETITION)
+    rows = strong.frame.set_index("condition")
+    assert not rows.loc["explanation", "fluent"].any() and rows.loc["none", "fluent"].all()
+    assert (rows.loc["none", "logprob_drop"] == 0).all()
+    assert {"logprob", "perplexity", "repetition", "logprob_drop", "fluent"} <= set(strong.frame.columns)
+    assert "fluent=False" in repr(strong) and "Not fluent" in strong._repr_html_()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FluencyWarning)
+        weak = steer(
+            nla1, subject, prompts, "the cat", vector=vector, coefficient=0.0, max_new_tokens=8, progress=False
+        )
+    assert weak.summary["fluent"] and weak.summary["logprob_drop"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_steering_sweep_has_one_row_per_coefficient(nla1, subject):
+    vector = 40.0 * _unembed_direction(subject, ["cat", "dog"])
+    sweep = steering_sweep(
+        nla1,
+        subject,
+        "The bird sang in the",
+        "the cat and the dog",
+        vector=vector,
+        coefficients=[0.0, 1.0, 10.0],
+        max_new_tokens=6,
+        progress=False,
+    )
+    assert sweep["coefficient"].tolist() == [0.0, 1.0, 10.0]
+    assert {"gain_vs_none", "gain_vs_random", "logprob_drop", "repetition_explanation", "fluent", "example"} <= set(
+        sweep.columns
+    )
+    assert sweep["gain_vs_none"].iloc[0] == pytest.approx(0.0, abs=1e-5) and sweep["fluent"].iloc[0]
+    assert sweep["gain_vs_none"].iloc[1] > 1.0 and not sweep["fluent"].iloc[-1]
+    with pytest.raises(InputError, match="coefficient"):
+        steering_sweep(nla1, subject, "The bird", "the cat", vector=vector, coefficients=[float("nan")])
+    with pytest.raises(InputError, match="coefficient"):
+        steering_sweep(nla1, subject, "The bird", "the cat", vector=vector, coefficients=[])
 
 
 def test_zero_coefficient_is_no_steering(subject):

@@ -29,7 +29,7 @@ def sink_documents(bridge):
     texts = nla_lens.load_corpus()[:120]
     everything = ContentRule(min_position=0, max_norm_ratio=float("inf"))
     found, sinks = [], []
-    for ids, acts, usable in activation_batches(
+    for ids, acts, _usable in activation_batches(
         adapter, texts, adapter.resolve_hook(HOOK), max_length=64, batch_size=8, rule=everything
     ):
         norms = acts.norm(dim=-1)

@@ -37,8 +37,8 @@ def test_verbalize_with_a_seed_does_not_depend_on_the_batch_size(tiny_nla):
     kwargs = dict(max_new_tokens=10, do_sample=True, num_samples=2, seed=7, progress=False, warn=False)
     whole = av.verbalize(vectors, batch_size=6, **kwargs)
     pieces = av.verbalize(vectors, batch_size=1, **kwargs)
-    assert whole["raw"].tolist() == pieces["raw"].tolist()
-    assert whole["raw"].nunique() > 1
+    assert whole["explanation"].tolist() == pieces["explanation"].tolist()
+    assert whole["explanation"].nunique() > 1
 
 
 def test_an_engine_object_is_used_and_unknown_names_are_refused(tiny_nla):
@@ -55,7 +55,8 @@ def test_an_engine_object_is_used_and_unknown_names_are_refused(tiny_nla):
     by_object = av.verbalize(vectors, max_new_tokens=8, engine=Recording(), progress=False, warn=False)
     assert Recording.calls == 1
     assert (
-        by_object["raw"].tolist() == av.verbalize(vectors, max_new_tokens=8, progress=False, warn=False)["raw"].tolist()
+        by_object["explanation"].tolist()
+        == av.verbalize(vectors, max_new_tokens=8, progress=False, warn=False)["explanation"].tolist()
     )
     with pytest.raises(InputError, match="Unknown engine 'sglang'.*'hf'.*'vllm'"):
         av.verbalize(vectors, engine="sglang", progress=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 
 import pytest
 import torch
@@ -98,6 +99,24 @@ def test_cli_export_reloads_as_full_folders_that_explain_and_reconstruct_the_sam
     # Outputs reach |x| ~ 150; merged weights round differently from base + LoRA by ~1e-4 there
     # (~7e-7 relative), so the tolerance is relative with a 1e-4 floor.
     torch.testing.assert_close(reloaded.ar.reconstruct(explanations), reconstructions, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.embedded
+def test_save_pretrained_merged_writes_the_files_nla_lens_export_writes(cli_export, shipped, tmp_path):
+    out, _ = cli_export
+    saved = shipped.save_pretrained(tmp_path / "merged", merged=True)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*") if p.is_file())
+    assert {"av/model.safetensors", "av/chat_template.jinja", "ar/value_head.safetensors"} <= set(files)
+    for name in files:
+        assert (out / name).read_bytes() == (saved / name).read_bytes(), name
+    assert (out / "av" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @pytest.mark.embedded

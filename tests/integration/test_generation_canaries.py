@@ -44,6 +44,21 @@ def _hf_greedy_text(hf_model, tokenizer, prompt: str) -> str:
     return tokenizer.decode(_cut(out[0, ids.shape[1] :].tolist(), tokenizer), skip_special_tokens=True)
 
 
+@torch.no_grad()
+def _tl_greedy_text(model, tokenizer, ids: torch.Tensor) -> str:
+    """TransformerLens's own KV-cached greedy ``generate`` (bridge or HookedTransformer), decoded."""
+    out = model.generate(
+        ids,
+        max_new_tokens=NEW_TOKENS,
+        do_sample=False,
+        stop_at_eos=False,
+        use_past_kv_cache=True,
+        return_type="tokens",
+        verbose=False,
+    )
+    return tokenizer.decode(_cut(out[0, ids.shape[1] :].tolist(), tokenizer), skip_special_tokens=True)
+
+
 @pytest.mark.embedded
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_transformer_bridge_generation_equals_hf_generate(bridge, embedded_hf, prompt):
@@ -70,16 +85,7 @@ def test_transformer_lens_own_bridge_generate_equals_hf_generate(bridge, embedde
 
     hooks = [("blocks.20.hook_resid_post", record)] if with_hook else []
     with bridge.hooks(fwd_hooks=hooks):
-        out = bridge.generate(
-            ids,
-            max_new_tokens=NEW_TOKENS,
-            do_sample=False,
-            stop_at_eos=False,
-            use_past_kv_cache=True,
-            return_type="tokens",
-            verbose=False,
-        )
-    got = tokenizer.decode(_cut(out[0, ids.shape[1] :].tolist(), tokenizer), skip_special_tokens=True)
+        got = _tl_greedy_text(bridge, tokenizer, ids)
     assert len(want) > 10
     assert got == want
     assert len(seen) == (NEW_TOKENS if with_hook else 0)  # the hook ran on every forward pass
@@ -108,14 +114,5 @@ def test_hooked_transformer_generation_equals_its_own_kv_cache_generate():
 
     model = tiny_hooked_transformer(tiny_tokenizer(), n_layers=2, n_ctx=64)
     ids = model.tokenizer("The cat sat on the", add_special_tokens=False, return_tensors="pt")["input_ids"]
-    want = model.generate(
-        ids,
-        max_new_tokens=NEW_TOKENS,
-        do_sample=False,
-        stop_at_eos=False,
-        verbose=False,
-        use_past_kv_cache=True,
-        return_type="tokens",
-    )[0, ids.shape[1] :].tolist()
-    text = model.tokenizer.decode(_cut(want, model.tokenizer), skip_special_tokens=True)
+    text = _tl_greedy_text(model, model.tokenizer, ids)
     assert steered_generate(model, "The cat sat on the", None, hook_name=1, max_new_tokens=NEW_TOKENS) == text

@@ -12,6 +12,7 @@ import yaml
 from safetensors.torch import save_file
 
 from nla_lens.errors import CheckpointError, InputError, MarkerError, ShapeError
+from nla_lens.frames import TextFrame
 from nla_lens.metrics import normalize
 from nla_lens.models import NLA, ActivationReconstructor, ActivationVerbalizer
 from nla_lens.testing.models import tiny_llama
@@ -76,11 +77,12 @@ def test_verbalize_result_frame_and_seeded_sampling(tiny_nla):
     kwargs = dict(max_new_tokens=5, num_samples=3, do_sample=True, progress=False)
     frame = tiny_nla.av.verbalize(v, seed=0, **kwargs)
     assert frame[["vector", "sample"]].values.tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
-    assert {"explanation", "raw", "n_tokens", "missing_tag", "truncated", "non_english", "ok"} <= set(frame.columns)
+    assert {"explanation", "n_tokens", "missing_tag", "truncated", "non_english", "ok"} <= set(frame.columns)
+    assert "raw" not in frame.columns  # the explanation is shown whole; no second copy of it
+    assert isinstance(frame, TextFrame)
     assert frame.n_tokens.max() <= 5 and frame.truncated.all() == (frame.n_tokens == 5).all()
-    assert frame.raw.str.startswith("<explanation>").all()
-    assert tiny_nla.av.verbalize(v, seed=0, **kwargs).raw.tolist() == frame.raw.tolist()
-    assert frame.raw.nunique() > 1  # sampling gives different explanations of one vector
+    assert tiny_nla.av.verbalize(v, seed=0, **kwargs).explanation.tolist() == frame.explanation.tolist()
+    assert frame.explanation.nunique() > 1  # sampling gives different explanations of one vector
 
 
 @pytest.mark.parametrize(

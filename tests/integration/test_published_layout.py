@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import yaml
 
 from nla_lens.errors import CheckpointError
 from nla_lens.models import NLA, ActivationReconstructor, ActivationVerbalizer
+from nla_lens.schema import NLAMeta, TokenMeta
 from nla_lens.testing.models import tiny_nla
 
 
@@ -82,6 +84,23 @@ def test_mse_scale_other_than_sqrt_d_is_refused(tmp_path):
     _, folder = _ar_folder(tmp_path, **{"extraction.mse_scale": 1.0})
     with pytest.raises(CheckpointError, match=r"mse_scale is 1\.0.*sqrt\(d_model\) = 5\.65685"):
         ActivationReconstructor.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("written, accepted", [(5.657, True), (5.652, True), (5.67, False), (5.5, False)])
+def test_mse_scale_written_rounded_reads_as_sqrt_d_and_a_wrong_one_is_refused(tmp_path, written, accepted):
+    # sqrt(32) = 5.65685: 5.657 and 5.652 are within 0.1 % of it, 5.67 (0.23 %) and 5.5 are not.
+    _, folder = _ar_folder(tmp_path, **{"extraction.mse_scale": written})
+    if accepted:
+        assert ActivationReconstructor.from_pretrained(folder).cfg.mse_scale == math.sqrt(32)
+    else:
+        with pytest.raises(CheckpointError, match=rf"mse_scale is {written}"):
+            ActivationReconstructor.from_pretrained(folder)
+
+
+def test_mse_scale_as_the_published_docs_round_it_means_sqrt_d():
+    tokens = TokenMeta("x", 1, 2, 3)
+    assert NLAMeta(role="ar", d_model=3584, tokens=tokens, mse_scale=59.87).mse_scale == math.sqrt(3584)
+    assert NLAMeta(role="ar", d_model=3584, tokens=tokens, mse_scale=59.0).mse_scale == 59.0  # the AR refuses it
 
 
 def test_critic_suffix_ids_are_checked_against_the_tokenizer(tmp_path):

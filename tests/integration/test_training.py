@@ -6,11 +6,14 @@ import copy
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
 
-from nla_lens.errors import CheckpointError, InputError, ShapeError
+from nla_lens.errors import CheckpointError, InputError, NormRangeWarning, ShapeError
+from nla_lens.models import NLA
+from nla_lens.norm_range import HIGH, NormRange
 from nla_lens.testing.models import tiny_nla
 from nla_lens.testing.synthetic import concept_dataset
 from nla_lens.training import ARWarmStart, AVWarmStart, GRPOConfig, GRPOTrainer, WarmStartConfig
@@ -40,6 +43,31 @@ def warm():
     av_run = AVWarmStart(nla.av, data, texts, WarmStartConfig(lr=3e-3, batch_size=16))
     av_history = av_run.train(30, progress=False)
     return nla, data, ar_history, av_history
+
+
+def test_trainers_record_the_norm_range_and_explain_warns_far_outside_it(tmp_path):
+    data, texts = concept_dataset(64, D)
+    want = NormRange.from_vectors(data.vectors)
+    nla = untrained()
+    assert nla.av.cfg.norm_range is None and nla.ar.cfg.norm_range is None
+    AVWarmStart(nla.av, data, texts, WarmStartConfig(batch_size=16))
+    ARWarmStart(nla.ar, data, texts, WarmStartConfig(batch_size=16))
+    assert nla.av.cfg.norm_range == want and nla.ar.cfg.norm_range == want
+    other = untrained()
+    GRPOTrainer(other, data, grpo_config(kl_coef=0.0))
+    assert other.av.cfg.norm_range == want and other.ar.cfg.norm_range == want
+
+    nla.save_pretrained(tmp_path / "nla")
+    loaded = NLA.from_pretrained(tmp_path / "nla")
+    assert loaded.av.cfg.norm_range == want
+    kwargs = dict(max_new_tokens=2, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded.explain(data.vectors[:2], **kwargs)  # training vectors: inside the range
+    assert not [w for w in caught if issubclass(w.category, NormRangeWarning)]
+    with pytest.warns(NormRangeWarning, match="1 of 2 vectors"):
+        far = data.vectors[1] / data.vectors[1].norm() * want.p99 * HIGH * 1.5  # [d]
+        loaded.explain(torch.stack([data.vectors[0], far]), **kwargs)
 
 
 def grpo_config(**kw):
