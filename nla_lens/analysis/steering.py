@@ -57,8 +57,10 @@ __all__ = [
     "topic_token_ids",
 ]
 
-#: The default strength of :func:`steer`: fluent on the embedded model with the shipped NLA, and
-#: still a topic gain (see :func:`steer`; ``python scripts/steering_sweep.py`` shows the trade-off).
+#: The default strength of :func:`steer`: the largest that stayed fluent on the embedded model with
+#: the shipped NLA (``python scripts/steering_sweep.py --coefficients 0.3 1.0 2.0 --max-new-tokens 12``:
+#: at 0.3 fluency lost 0.23 nats/token and a topic gain of 1.15 nats over no steering; at 1.0 and 2.0
+#: 1.95 and 3.44 nats/token lost, "The, of, of, of").
 DEFAULT_COEFFICIENT = 0.3
 #: The strengths :func:`steering_sweep` tries by default.
 SWEEP_COEFFICIENTS = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
