@@ -33,7 +33,7 @@ import torch
 
 from nla_lens.errors import InputError
 
-__all__ = ["CONTENT_RULE", "ContentRule", "content_mask"]
+__all__ = ["CONTENT_RULE", "ContentRule", "content_mask", "token_content_mask"]
 
 
 @dataclass(frozen=True)
@@ -110,3 +110,23 @@ def content_mask(
 ) -> torch.Tensor:
     """``(rule or CONTENT_RULE).mask(norms, usable)``: ``[B, T]`` bool of the content positions."""
     return (rule or CONTENT_RULE).mask(norms, usable)
+
+
+def token_content_mask(
+    acts: torch.Tensor, ids: list[list[int]], special: set[int] | frozenset[int], rule: ContentRule | None = None
+) -> torch.Tensor:
+    """The content positions of right-padded texts from their activations and token ids.
+
+    Args:
+        acts: ``[B, T, d_model]`` activations at one hook (row ``i`` holds ``len(ids[i])`` real tokens).
+        ids: The token ids of each text, unpadded.
+        special: Token ids that are never content (BOS, chat markers, padding).
+        rule: Default :data:`CONTENT_RULE`.
+
+    Returns:
+        ``[B, T]`` bool: real, non-special tokens that ``rule`` counts as content.
+    """
+    usable = torch.zeros(acts.shape[:2], dtype=torch.bool)
+    for row, x in enumerate(ids):
+        usable[row, : len(x)] = torch.tensor([t not in special for t in x], dtype=torch.bool)
+    return content_mask(acts.float().norm(dim=-1).cpu(), usable, rule)

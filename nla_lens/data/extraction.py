@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from nla_lens.data.dataset import ActivationDataset, norm_stats
 from nla_lens.data.texts import as_texts
 from nla_lens.errors import InputError
-from nla_lens.positions import CONTENT_RULE, content_mask
+from nla_lens.positions import CONTENT_RULE, token_content_mask
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 
 DEFAULT_SPLITS: dict[str, float] = {"av_sft": 0.25, "ar_sft": 0.25, "rl": 0.4, "eval": 0.1}
@@ -173,10 +173,7 @@ def extract_activations(
         for row, doc_id in enumerate(batch):
             tokens[row, : len(encoded[doc_id])] = torch.tensor(encoded[doc_id])
         acts = subject.activations(tokens, hook)
-        usable = torch.zeros(tokens.shape, dtype=torch.bool)
-        for row, doc_id in enumerate(batch):
-            usable[row, : len(encoded[doc_id])] = torch.tensor([t not in special for t in encoded[doc_id]])
-        content = content_mask(acts.float().norm(dim=-1), usable)  # [B, T]: no sink
+        content = token_content_mask(acts, [encoded[d] for d in batch], special)  # [B, T]: no sink
         for row, doc_id in enumerate(batch):
             ids = encoded[doc_id]
             for position in chosen[doc_id].tolist():

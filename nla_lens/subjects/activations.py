@@ -19,7 +19,7 @@ import torch
 
 from nla_lens.errors import InputError
 from nla_lens.hooks import HookPoint
-from nla_lens.positions import CONTENT_RULE, content_mask
+from nla_lens.positions import CONTENT_RULE, token_content_mask
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 
 __all__ = ["PromptActivations", "prompt_activations"]
@@ -117,13 +117,12 @@ def _content_positions(
 ) -> list[int]:
     """The content positions of one prompt (``acts`` ``[seq, d_model]``); a notice names later sinks."""
     norms = acts.norm(dim=-1)
-    usable = torch.tensor([[t not in special for t in ids]])
-    content = content_mask(norms[None], usable)[0]
+    content = token_content_mask(acts[None], [ids], special)[0]
     chosen = torch.nonzero(content).flatten().tolist()
     if not chosen:  # a one-token prompt (or nothing but sinks): its last token, rather than nothing
         return [len(ids) - 1]
     reference = float(norms[chosen].median())
-    sinks = [p for p in range(CONTENT_RULE.min_position, len(ids)) if usable[0, p] and not content[p]]
+    sinks = [p for p in range(CONTENT_RULE.min_position, len(ids)) if ids[p] not in special and not content[p]]
     if sinks:
         named = ", ".join(f"{p} {tokens[p]!r} (norm {float(norms[p]) / reference:.0f}× the median)" for p in sinks)
         notices.append(f"Not explained: attention-sink position(s) {named}; pass positions= to include them.")

@@ -28,7 +28,7 @@ from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CacheError, InputError
 from nla_lens.hooks import HookPoint
 from nla_lens.optional import sae_lens
-from nla_lens.positions import CONTENT_RULE, ContentRule, content_mask
+from nla_lens.positions import CONTENT_RULE, ContentRule, token_content_mask
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 
 __all__ = ["activation_batches", "collect_activations", "load_sae", "train_embedded_sae"]
@@ -67,11 +67,8 @@ def activation_batches(
             continue
         width = max(len(x) for x in ids)
         tokens = torch.tensor([x + [pad] * (width - len(x)) for x in ids])
-        usable = torch.zeros(tokens.shape, dtype=torch.bool)
-        for row, x in enumerate(ids):
-            usable[row, : len(x)] = torch.tensor([t not in special for t in x])
         acts = adapter.activations(tokens, hook)  # [B, T, d_model]
-        yield ids, acts, content_mask(acts.float().norm(dim=-1), usable, rule)
+        yield ids, acts, token_content_mask(acts, ids, special, rule)
 
 
 def load_sae(path: str | Path, *, device: str = "cpu") -> Any:

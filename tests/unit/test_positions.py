@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nla_lens.errors import InputError
-from nla_lens.positions import CONTENT_RULE, ContentRule, content_mask
+from nla_lens.positions import CONTENT_RULE, ContentRule, content_mask, token_content_mask
 
 
 def test_position_zero_and_a_later_norm_outlier_are_sinks():
@@ -59,3 +59,10 @@ def test_bad_shapes_are_refused():
         content_mask(torch.ones(5))
     with pytest.raises(InputError, match="must match"):
         content_mask(torch.ones(2, 5), torch.ones(2, 4, dtype=torch.bool))
+
+
+def test_token_content_mask_builds_the_usable_mask_from_ids_and_special_tokens():
+    acts = torch.ones(2, 4, 3)
+    acts[0, 1] *= 50  # a sink at position 1 of the first text
+    mask = token_content_mask(acts, [[5, 6, 7, 8], [5, 9]], special={9})
+    assert mask.tolist() == [[False, False, True, True], [False, False, False, False]]
