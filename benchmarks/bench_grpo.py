@@ -3,6 +3,14 @@
     python benchmarks/bench_grpo.py [--steps 3] [--lora-r 8] [--engine hf|vllm|both]
     python benchmarks/bench_grpo.py --compare [--steps 3] [--configurations cde] [--rounds 2]
     python benchmarks/bench_grpo.py --profile [--no-share-prefix] [--no-merge] [--kl-coef 0] [--av-template verbose]
+    python benchmarks/bench_grpo.py --compare --configurations fgh --steps 2 --rounds 2   # precision
+
+``--recipe`` takes the shipped recipe's GRPO settings (``PRESETS["smollm2-135m"].rl``: 8 vectors x group
+4, 56 new tokens, its learning rates and KL, the AV with LoRA rank 24 and the AR with rank 12 as its warm
+starts leave them); ``--precision`` (auto, fp32, bf16) and ``--micro-batch-size`` override it. The
+configurations (f) today's recipe as it ran before precision existed (fp32, micro-batches of 8), (g) the
+recipe now (precision auto, one micro-batch of 32) and (h) that without the KL pass compare precision; the
+header names the CPU's bf16 capability (:func:`nla_lens.precision.capability`).
 
 Prints per-step wall time split into generation / policy update (log-probs of policy and
 reference, backward) / weight sync to the engine / AR update, the share spent generating, and peak
@@ -43,8 +51,11 @@ import torch
 import nla_lens
 from nla_lens.injection import marker_neighbors
 from nla_lens.models import NLA
+from nla_lens.precision import capability
 from nla_lens.schema import DEFAULT_AV_TEMPLATE, VERBOSE_AV_TEMPLATE
 from nla_lens.training import GRPOConfig, GRPOTrainer
+from nla_lens.training.lora import apply_lora
+from nla_lens.training.recipe import PRESETS
 
 TEMPLATES = {"default": DEFAULT_AV_TEMPLATE, "verbose": VERBOSE_AV_TEMPLATE}
 
@@ -55,6 +66,9 @@ CONFIGURATIONS = (
     ("c: short prompt, shared prefix", ("--no-merge",)),
     ("d: + rollouts LoRA merged", ()),
     ("e: + kl_coef 0 (no reference)", ("--kl-coef", "0")),
+    ("f: recipe, fp32, micro-batch 8", ("--recipe", "--precision", "fp32", "--micro-batch-size", "8")),
+    ("g: recipe, auto, micro-batch 32", ("--recipe", "--precision", "auto", "--micro-batch-size", "32")),
+    ("h: g + kl_coef 0", ("--recipe", "--precision", "auto", "--micro-batch-size", "32", "--kl-coef", "0")),
 )
 
 
@@ -73,9 +87,12 @@ def main() -> None:
     parser.add_argument(
         "--merge", action=argparse.BooleanOptionalAction, default=True, help="HF rollouts with the LoRA adapters merged"
     )
-    parser.add_argument("--kl-coef", type=float, default=GRPOConfig.kl_coef, help="0: no reference model or pass")
+    parser.add_argument("--kl-coef", type=float, default=None, help="0: no reference model or pass")
+    parser.add_argument("--recipe", action="store_true", help="the shipped recipe's GRPO settings and LoRA ranks")
+    parser.add_argument("--precision", default=None, help="auto, fp32 or bf16 (default: GRPOConfig's)")
+    parser.add_argument("--micro-batch-size", type=int, default=None)
     parser.add_argument("--compare", action="store_true", help="configurations (a) to (e), one process each")
-    parser.add_argument("--configurations", default="abcde", help="which of (a) to (e) --compare runs, e.g. cde")
+    parser.add_argument("--configurations", default="abcde", help="which of (a) to (h) --compare runs, e.g. fgh")
     parser.add_argument("--rounds", type=int, default=1, help="--compare: run them round-robin this many times")
     parser.add_argument("--profile", action="store_true", help="profile one more step after --steps")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 on a busy machine)")
@@ -83,6 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(capability(), flush=True)
     if args.engine == "both":
         compare(args)
         return
@@ -97,16 +115,7 @@ def main() -> None:
     del bridge
     nla = NLA.untrained("smollm2-135m")
     use_template(nla, TEMPLATES[args.av_template])
-    config = GRPOConfig(
-        n_vectors=args.n_vectors,
-        group_size=args.group_size,
-        max_new_tokens=args.max_new_tokens,
-        lora_r=args.lora_r or None,
-        engine=args.engine,
-        share_prefix=args.share_prefix,
-        merge_adapters=args.merge,
-        kl_coef=args.kl_coef,
-    )
+    config = grpo_config(args, nla)
     trainer = GRPOTrainer(nla, data, config)
     startup = 0.0
     if args.engine == "vllm":  # started before the clock runs (the trainer's LoRA wrapping comes first)
@@ -118,6 +127,7 @@ def main() -> None:
     total = time.perf_counter() - start
     if args.profile:
         profile_step(trainer)
+    args.kl_coef, args.max_new_tokens = config.kl_coef, config.max_new_tokens  # for the header
     h = trainer.history.head(args.steps)
     parts = [p for p in ("generate_seconds", "policy_seconds", "sync_seconds", "ar_seconds") if p in h]
     figures = {
@@ -126,6 +136,8 @@ def main() -> None:
         "share_prefix": args.share_prefix,
         "merge_adapters": args.merge,
         "kl_coef": args.kl_coef,
+        "precision": trainer.precision,
+        "micro_batch_size": config.micro_batch_size,
         "prompt_tokens": len(nla.av.prompt_ids()),
         "seconds_per_step": float(h["seconds"].mean()),
         "total_seconds": total,
@@ -139,7 +151,8 @@ def main() -> None:
         f"engine={args.engine} threads={torch.get_num_threads()} steps={args.steps} vectors={args.n_vectors} "
         f"group={args.group_size} max_new_tokens={args.max_new_tokens} lora_r={args.lora_r or 'full'} "
         f"av_template={args.av_template} ({figures['prompt_tokens']} prompt tokens) share_prefix={args.share_prefix} "
-        f"merge={args.merge} kl_coef={args.kl_coef} "
+        f"merge={args.merge} kl_coef={args.kl_coef} precision={trainer.precision} "
+        f"micro_batch={config.micro_batch_size} recipe={args.recipe} "
         f"mean response {figures['response_length']:.1f} tokens"
     )
     print(f"seconds per step: {per_step:.1f} (total {total:.1f} s; engine start-up before it {startup:.0f} s)")
@@ -151,6 +164,35 @@ def main() -> None:
     )
     if args.json:
         Path(args.json).write_text(json.dumps(figures))
+
+
+def grpo_config(args: argparse.Namespace, nla: NLA) -> GRPOConfig:
+    """The benchmark's GRPOConfig: this script's sizes, or with ``--recipe`` the shipped recipe's GRPO
+    settings, with the AV and AR wrapped in LoRA of the ranks the recipe's warm starts give them."""
+    if args.recipe:
+        recipe = PRESETS["smollm2-135m"]
+        nla.av.model = apply_lora(nla.av.model, recipe.av.lora_r)
+        nla.ar.backbone = apply_lora(nla.ar.backbone, recipe.ar.lora_r)
+        nla.ar.value_head.weight.requires_grad_(True)
+        config = dataclasses.replace(
+            recipe.rl, engine=args.engine, share_prefix=args.share_prefix, merge_adapters=args.merge
+        )
+    else:
+        config = GRPOConfig(
+            n_vectors=args.n_vectors,
+            group_size=args.group_size,
+            max_new_tokens=args.max_new_tokens,
+            lora_r=args.lora_r or None,
+            engine=args.engine,
+            share_prefix=args.share_prefix,
+            merge_adapters=args.merge,
+        )
+    overrides = {
+        "kl_coef": args.kl_coef,
+        "precision": args.precision,
+        "micro_batch_size": args.micro_batch_size,
+    }
+    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def use_template(nla: NLA, template: str) -> None:
@@ -264,8 +306,9 @@ def compare_configurations(args: argparse.Namespace) -> None:
     results = {label: min(rs, key=lambda r: r["seconds_per_step"]) for label, rs in runs.items()}
     first = chosen[0][0]
     base = results[first]["seconds_per_step"]
+    print(f"\n{capability()}")
     print(
-        f"\n{'configuration':32s} prompt  s/step  generate  policy     ar  vs ({first[0]})  peak RSS  all runs (s/step)"
+        f"{'configuration':32s} prompt  s/step  generate  policy     ar  vs ({first[0]})  peak RSS  all runs (s/step)"
     )
     for label, r in results.items():
         parts = r["parts"]

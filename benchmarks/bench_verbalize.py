@@ -4,8 +4,10 @@ loop and, where vLLM is installed, against the vLLM engine (greedy and sampled).
     python benchmarks/bench_verbalize.py [--vectors 32] [--max-new-tokens 32] [--samples 4] [--no-loop]
     .venv-vllm/bin/python benchmarks/bench_verbalize.py     # with the vLLM engine (locks/vllm.txt)
 
-Greedy decoding with the same vectors gives the same explanations on every path; prints vectors/second of
-each, the ratios, and, with vLLM, sampled responses/second (``--samples`` per vector) and the ratio vLLM/HF.
+Greedy decoding with the same vectors gives the same explanations on every fp32 path; prints vectors/second
+of each, the ratios, and, with vLLM, sampled responses/second (``--samples`` per vector) and the ratio vLLM/HF.
+HF also generates in bf16 (``verbalize(precision="bf16")``: a bf16 copy of the weights), beside fp32 in
+the same run, with how many explanations come out the same; the header names the CPU's bf16 capability.
 HF is timed before vLLM starts, so vLLM's processes never share the cores with it. With ``--pretrained``
 (a LoRA AV) it also times HF generation with the adapters merged (the default) against unmerged, in
 batches of 1 and of all vectors, alternating three times and keeping each one's fastest.
@@ -22,6 +24,7 @@ import nla_lens
 from nla_lens.models import NLA
 from nla_lens.models.adapters import mergeable
 from nla_lens.optional import has_vllm
+from nla_lens.precision import capability
 
 
 def timed(call):
@@ -71,9 +74,11 @@ def main() -> None:
     warmup, vectors = extracted[:2], extracted[2 : args.vectors + 2]
     nla = NLA.from_pretrained("smollm2-135m-L20") if args.pretrained else NLA.untrained("smollm2-135m")
     av = nla.av
-    kwargs = dict(max_new_tokens=args.max_new_tokens, progress=False)
+    kwargs = dict(max_new_tokens=args.max_new_tokens, progress=False, warn=False)
     av.verbalize(warmup, **kwargs)
+    av.verbalize(warmup, precision="bf16", **kwargs)  # makes the bf16 copy
     n = len(vectors)
+    print(capability())
 
     batched, t_batch = timed(lambda: av.verbalize(vectors, batch_size=n, **kwargs))
     print(
@@ -81,6 +86,12 @@ def main() -> None:
         f"(mean response {batched.n_tokens.mean():.1f} tokens) AV={'shipped LoRA' if args.pretrained else 'base'}"
     )
     print(f"HF batch {n:<3d}           {t_batch:7.2f} s  {n / t_batch:6.2f} vectors/s")
+    bf16, t_bf16 = timed(lambda: av.verbalize(vectors, batch_size=n, precision="bf16", **kwargs))
+    same = sum(a == b for a, b in zip(batched.explanation, bf16.explanation))
+    print(
+        f"HF batch {n:<3d} bf16      {t_bf16:7.2f} s  {n / t_bf16:6.2f} vectors/s  ({t_batch / t_bf16:.2f}x fp32; "
+        f"same explanations {same}/{n})"
+    )
     if not args.no_loop:
         single, t_loop = timed(lambda: [av.verbalize(v[None], batch_size=1, **kwargs).explanation[0] for v in vectors])
         same = sum(a == b for a, b in zip(batched.explanation, single))

@@ -69,6 +69,13 @@ def _train(args: argparse.Namespace) -> int:
         )
         if v is not None
     }
+    if args.precision is not None:  # every stage's trainer
+        overrides.update(
+            {
+                stage: dataclasses.replace(getattr(recipe, stage), precision=args.precision)
+                for stage in ("ar", "av", "ar_refit", "rl")
+            }
+        )
     recipe = dataclasses.replace(recipe, **overrides)
     out = args.out or f"runs/{recipe.name}"
     report = run_recipe(recipe, out, cache_dir=args.cache_dir)
@@ -122,6 +129,7 @@ def _explain(args: argparse.Namespace) -> int:
         subject=subject,
         positions=args.positions,
         max_new_tokens=args.max_new_tokens,
+        precision=args.precision,
         progress=False,
         warn=False,
     )
@@ -191,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--av-steps", type=int, default=None)
     tr.add_argument("--rl-steps", type=int, default=None)
     tr.add_argument("--cache-dir", default=None, help="cache root for the embedded model")
+    tr.add_argument(
+        "--precision",
+        default=None,
+        help="auto, fp32 or bf16: every stage's training precision (default: the preset's, auto = bf16 where "
+        "the CPU or GPU multiplies it natively)",
+    )
     tr.set_defaults(func=_train)
 
     xp = commands.add_parser("explain", help="explain every token of a text with an NLA, with reconstruction scores")
@@ -202,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--max-new-tokens", type=int, default=64)
     xp.add_argument("--width", type=int, default=160, help="characters of each explanation shown")
     xp.add_argument("--cache-dir", default=None)
+    xp.add_argument(
+        "--precision", default="fp32", help="fp32, bf16 or auto (bf16 where the CPU or GPU multiplies it natively)"
+    )
     xp.add_argument(
         "--color",
         default="auto",

@@ -7,6 +7,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# precision="auto" resolves to fp32 in tests, whatever the CPU: CI machines differ (some multiply bf16
+# natively, some not) and most tests compare two paths exactly. tests/integration/test_precision.py
+# asks for bf16 by name and checks "auto" with the capability forced each way.
+os.environ.setdefault("NLA_LENS_CPU_BF16", "0")
 
 
 def pytest_configure(config):

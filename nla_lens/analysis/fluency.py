@@ -10,6 +10,8 @@ thresholds :func:`nla_lens.analysis.steer` states and warns with.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -23,6 +25,7 @@ __all__ = [
     "is_fluent",
     "perplexity",
     "repetition_rate",
+    "text_logprobs",
 ]
 
 #: A continuation is "not fluent" when the unsteered subject finds it more than this many
@@ -53,6 +56,39 @@ def continuation_logprob(logits: torch.Tensor, ids: torch.Tensor, start: int) ->
         raise InputError(f"start must lie in 1..{ids.shape[0] - 1} (a non-empty prompt and continuation).")
     logp = logits[start - 1 : -1].float().log_softmax(dim=-1)
     return float(logp.gather(-1, ids[start:, None]).mean())
+
+
+@torch.no_grad()
+def text_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 16) -> list[float]:
+    """Mean log-likelihood per token of each text under an HF causal LM: how readable a judge model
+    finds it (an NLA's explanations under the base model; :func:`perplexity` turns it into one).
+
+    Each text is read on its own from its first token (the first token is the context, the rest are
+    scored); a text of fewer than two tokens gives NaN.
+
+    Args:
+        model: An HF causal LM (the judge).
+        tokenizer: Its tokenizer.
+        texts: ``N`` texts.
+
+    Returns:
+        ``N`` mean log-likelihoods in nats (<= 0).
+    """
+    out: list[float] = []
+    device = next(model.parameters()).device
+    for start in range(0, len(texts), batch_size):
+        encoded = [tokenizer.encode(t, add_special_tokens=False) for t in texts[start : start + batch_size]]
+        width = max(2, *(len(ids) for ids in encoded))
+        ids = torch.zeros(len(encoded), width, dtype=torch.long)
+        mask = torch.zeros(len(encoded), width, dtype=torch.long)
+        for row, tokens in enumerate(encoded):
+            ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            mask[row, : len(tokens)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.cpu()
+        for row, tokens in enumerate(encoded):
+            n = len(tokens)
+            out.append(continuation_logprob(logits[row, :n], ids[row, :n], 1) if n >= 2 else math.nan)
+    return out
 
 
 def perplexity(mean_logprob: float) -> float:

@@ -35,6 +35,7 @@ from nla_lens.metrics import check_vectors
 from nla_lens.models.adapters import merged_adapters
 from nla_lens.models.loading import check_model_folder, load_lm_folder, text_config
 from nla_lens.norm_range import warn_if_outside
+from nla_lens.precision import InferenceCopy, resolve_precision
 from nla_lens.sampling import SeededGumbelSampler, sample_seeds
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
 
@@ -123,6 +124,39 @@ def _new_shared_cache(model: Any) -> tuple[Any, str] | None:
     return (cache, cache_arg) if _cache_holds(cache, 0) else None
 
 
+def _cached_forward(module: Any, ids: torch.Tensor, cache: Any, cache_arg: str, **kwargs: Any) -> Any:
+    """``module`` on ``ids [B, T]`` continuing ``cache`` (all-ones attention over cache and ids)."""
+    attention = torch.ones(len(ids), cache.get_seq_length() + ids.shape[1], dtype=torch.long, device=ids.device)
+    return module(input_ids=ids, attention_mask=attention, use_cache=True, **{cache_arg: cache}, **kwargs)
+
+
+def _last(length: int, device: torch.device) -> torch.Tensor:
+    """``logits_to_keep`` for the last of ``length`` positions. An index tensor makes HF gather it
+    into a contiguous ``[B, 1, d]``; an int slices a strided view (see :func:`contiguous_head`)."""
+    return torch.tensor([length - 1], device=device)
+
+
+@contextlib.contextmanager
+def contiguous_head(model: Any) -> Iterator[None]:
+    """Inside the block, ``model``'s output head reads a contiguous copy of its input.
+
+    HF generation's prefill keeps only the last position (``hidden[:, -1:, :]``, a strided view);
+    ``torch.matmul`` does not fold such a 3-D view into one matrix product but broadcasts the
+    vocabulary-wide weight over the batch and copies it (batch x vocab x width: 1.8 GB for 32
+    rows of the embedded AV in bf16), which took a quarter of a greedy ``verbalize``. A contiguous
+    input folds into one product.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        yield
+        return
+    handle = head.register_forward_pre_hook(lambda _module, args: (args[0].contiguous(), *args[1:]))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def _cache_holds(cache: Any, length: int) -> bool:
     """Whether ``cache`` is a plain ``DynamicCache`` whose every layer holds ``length`` positions
     (plain or sliding-window layers, which reorder by batch row; other layers: a fallback)."""
@@ -161,6 +195,7 @@ class ActivationVerbalizer:
         self._prompt: torch.Tensor | None = None
         self._engines: dict[str, Any] = {}
         self._engine_weights: dict[str, tuple[int, float]] = {}
+        self._copies: dict[torch.dtype, tuple[tuple[int, float], InferenceCopy]] = {}
 
     # -- facts --------------------------------------------------------------------------------
     @property
@@ -245,6 +280,8 @@ class ActivationVerbalizer:
         top_p: float = 1.0,
         seeds: Sequence[int] | None = None,
         merge_adapters: bool = True,
+        precision: str = "fp32",
+        share_prefix: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate one response per vector (KV cache; injection on the prefill only).
 
@@ -256,6 +293,13 @@ class ActivationVerbalizer:
             merge_adapters: Fold LoRA adapters into their weights while generating
                 (:func:`~nla_lens.models.adapters.merged_adapters`; the same tokens, one matrix
                 product per adapted layer instead of three). ``False`` only to compare.
+            precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (:mod:`nla_lens.precision`): bf16
+                generates from a bf16 copy of the weights (adapters folded in), refreshed when the
+                weights change; faster where the hardware multiplies bf16 natively, and greedy
+                tokens can differ from fp32's once two candidates are close.
+            share_prefix: Run the prompt before the marker once for the whole batch and start
+                every row's generation from that cache (:meth:`prompt_prefix_cache`); the same
+                tokens up to float rounding. ``False`` only to compare.
 
         Returns:
             ``(tokens [N, L], finished [N])``: the new tokens (right-padded with the pad id) and
@@ -283,9 +327,20 @@ class ActivationVerbalizer:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        merging = merged_adapters(self.model) if merge_adapters else contextlib.nullcontext()
-        with merging, self.injecting(vectors, prompt_length=len(prompt)) as hook:
-            out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
+        if resolve_precision(precision, self.device) == "bf16":
+            model, merging = self.inference_copy(torch.bfloat16).model, contextlib.nullcontext()
+        else:
+            model = self.model
+            merging = merged_adapters(self.model) if merge_adapters else contextlib.nullcontext()
+        with merging, contiguous_head(model):
+            prefix = self.prompt_prefix_cache(model, len(vectors)) if share_prefix else None
+            prefill = len(prompt)
+            if prefix is not None:
+                cache, cache_arg, split = prefix
+                kwargs[cache_arg] = cache
+                prefill -= split  # generate runs only the part of the prompt the cache lacks
+            with self.injecting(vectors, prompt_length=prefill, model=model) as hook:
+                out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
         if hook.n_injections != 1:
             raise RuntimeError(f"The vector was injected {hook.n_injections} times during generation, expected once.")
         new = out[:, len(prompt) :]
@@ -303,6 +358,7 @@ class ActivationVerbalizer:
         batch_size: int = 32,
         seed: int | None = None,
         engine: str | Any = "hf",
+        precision: str = "fp32",
         progress: bool = True,
         warn: bool = True,
     ) -> pd.DataFrame:
@@ -318,6 +374,11 @@ class ActivationVerbalizer:
                 seed, so a vector's samples do not depend on the batch it lands in.
             engine: ``"hf"`` (default), ``"vllm"`` (started on first use and kept; it always
                 serves this AV's current weights), or an engine object with the same ``generate``.
+            precision: HF engine: ``"fp32"`` (default), ``"bf16"`` or ``"auto"`` (bf16 where the
+                hardware multiplies it natively; :mod:`nla_lens.precision`). bf16 generates from a
+                bf16 copy of the weights: faster there, and a greedy explanation can differ from
+                fp32's where two next tokens are nearly tied. Other engines set their dtype when
+                they start.
             progress: Show a progress bar.
             warn: Warn when some explanations are flagged, and
                 (:class:`~nla_lens.errors.NormRangeWarning`) when a vector's L2 norm is far outside
@@ -335,6 +396,12 @@ class ActivationVerbalizer:
         if warn:
             warn_if_outside(self.cfg.norm_range, vectors, self.cfg.hook_name, stacklevel=2)
         generator = self.engine(engine)
+        hf = {"precision": precision} if generator is self else {}
+        if generator is not self and precision != "fp32":
+            raise InputError(
+                f"precision={precision!r} applies to the HF engine; a {type(generator).__name__} sets its dtype "
+                "when it starts (e.g. start_engine('vllm', dtype=...))."
+            )
         repeated = vectors.repeat_interleave(num_samples, dim=0)
         seeds = sample_seeds(seed, range(len(vectors)), num_samples) if do_sample and seed is not None else None
         rows: list[dict[str, Any]] = []
@@ -347,6 +414,7 @@ class ActivationVerbalizer:
                 do_sample=do_sample,
                 temperature=temperature,
                 seeds=None if seeds is None else seeds[start : start + batch_size],
+                **hf,
             )
             for offset, ids in enumerate(tokens):
                 index = start + offset
@@ -418,6 +486,19 @@ class ActivationVerbalizer:
         self._engine_weights.clear()
         for engine in engines.values():
             engine.close()
+
+    def inference_copy(self, dtype: torch.dtype) -> InferenceCopy:
+        """A frozen ``dtype`` copy of this AV's model with its adapters folded in
+        (:class:`~nla_lens.precision.InferenceCopy`), kept and refreshed when the weights change."""
+        fingerprint = self._weights_fingerprint()
+        held = self._copies.get(dtype)
+        if held is None or held[0][0] != fingerprint[0]:
+            held = (fingerprint, InferenceCopy(self.model, dtype))
+        elif held[0] != fingerprint:
+            held[1].refresh(self.model)
+            held = (fingerprint, held[1])
+        self._copies[dtype] = held
+        return held[1]
 
     def _weights_fingerprint(self) -> tuple[int, float]:
         """Which model this AV holds and a cheap checksum of its trainable weights (LoRA adapters, or
@@ -502,7 +583,10 @@ class ActivationVerbalizer:
         logits = self._shared_prefix_logits(vectors, targets, model) if share_prefix else None
         if logits is None:
             logits = self._full_logits(vectors, targets, model)
-        logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        # cross_entropy = fused log-softmax and gather; its backward is one fused kernel too, where
+        # gather - logsumexp took two passes over the [N, L, vocab] logits.
+        logp = -torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+        logp = logp.view(targets.shape)
         mask = mask.to(logp.device)
         return logp * mask, mask
 
@@ -555,19 +639,16 @@ class ActivationVerbalizer:
         split = self._marker_position() - 1
 
         def forward(module: Any, ids: torch.Tensor, **kwargs: Any) -> Any:
-            past = cache.get_seq_length()
-            attention = torch.ones(len(ids), past + ids.shape[1], dtype=torch.long, device=ids.device)
-            return module(input_ids=ids, attention_mask=attention, use_cache=True, **{cache_arg: cache}, **kwargs)
+            return _cached_forward(module, ids, cache, cache_arg, **kwargs)
 
-        if split > 0:
-            forward(inner, prompt[None, :split], logits_to_keep=1)
-            if not _cache_holds(cache, split):
-                return None
+        if split > 0 and not self._fill_prefix(inner, cache, cache_arg, split):
+            return None
         unique, inverse = unique_rows(vectors)
         inverse = inverse.to(targets.device)
         cache.reorder_cache(torch.zeros(len(unique), dtype=torch.long, device=targets.device))
         with self.injecting(unique, model=inner):
-            first = forward(inner, prompt[None, split:].expand(len(unique), -1), logits_to_keep=1).logits
+            rest = prompt[None, split:].expand(len(unique), -1)
+            first = forward(inner, rest, logits_to_keep=_last(rest.shape[1], rest.device)).logits
         if not _cache_holds(cache, len(prompt)):
             return None
         logits = [first.float()[inverse]]
@@ -575,6 +656,32 @@ class ActivationVerbalizer:
             cache.reorder_cache(inverse)
             logits.append(forward(model, targets[:, :-1]).logits.float())
         return torch.cat(logits, dim=1)
+
+    def _fill_prefix(self, model: Any, cache: Any, cache_arg: str, split: int) -> bool:
+        """Run the prompt's first ``split`` tokens (before the marker's left neighbour) into
+        ``cache`` with batch 1; whether the cache then holds exactly them."""
+        prompt = self.prompt_ids().to(self.device)
+        _cached_forward(model, prompt[None, :split], cache, cache_arg, logits_to_keep=_last(split, prompt.device))
+        return _cache_holds(cache, split)
+
+    @torch.no_grad()
+    def prompt_prefix_cache(self, model: Any, rows: int) -> tuple[Any, str, int] | None:
+        """A KV cache of the AV prompt up to the marker's left neighbour, for ``rows`` rows.
+
+        Returns:
+            ``(cache, cache_arg, split)``: the cache (``split`` positions, every row the same),
+            the forward argument that takes it, and ``split``; ``None`` when ``model``'s cache
+            cannot be shared this way (:func:`_new_shared_cache`) or the marker sits at the start.
+        """
+        split = self._marker_position() - 1
+        shared = _new_shared_cache(model) if split > 0 else None
+        if shared is None:
+            return None
+        cache, cache_arg = shared
+        if not self._fill_prefix(model, cache, cache_arg, split):
+            return None
+        cache.reorder_cache(torch.zeros(rows, dtype=torch.long, device=self.device))
+        return cache, cache_arg, split
 
     def _marker_position(self) -> int:
         """Index of the marker in :meth:`prompt_ids` (where the sidecar's neighbours surround it)."""

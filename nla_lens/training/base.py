@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CheckpointError, InputError
 from nla_lens.jsonable import json_safe
+from nla_lens.precision import autocast, resolve_precision
 from nla_lens.training.callbacks import TrainerCallback
 from nla_lens.training.checkpoint import STATE_FILE, load_optimizer, load_rng, save_optimizer, save_rng
 
@@ -61,6 +62,10 @@ class TrainerConfig:
             every checkpoint and at the end of ``train``).
         keep_checkpoints: Older checkpoints beyond this many are deleted.
         max_grad_norm: Gradient clipping.
+        precision: ``"auto"`` (default), ``"fp32"`` or ``"bf16"`` (:mod:`nla_lens.precision`): the
+            training step's matrix products run in bf16 under autocast where the hardware
+            multiplies bf16 natively (``"auto"``), with float32 weights, optimizer states and
+            losses; held-out evaluation always runs in float32.
     """
 
     seed: int = 0
@@ -70,6 +75,7 @@ class TrainerConfig:
     output_dir: str | None = None
     keep_checkpoints: int = 2
     max_grad_norm: float = 1.0
+    precision: str = "auto"
 
     #: Fields a resumed run may change; any other difference refuses the resume.
     RESUMABLE: ClassVar[tuple[str, ...]] = ("eval_every", "checkpoint_every", "output_dir", "keep_checkpoints")
@@ -80,6 +86,7 @@ class TrainerConfig:
                 raise InputError(f"{type(self).__name__}.{name} must be >= 0, got {getattr(self, name)}.")
         if self.checkpoint_every and not self.output_dir:
             raise InputError("checkpoint_every needs output_dir= (where checkpoints go).")
+        resolve_precision(self.precision)  # a clear error for an unknown name
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -133,6 +140,11 @@ class Trainer:
     def world_size(self) -> int:
         """Processes training together (1 without ``accelerate launch``)."""
         return self.accelerator.num_processes
+
+    @property
+    def precision(self) -> str:
+        """``"fp32"`` or ``"bf16"``: what ``config.precision`` resolves to on this trainer's device."""
+        return resolve_precision(self.config.precision, self.accelerator.device)
 
     @property
     def is_main_process(self) -> bool:
@@ -232,7 +244,8 @@ class Trainer:
     def step(self) -> dict[str, Any]:
         """Run one training step (plus evaluation / checkpoint when due); return its metrics."""
         start = time.perf_counter()
-        metrics = {"step": self.step_count + 1, **self._step()}
+        with autocast(self.config.precision, self.accelerator.device):
+            metrics = {"step": self.step_count + 1, **self._step()}
         self.step_count += 1
         metrics["seconds"] = time.perf_counter() - start
         if self.config.eval_every and self.step_count % self.config.eval_every == 0:

@@ -40,6 +40,7 @@ from nla_lens.models.nla import NLA
 from nla_lens.models.verbalizer import ENGINES
 from nla_lens.modes import evaluating
 from nla_lens.norm_range import record_norm_range
+from nla_lens.precision import InferenceCopy
 from nla_lens.rewrites import augment
 from nla_lens.sampling import sample_seeds
 from nla_lens.training.base import Trainer, TrainerConfig
@@ -74,8 +75,10 @@ class GRPOConfig(TrainerConfig):
             (one process only; ``pip install 'nla_lens[vllm]'``).
         share_prefix: Compute the AV prompt once per micro-batch in the log-prob passes (the part
             before the marker once, the rest once per vector, every sample of a group continuing
-            from it) instead of once per sample; the same loss up to float rounding
-            (``ActivationVerbalizer.logprobs(share_prefix=)``). ``False`` only to compare.
+            from it) instead of once per sample, and the part before the marker once per batch of
+            HF rollouts; the same loss and samples up to float rounding
+            (``ActivationVerbalizer.logprobs(share_prefix=)``, ``generate(share_prefix=)``).
+            ``False`` only to compare.
         merge_adapters: HF rollouts fold the AV's LoRA adapters into its weights while sampling
             (:func:`~nla_lens.models.adapters.merged_adapters`): the same samples, one matrix product
             per adapted layer instead of three. ``False`` only to compare.
@@ -158,7 +161,13 @@ class GRPOTrainer(Trainer):
             nla.ar.backbone = apply_lora(nla.ar.backbone, self.config.lora_r)
             nla.ar.value_head.weight.requires_grad_(True)
         if reference is None and self.config.kl_coef > 0:
-            reference = copy.deepcopy(nla.av.model)
+            # Frozen: in bf16 a bf16 copy with the adapters folded in (no per-call casts, one
+            # product per layer); in fp32 a plain copy.
+            reference = (
+                InferenceCopy(nla.av.model, torch.bfloat16).model
+                if self.precision == "bf16"
+                else copy.deepcopy(nla.av.model)
+            )
         self.reference = reference
         if self.reference is not None:
             self.reference.eval().requires_grad_(False)
@@ -197,7 +206,15 @@ class GRPOTrainer(Trainer):
             included), parsed explanations, which failed, and response lengths.
         """
         av = self.nla.av
-        hf = {"merge_adapters": self.config.merge_adapters} if self.config.engine == "hf" else {}
+        hf = (
+            {
+                "merge_adapters": self.config.merge_adapters,
+                "precision": self.precision,
+                "share_prefix": self.config.share_prefix,
+            }
+            if self.config.engine == "hf"
+            else {}
+        )
         with evaluating(av.model):
             tokens, _ = av.engine(self.config.engine).generate(
                 vectors,

@@ -66,7 +66,7 @@ its `value_head.safetensors`.
 - Training time on 2 CPU cores (sum of training-step times, evaluations not included): AR warm start
   {minutes.get("ar_sft")} min, AV warm start {minutes.get("av_sft")} min, AR refit {minutes.get("ar_refit", 0)} min,
   GRPO {minutes.get("rl")} min; {total:.1f} min in all with the refit's generation.
-
+{_precision(report)}
 ## Held-out figures ({rl["n"]} vectors, greedy explanations)
 | checkpoint | fve_nrm | shuffled control | predict-the-mean | failure rate | mean tokens |
 |---|---|---|---|---|---|
@@ -77,7 +77,7 @@ The AR fed the teacher's own explanations (an upper reference for the warm start
 {report["teacher_oracle_fve_nrm"]:.3f}. Measured by `nla-lens train --preset {recipe["name"]}` (`report.json`).
 {_token_baseline(report.get("current_token_control"))}
 
-{_faithfulness(report.get("faithfulness"))}
+{_faithfulness(report.get("faithfulness"))}{_kl_table(report.get("kl_ablation"))}
 ## Example explanations (after GRPO)
 {examples}
 """
@@ -178,3 +178,34 @@ The same content rewritten in another layout, heading set, quoting or as plain s
 |---|---|---|---|---|
 {rows}
 """
+
+
+def _precision(report: dict[str, Any]) -> str:
+    """The precision line: each stage's resolved precision and the machine (recipes since precision existed)."""
+    stages = report.get("precision")
+    if not stages:
+        return ""
+    used = ", ".join(f"{stage} {value}" for stage, value in stages.items())
+    return f"- Precision: {used} (held-out evaluations in fp32); {report.get('machine', 'machine not recorded')}.\n"
+
+
+def _kl_table(rows: list[dict[str, Any]] | None) -> str:
+    """The KL decision table (``scripts/kl_ablation.py``): equal GRPO runs from the warm start, kl_coef each."""
+    if not rows:
+        return ""
+    lines = [
+        "## KL to the reference AV, measured (`python scripts/kl_ablation.py RUN`)",
+        f"Equal GRPO runs ({rows[0]['steps']} steps, same seed and batches) from this recipe's warm start; "
+        "held-out greedy explanations. Readability is the base model's per-token perplexity of the "
+        "explanations (lower reads more like ordinary text).",
+        "",
+        "| kl_coef | fve_nrm | shuffled | failure | missing tag | truncated | non-English | perplexity | s/step |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['kl_coef']:g} | {r['fve_nrm']:.3f} | {r['fve_nrm_shuffled']:.3f} | {r['failure_rate']:.2f} | "
+            f"{r['missing_tag']:.2f} | {r['truncated']:.2f} | {r['non_english']:.2f} | {r['perplexity']:.1f} | "
+            f"{r['seconds_per_step']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -39,6 +39,7 @@ from nla_lens.metrics import current_token_control, predict_mean_control, score_
 from nla_lens.models.nla import NLA
 from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.modes import evaluating
+from nla_lens.precision import capability, resolve_precision
 from nla_lens.schema import SIDECAR_NAME
 from nla_lens.subjects.adapters import as_subject
 from nla_lens.training.base import process_state
@@ -85,6 +86,7 @@ class Recipe:
             ar_lr=2e-4,
             kl_coef=0.01,
             ar_augment=AR_AUGMENT,
+            micro_batch_size=32,
         )
     )
     eval_size: int = 64
@@ -270,6 +272,10 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     _on_main(lambda: nla.save_pretrained(out / "nla"))
     report["rl"] = held_out_report(nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens)
     report["cpu_minutes"] = {k: round(v / 60, 1) for k, v in clock.items() if k != "start"}
+    report["precision"] = {
+        stage: resolve_precision(getattr(recipe, stage).precision) for stage in ("ar", "av", "ar_refit", "rl")
+    }
+    report["machine"] = capability()
     report["rl_steps"] = rl_run.step_count
     _on_main(
         lambda: (
@@ -402,7 +408,10 @@ def _ar_refit(recipe: Recipe, nla: NLA, out: Path, stop: Any, ar_data: Any, eval
             _log(f"AR refit: the AV explains {len(ar_data)} AR-split vectors")
             with evaluating(nla.av.model):
                 frame = nla.av.verbalize(
-                    torch.cat([ar_data.vectors, eval_vectors]), max_new_tokens=recipe.rl.max_new_tokens, warn=False
+                    torch.cat([ar_data.vectors, eval_vectors]),
+                    max_new_tokens=recipe.rl.max_new_tokens,
+                    precision=recipe.ar_refit.precision,
+                    warn=False,
                 )[["explanation", "ok"]]
             frame.to_parquet(cache)
     minutes = round((time.perf_counter() - start) / 60, 1)

@@ -279,3 +279,23 @@ def test_nnsight_steering_equals_an_hf_forward_hook():
         plain = hf(input_ids=ids[None]).logits[0]
     assert torch.allclose(steerer.logits(ids, None), plain, atol=1e-5)
     assert not torch.allclose(plain, expected, atol=1e-3)
+
+
+def test_text_logprobs_reads_each_text_as_if_alone():
+    """Batched and right-padded, each text scores what the model gives it alone (a one-token text: NaN)."""
+    import math
+
+    from nla_lens.analysis.fluency import continuation_logprob, text_logprobs
+
+    tok = tiny_tokenizer()
+    model = tiny_llama(tok, n_layers=2, seed=3).eval()
+    texts = ["the cat sat on the mat", "a dog", "x", "the cat sat on the mat the cat sat on the mat"]
+    batched = text_logprobs(model, tok, texts, batch_size=3)
+    for text, got in zip(texts, batched):
+        ids = torch.tensor(tok.encode(text, add_special_tokens=False))
+        if len(ids) < 2:
+            assert math.isnan(got)
+            continue
+        with torch.no_grad():
+            alone = continuation_logprob(model(input_ids=ids[None]).logits[0], ids, 1)
+        assert got == pytest.approx(alone, abs=1e-5)
