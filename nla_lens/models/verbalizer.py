@@ -327,7 +327,8 @@ class ActivationVerbalizer:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if resolve_precision(precision, self.device) == "bf16":
+        held_in_bf16 = next(self.model.parameters()).dtype == torch.bfloat16  # loaded in bf16: no copy needed
+        if resolve_precision(precision, self.device) == "bf16" and not held_in_bf16:
             model, merging = self.inference_copy(torch.bfloat16).model, contextlib.nullcontext()
         else:
             model = self.model

@@ -133,3 +133,17 @@ def test_bf16_losses_and_gradients_agree_with_fp32(shipped):
     assert grad_cos > 0.98 and 0.9 < grad_ratio < 1.1
     assert kl32.abs() < 1e-5 and kl16 < 0.02  # the same policy: fp32 KL 0, bf16's rounding only
     assert abs(ar16 - ar32) < 0.02 * ar32
+
+
+def test_an_av_held_in_bf16_generates_from_itself(tiny_nla):
+    """A model loaded in bf16 (a released NLA on a GPU) is not copied again for bf16 generation."""
+    av = tiny_nla.av
+    av.model.to(torch.bfloat16)
+    vectors = torch.randn(3, tiny_nla.d_model, generator=torch.Generator().manual_seed(0))
+    own, _ = av.generate(vectors, max_new_tokens=8, precision="fp32")
+    bf16, _ = av.generate(vectors, max_new_tokens=8, precision="bf16")
+    assert torch.equal(own, bf16)
+    assert not av._copies  # no second copy of the weights
+    av.model.float()
+    av.generate(vectors, max_new_tokens=8, precision="bf16")
+    assert torch.bfloat16 in av._copies  # an fp32 model gets its bf16 copy
