@@ -23,7 +23,7 @@ from nla_lens.models import NLA, ActivationReconstructor, ActivationVerbalizer
 from nla_lens.models.registry import list_pretrained, register_pretrained
 from nla_lens.subjects.adapters import as_subject
 from nla_lens.subjects.embedded import load_embedded_hf
-from nla_lens.subjects.loader import load_subject
+from nla_lens.subjects.loader import list_subjects, load_subject
 
 try:  # the one version number is pyproject.toml's, read from the installed package's metadata
     __version__ = importlib.metadata.version("nla_lens")
@@ -45,6 +45,7 @@ __all__ = [
     "faithfulness_report",
     "layer_sweep",
     "list_pretrained",
+    "list_subjects",
     "load_corpus",
     "load_embedded_hf",
     "load_subject",

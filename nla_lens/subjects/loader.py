@@ -1,6 +1,7 @@
 """``load_subject``: the one entry point that turns a name or a model object into a subject model.
 
-The embedded default (``"smollm2-135m"``) needs no network. Any other name goes to
+The embedded subjects (``"smollm2-135m"``, the default, and ``"gemma3-270m"`` with the ``gemma``
+extra; :data:`~nla_lens.subjects.embedded.EMBEDDED_MODELS`) need no network. Any other name goes to
 TransformerLens (``TransformerBridge.boot_transformers`` for any HF model,
 ``HookedTransformer.from_pretrained_no_processing`` for official names) or to nnsight, exactly as
 a user with internet access would call them. Weight processing (LayerNorm folding, centring) is
@@ -12,17 +13,38 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pandas as pd
 import torch
 
 from nla_lens.errors import InputError, MissingDependencyError, SubjectLoadError
-from nla_lens.subjects.embedded import (
-    EMBEDDED_NAMES,
-    embedded_model_dir,
-    is_embedded_name,
-    load_embedded_hf,
-)
+from nla_lens.subjects.embedded import EMBEDDED_MODELS, embedded_model, embedded_model_dir, load_embedded_hf
 
 BACKENDS = ("bridge", "hooked", "nnsight")
+
+
+def list_subjects() -> pd.DataFrame:
+    """The embedded subject models (they load offline): one row each, the default first.
+
+    Columns: ``name`` (what :func:`load_subject` takes), ``hf_id``, ``default_layer`` and its
+    ``hook_name``, ``n_layers``, ``d_model``, ``installed``, ``install`` (the command that adds it)
+    and ``licence`` (of its weights and of NLAs trained on it).
+    """
+    return pd.DataFrame(
+        [
+            {
+                "name": m.name,
+                "hf_id": m.hf_id,
+                "default_layer": m.default_layer,
+                "hook_name": f"blocks.{m.default_layer}.hook_resid_post",
+                "n_layers": m.n_layers,
+                "d_model": m.d_model,
+                "installed": m.installed,
+                "install": m.install,
+                "licence": m.licence,
+            }
+            for m in EMBEDDED_MODELS.values()
+        ]
+    )
 
 
 def load_subject(
@@ -38,11 +60,13 @@ def load_subject(
     """Load a subject model for activation extraction.
 
     Args:
-        model: ``"smollm2-135m"`` (the embedded default, offline), any TransformerLens or HF
-            model name or local folder, or an HF ``PreTrainedModel`` object to wrap.
+        model: ``"smollm2-135m"`` (the embedded default, offline), ``"gemma3-270m"`` (embedded,
+            offline, ``pip install 'nla_lens[gemma]'``), any TransformerLens or HF model name or local
+            folder, or an HF ``PreTrainedModel`` object to wrap.
         backend: ``"bridge"`` (TransformerLens ``TransformerBridge``, raw HF numerics; works for
             any HF model), ``"hooked"`` (``HookedTransformer`` for official TransformerLens names,
-            loaded without weight processing; TransformerLens 3.9 only), or ``"nnsight"`` (an
+            ``"gemma3-270m"`` among them, loaded without weight processing; TransformerLens 3.9
+            only), or ``"nnsight"`` (an
             nnsight model; pass it to extraction with ``remote=True`` to run on NDIF).
         tokenizer: HF tokenizer; required when wrapping a model object offline.
         device: Device to load onto.
@@ -66,12 +90,12 @@ def load_subject(
         raise InputError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
     name: str | None = None
     hf_model = None
-    if isinstance(model, str):
-        if is_embedded_name(model):
-            hf_model, tokenizer = load_embedded_hf(cache_dir)
-            name = "smollm2-135m"
-        else:
-            name = model
+    embedded = embedded_model(model)
+    if embedded is not None:
+        hf_model, tokenizer = load_embedded_hf(cache_dir, name=embedded.name)
+        name = embedded.name
+    elif isinstance(model, str):
+        name = model
     elif isinstance(model, torch.nn.Module) and hasattr(model, "config"):
         hf_model = model
         name = model.config._name_or_path
@@ -88,36 +112,41 @@ def load_subject(
     except (OSError, ValueError) as exc:
         raise SubjectLoadError(
             f"Could not load subject model {name!r} with backend {backend!r}: {exc}. Without "
-            f"internet only the embedded default ({EMBEDDED_NAMES[0]!r}) and local folders load."
+            f"internet only the embedded models ({', '.join(map(repr, EMBEDDED_MODELS))}) and local folders load."
         ) from exc
-    subject.nla_lens_name = "smollm2-135m" if is_embedded_name(name) else name
+    subject.nla_lens_name = name
     return subject
 
 
 def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir, device_map=None) -> Any:
-    embedded = is_embedded_name(name)
+    embedded = embedded_model(name)
     if backend == "bridge":
         from transformer_lens.model_bridge import TransformerBridge
 
         if hf_model is not None and tokenizer is None:
             raise InputError("Wrapping a model object in a TransformerBridge needs tokenizer=...")
         # boot_transformers reads the config by name; for the embedded model that is the cache folder.
-        boot_name = str(embedded_model_dir(cache_dir)) if embedded else name
+        boot_name = str(embedded_model_dir(cache_dir, name=embedded.name)) if embedded else name
         placement = {"device_map": device_map} if device_map is not None and hf_model is None else {"device": device}
         bridge = TransformerBridge.boot_transformers(
             boot_name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype, **placement
         )
-        if embedded or getattr(bridge.tokenizer, "bos_token_id", None) is None:
+        if (embedded and not embedded.prepend_bos) or getattr(bridge.tokenizer, "bos_token_id", None) is None:
             bridge.cfg.default_prepend_bos = False  # SmolLM2 has no BOS in training data
         return bridge
     if backend == "hooked":
         from nla_lens.optional import hooked_transformer
 
         HookedTransformer, _ = hooked_transformer("load_subject(..., backend='hooked')")
+        if embedded is not None and embedded.name == "gemma3-270m":
+            # An official TransformerLens name, built from the local weights (no hub).
+            return HookedTransformer.from_pretrained_no_processing(
+                embedded.hf_id, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+            )
         if embedded or hf_model is not None:
             raise InputError(
-                "backend='hooked' only loads official TransformerLens model names (e.g. 'gpt2'); "
-                "use backend='bridge' for the embedded model or any local Hugging Face model."
+                "backend='hooked' only loads official TransformerLens model names (e.g. 'gpt2', "
+                "'gemma3-270m'); use backend='bridge' for SmolLM2 or any local Hugging Face model."
             )
         return HookedTransformer.from_pretrained_no_processing(name, device=device, dtype=dtype, tokenizer=tokenizer)
     try:
