@@ -117,7 +117,7 @@ class InferenceCopy:
     current weights in (LoRA folded through :func:`~nla_lens.models.adapters.merged_adapters`), so
     after each optimizer step it costs one cast of the weights, not a new model. On a CPU the copy
     uses eager attention: for one query token at a time (decoding) PyTorch's fused CPU attention
-    kernel is slower than the plain products (measured on the embedded AV: 1.3-1.5x faster
+    kernel is slower than the plain products (measured on the embedded AV: 1.2-1.5x faster
     generation in bf16).
 
     Args:
