@@ -261,9 +261,8 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
         output_dir=str(out / "checkpoints"),
         seed=recipe.seed,
     )
-    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     rl_run = GRPOTrainer(
-        nla, rl_data, rl_cfg, eval_dataset=eval_data, resume_from=checkpoints[-1] if checkpoints else None
+        nla, rl_data, rl_cfg, eval_dataset=eval_data, resume_from=_last_checkpoint(out / "checkpoints")
     )
     rl_run.train(max(0, recipe.rl_steps - rl_run.step_count), callbacks=[stop])
     _on_main(lambda: rl_run.history.to_csv(out / "history_rl.csv", index=False))
@@ -288,6 +287,12 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
         f"report in {out / 'report.json'}"
     )
     return report
+
+
+def _last_checkpoint(folder: Path) -> Path | None:
+    """The highest-step ``checkpoint-N`` a trainer wrote in ``folder``, or None."""
+    found = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
 def _teacher_texts(recipe: Recipe, subject: Any, dataset: ActivationDataset, cache: Path) -> pd.Series:
@@ -374,9 +379,17 @@ def _teacher_warm_start(
                 nla.ar.save_pretrained(tmp)
 
         _on_main(save_ar)
-    _log(f"AV warm start: {recipe.av_steps} steps")
+    av_checkpoints = out / "av-checkpoints"  # a warm start of an hour resumes from its last checkpoint
+    last = _last_checkpoint(av_checkpoints)
+    _log(f"AV warm start: {recipe.av_steps} steps" + (f", resuming from {last.name}" if last else ""))
     av_cfg = dataclasses.replace(
-        recipe.av, eval_every=recipe.eval_every, eval_size=min(16, recipe.eval_size), seed=recipe.seed
+        recipe.av,
+        eval_every=recipe.eval_every,
+        eval_size=min(16, recipe.eval_size),
+        seed=recipe.seed,
+        checkpoint_every=recipe.eval_every or 50,
+        output_dir=str(av_checkpoints),
+        keep_checkpoints=1,
     )
     av_run = AVWarmStart(
         nla.av,
@@ -386,8 +399,9 @@ def _teacher_warm_start(
         eval_explanations=eval_texts,
         eval_ar=nla.ar,
         max_new_tokens=recipe.rl.max_new_tokens,
+        resume_from=last,
     )
-    av_run.train(recipe.av_steps, callbacks=[stop])
+    av_run.train(max(0, recipe.av_steps - av_run.step_count), callbacks=[stop])
     _on_main(lambda: av_run.history.to_csv(out / "history_av_sft.csv", index=False))
     return nla
 

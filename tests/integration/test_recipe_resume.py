@@ -3,6 +3,7 @@ smoke run (the ``smoke_run`` fixture), after removing what an interruption would
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
@@ -48,3 +49,17 @@ def test_interrupted_during_the_av_warm_start_the_finished_ar_warm_start_is_load
     assert len(pd.read_csv(run / "history_av_sft.csv")) == 3
     kept = load_file(run / "ar-teacher-sft" / "value_head.safetensors")["weight"]
     assert kept.equal(load_file(run / "nla-teacher-sft" / "ar" / "value_head.safetensors")["weight"])
+
+
+def test_interrupted_during_the_av_warm_start_it_resumes_from_the_last_av_checkpoint(run):
+    for name in ("nla-sft", "nla-teacher-sft", "av_explanations.parquet", "history_av_sft.csv"):
+        shutil.rmtree(run / name) if (run / name).is_dir() else (run / name).unlink()
+    state_file = run / "av-checkpoints" / "checkpoint-2" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    assert state["step"] == 2
+    state["history"][0]["loss"] = 123.0  # a mark only a loaded checkpoint can carry into the history
+    state_file.write_text(json.dumps(state))
+    assert train(run) == 0
+    history = pd.read_csv(run / "history_av_sft.csv")
+    assert history["loss"].tolist()[0] == 123.0
+    assert history["step"].tolist() == [1, 2, 3]
