@@ -27,6 +27,7 @@ __all__ = [
     "CJK_MARKER_RANGE",
     "MarkerChoice",
     "choose_marker",
+    "av_prompt_ids",
     "chat_template_ids",
     "marker_neighbors",
     "find_marker_positions",
@@ -168,8 +169,24 @@ def chat_template_ids(tokenizer: Any, content: str) -> list[int]:
     return [int(i) for i in ids]
 
 
-def marker_neighbors(tokenizer: Any, av_template: str, injection_char: str, injection_token_id: int) -> tuple[int, int]:
-    """Token ids on both sides of the marker in the rendered AV prompt.
+def av_prompt_ids(tokenizer: Any, content: str, av_format: str = "chat") -> list[int]:
+    """Token ids of the AV prompt around ``content`` (the formatted ``av_template``).
+
+    ``"chat"``: one user turn in the tokenizer's chat template with the generation prompt (an
+    instruct model; the published layout). ``"plain"``: the text itself, with the special tokens the
+    tokenizer adds (its BOS, once), followed by a newline: a base model without a chat template.
+    """
+    if av_format == "plain":
+        return [int(i) for i in tokenizer(content + "\n", add_special_tokens=True)["input_ids"]]
+    if av_format != "chat":
+        raise MarkerError(f"prompt_templates.av_format must be 'chat' or 'plain', got {av_format!r}.")
+    return chat_template_ids(tokenizer, content)
+
+
+def marker_neighbors(
+    tokenizer: Any, av_template: str, injection_char: str, injection_token_id: int, av_format: str = "chat"
+) -> tuple[int, int]:
+    """Token ids on both sides of the marker in the rendered AV prompt (:func:`av_prompt_ids`).
 
     Used both to record ``tokens.injection_{left,right}_neighbor_id`` and to verify them.
 
@@ -183,7 +200,7 @@ def marker_neighbors(tokenizer: Any, av_template: str, injection_char: str, inje
             f"prompt_templates.av is not a valid format string ({err!r}); literal braces must "
             "be doubled ({{ }}) and the only placeholder is {injection_char}."
         ) from err
-    ids = chat_template_ids(tokenizer, content)
+    ids = av_prompt_ids(tokenizer, content, av_format)
     hits = [i for i, t in enumerate(ids) if t == injection_token_id]
     if len(hits) != 1:
         raise MarkerError(

@@ -150,6 +150,10 @@ class NLAMeta:
         ar_template: AR raw-prompt format string with ``{explanation}``.
         av_prefill: Text the AV reads after the chat-rendered template, before it writes (ours:
             ``"<explanation>"``); ``None`` = the published prompt, which has none.
+        av_format: How the AV prompt is rendered (:func:`~nla_lens.injection.av_prompt_ids`):
+            ``"chat"`` (the published layout: the tokenizer's chat template) or ``"plain"`` (the
+            text after the tokenizer's BOS: a base model without a chat template, e.g. Gemma-3-270M).
+            Written as ``prompt_templates.av_format`` only when ``"plain"``.
         subject_model: Id or path of the model the vectors come from.
         provenance: Free-form training provenance (steps, data, versions).
         kind: ``"nla_model"`` (checkpoint) or ``"nla_dataset"`` (parquet sidecar).
@@ -169,6 +173,7 @@ class NLAMeta:
     av_template: str | None = DEFAULT_AV_TEMPLATE
     ar_template: str | None = DEFAULT_AR_TEMPLATE
     av_prefill: str | None = None
+    av_format: Literal["chat", "plain"] = "chat"
     subject_model: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     kind: str = "nla_model"
@@ -203,6 +208,8 @@ class NLAMeta:
                 raise _fail("extraction", f"hook_name {self.hook_name!r} is not at layer {self.layer}.")
         if self.norm_range is not None and not isinstance(self.norm_range, NormRange):
             self.norm_range = NormRange.from_dict(self.norm_range)
+        if self.av_format not in ("chat", "plain"):
+            raise _fail("prompt_templates.av_format", f"must be 'chat' or 'plain', got {self.av_format!r}.")
         if self.layer is not None and (not isinstance(self.layer, int) or self.layer < 0):
             raise _fail("extraction.layer", f"must be a non-negative integer, got {self.layer!r}.")
 
@@ -227,6 +234,8 @@ class NLAMeta:
             for k, v in (("av", self.av_template), ("ar", self.ar_template), ("av_prefill", self.av_prefill))
             if v is not None
         }
+        if self.av_format != "chat":
+            templates["av_format"] = self.av_format
         templates.update(extra.pop("prompt_templates", {}))
         out: dict[str, Any] = {"kind": self.kind, "schema_version": self.schema_version}
         if self.role is not None:
@@ -275,6 +284,7 @@ class NLAMeta:
         av, actor = templates.pop("av", None), templates.pop("actor", None)
         ar, critic_template = templates.pop("ar", None), templates.pop("critic", None)
         av_prefill = templates.pop("av_prefill", None)
+        av_format = templates.pop("av_format", "chat")
         critic = _mapping(data.pop("critic", None), "critic")
         layers = [
             extraction.pop("layer", None),
@@ -305,6 +315,7 @@ class NLAMeta:
             av_template=av if av is not None else actor,
             ar_template=ar if ar is not None else critic_template,
             av_prefill=av_prefill,
+            av_format=av_format,
             subject_model=extra.pop("subject_model", None),
             provenance=extra.pop("provenance", None) or {},
             kind=kind,
@@ -437,11 +448,13 @@ class NLAMeta:
         if (
             not check_prompt
             or self.av_template is None
-            or (self.role == "ar" and not getattr(tokenizer, "chat_template", None))
+            or (self.role == "ar" and self.av_format == "chat" and not getattr(tokenizer, "chat_template", None))
         ):
             return []
         try:
-            left, right = marker_neighbors(tokenizer, self.av_template, tok.injection_char, tok.injection_token_id)
+            left, right = marker_neighbors(
+                tokenizer, self.av_template, tok.injection_char, tok.injection_token_id, self.av_format
+            )
         except MarkerError as err:
             return [str(err)]
         if (left, right) == (tok.injection_left_neighbor_id, tok.injection_right_neighbor_id):
@@ -478,7 +491,9 @@ class NLAMeta:
         """
         marker = marker if marker is not None else choose_marker(tokenizer)
         av_template = fields.setdefault("av_template", DEFAULT_AV_TEMPLATE)
-        left, right = marker_neighbors(tokenizer, av_template, marker.char, marker.token_id)
+        left, right = marker_neighbors(
+            tokenizer, av_template, marker.char, marker.token_id, fields.get("av_format", "chat")
+        )
         tokens = TokenMeta(marker.char, marker.token_id, left, right)
         return cls(role=role, d_model=d_model, tokens=tokens, injection_scale=injection_scale, **fields)
 

@@ -142,6 +142,8 @@ def _prefilled_tokenizer(av: ActivationVerbalizer) -> Any:
     from nla_lens's prompt (a merge across the boundary), the template is left as it is, with a
     warning: the sidecar's ``av_prefill`` still records the pre-fill.
     """
+    if av.cfg.av_format == "plain":
+        return _plain_chat_tokenizer(av)
     template = getattr(av.tokenizer, "chat_template", None)
     if not av.prefill or not isinstance(template, str):
         return av.tokenizer
@@ -156,6 +158,29 @@ def _prefilled_tokenizer(av: ActivationVerbalizer) -> Any:
             stacklevel=3,
         )
         return av.tokenizer
+    return tokenizer
+
+
+#: The chat template an exported plain-prompt AV carries (a base model has none): the BOS, the one
+#: message's text and a newline, as :func:`nla_lens.injection.av_prompt_ids` renders it, then the
+#: generation prompt, which is the pre-fill.
+PLAIN_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ prefill }}{% endif %}"
+)
+
+
+def _plain_chat_tokenizer(av: ActivationVerbalizer) -> Any:
+    """A copy of a plain-prompt AV's tokenizer with a chat template that renders exactly its prompt,
+    so the published clients (which apply a chat template) send what nla_lens sends."""
+    tokenizer = copy.deepcopy(av.tokenizer)
+    tokenizer.chat_template = PLAIN_CHAT_TEMPLATE.replace("{{ prefill }}", av.prefill.replace("{", "{{ '{' }}"))
+    content = av.cfg.av_template.format(injection_char=av.cfg.tokens.injection_char)
+    if chat_template_ids(tokenizer, content) != av.prompt_ids().tolist():
+        raise InputError(
+            "This plain-prompt AV's prompt cannot be written as a chat template that renders the same tokens "
+            "(its pre-fill merges with the text before it); the published layout cannot carry it."
+        )
     return tokenizer
 
 

@@ -38,7 +38,7 @@ def load_base_lm(
     """Load an HF causal LM and its tokenizer; the embedded name loads offline.
 
     Args:
-        name_or_path: A hub id, a folder, or the embedded model's name.
+        name_or_path: A hub id, a folder, or an embedded model's name (``"smollm2-135m"``, ``"gemma3-270m"``).
         dtype: Parameter dtype; ``None`` or ``"auto"``: the dtype the checkpoint was saved in.
         cache_dir: Cache root of the embedded model.
         device_map: accelerate placement (``"auto"``, an explicit map); weights are loaded straight
@@ -49,7 +49,7 @@ def load_base_lm(
         ``(model, tokenizer)`` with the model in eval mode.
     """
     if is_embedded_name(name_or_path):
-        model, tokenizer = load_embedded_hf(cache_dir)
+        model, tokenizer = load_embedded_hf(cache_dir, name=name_or_path)
         return model.to(dtype if isinstance(dtype, torch.dtype) else torch.float32), tokenizer
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

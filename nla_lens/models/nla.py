@@ -87,11 +87,13 @@ class NLA:
     ) -> NLA:
         """A fresh NLA for vectors at ``blocks.{layer}.hook_resid_post``: the starting point of training.
 
-        Both halves are copies of the instruct model ``base``: the AV unchanged, the AR truncated
-        to ``layer + 1`` blocks with an identity head.
+        Both halves are copies of the LM ``base``: the AV unchanged, the AR truncated to
+        ``layer + 1`` blocks with an identity head. An instruct model reads the AV prompt through its
+        chat template; a base model without one (the embedded ``"gemma3-270m"``) reads it as plain
+        text after its BOS (``av_format="plain"`` in the sidecar).
 
         Args:
-            base: The instruct LM to start from (the embedded default needs no network).
+            base: The LM to start from (the embedded ``"smollm2-135m"`` and ``"gemma3-270m"`` need no network).
             layer: Extraction layer K of the subject model.
             injection_scale: L2 norm of injected vectors; about the median activation norm
                 (default: 240 for the embedded model; required otherwise).
@@ -113,6 +115,8 @@ class NLA:
             hook_name=hook_name or f"blocks.{layer}.hook_resid_post",
             subject_model=subject_model or base,
             provenance={"base_model": base, "stage": "untrained"},
+            # A base model without a chat template (Gemma-3-270M) reads the prompt as plain text.
+            av_format="chat" if getattr(av_tok, "chat_template", None) else "plain",
         )
         d = text_config(av_model).hidden_size
         av_meta = NLAMeta.for_tokenizer(

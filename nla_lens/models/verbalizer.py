@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from nla_lens.errors import CheckpointError, InputError, MarkerError, ShapeError
 from nla_lens.frames import TextFrame
-from nla_lens.injection import chat_template_ids, find_marker_positions, make_injection_hook
+from nla_lens.injection import av_prompt_ids, find_marker_positions, make_injection_hook
 from nla_lens.metrics import check_vectors
 from nla_lens.models.adapters import merged_adapters
 from nla_lens.models.loading import check_model_folder, load_lm_folder, text_config
@@ -217,14 +217,15 @@ class ActivationVerbalizer:
         return self.cfg.av_prefill or ""
 
     def prompt_ids(self) -> torch.Tensor:
-        """The AV prompt ``[T]``: the chat-rendered template, then the sidecar's pre-fill (if any).
+        """The AV prompt ``[T]``: the rendered template (chat, or plain text for a base model:
+        ``cfg.av_format``), then the sidecar's pre-fill (if any).
 
         An exported AV's chat template already ends its generation prompt with the pre-fill
         (:func:`~nla_lens.models.export.export_merged`); it is not added twice.
         """
         if self._prompt is None:
             content = self.cfg.av_template.format(injection_char=self.cfg.tokens.injection_char)
-            ids = chat_template_ids(self.tokenizer, content)
+            ids = av_prompt_ids(self.tokenizer, content, self.cfg.av_format)
             prefill = self.tokenizer.encode(self.prefill, add_special_tokens=False) if self.prefill else []
             if prefill and ids[-len(prefill) :] != prefill:
                 ids += prefill
