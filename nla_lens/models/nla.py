@@ -17,7 +17,7 @@ from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CheckpointError, InputError
 from nla_lens.injection import choose_marker
 from nla_lens.metrics import score_round_trip
-from nla_lens.models.loading import load_base_lm, text_config
+from nla_lens.models.loading import lm_shape, load_base_lm
 from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.models.verbalizer import RESPONSE_PREFIX, ActivationVerbalizer
 from nla_lens.schema import NLAMeta
@@ -84,51 +84,78 @@ class NLA:
         subject_model: str | None = None,
         hook_name: str | None = None,
         base_models: tuple[Any, Any] | None = None,
+        av_base: str | None = None,
+        ar_base: str | None = None,
     ) -> NLA:
         """A fresh NLA for vectors at ``blocks.{layer}.hook_resid_post``: the starting point of training.
 
-        Both halves are copies of the LM ``base``: the AV unchanged, the AR truncated to
-        ``layer + 1`` blocks with an identity head. An instruct model reads the AV prompt through its
-        chat template; a base model without one (the embedded ``"gemma3-270m"``) reads it as plain
-        text after its BOS (``av_format="plain"`` in the sidecar).
+        Both halves are copies of an LM: the AV unchanged, the AR truncated to ``layer + 1`` blocks
+        with an identity head. An instruct model reads the AV prompt through its chat template; a
+        base model without one (the embedded ``"gemma3-270m"``) reads it as plain text after its BOS
+        (``av_format="plain"`` in the sidecar).
+
+        Across architectures (``av_base`` or ``ar_base`` other than the subject, with another
+        width), the AV gets a learned input map from the subject's width to its own
+        (:func:`~nla_lens.models.width_map.width_map`, semi-orthogonal at the start), and the AR
+        keeps the blocks at the same relative depth (``round((layer + 1) * n_ar / n_subject)``) and a
+        head from its width to the subject's. The sidecars record both widths
+        (``cross_architecture``). Trainers train the map with the adapters.
 
         Args:
-            base: The LM to start from (the embedded ``"smollm2-135m"`` and ``"gemma3-270m"`` need no network).
+            base: The subject model and, unless ``av_base``/``ar_base`` say otherwise, the LM both
+                halves start from (the embedded ``"smollm2-135m"`` and ``"gemma3-270m"`` need no network).
             layer: Extraction layer K of the subject model.
-            injection_scale: L2 norm of injected vectors; about the median activation norm
-                (default: 240 for the embedded model; required otherwise).
-            subject_model: Id of the subject model (default: ``base``).
+            injection_scale: L2 norm of injected vectors, in the AV's embedding space; about the
+                median activation norm (default: 240 for the embedded SmolLM2 AV; required otherwise).
+            subject_model: Id of the subject model recorded in the sidecars (default: ``base``).
             hook_name: TransformerLens hook name (default ``blocks.{layer}.hook_resid_post``).
-            base_models: Two ``(model, tokenizer)`` pairs to use instead of loading ``base`` twice.
+            base_models: Two ``(model, tokenizer)`` pairs to use instead of loading the bases.
+            av_base: The LM the AV starts from (default: ``base``).
+            ar_base: The LM the AR starts from (default: ``base``).
         """
+        av_base, ar_base = av_base or base, ar_base or base
         if injection_scale is None:
-            if base != "smollm2-135m":
+            if av_base != "smollm2-135m" or base != "smollm2-135m":
                 raise InputError(
                     "Pass injection_scale= (about the median norm of your vectors, e.g. "
                     "dataset.meta['norm_stats']['median'])."
                 )
             injection_scale = EMBEDDED_INJECTION_SCALE
-        (av_model, av_tok), (ar_model, ar_tok) = base_models or (load_base_lm(base), load_base_lm(base))
-        marker = choose_marker(av_tok)
+        (av_model, av_tok), (ar_model, ar_tok) = base_models or (load_base_lm(av_base), load_base_lm(ar_base))
+        # The subject's width and depth: from a half built on it, else its config (registry or hub).
+        d_subject, n_subject = lm_shape(av_model if base == av_base else ar_model if base == ar_base else base)
         fields = dict(
             layer=layer,
             hook_name=hook_name or f"blocks.{layer}.hook_resid_post",
             subject_model=subject_model or base,
-            provenance={"base_model": base, "stage": "untrained"},
             # A base model without a chat template (Gemma-3-270M) reads the prompt as plain text.
             av_format="chat" if getattr(av_tok, "chat_template", None) else "plain",
         )
-        d = text_config(av_model).hidden_size
+        d_av, _ = lm_shape(av_model)
         av_meta = NLAMeta.for_tokenizer(
             av_tok,
             role="av",
-            d_model=d,
+            d_model=d_subject,
             injection_scale=injection_scale,
-            marker=marker,
+            marker=choose_marker(av_tok),
             av_prefill=RESPONSE_PREFIX,
+            lm_d_model=d_av,
+            provenance={"base_model": av_base, "stage": "untrained"},
             **fields,
         )
-        ar_meta = NLAMeta.for_tokenizer(ar_tok, role="ar", d_model=d, injection_scale=None, marker=marker, **fields)
+        d_ar, n_ar = lm_shape(ar_model)
+        kept = max(1, round((layer + 1) * n_ar / n_subject))  # the same relative depth of the AR's LM
+        ar_meta = NLAMeta.for_tokenizer(
+            ar_tok,
+            role="ar",
+            d_model=d_subject,
+            injection_scale=None,
+            marker=choose_marker(ar_tok),
+            lm_d_model=d_ar,
+            kept_blocks=kept if kept != layer + 1 else None,
+            provenance={"base_model": ar_base, "stage": "untrained"},
+            **fields,
+        )
         av = ActivationVerbalizer(av_model, av_tok, av_meta)
         ar = ActivationReconstructor.from_base(ar_model, ar_tok, ar_meta)
         return cls(av, ar)

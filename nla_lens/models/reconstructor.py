@@ -38,6 +38,7 @@ from nla_lens.models.loading import (
     text_config,
     truncate_causal_lm,
 )
+from nla_lens.models.width_map import width_map
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -101,10 +102,17 @@ class ActivationReconstructor(nn.Module):
             base.lm_head = nn.Identity()  # never used: the head reads hidden states
         self.backbone = causal_lm
         d = config.hidden_size
-        if value_head is None:
+        if value_head is None and cfg.cross_architecture:  # the AR's width back to the subject's
+            value_head = width_map(d, cfg.d_model)
+        elif value_head is None:
             value_head = nn.Linear(d, d, bias=False)
             with torch.no_grad():
                 value_head.weight.copy_(torch.eye(d))
+        if tuple(value_head.weight.shape) != (cfg.d_model, d):
+            raise CheckpointError(
+                f"value_head must map the AR's width {d} to d_model {cfg.d_model} (weight [{cfg.d_model}, {d}]), "
+                f"got weight {list(value_head.weight.shape)}."
+            )
         self.value_head = value_head.to(next(causal_lm.parameters()).dtype)
         self.tokenizer = tokenizer
         self.cfg = cfg
@@ -126,10 +134,12 @@ class ActivationReconstructor(nn.Module):
 
     @classmethod
     def from_base(cls, causal_lm: nn.Module, tokenizer: Any, cfg: NLAMeta, **kwargs: Any) -> ActivationReconstructor:
-        """Build an untrained AR from a full base LM: truncate to ``K + 1`` blocks, identity head."""
-        if cfg.layer is None:
+        """Build an untrained AR from a full base LM: truncate to ``cfg.n_kept_blocks`` blocks (K + 1,
+        or ``kept_blocks`` on another architecture), identity head (a semi-orthogonal one from the
+        AR's width to ``d_model`` when they differ)."""
+        if cfg.n_kept_blocks is None:
             raise InputError("The AR sidecar needs the extraction layer K (cfg.layer).")
-        return cls(truncate_causal_lm(causal_lm, cfg.layer + 1), tokenizer, cfg, **kwargs)
+        return cls(truncate_causal_lm(causal_lm, cfg.n_kept_blocks), tokenizer, cfg, **kwargs)
 
     # -- text -> tokens ---------------------------------------------------------------------
     def encode(self, explanations: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -299,12 +309,13 @@ class ActivationReconstructor(nn.Module):
         )
         weight = load_file(str(head_file)).get("weight")
         d = text_config(model).hidden_size
-        if weight is None or tuple(weight.shape) != (d, d):
+        if weight is None or tuple(weight.shape) != (meta.d_model, d):
             raise CheckpointError(
-                f"{head_file} must hold one 'weight' of shape [{d}, {d}], got "
-                f"{None if weight is None else tuple(weight.shape)}."
+                f"{head_file} must hold one 'weight' of shape [d_model, the model's hidden size] = "
+                f"[{meta.d_model}, {d}] (d_model from the sidecar), got {None if weight is None else tuple(weight.shape)}. "
+                "Check that the sidecar's d_model is the width of the explained vectors."
             )
-        head = nn.Linear(d, d, bias=False)
+        head = nn.Linear(d, meta.d_model, bias=False)
         with torch.no_grad():
             head.weight.copy_(weight)
         head = head.to(next(model.parameters()).device)

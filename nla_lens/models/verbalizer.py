@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from nla_lens.errors import CheckpointError, InputError, MarkerError, ShapeError
@@ -34,6 +35,7 @@ from nla_lens.injection import av_prompt_ids, find_marker_positions, make_inject
 from nla_lens.metrics import check_vectors
 from nla_lens.models.adapters import merged_adapters
 from nla_lens.models.loading import check_model_folder, load_lm_folder, text_config
+from nla_lens.models.width_map import width_map
 from nla_lens.norm_range import warn_if_outside
 from nla_lens.precision import InferenceCopy, resolve_precision
 from nla_lens.sampling import SeededGumbelSampler, sample_seeds
@@ -172,6 +174,10 @@ def _cache_holds(cache: Any, length: int) -> bool:
     )
 
 
+INPUT_MAP_FILE = "input_map.safetensors"
+"""A cross-architecture AV's learned input map (one ``weight`` ``[lm_d_model, d_model]``)."""
+
+
 class ActivationVerbalizer:
     """Vector -> explanation.
 
@@ -180,15 +186,30 @@ class ActivationVerbalizer:
         tokenizer: Its tokenizer (chat template required).
         cfg: The config (an :class:`~nla_lens.schema.NLAMeta` with ``role="av"``, saved as the sidecar file
             ``nla_meta.yaml``), validated against ``tokenizer`` here.
+        input_map: For a cross-architecture AV (``cfg.lm_d_model`` set), the learned
+            ``Linear(d_model, lm_d_model, bias=False)`` from the subject's width to the AV's embedding
+            width; made semi-orthogonal when ``None``. Absent (``None``) when the widths match.
 
     Attributes:
         cfg: The validated :class:`~nla_lens.schema.NLAMeta`.
+        input_map: The map, or ``None`` (a same-width AV injects the vector itself, as published).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, cfg: NLAMeta):
+    def __init__(self, model: Any, tokenizer: Any, cfg: NLAMeta, input_map: torch.nn.Linear | None = None):
         if cfg.role != "av":
             raise CheckpointError(f"ActivationVerbalizer needs an AV sidecar (role 'av'), got role {cfg.role!r}.")
         cfg.validate(tokenizer, d_model=text_config(model).hidden_size)
+        if input_map is not None and not cfg.cross_architecture:
+            raise InputError("input_map is only for an AV whose width differs from the vectors' (cfg.lm_d_model).")
+        if cfg.cross_architecture:
+            input_map = width_map(cfg.d_model, cfg.lm_width) if input_map is None else input_map
+            if tuple(input_map.weight.shape) != (cfg.lm_width, cfg.d_model):
+                raise ShapeError(
+                    f"input_map must map d_model {cfg.d_model} to the AV's width {cfg.lm_width} (weight "
+                    f"[{cfg.lm_width}, {cfg.d_model}]), got weight {list(input_map.weight.shape)}."
+                )
+            input_map = input_map.float().to(next(model.parameters()).device)
+        self.input_map = input_map
         self.model = model
         self.tokenizer = tokenizer
         self.cfg = cfg
@@ -256,7 +277,7 @@ class ActivationVerbalizer:
             model = model.module
         tok = self.cfg.tokens
         hook = make_injection_hook(
-            vectors.to(self.device),
+            self.map_vectors(vectors.to(self.device)),
             marker_id=tok.injection_token_id,
             left_id=tok.injection_left_neighbor_id,
             right_id=tok.injection_right_neighbor_id,
@@ -268,6 +289,19 @@ class ActivationVerbalizer:
             yield hook
         finally:
             handle.remove()
+
+    def map_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
+        """``[N, d_model]`` vectors in the AV's embedding width: through the input map of a
+        cross-architecture AV (differentiable, so trainers train it), unchanged otherwise."""
+        if self.input_map is None:
+            return vectors
+        self.input_map.to(vectors.device)
+        return self.input_map(vectors.float())
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """What a trainer updates: the model's parameters that require grad, then the input map's."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return params + (list(self.input_map.parameters()) if self.input_map is not None else [])
 
     # -- generation ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -707,6 +741,8 @@ class ActivationVerbalizer:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path, safe_serialization=True)
+        if self.input_map is not None:
+            save_file({"weight": self.input_map.weight.detach().float().cpu().contiguous()}, str(path / INPUT_MAP_FILE))
         self.tokenizer.save_pretrained(path)
         self.cfg.save(path / SIDECAR_NAME)
         return path
@@ -738,4 +774,22 @@ class ActivationVerbalizer:
         )
         if device is not None and device_map is None:
             model = model.to(device)
-        return cls(model.eval(), tokenizer, meta)
+        input_map = None
+        if meta.cross_architecture:
+            map_file = path / INPUT_MAP_FILE
+            if not map_file.is_file():
+                raise CheckpointError(
+                    f"{path} is a cross-architecture AV (cross_architecture.lm_d_model {meta.lm_d_model} in its "
+                    f"sidecar, d_model {meta.d_model}) but has no {INPUT_MAP_FILE}: the learned map from the "
+                    "subject's width is missing. Copy it from the folder the AV was saved to."
+                )
+            weight = load_file(str(map_file)).get("weight")
+            input_map = width_map(meta.d_model, meta.lm_width)
+            if weight is None or weight.shape != input_map.weight.shape:
+                raise CheckpointError(
+                    f"{map_file} must hold one 'weight' of shape {list(input_map.weight.shape)}, got "
+                    f"{None if weight is None else list(weight.shape)}."
+                )
+            with torch.no_grad():
+                input_map.weight.copy_(weight)
+        return cls(model.eval(), tokenizer, meta, input_map)

@@ -324,6 +324,16 @@ class Trainer:
 
     progress_keys: ClassVar[tuple[str, ...]] = ("loss", "reward_mean", "eval_fve_nrm")
 
+    def _check_av_replicas(self, av: Any) -> None:
+        """Refuse a cross-architecture AV in a multi-process run: its input map lives outside the
+        model accelerate wraps, so its gradients would not be averaged across processes."""
+        if av.input_map is not None and self.world_size > 1:
+            raise InputError(
+                "A cross-architecture AV (with an input map) trains in one process for now: its map is outside the "
+                "model accelerate replicates, so processes would drift apart. Launch without accelerate "
+                "(one process), or use an AV base as wide as the subject."
+            )
+
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """Write weights, optimizer and RNG states, config and history atomically.
@@ -433,7 +443,9 @@ class Trainer:
 
     def _apply_gradients(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> float:
         """Clip the accumulated gradients, step, zero; returns the pre-clip gradient norm."""
-        params = [p for p in module.parameters() if p.grad is not None]
+        # The optimizer's parameters, not only the module's: a cross-architecture AV's input map
+        # trains with its model's adapters and is clipped with them.
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm) if params else torch.tensor(0.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

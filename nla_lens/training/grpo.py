@@ -173,9 +173,8 @@ class GRPOTrainer(Trainer):
             self.reference.eval().requires_grad_(False)
         nla.av.model.train()
         nla.ar.train()
-        self.av_optimizer = torch.optim.AdamW(
-            [p for p in nla.av.model.parameters() if p.requires_grad], lr=self.config.av_lr, weight_decay=0.0
-        )
+        self._check_av_replicas(nla.av)
+        self.av_optimizer = torch.optim.AdamW(nla.av.trainable_parameters(), lr=self.config.av_lr, weight_decay=0.0)
         self.ar_optimizer = torch.optim.AdamW(
             [p for p in nla.ar.parameters() if p.requires_grad], lr=self.config.ar_lr, weight_decay=0.0
         )
@@ -190,6 +189,8 @@ class GRPOTrainer(Trainer):
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         modules = {"av": self.nla.av.model, "ar": self.nla.ar}
+        if self.nla.av.input_map is not None:  # a cross-architecture AV's map trains with it
+            modules["av_input_map"] = self.nla.av.input_map
         return modules if self.reference is None else {**modules, "reference": self.reference}
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:

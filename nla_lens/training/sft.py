@@ -208,7 +208,8 @@ class AVWarmStart(_WarmStart):
             av.model = apply_lora(av.model, self.config.lora_r, alpha=self.config.lora_alpha)
         self.av = av
         av.model.train()
-        params = [p for p in av.model.parameters() if p.requires_grad]
+        self._check_av_replicas(av)
+        params = av.trainable_parameters()
         self.optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
         # ``av.model`` stays the plain model (generation, the injection hook); ``self._av_train`` is
         # what accelerate made of it (DistributedDataParallel under accelerate launch).
@@ -217,7 +218,7 @@ class AVWarmStart(_WarmStart):
             self.load_checkpoint(resume_from)
 
     def _modules(self) -> dict[str, torch.nn.Module]:
-        return {"av": self.av.model}
+        return {"av": self.av.model, **({"av_input_map": self.av.input_map} if self.av.input_map is not None else {})}
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"av": self.optimizer}
