@@ -66,6 +66,11 @@ def _train(args: argparse.Namespace) -> int:
             ("av_steps", args.av_steps),
             ("rl_steps", args.rl_steps),
             ("documents", args.documents),
+            ("subject", args.subject),
+            ("layer", args.layer),
+            ("av_base", args.av_base),
+            ("ar_base", args.ar_base),
+            ("seed", args.seed),
         )
         if v is not None
     }
@@ -198,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--ar-steps", type=int, default=None)
     tr.add_argument("--av-steps", type=int, default=None)
     tr.add_argument("--rl-steps", type=int, default=None)
+    tr.add_argument("--subject", default=None, help="subject model (default: the preset's, the embedded SmolLM2)")
+    tr.add_argument("--layer", type=int, default=None, help="extraction layer K (blocks.K.hook_resid_post)")
+    tr.add_argument("--av-base", default=None, help="LM the AV starts from, if not the subject (cross-architecture)")
+    tr.add_argument("--ar-base", default=None, help="LM the AR starts from, if not the subject (cross-architecture)")
+    tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--cache-dir", default=None, help="cache root for the embedded model")
     tr.add_argument(
         "--precision",

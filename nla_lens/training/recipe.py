@@ -56,11 +56,19 @@ reconstructs about as well as the original (issue 19; held-out styles in the fai
 
 @dataclasses.dataclass
 class Recipe:
-    """Every setting of a training run (the presets are instances of it)."""
+    """Every setting of a training run (the presets are instances of it).
+
+    ``av_base`` / ``ar_base`` start the AV / AR from another LM than the subject (a cross-architecture
+    NLA, :meth:`NLA.untrained <nla_lens.models.NLA.untrained>`). ``injection_scale`` (``None``: chosen
+    by :func:`injection_scale_for`) is the L2 norm of the injected row in the AV's embedding space.
+    """
 
     name: str
     subject: str = "smollm2-135m"
     layer: int = 20
+    av_base: str | None = None
+    ar_base: str | None = None
+    injection_scale: float | None = None
     documents: int = 800
     positions_per_doc: int = 6
     av_positions_per_doc: int | None = 24
@@ -289,6 +297,39 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     return report
 
 
+def injection_scale_for(recipe: Recipe, dataset: ActivationDataset) -> float | None:
+    """The L2 norm the recipe's AV injects at: ``recipe.injection_scale`` when set, else
+
+    - an AV on the subject's own LM: the median norm of the subject's vectors (``None`` for the
+      embedded SmolLM2, whose AV default, 240, is that median rounded);
+    - an AV on another LM: the median norm of *that LM's own* residual stream at the same relative
+      depth, over the first 16 corpus documents, so the injected row is as large as the activations
+      its architecture reads at that depth (a Gemma-3 layer-12 vector is ~60x a SmolLM2 layer-20 one).
+    """
+    if recipe.injection_scale is not None:
+        return recipe.injection_scale
+    av_base = recipe.av_base or recipe.subject
+    if av_base == recipe.subject:
+        return None if recipe.subject == "smollm2-135m" else float(dataset.meta["norm_stats"]["median"])
+    import nla_lens
+    from nla_lens.models.loading import lm_shape
+
+    (_, n_subject), (_, n_av) = lm_shape(recipe.subject), lm_shape(av_base)
+    layer = max(0, round((recipe.layer + 1) * n_av / n_subject) - 1)
+    own = nla_lens.extract_activations(
+        nla_lens.load_subject(av_base),
+        nla_lens.load_corpus(max_documents=16),
+        layer,
+        positions_per_doc=8,
+        max_length=recipe.max_length,
+        seed=recipe.seed,
+        progress=False,
+    )
+    scale = float(own.vectors.norm(dim=-1).median())
+    _log(f"injection scale {scale:.1f}: {av_base}'s median norm at layer {layer} (the subject's layer {recipe.layer})")
+    return scale
+
+
 def _last_checkpoint(folder: Path) -> Path | None:
     """The highest-step ``checkpoint-N`` a trainer wrote in ``folder``, or None."""
     found = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
@@ -359,7 +400,13 @@ def _teacher_warm_start(
 ) -> NLA:
     """AR then AV supervised on the teacher's explanations; histories written to ``out``."""
     nla = NLA.untrained(
-        recipe.subject, layer=recipe.layer, subject_model=dataset.meta.get("subject"), hook_name=dataset.hook_name
+        recipe.subject,
+        layer=recipe.layer,
+        subject_model=dataset.meta.get("subject"),
+        hook_name=dataset.hook_name,
+        av_base=recipe.av_base,
+        ar_base=recipe.ar_base,
+        injection_scale=injection_scale_for(recipe, dataset),
     )
     eval_data, eval_texts = eval_pairs
     ar_dir = out / "ar-teacher-sft"
