@@ -14,7 +14,6 @@ the literal marker character and write gibberish, so every mismatch raises
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -244,16 +243,6 @@ def find_marker_positions(input_ids: torch.Tensor, marker_id: int, left_id: int,
     positions = valid.nonzero()
     positions[:, 1] += 1
     return positions
-
-
-def normalize_vectors(vectors: torch.Tensor, scale: float) -> torch.Tensor:
-    """Deprecated: use :func:`nla_lens.metrics.normalize` (``normalize(vectors, scale)``)."""
-    warnings.warn(
-        "nla_lens.injection.normalize_vectors is deprecated; use nla_lens.metrics.normalize(vectors, scale).",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return normalize(check_vectors(vectors), scale)
 
 
 def inject(

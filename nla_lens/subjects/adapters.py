@@ -9,7 +9,6 @@ blocks needed to reach it (``stop_at_layer`` in TransformerLens, ``tracer.stop()
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -279,8 +278,3 @@ def as_subject(model: Any, tokenizer: Any = None, *, remote: bool = False) -> Su
         "or HookedTransformer, or an nnsight model; wrap a Hugging Face model with "
         "nla_lens.load_subject(model, tokenizer=...)."
     )
-
-
-def resolve_hooks(subject: SubjectAdapter, hooks: Sequence[str | int]) -> list[HookPoint]:
-    """Validate several hook names at once."""
-    return [subject.resolve_hook(h) for h in hooks]

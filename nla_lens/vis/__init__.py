@@ -10,24 +10,15 @@ No core module imports this package; the attention view needs ``circuitsvis``.
 The tables are computed elsewhere: :func:`nla_lens.analysis.side_by_side` (module
 :mod:`nla_lens.analysis.compare`), :func:`nla_lens.analysis.top_feature_contexts` (module
 :mod:`nla_lens.analysis.sae_features`), and SAEs are trained and loaded by
-:mod:`nla_lens.training.sae`. Their old names here (``nla_lens.vis.side_by_side`` and the SAE
-helpers) still import, with a ``DeprecationWarning`` naming the new path.
+:mod:`nla_lens.training.sae`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from nla_lens.vis._moved import moved
 from nla_lens.vis.feature_card import FeatureCard
 from nla_lens.vis.html import HTMLView, Section, circuitsvis_html, external_references, page
 from nla_lens.vis.sae import feature_html, highlight_context
 from nla_lens.vis.side_by_side import SideBySide
-
-# ``from nla_lens.vis.side_by_side import SideBySide`` bound the submodule to the name
-# ``side_by_side`` here; drop that binding so the name reaches ``__getattr__`` below and old code
-# gets the function it always got (the module stays importable by its full name).
-globals().pop("side_by_side", None)
 
 __all__ = [
     "FeatureCard",
@@ -40,16 +31,3 @@ __all__ = [
     "highlight_context",
     "page",
 ]
-
-#: The names that moved out (deprecation aliases): ``{name: new module}``.
-_MOVED = {
-    "side_by_side": "nla_lens.analysis.compare",
-    "top_feature_contexts": "nla_lens.analysis.sae_features",
-    "train_embedded_sae": "nla_lens.training.sae",
-    "load_sae": "nla_lens.training.sae",
-    "check_sae": "nla_lens.sae",
-}
-
-
-def __getattr__(name: str) -> Any:
-    return moved(__name__, name, _MOVED)

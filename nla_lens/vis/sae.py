@@ -4,8 +4,7 @@ Owns :data:`HIGHLIGHT` (the marks around the max-activating token of a context s
 by :func:`nla_lens.analysis.sae_features.top_feature_contexts`), :func:`highlight_context`,
 :class:`FeatureLabel` (a label with its grounding, the only way a label is shown) and
 :func:`feature_html`, which marks dense features and ungrounded labels. Pure data -> HTML: no SAE or model is called here. Training an SAE lives in
-:mod:`nla_lens.training.sae`, finding its top contexts in :mod:`nla_lens.analysis.sae_features`;
-the old names still import from here, with a ``DeprecationWarning`` (:mod:`nla_lens.vis._moved`).
+:mod:`nla_lens.training.sae`, finding its top contexts in :mod:`nla_lens.analysis.sae_features`.
 """
 
 from __future__ import annotations
@@ -14,9 +13,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from nla_lens.vis._moved import moved
 from nla_lens.vis.html import esc
 
 __all__ = ["HIGHLIGHT", "FeatureLabel", "feature_html", "highlight_context"]
@@ -25,20 +22,6 @@ __all__ = ["HIGHLIGHT", "FeatureLabel", "feature_html", "highlight_context"]
 HIGHLIGHT: tuple[str, str] = ("«", "»")
 
 _MARK_RE = re.compile(re.escape(esc(HIGHLIGHT[0])) + "(.*?)" + re.escape(esc(HIGHLIGHT[1])), re.DOTALL)
-
-#: The names that moved out (deprecation aliases): ``{name: new module}``.
-_MOVED = {
-    "train_embedded_sae": "nla_lens.training.sae",
-    "load_sae": "nla_lens.training.sae",
-    "collect_activations": "nla_lens.training.sae",
-    "top_feature_contexts": "nla_lens.analysis.sae_features",
-    "check_sae": "nla_lens.sae",
-    "sae_hook_name": "nla_lens.sae",
-}
-
-
-def __getattr__(name: str) -> Any:
-    return moved(__name__, name, _MOVED)
 
 
 def highlight_context(context: str) -> str:

@@ -3,8 +3,7 @@
 Owns :class:`SideBySide` (a prepared table and its self-contained HTML: a token strip coloured by
 each token's gain over the mean direction, a table of explanations and top SAE features with their top-activating
 contexts, and a circuitsvis ``attention_heads`` view rendered offline), :func:`score_colour` and :data:`GAIN_LEGEND`.
-Pure data -> HTML: the table is computed by :func:`nla_lens.analysis.compare.side_by_side`, which
-still imports from here under its old path, with a ``DeprecationWarning`` (:mod:`nla_lens.vis._moved`).
+Pure data -> HTML: the table is computed by :func:`nla_lens.analysis.compare.side_by_side`.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from nla_lens.vis._moved import moved
 from nla_lens.vis.html import BASE_CSS, HTMLView, circuitsvis_html, esc, unique_id
 from nla_lens.vis.sae import FeatureLabel, feature_html
 
@@ -26,13 +24,6 @@ __all__ = ["FRAME_COLUMNS", "GAIN_LEGEND", "SideBySide", "cosine_colour", "score
 
 #: The leading columns of ``SideBySide.frame`` (the verbalizer's flags follow them).
 FRAME_COLUMNS: tuple[str, ...] = ("position", "token", "explanation", "mse", "cosine", "gain", "sae_features")
-
-#: The computing half moved to the analysis layer (deprecation alias): ``{name: new module}``.
-_MOVED = {"side_by_side": "nla_lens.analysis.compare"}
-
-
-def __getattr__(name: str) -> Any:
-    return moved(__name__, name, _MOVED)
 
 
 def score_colour(value: float | None) -> str:

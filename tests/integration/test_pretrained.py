@@ -9,11 +9,11 @@ import pytest
 
 import nla_lens
 from nla_lens.cli import _GREEN, gain_colour, main
-from nla_lens.models.pretrained import load_pretrained_nla, pretrained_dir
+from nla_lens.models.registry import get_pretrained, resolve_source
 
 
 def test_shipped_nla_is_small_complete_and_documented():
-    folder = pretrained_dir()
+    folder = resolve_source(get_pretrained("smollm2-135m-L20").av).parent
     size_mb = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
     assert size_mb <= 25
     for name in (
@@ -35,9 +35,6 @@ def test_shipped_nla_is_small_complete_and_documented():
 @pytest.mark.embedded
 def test_shipped_nla_loads_offline_and_explains(capsys):
     nla = nla_lens.NLA.from_pretrained()  # default: the registry's shipped NLA
-    with pytest.warns(DeprecationWarning, match="NLA.from_pretrained"):
-        alias = load_pretrained_nla()
-    assert alias.av.cfg.to_dict() == nla.av.cfg.to_dict()
     assert nla.hook_name == "blocks.20.hook_resid_post" and nla.d_model == 576
     assert nla.av.cfg.provenance["stage"] == "rl"
     assert (

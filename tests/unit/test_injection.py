@@ -17,7 +17,6 @@ from nla_lens.injection import (
     make_injection_hook,
     marker_neighbors,
 )
-from nla_lens.metrics import normalize
 from nla_lens.testing.tokenizers import tiny_tokenizer, tiny_tokenizer_with_cjk_marker
 
 MARKER, LEFT, RIGHT = 7, 5, 6
@@ -149,15 +148,6 @@ def test_inject_validates_vectors() -> None:
         inject(emb, pos, torch.randn(1, 4), 0.0)  # injection_scale must be positive
     with pytest.raises(ShapeError):
         inject(emb, torch.tensor([[0, 9]]), torch.randn(1, 4), 1.0)
-
-
-def test_normalize_vectors_is_a_deprecated_alias_of_normalize() -> None:
-    from nla_lens.injection import normalize_vectors
-
-    v = torch.randn(3, 4)
-    with pytest.warns(DeprecationWarning, match="metrics.normalize"):
-        got = normalize_vectors(v, 2.0)
-    assert torch.equal(got, normalize(v, 2.0))
 
 
 # ------------------------------------------------------------------ forward hook

@@ -124,7 +124,7 @@ def small_dataset() -> ActivationDataset:
     return ActivationDataset(torch.ones(4, 3), frame, {})
 
 
-def test_explain_dataset_keeps_the_frame_index():
+def test_label_dataset_keeps_the_frame_index():
     ds = small_dataset()
     everything = label_dataset(ds, ContextTeacher())
     assert list(everything.index) == [0, 1, 2, 3] and everything.name == "explanation"
@@ -135,16 +135,6 @@ def test_explain_dataset_keeps_the_frame_index():
         label_dataset(ds, ContextTeacher(), split="nope")
     with pytest.raises(TeacherError, match="returned 1 explanations for 4 rows"):
         label_dataset(ds, lambda records: ["only one"])
-
-
-def test_the_old_name_explain_dataset_still_labels_with_a_deprecation_warning():
-    from nla_lens.data import teachers
-
-    ds = small_dataset()
-    with pytest.warns(DeprecationWarning, match=r"nla_lens\.data\.teachers\.label_dataset"):
-        old = teachers.explain_dataset(ds, ContextTeacher(), split="av_sft")
-    pd.testing.assert_series_equal(old, label_dataset(ds, ContextTeacher(), split="av_sft"))
-    assert "explain_dataset" not in teachers.__all__  # a star import stays quiet
 
 
 def test_clean_explanation_keeps_numbered_snippets_and_cuts_rambling():

@@ -7,7 +7,6 @@ table, SAE training and top contexts) is tested in ``tests/integration/test_vis_
 
 from __future__ import annotations
 
-import importlib
 import re
 import shutil
 import subprocess
@@ -152,43 +151,6 @@ def test_cosine_colour_runs_red_to_green_and_grey_for_nan():
     assert cosine_colour(-0.5) == cosine_colour(0.0) == "hsl(0, 75%, 82%)"
     assert cosine_colour(0.5) == "hsl(60, 75%, 82%)" and cosine_colour(2.0) == "hsl(120, 75%, 82%)"
     assert cosine_colour(float("nan")) == cosine_colour(None) == "#eaeef2"
-
-
-# -- the names that moved out of vis -----------------------------------------------------------
-@pytest.mark.parametrize(
-    ("old", "name", "new"),
-    [
-        ("nla_lens.vis", "side_by_side", "nla_lens.analysis.compare"),
-        ("nla_lens.vis.side_by_side", "side_by_side", "nla_lens.analysis.compare"),
-        ("nla_lens.vis", "top_feature_contexts", "nla_lens.analysis.sae_features"),
-        ("nla_lens.vis.sae", "top_feature_contexts", "nla_lens.analysis.sae_features"),
-        ("nla_lens.vis", "train_embedded_sae", "nla_lens.training.sae"),
-        ("nla_lens.vis.sae", "train_embedded_sae", "nla_lens.training.sae"),
-        ("nla_lens.vis", "load_sae", "nla_lens.training.sae"),
-        ("nla_lens.vis.sae", "load_sae", "nla_lens.training.sae"),
-        ("nla_lens.vis.sae", "collect_activations", "nla_lens.training.sae"),
-        ("nla_lens.vis", "check_sae", "nla_lens.sae"),
-        ("nla_lens.vis.sae", "check_sae", "nla_lens.sae"),
-        ("nla_lens.vis.sae", "sae_hook_name", "nla_lens.sae"),
-    ],
-)
-def test_old_import_paths_still_work_with_a_deprecation_warning(old, name, new):
-    module = importlib.import_module(old)
-    with pytest.warns(DeprecationWarning, match=re.escape(f"{new}.{name}")):
-        found = getattr(module, name)
-    assert found is getattr(importlib.import_module(new), name)
-    assert name not in getattr(module, "__all__", [])  # a star import stays quiet
-    with pytest.raises(AttributeError, match="no_such_name"):
-        module.no_such_name  # noqa: B018
-
-
-def test_from_import_of_a_moved_name_warns():
-    with pytest.warns(DeprecationWarning, match=r"nla_lens\.analysis\.compare\.side_by_side"):
-        from nla_lens.vis import side_by_side
-    from nla_lens.analysis import side_by_side as new
-
-    assert side_by_side is new
-    assert importlib.import_module("nla_lens.vis.side_by_side").SideBySide is SideBySide  # the module still imports
 
 
 def test_core_modules_never_import_vis():

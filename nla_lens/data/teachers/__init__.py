@@ -15,8 +15,6 @@ rows with the explanations the warm starts train on); it trains nothing.
 
 from __future__ import annotations
 
-import warnings
-
 import pandas as pd
 
 from nla_lens.data.dataset import ActivationDataset
@@ -70,13 +68,3 @@ def label_dataset(dataset: ActivationDataset, teacher: Teacher, split: str | Non
         kind = type(explanations[bad[0]]).__name__
         raise TeacherError(f"{type(teacher).__name__} returned a {kind}, not a string, for row {bad[0]}.")
     return pd.Series(explanations, index=frame.index, name="explanation", dtype=object)
-
-
-def explain_dataset(dataset: ActivationDataset, teacher: Teacher, split: str | None = None) -> pd.Series:
-    """Deprecated alias of :func:`label_dataset` (same arguments)."""
-    warnings.warn(
-        "explain_dataset is deprecated; use nla_lens.data.teachers.label_dataset(dataset, teacher, split).",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return label_dataset(dataset, teacher, split)
