@@ -20,6 +20,14 @@ KL and every gradient stay in torch.
 
 HF rollouts run with the AV's LoRA adapters merged into its weights (``merge_adapters``): one
 matrix product per adapted layer instead of three, the same samples.
+
+Why not TRL's ``GRPOTrainer``: it drives generation and log-probs from prompt token ids and scores
+finished texts with reward functions, while an NLA's policy input is a vector injected as one
+embedding row (every rollout, policy and reference pass goes through the injection hook), and its
+reward comes from a reconstructor that trains in the same step on the same samples. TRL would
+need both replaced, so the loop is written here; its loss is TRL's default GRPO surrogate
+(PPO clipping, ``beta`` = ``kl_coef`` with the k3 estimator, group-standardised advantages), and
+``trl`` is not a dependency.
 """
 
 from __future__ import annotations
