@@ -16,14 +16,47 @@ from typing import Any
 from nla_lens.errors import MissingDependencyError
 
 __all__ = [
+    "EXTRAS",
     "has_hooked_transformer",
     "has_sae_lens",
     "has_vllm",
     "hooked_transformer",
+    "require",
     "sae_lens",
     "transformer_lens_version",
     "vllm",
 ]
+
+
+EXTRAS: dict[str, str] = {
+    "accelerate": "train",
+    "anywidget": "widgets",
+    "traitlets": "widgets",
+    "circuitsvis": "widgets",
+    "nnsight": "nnsight",
+    "nbformat": "notebooks",
+    "nbclient": "notebooks",
+}
+"""Each optional package :func:`require` imports, and the nla_lens extra that installs it."""
+
+
+def require(module: str, what: str = "This call") -> Any:
+    """Import ``module`` (a dotted name such as ``"accelerate.utils"``) from an optional package, or
+    raise a :class:`~nla_lens.errors.MissingDependencyError` that names the extra installing it.
+
+    Args:
+        module: The module; its top-level package must be one of :data:`EXTRAS`.
+        what: The caller, named in the error message.
+    """
+    package = module.split(".")[0]
+    if package not in EXTRAS:
+        raise KeyError(f"{package!r} is not one of nla_lens's optional packages {sorted(EXTRAS)}.")
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{what} needs {package}, which is not importable here ({exc}): pip install 'nla_lens[{EXTRAS[package]}]'."
+        ) from exc
 
 
 def transformer_lens_version() -> str:

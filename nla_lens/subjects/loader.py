@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from nla_lens.errors import InputError, MissingDependencyError, SubjectLoadError
+from nla_lens.errors import InputError, SubjectLoadError
+from nla_lens.optional import require
 from nla_lens.subjects.embedded import EMBEDDED_MODELS, embedded_model, embedded_model_dir, load_embedded_hf
 
 BACKENDS = ("bridge", "hooked", "nnsight")
@@ -149,12 +150,7 @@ def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir, 
                 "'gemma3-270m'); use backend='bridge' for SmolLM2 or any local Hugging Face model."
             )
         return HookedTransformer.from_pretrained_no_processing(name, device=device, dtype=dtype, tokenizer=tokenizer)
-    try:
-        from nnsight.modeling.transformers import TransformersModel
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"backend='nnsight' needs nnsight ({exc}): pip install 'nla_lens[nnsight]'."
-        ) from exc
+    TransformersModel = require("nnsight.modeling.transformers", "backend='nnsight'").TransformersModel  # noqa: N806
 
     if hf_model is not None:
         return TransformersModel(hf_model, tokenizer=tokenizer)

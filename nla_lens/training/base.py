@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CheckpointError, InputError
 from nla_lens.jsonable import json_safe
+from nla_lens.optional import require
 from nla_lens.precision import autocast, resolve_precision
 from nla_lens.training.callbacks import TrainerCallback
 from nla_lens.training.checkpoint import STATE_FILE, load_optimizer, load_rng, save_optimizer, save_rng
@@ -107,10 +108,9 @@ def process_state() -> Any:
     everything after it: code that runs before a trainer (the recipe's data stages) would fix a
     multi-process CPU launch to one process. Reading the flag here keeps them the same world.
     """
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    accelerate = require("accelerate", "Training")
+    utils = require("accelerate.utils", "Training")
+    return accelerate.PartialState(cpu=utils.parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 class Trainer:
@@ -119,14 +119,12 @@ class Trainer:
     config_class: ClassVar[type[TrainerConfig]] = TrainerConfig
 
     def __init__(self, config: TrainerConfig | None = None, callbacks: Iterable[TrainerCallback] = ()):
-        from accelerate import Accelerator
-
         self.config = config or self.config_class()
         if not isinstance(self.config, self.config_class):
             raise InputError(
                 f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(self.config).__name__}."
             )
-        self.accelerator = Accelerator()
+        self.accelerator = require("accelerate", type(self).__name__).Accelerator()
         self.generator = torch.Generator().manual_seed(self.config.seed)
         torch.manual_seed(self.config.seed)
         self.step_count = 0
@@ -201,9 +199,7 @@ class Trainer:
     def _gather_objects(self, values: list[Any]) -> list[Any]:
         if self.world_size == 1:
             return values
-        from accelerate.utils import gather_object
-
-        return gather_object(values)
+        return require("accelerate.utils").gather_object(values)
 
     def _callbacks(self, event: str, *args: Any) -> None:
         """Run ``event`` on every callback, in the main process only."""

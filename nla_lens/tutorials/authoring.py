@@ -21,8 +21,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nla_lens.optional import require
+
+nbformat = require("nbformat", "Building the tutorials")
+new_code_cell, new_markdown_cell, new_notebook = (
+    require("nbformat.v4").new_code_cell,
+    require("nbformat.v4").new_markdown_cell,
+    require("nbformat.v4").new_notebook,
+)
 
 _SOLUTION_RE = re.compile(r"```python\n(.*?)\n```", re.DOTALL)
 DIFFICULTY = {1: "🟢⚪⚪", 2: "🟢🟡⚪", 3: "🟢🟡🔴"}

@@ -183,8 +183,9 @@ class SideBySide(HTMLView):
     def _attention_html(self) -> str:
         if self.attention is None:
             return ""
-        import circuitsvis as cv
+        from nla_lens.optional import require
 
+        cv = require("circuitsvis", "The side-by-side attention view")
         view = cv.attention.attention_heads(
             attention=self.attention,
             tokens=self.tokens,

@@ -13,16 +13,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-try:
-    import anywidget
-    import traitlets
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("NLADashboard needs anywidget: pip install 'nla_lens[widgets]'.") from exc
-
 from nla_lens.errors import InputError
 from nla_lens.jsonable import json_safe
+from nla_lens.optional import require
 from nla_lens.training.callbacks import TrainerCallback
 from nla_lens.widgets.assets import asset
+
+anywidget = require("anywidget", "NLADashboard")
+traitlets = require("traitlets", "NLADashboard")
 
 if TYPE_CHECKING:  # annotations only: Trainer.train(dashboard=True) imports this module
     from nla_lens.training.base import Trainer

@@ -13,12 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-try:
-    import anywidget
-    import traitlets
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("NLAExplorer needs anywidget: pip install 'nla_lens[widgets]'.") from exc
-
 import pandas as pd
 import torch
 
@@ -26,10 +20,14 @@ from nla_lens.errors import InputError, NLALensError
 from nla_lens.hooks import nla_hook_name
 from nla_lens.jsonable import json_safe
 from nla_lens.metrics import score_round_trip
+from nla_lens.optional import require
 from nla_lens.subjects.activations import prompt_activations
 from nla_lens.subjects.adapters import as_subject
 from nla_lens.subjects.hook_check import check_subject
 from nla_lens.widgets.assets import asset
+
+anywidget = require("anywidget", "NLAExplorer")
+traitlets = require("traitlets", "NLAExplorer")
 
 #: Keys of each entry of ``NLAExplorer.tokens`` (and the columns of ``NLAExplorer.frame``).
 TOKEN_KEYS: tuple[str, ...] = ("position", "token", "explanation", "mse", "cosine", "gain", "ok")

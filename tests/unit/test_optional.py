@@ -7,6 +7,9 @@ that build a tiny subject are in ``tests/integration/test_optional_subjects.py``
 
 from __future__ import annotations
 
+import re
+import sys
+
 import pytest
 
 import nla_lens
@@ -41,3 +44,33 @@ def test_load_subject_hooked_on_4_is_refused_before_any_download():
         return
     with pytest.raises(MissingDependencyError, match="backend='bridge'"):
         nla_lens.load_subject("gpt2", backend="hooked")
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"),
+    [("accelerate.utils", "train"), ("anywidget", "widgets"), ("circuitsvis", "widgets"), ("nnsight", "nnsight")],
+)
+def test_a_missing_optional_package_names_the_extra_that_installs_it(monkeypatch, module, extra):
+    from nla_lens.optional import require
+
+    for name in [m for m in sys.modules if m.startswith(f"{module.split('.')[0]}.")]:
+        monkeypatch.delitem(sys.modules, name)  # submodules imported before would still be found
+    monkeypatch.setitem(sys.modules, module.split(".")[0], None)  # as if it were not installed
+    with pytest.raises(MissingDependencyError, match=re.escape(f"pip install 'nla_lens[{extra}]'")) as info:
+        require(module, "This view")
+    assert "This view needs" in str(info.value) and isinstance(info.value, ImportError)
+
+
+def test_a_trainer_without_accelerate_says_which_extra(monkeypatch):
+    from nla_lens.training.base import Trainer
+
+    monkeypatch.setitem(sys.modules, "accelerate", None)
+    with pytest.raises(MissingDependencyError, match=r"Trainer needs accelerate.*nla_lens\[train\]"):
+        Trainer()  # the module imports without accelerate; building a trainer needs it
+
+
+def test_only_optional_packages_are_required():
+    from nla_lens.optional import require
+
+    with pytest.raises(KeyError, match="not one of nla_lens's optional packages"):
+        require("numpy")
