@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from nla_lens.errors import NLALensError
+from nla_lens.models.registry import DEFAULT_PRETRAINED
+from nla_lens.subjects.embedded import SMOLLM2
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -128,7 +130,7 @@ def _explain(args: argparse.Namespace) -> int:
     import nla_lens
 
     nla = nla_lens.NLA.from_pretrained(args.nla)
-    subject = nla_lens.load_subject(nla.av.cfg.subject_model or "smollm2-135m", cache_dir=args.cache_dir)
+    subject = nla_lens.load_subject(nla.av.cfg.subject_model or SMOLLM2.name, cache_dir=args.cache_dir)
     frame = nla.round_trip(
         text=args.text,
         subject=subject,
@@ -178,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nla-lens", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     ex = commands.add_parser("extract", help="extract activations from a corpus into a parquet dataset")
-    ex.add_argument("--model", default="smollm2-135m", help="subject model name (default: the embedded SmolLM2)")
+    ex.add_argument("--model", default=SMOLLM2.name, help="subject model name (default: the embedded SmolLM2)")
     ex.add_argument("--backend", default="bridge", choices=("bridge", "hooked", "nnsight"))
     ex.add_argument("--hook", default=None, help="hook name or layer (default: about 2/3 of the depth)")
     ex.add_argument(
@@ -197,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=_extract)
 
     tr = commands.add_parser("train", help="train an NLA: data, teacher, warm starts, GRPO, held-out report")
-    tr.add_argument("--preset", default="smoke", choices=("smoke", "smollm2-135m"))
+    tr.add_argument("--preset", default="smoke", choices=("smoke", SMOLLM2.name))
     tr.add_argument("--out", default=None, help="run folder (default runs/<preset>); an existing run is resumed")
     tr.add_argument("--documents", type=int, default=None)
     tr.add_argument("--ar-steps", type=int, default=None)
@@ -240,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     et = commands.add_parser("export", help="export an NLA as full folders in the published layout (LoRA merged)")
     et.add_argument(
         "--nla",
-        default="smollm2-135m-L20",
+        default=DEFAULT_PRETRAINED,
         help="registry name, hub id or NLA folder (default: the one shipped for the embedded model)",
     )
     et.add_argument("--out", required=True, help="folder to create; it will hold av/ and ar/")

@@ -22,6 +22,7 @@ from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.models.verbalizer import RESPONSE_PREFIX, ActivationVerbalizer
 from nla_lens.schema import NLAMeta
 from nla_lens.subjects.activations import PromptActivations, prompt_activations
+from nla_lens.subjects.embedded import SMOLLM2
 from nla_lens.subjects.hook_check import check_subject
 
 EMBEDDED_INJECTION_SCALE = 240.0
@@ -77,7 +78,7 @@ class NLA:
     @classmethod
     def untrained(
         cls,
-        base: str = "smollm2-135m",
+        base: str = SMOLLM2.name,
         *,
         layer: int = 20,
         injection_scale: float | None = None,
@@ -115,7 +116,7 @@ class NLA:
         """
         av_base, ar_base = av_base or base, ar_base or base
         if injection_scale is None:
-            if av_base != "smollm2-135m" or base != "smollm2-135m":
+            if av_base != SMOLLM2.name or base != SMOLLM2.name:
                 raise InputError(
                     "Pass injection_scale= (about the median norm of your vectors, e.g. "
                     "dataset.meta['norm_stats']['median'])."
@@ -288,7 +289,7 @@ class NLA:
             CheckpointError: An unknown name (the known ones listed), a folder that is not an NLA,
                 a gated or missing hub repo, or halves that do not pair (``d_model`` or layer).
         """
-        from nla_lens.models.registry import get_pretrained, is_registry_name, resolve_source
+        from nla_lens.models.registry import DEFAULT_PRETRAINED, get_pretrained, is_registry_name, resolve_source
 
         def fetch(source: str | Path) -> Path:
             return resolve_source(source, cache_dir=cache_dir, revision=revision, token=token)
@@ -300,7 +301,7 @@ class NLA:
                 raise InputError("Pass either a name/path or av= and ar=, not both.")
             av_dir, ar_dir = fetch(av), fetch(ar)
         else:
-            name = "smollm2-135m-L20" if name_or_path is None else str(name_or_path)
+            name = DEFAULT_PRETRAINED if name_or_path is None else str(name_or_path)
             # A folder wins over a registry name; a name that is neither a folder nor a hub id
             # ("org/repo") goes to the registry, which lists the known names when it is unknown.
             if not Path(name).expanduser().is_dir() and (is_registry_name(name) or "/" not in name):

@@ -20,6 +20,9 @@ import yaml
 
 from nla_lens.errors import CheckpointError
 
+DEFAULT_PRETRAINED = "smollm2-135m-L20"
+"""The NLA shipped inside the package for the embedded SmolLM2 (what ``NLA.from_pretrained()`` loads)."""
+
 __all__ = ["PretrainedEntry", "get_pretrained", "list_pretrained", "register_pretrained", "resolve_source"]
 
 _PACKAGE_PREFIX = "package:"

@@ -161,10 +161,6 @@ GEMMA3 = EmbeddedModel(
 #: The embedded subjects by name; the first is the default.
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {m.name: m for m in (SMOLLM2, GEMMA3)}
 
-EMBEDDED_NAMES = SMOLLM2.names
-EMBEDDED_HF_ID = SMOLLM2.hf_id
-EMBEDDED_DEFAULT_LAYER = SMOLLM2.default_layer
-
 
 def embedded_model(name: object) -> EmbeddedModel | None:
     """The embedded model ``name`` means (any of its names, any case), or ``None``."""

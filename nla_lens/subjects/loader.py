@@ -18,7 +18,7 @@ import torch
 
 from nla_lens.errors import InputError, SubjectLoadError
 from nla_lens.optional import require
-from nla_lens.subjects.embedded import EMBEDDED_MODELS, embedded_model, embedded_model_dir, load_embedded_hf
+from nla_lens.subjects.embedded import EMBEDDED_MODELS, SMOLLM2, embedded_model, embedded_model_dir, load_embedded_hf
 
 BACKENDS = ("bridge", "hooked", "nnsight")
 
@@ -49,7 +49,7 @@ def list_subjects() -> pd.DataFrame:
 
 
 def load_subject(
-    model: Any = "smollm2-135m",
+    model: Any = SMOLLM2.name,
     *,
     backend: str = "bridge",
     tokenizer: Any = None,

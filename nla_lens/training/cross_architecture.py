@@ -25,16 +25,17 @@ from typing import Any
 
 import pandas as pd
 
+from nla_lens.subjects.embedded import GEMMA3, SMOLLM2
 from nla_lens.training.recipe import PRESETS, Recipe, run_recipe
 
-SUBJECT_LAYERS: dict[str, int] = {"smollm2-135m": 20, "gemma3-270m": 12}
+SUBJECT_LAYERS: dict[str, int] = {SMOLLM2.name: 20, GEMMA3.name: 12}
 """Each subject and its extraction layer: 21/30 and 13/18 of the depth (both ~0.7)."""
 
-BASES: tuple[str, ...] = ("smollm2-135m", "gemma3-270m")
+BASES: tuple[str, ...] = (SMOLLM2.name, GEMMA3.name)
 """The LMs both NLA halves start from."""
 
 BUDGET = dataclasses.replace(
-    PRESETS["smollm2-135m"],
+    PRESETS[SMOLLM2.name],
     name="cross-architecture",
     documents=300,
     av_positions_per_doc=None,

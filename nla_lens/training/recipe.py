@@ -42,6 +42,7 @@ from nla_lens.modes import evaluating
 from nla_lens.precision import capability, resolve_precision
 from nla_lens.schema import SIDECAR_NAME
 from nla_lens.subjects.adapters import as_subject
+from nla_lens.subjects.embedded import SMOLLM2
 from nla_lens.training.base import process_state
 from nla_lens.training.callbacks import StopFileCallback
 from nla_lens.training.grpo import GRPOConfig, GRPOTrainer
@@ -64,7 +65,7 @@ class Recipe:
     """
 
     name: str
-    subject: str = "smollm2-135m"
+    subject: str = SMOLLM2.name
     layer: int = 20
     av_base: str | None = None
     ar_base: str | None = None
@@ -123,7 +124,7 @@ PRESETS: dict[str, Recipe] = {
         eval_size=4,
         eval_every=2,
     ),
-    "smollm2-135m": Recipe(name="smollm2-135m"),
+    SMOLLM2.name: Recipe(name=SMOLLM2.name),
 }
 
 
@@ -310,7 +311,7 @@ def injection_scale_for(recipe: Recipe, dataset: ActivationDataset) -> float | N
         return recipe.injection_scale
     av_base = recipe.av_base or recipe.subject
     if av_base == recipe.subject:
-        return None if recipe.subject == "smollm2-135m" else float(dataset.meta["norm_stats"]["median"])
+        return None if recipe.subject == SMOLLM2.name else float(dataset.meta["norm_stats"]["median"])
     import nla_lens
     from nla_lens.models.loading import lm_shape
 
