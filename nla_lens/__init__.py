@@ -32,10 +32,10 @@ except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path tha
 
 __all__ = [
     "NLA",
+    "APITeacher",
     "ActivationDataset",
     "ActivationReconstructor",
     "ActivationVerbalizer",
-    "APITeacher",
     "ContextTeacher",
     "HFTeacher",
     "NLALensError",

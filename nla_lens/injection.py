@@ -24,15 +24,15 @@ from nla_lens.metrics import check_vectors, normalize
 
 __all__ = [
     "CJK_MARKER_RANGE",
+    "InjectionHook",
     "MarkerChoice",
-    "choose_marker",
     "av_prompt_ids",
     "chat_template_ids",
-    "marker_neighbors",
+    "choose_marker",
     "find_marker_positions",
     "inject",
-    "InjectionHook",
     "make_injection_hook",
+    "marker_neighbors",
 ]
 
 #: Code points scanned for a single-token marker character (as in the published method).

@@ -31,21 +31,21 @@ from nla_lens.errors import InputError, ShapeError
 from nla_lens.modes import evaluating
 
 __all__ = [
+    "RoundTrip",
     "check_vectors",
+    "cosine",
+    "current_token_control",
+    "derangement",
+    "fve_nrm",
+    "gain_over_mean",
+    "mean_direction",
+    "nanmean",
     "normalize",
     "normalized_mse",
-    "cosine",
-    "fve_nrm",
     "predict_mean_control",
-    "current_token_control",
-    "shuffled_control",
-    "derangement",
     "reconstruction_report",
-    "RoundTrip",
     "score_round_trip",
-    "mean_direction",
-    "gain_over_mean",
-    "nanmean",
+    "shuffled_control",
 ]
 
 

@@ -24,7 +24,7 @@ from transformers import LogitsProcessor, TemperatureLogitsWarper, TopPLogitsWar
 
 from nla_lens.errors import InputError
 
-__all__ = ["sample_seeds", "SeededGumbelSampler"]
+__all__ = ["SeededGumbelSampler", "sample_seeds"]
 
 
 def sample_seeds(base: object, vector_ids: Sequence[int], num_samples: int = 1) -> list[int]:

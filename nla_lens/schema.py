@@ -30,7 +30,7 @@ from nla_lens.errors import CheckpointError, MarkerError
 from nla_lens.injection import choose_marker, marker_neighbors
 from nla_lens.norm_range import NormRange
 
-__all__ = ["SIDECAR_NAME", "DEFAULT_AV_TEMPLATE", "VERBOSE_AV_TEMPLATE", "DEFAULT_AR_TEMPLATE", "TokenMeta", "NLAMeta"]
+__all__ = ["DEFAULT_AR_TEMPLATE", "DEFAULT_AV_TEMPLATE", "SIDECAR_NAME", "VERBOSE_AV_TEMPLATE", "NLAMeta", "TokenMeta"]
 
 SIDECAR_NAME = "nla_meta.yaml"
 
@@ -471,7 +471,7 @@ class NLAMeta:
         tok = self.tokens
         try:
             live: list[Any] = list(tokenizer.encode(tok.injection_char, add_special_tokens=False))
-        except Exception as err:  # noqa: BLE001 - any tokenizer failure is a contract failure
+        except Exception as err:
             live = [f"error: {err}"]
         if live != [tok.injection_token_id] or live[0] == getattr(tokenizer, "unk_token_id", None):
             return [

@@ -22,7 +22,7 @@ from nla_lens.subjects.hook_check import check_subject
 from nla_lens.vis.html import BASE_CSS, HTMLView, esc, unique_id
 from nla_lens.vis.side_by_side import cosine_colour
 
-__all__ = ["LayerSweep", "SWEEP_COLUMNS", "layer_sweep"]
+__all__ = ["SWEEP_COLUMNS", "LayerSweep", "layer_sweep"]
 
 #: The leading columns of ``LayerSweep.frame``.
 SWEEP_COLUMNS: tuple[str, ...] = ("hook_name", "layer", "position", "token", "explanation", "mse", "cosine", "norm")

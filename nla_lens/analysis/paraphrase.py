@@ -33,9 +33,9 @@ from nla_lens.rewrites import HELD_OUT_STYLES, STYLES, restyle
 __all__ = [
     "DEFAULT_PARAPHRASE_STYLES",
     "OPS",
+    "RULES",
     "Paraphraser",
     "ProseParaphraser",
-    "RULES",
     "RuleParaphraser",
     "StyleParaphraser",
     "check_paraphrases",

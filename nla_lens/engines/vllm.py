@@ -39,7 +39,7 @@ from nla_lens.optional import vllm as import_vllm
 if TYPE_CHECKING:
     from nla_lens.models.verbalizer import ActivationVerbalizer
 
-__all__ = ["VLLMEngine", "prompt_embeds", "merged_state_dict"]
+__all__ = ["VLLMEngine", "merged_state_dict", "prompt_embeds"]
 
 WEIGHTS_FILE = "model.safetensors"
 

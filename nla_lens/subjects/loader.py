@@ -150,7 +150,7 @@ def _load_backend(backend, name, hf_model, tokenizer, device, dtype, cache_dir, 
                 "'gemma3-270m'); use backend='bridge' for SmolLM2 or any local Hugging Face model."
             )
         return HookedTransformer.from_pretrained_no_processing(name, device=device, dtype=dtype, tokenizer=tokenizer)
-    TransformersModel = require("nnsight.modeling.transformers", "backend='nnsight'").TransformersModel  # noqa: N806
+    TransformersModel = require("nnsight.modeling.transformers", "backend='nnsight'").TransformersModel
 
     if hf_model is not None:
         return TransformersModel(hf_model, tokenizer=tokenizer)

@@ -223,7 +223,7 @@ class NLADashboard(anywidget.AnyWidget, TrainerCallback):
                 state = data.get("state") if isinstance(data, dict) and data.get("method") == "update" else None
                 if isinstance(state, dict) and state.get("stop_requested") is True and self.status == "running":
                     self.trainer.request_stop()
-            except Exception:  # noqa: BLE001 - an error here would make the kernel drop the message
+            except Exception:
                 pass
             return route(data, default) if route is not None else default
 

@@ -14,11 +14,11 @@ import torch
 
 pytest.importorskip("anywidget", reason="needs anywidget (pip install 'nla_lens[widgets]')")
 
-from nla_lens.models import NLA  # noqa: E402
-from nla_lens.testing.models import tiny_nla  # noqa: E402
-from nla_lens.testing.synthetic import concept_dataset  # noqa: E402
-from nla_lens.training import ARWarmStart, GRPOConfig, GRPOTrainer, TrainerCallback, WarmStartConfig  # noqa: E402
-from nla_lens.widgets import NLADashboard  # noqa: E402
+from nla_lens.models import NLA
+from nla_lens.testing.models import tiny_nla
+from nla_lens.testing.synthetic import concept_dataset
+from nla_lens.training import ARWarmStart, GRPOConfig, GRPOTrainer, TrainerCallback, WarmStartConfig
+from nla_lens.widgets import NLADashboard
 
 D = 32
 

@@ -18,18 +18,18 @@ import torch
 
 pytest.importorskip("anywidget", reason="needs anywidget (pip install 'nla_lens[widgets]')")
 
-import traitlets  # noqa: E402
+import traitlets
 
-from nla_lens.errors import HookNameError, InputError  # noqa: E402
-from nla_lens.metrics import cosine, mean_direction  # noqa: E402
-from nla_lens.models import NLA  # noqa: E402
-from nla_lens.subjects.activations import prompt_activations  # noqa: E402
-from nla_lens.subjects.adapters import as_subject  # noqa: E402
-from nla_lens.testing.models import tiny_nla, tiny_subject  # noqa: E402
-from nla_lens.testing.tokenizers import tiny_tokenizer  # noqa: E402
-from nla_lens.vis.side_by_side import score_colour  # noqa: E402
-from nla_lens.widgets import NLAExplorer  # noqa: E402
-from nla_lens.widgets.explorer import ALTERNATIVE_KEYS, TOKEN_KEYS  # noqa: E402
+from nla_lens.errors import HookNameError, InputError
+from nla_lens.metrics import cosine, mean_direction
+from nla_lens.models import NLA
+from nla_lens.subjects.activations import prompt_activations
+from nla_lens.subjects.adapters import as_subject
+from nla_lens.testing.models import tiny_nla, tiny_subject
+from nla_lens.testing.tokenizers import tiny_tokenizer
+from nla_lens.vis.side_by_side import score_colour
+from nla_lens.widgets import NLAExplorer
+from nla_lens.widgets.explorer import ALTERNATIVE_KEYS, TOKEN_KEYS
 
 N_CTX = 16
 HOOK0, HOOK1 = "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"

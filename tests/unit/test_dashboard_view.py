@@ -107,7 +107,7 @@ def test_the_stop_button_reaches_a_kernel_busy_in_train():
                     return reply
 
         def state(reply: dict) -> tuple:
-            return eval(reply["content"]["user_expressions"]["out"]["data"]["text/plain"])  # noqa: S307
+            return eval(reply["content"]["user_expressions"]["out"]["data"]["text/plain"])
 
         _, _, comm_id = state(run(_KERNEL_SETUP))
         msg_id = kc.execute("trainer.train(2000, progress=False)")

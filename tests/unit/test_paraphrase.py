@@ -34,7 +34,7 @@ def test_a_style_paraphraser_rewrites_the_form_and_keeps_the_content(style):
         assert after != before
         if style != "bare_context":  # the context alone, by design
             assert set(content_words(before)) <= set(content_words(after)), (before, after)
-    again = eval(repr(paraphraser), {"StyleParaphraser": StyleParaphraser})  # noqa: S307 - our own repr
+    again = eval(repr(paraphraser), {"StyleParaphraser": StyleParaphraser})
     assert again(EXPLANATIONS) == rewrites
 
 
