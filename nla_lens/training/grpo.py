@@ -135,6 +135,7 @@ class GRPOTrainer(Trainer):
     """
 
     config_class = GRPOConfig
+    config: GRPOConfig
     progress_keys = ("reward_mean", "kl", "eval_fve_nrm")
 
     def __init__(

@@ -78,6 +78,7 @@ class _WarmStart(Trainer):
     """What both warm starts share: (vector, explanation) pairs and optional held-out pairs."""
 
     config_class = WarmStartConfig
+    config: WarmStartConfig
 
     def _set_pairs(
         self,
