@@ -58,7 +58,7 @@ def _train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from nla_lens.training.base import process_state
-    from nla_lens.training.recipe import PRESETS, run_recipe
+    from nla_lens.training.recipe import PRESETS, STAGES, run_recipe
 
     recipe = PRESETS[args.preset]
     overrides = {
@@ -78,10 +78,7 @@ def _train(args: argparse.Namespace) -> int:
     }
     if args.precision is not None:  # every stage's trainer
         overrides.update(
-            {
-                stage: dataclasses.replace(getattr(recipe, stage), precision=args.precision)
-                for stage in ("ar", "av", "ar_refit", "rl")
-            }
+            {stage: dataclasses.replace(getattr(recipe, stage), precision=args.precision) for stage in STAGES}
         )
     recipe = dataclasses.replace(recipe, **overrides)
     out = args.out or f"runs/{recipe.name}"

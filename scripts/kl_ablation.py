@@ -29,7 +29,7 @@ from nla_lens.models import NLA
 from nla_lens.precision import capability
 from nla_lens.subjects.embedded import load_embedded_hf
 from nla_lens.training import GRPOTrainer
-from nla_lens.training.recipe import PRESETS
+from nla_lens.training.recipe import Recipe
 from nla_lens.training.sft import held_out_metrics
 
 
@@ -42,8 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     print(capability())
 
-    config = json.loads((args.run / "config.json").read_text())
-    recipe = PRESETS[config["name"]]
+    recipe = Recipe.from_json(args.run)
     data = ActivationDataset.load(args.run / "activations")
     rl_data, eval_data = data.split("rl"), data.split("eval")
     eval_vectors = eval_data.vectors[: recipe.eval_size]

@@ -102,9 +102,51 @@ class Recipe:
     eval_every: int = 50
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for stage, config_class in STAGES.items():
+            config = getattr(self, stage)
+            if isinstance(config, dict):  # as read back from a run's config.json
+                config = config_class.from_dict(config)
+                setattr(self, stage, config)
+            defaults = type(config)()
+            set_here = [name for name in RECIPE_OWNED if getattr(config, name) != getattr(defaults, name)]
+            if set_here:
+                raise InputError(
+                    f"Recipe.{stage} sets {', '.join(set_here)}, which the recipe sets for every stage itself "
+                    "(one seed, evaluation cadence and size for the run, and each stage's checkpoint folder). Set "
+                    "Recipe.seed, Recipe.eval_every or Recipe.eval_size instead, and leave them at their defaults on "
+                    f"the {type(config).__name__}."
+                )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """The recipe a run's ``config.json`` records (``to_dict``), to reproduce or resume the run."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"Unknown Recipe fields {unknown}; known: {sorted(names)}.")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Recipe:
+        """Read a recipe from a run folder (its ``config.json``) or a JSON file."""
+        path = Path(path)
+        return cls.from_dict(json.loads((path / "config.json" if path.is_dir() else path).read_text()))
+
+
+STAGES: dict[str, type[WarmStartConfig] | type[GRPOConfig]] = {
+    "ar": WarmStartConfig,
+    "av": WarmStartConfig,
+    "ar_refit": WarmStartConfig,
+    "rl": GRPOConfig,
+}
+"""The recipe's trainer stages and the config class of each (the fields of :class:`Recipe` of those names)."""
+
+RECIPE_OWNED: tuple[str, ...] = ("seed", "eval_every", "eval_size", "checkpoint_every", "output_dir")
+"""Fields of the stages' configs that the recipe sets itself: a stage config must leave them at their defaults."""
 
 PRESETS: dict[str, Recipe] = {
     "smoke": Recipe(
@@ -280,9 +322,7 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     _on_main(lambda: nla.save_pretrained(out / "nla"))
     report["rl"] = held_out_report(nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens)
     report["cpu_minutes"] = {k: round(v / 60, 1) for k, v in clock.items() if k != "start"}
-    report["precision"] = {
-        stage: resolve_precision(getattr(recipe, stage).precision) for stage in ("ar", "av", "ar_refit", "rl")
-    }
+    report["precision"] = {stage: resolve_precision(getattr(recipe, stage).precision) for stage in STAGES}
     report["machine"] = capability()
     report["rl_steps"] = rl_run.step_count
     _on_main(

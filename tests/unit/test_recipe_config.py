@@ -1,0 +1,45 @@
+"""The recipe owns its run-wide settings, and a run's config.json reads back as the same recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from nla_lens.errors import InputError
+from nla_lens.training import GRPOConfig, WarmStartConfig
+from nla_lens.training.recipe import PRESETS, Recipe
+
+
+@pytest.mark.parametrize(
+    ("stage", "config"),
+    [
+        ("rl", GRPOConfig(seed=3)),
+        ("av", WarmStartConfig(eval_every=5)),
+        ("ar", WarmStartConfig(eval_size=8)),
+        ("ar_refit", WarmStartConfig(checkpoint_every=2, output_dir="x")),
+    ],
+)
+def test_a_stage_config_that_sets_what_the_recipe_owns_is_refused(stage, config):
+    with pytest.raises(InputError, match=rf"Recipe\.{stage} sets .*Recipe\.seed"):
+        Recipe(name="mine", **{stage: config})
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_config_json_reads_back_as_the_same_recipe(name, tmp_path):
+    recipe = dataclasses.replace(PRESETS[name], seed=4, av_base="gemma3-270m", rl_steps=7)
+    (tmp_path / "config.json").write_text(json.dumps(recipe.to_dict(), indent=2))
+    again = Recipe.from_json(tmp_path)
+    assert again == recipe
+    assert isinstance(again.rl, GRPOConfig) and isinstance(again.ar_refit, WarmStartConfig)
+
+
+def test_unknown_fields_are_named():
+    data = {**PRESETS["smoke"].to_dict(), "rl_stpes": 3}
+    with pytest.raises(InputError, match="rl_stpes"):
+        Recipe.from_dict(data)
+    data = PRESETS["smoke"].to_dict()
+    data["rl"]["kl_coeff"] = 0.0
+    with pytest.raises(InputError, match="kl_coeff"):
+        Recipe.from_dict(data)
