@@ -145,7 +145,8 @@ class NLA:
             **fields,
         )
         d_ar, n_ar = lm_shape(ar_model)
-        kept = max(1, round((layer + 1) * n_ar / n_subject))  # the same relative depth of the AR's LM
+        # An AR on another LM keeps the blocks at the subject layer's relative depth; on the subject's, K + 1.
+        kept = max(1, round((layer + 1) * n_ar / n_subject)) if ar_base != base else layer + 1
         ar_meta = NLAMeta.for_tokenizer(
             ar_tok,
             role="ar",
