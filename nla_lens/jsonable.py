@@ -1,4 +1,5 @@
-"""``json_safe``: the one conversion of metrics, configs and tables to plain JSON values.
+"""``json_safe``: the one conversion of metrics, configs and tables to plain JSON values; and
+``from_fields``, the one way a config dataclass is read back from such a dict.
 
 Used wherever nla_lens writes JSON (trainer checkpoints, the faithfulness report, widget traitlets),
 so a NaN, a numpy scalar or a tensor is written the same way everywhere.
@@ -6,10 +7,25 @@ so a NaN, a numpy scalar or a tensor is written the same way everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["json_safe"]
+from nla_lens.errors import InputError
+
+__all__ = ["from_fields", "json_safe"]
+
+T = TypeVar("T")
+
+
+def from_fields(cls: type[T], data: dict[str, Any]) -> T:
+    """``cls(**data)`` for a dataclass ``cls``, after refusing keys it has no field for (named in the
+    error, with the known ones), so a misspelt setting in a config file never passes silently."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(f"Unknown {cls.__name__} fields {unknown}; known: {sorted(names)}.")
+    return cls(**data)
 
 
 def json_safe(value: Any) -> Any:

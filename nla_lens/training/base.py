@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CheckpointError, InputError
-from nla_lens.jsonable import json_safe
+from nla_lens.jsonable import from_fields, json_safe
 from nla_lens.optional import require
 from nla_lens.precision import autocast, resolve_precision
 from nla_lens.training.callbacks import TrainerCallback
@@ -94,11 +94,7 @@ class TrainerConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainerConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(f"Unknown {cls.__name__} fields {unknown}.")
-        return cls(**data)
+        return from_fields(cls, data)
 
 
 def process_state() -> Any:

@@ -35,6 +35,7 @@ import torch
 from nla_lens.atomic import atomic_folder
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError
+from nla_lens.jsonable import from_fields
 from nla_lens.metrics import current_token_control, predict_mean_control, score_round_trip
 from nla_lens.models.nla import NLA
 from nla_lens.models.reconstructor import ActivationReconstructor
@@ -124,11 +125,7 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
         """The recipe a run's ``config.json`` records (``to_dict``), to reproduce or resume the run."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(f"Unknown Recipe fields {unknown}; known: {sorted(names)}.")
-        return cls(**data)
+        return from_fields(cls, data)
 
     @classmethod
     def from_json(cls, path: str | Path) -> Recipe:
