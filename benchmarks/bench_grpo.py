@@ -3,14 +3,15 @@
     python benchmarks/bench_grpo.py [--steps 3] [--lora-r 8] [--engine hf|vllm|both]
     python benchmarks/bench_grpo.py --compare [--steps 3] [--configurations cde] [--rounds 2]
     python benchmarks/bench_grpo.py --profile [--no-share-prefix] [--no-merge] [--kl-coef 0] [--av-template verbose]
-    python benchmarks/bench_grpo.py --compare --configurations fgh --steps 2 --rounds 2   # precision
+    python benchmarks/bench_grpo.py --compare --configurations fghi --steps 2 --rounds 2   # precision
 
 ``--recipe`` takes the shipped recipe's GRPO settings (``PRESETS["smollm2-135m"].rl``: 8 vectors x group
 4, 56 new tokens, its learning rates and KL, the AV with LoRA rank 24 and the AR with rank 12 as its warm
 starts leave them); ``--precision`` (auto, fp32, bf16) and ``--micro-batch-size`` override it. The
-configurations (f) today's recipe as it ran before precision existed (fp32, micro-batches of 8), (g) the
-recipe now (precision auto, one micro-batch of 32) and (h) that without the KL pass compare precision; the
-header names the CPU's bf16 capability (:func:`nla_lens.precision.capability`).
+configurations (f) the recipe as it ran before precision existed (fp32, micro-batches of 8), (g) precision
+auto with one micro-batch of 32 and autocast casting every weight on every call, (h) that with the frozen
+weights under the LoRA adapters held in bf16 for the policy and AR passes (``FastPaths.frozen_cast``: the
+same products, no casts; the recipe now) and (i) that without the KL pass compare precision; the header names the CPU's bf16 capability (:func:`nla_lens.precision.capability`).
 
 Prints per-step wall time split into generation / policy update (log-probs of policy and
 reference, backward) / weight sync to the engine / AR update, the share spent generating, and peak
@@ -22,9 +23,9 @@ in its own process (so each peak RSS is its own) and prints them side by side; `
 ``--compare`` runs five configurations (or those ``--configurations`` names), each in its own
 process with the same seed and data, round-robin ``--rounds`` times keeping each one's fastest run:
 (a) the 0.1 long AV prompt (``VERBOSE_AV_TEMPLATE``) with one full prompt + response pass per
-log-prob row, (b) the same prompt with shared-prefix log-probs (``GRPOConfig.share_prefix``), (c)
+log-prob row, (b) the same prompt with shared-prefix log-probs (``FastPaths.share_prefix``), (c)
 shared prefix with the short default prompt, (d) + the LoRA adapters merged while sampling the
-rollouts (``GRPOConfig.merge_adapters``), all four with the same loss (tests); (e) + ``kl_coef=0``,
+rollouts (``FastPaths.merge_adapters``), all four with the same loss (tests); (e) + ``kl_coef=0``,
 a recipe choice (no reference model, no reference pass); and prints each one's seconds per step,
 its parts, its speed-up over the first one run and peak RSS. ``--profile`` runs the ``--steps``
 steps (the figures), then one more with its pieces timed (generation, reference and policy
@@ -54,6 +55,7 @@ from nla_lens.models import NLA
 from nla_lens.precision import capability
 from nla_lens.schema import DEFAULT_AV_TEMPLATE, VERBOSE_AV_TEMPLATE
 from nla_lens.training import GRPOConfig, GRPOTrainer
+from nla_lens.training.grpo import FastPaths
 from nla_lens.training.lora import apply_lora
 from nla_lens.training.recipe import PRESETS
 
@@ -67,8 +69,12 @@ CONFIGURATIONS = (
     ("d: + rollouts LoRA merged", ()),
     ("e: + kl_coef 0 (no reference)", ("--kl-coef", "0")),
     ("f: recipe, fp32, micro-batch 8", ("--recipe", "--precision", "fp32", "--micro-batch-size", "8")),
-    ("g: recipe, auto, micro-batch 32", ("--recipe", "--precision", "auto", "--micro-batch-size", "32")),
-    ("h: g + kl_coef 0", ("--recipe", "--precision", "auto", "--micro-batch-size", "32", "--kl-coef", "0")),
+    (
+        "g: recipe, auto, mb 32, casts",
+        ("--recipe", "--precision", "auto", "--micro-batch-size", "32", "--no-frozen-cast"),
+    ),
+    ("h: g + frozen weights in bf16", ("--recipe", "--precision", "auto", "--micro-batch-size", "32")),
+    ("i: h + kl_coef 0", ("--recipe", "--precision", "auto", "--micro-batch-size", "32", "--kl-coef", "0")),
 )
 
 
@@ -86,6 +92,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--merge", action=argparse.BooleanOptionalAction, default=True, help="HF rollouts with the LoRA adapters merged"
+    )
+    parser.add_argument(
+        "--frozen-cast",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bf16: frozen weights held in bf16 for the policy and AR passes (FastPaths.frozen_cast)",
     )
     parser.add_argument("--kl-coef", type=float, default=None, help="0: no reference model or pass")
     parser.add_argument("--recipe", action="store_true", help="the shipped recipe's GRPO settings and LoRA ranks")
@@ -116,7 +128,8 @@ def main() -> None:
     nla = NLA.untrained("smollm2-135m")
     use_template(nla, TEMPLATES[args.av_template])
     config = grpo_config(args, nla)
-    trainer = GRPOTrainer(nla, data, config)
+    fast_paths = FastPaths(share_prefix=args.share_prefix, merge_adapters=args.merge, frozen_cast=args.frozen_cast)
+    trainer = GRPOTrainer(nla, data, config, fast_paths=fast_paths)
     startup = 0.0
     if args.engine == "vllm":  # started before the clock runs (the trainer's LoRA wrapping comes first)
         start = time.perf_counter()
@@ -135,6 +148,7 @@ def main() -> None:
         "av_template": args.av_template,
         "share_prefix": args.share_prefix,
         "merge_adapters": args.merge,
+        "frozen_cast": args.frozen_cast,
         "kl_coef": args.kl_coef,
         "precision": trainer.precision,
         "micro_batch_size": config.micro_batch_size,
@@ -151,7 +165,7 @@ def main() -> None:
         f"engine={args.engine} threads={torch.get_num_threads()} steps={args.steps} vectors={args.n_vectors} "
         f"group={args.group_size} max_new_tokens={args.max_new_tokens} lora_r={args.lora_r or 'full'} "
         f"av_template={args.av_template} ({figures['prompt_tokens']} prompt tokens) share_prefix={args.share_prefix} "
-        f"merge={args.merge} kl_coef={args.kl_coef} precision={trainer.precision} "
+        f"merge={args.merge} frozen_cast={args.frozen_cast} kl_coef={args.kl_coef} precision={trainer.precision} "
         f"micro_batch={config.micro_batch_size} recipe={args.recipe} "
         f"mean response {figures['response_length']:.1f} tokens"
     )
@@ -174,9 +188,7 @@ def grpo_config(args: argparse.Namespace, nla: NLA) -> GRPOConfig:
         nla.av.model = apply_lora(nla.av.model, recipe.av.lora_r)
         nla.ar.backbone = apply_lora(nla.ar.backbone, recipe.ar.lora_r)
         nla.ar.value_head.weight.requires_grad_(True)
-        config = dataclasses.replace(
-            recipe.rl, engine=args.engine, share_prefix=args.share_prefix, merge_adapters=args.merge
-        )
+        config = dataclasses.replace(recipe.rl, engine=args.engine)
     else:
         config = GRPOConfig(
             n_vectors=args.n_vectors,
@@ -184,8 +196,6 @@ def grpo_config(args: argparse.Namespace, nla: NLA) -> GRPOConfig:
             max_new_tokens=args.max_new_tokens,
             lora_r=args.lora_r or None,
             engine=args.engine,
-            share_prefix=args.share_prefix,
-            merge_adapters=args.merge,
         )
     overrides = {
         "kl_coef": args.kl_coef,

@@ -38,6 +38,7 @@ __all__ = [
     "derangement",
     "fve_nrm",
     "gain_over_mean",
+    "held_out_metrics",
     "mean_direction",
     "nanmean",
     "normalize",
@@ -537,3 +538,21 @@ def score_round_trip(ar: Any, explanations: Sequence[str], targets: Any, *, batc
     target = target.to(predicted.dtype)
     with torch.no_grad():
         return RoundTrip(predicted, target, normalized_mse(predicted, target), cosine(predicted, target))
+
+
+def held_out_metrics(frame: Any, targets: torch.Tensor, ar: Any) -> dict[str, float]:
+    """The held-out scores every trainer reports: fve_nrm, its shuffled control, failure rate, length.
+
+    Args:
+        frame: Greedy explanations of ``targets`` (``ActivationVerbalizer.verbalize``'s DataFrame:
+            ``explanation``, ``ok``, ``n_tokens`` per row).
+        targets: ``[N, d]`` the vectors explained.
+        ar: The :class:`~nla_lens.models.reconstructor.ActivationReconstructor` that reads them.
+    """
+    summary = score_round_trip(ar, frame["explanation"], targets).summary()
+    return {
+        "fve_nrm": summary["fve_nrm"],
+        "fve_nrm_shuffled": summary["fve_nrm_shuffled"],
+        "failure_rate": float((~frame["ok"]).mean()),
+        "response_length": float(frame["n_tokens"].mean()),
+    }

@@ -9,7 +9,8 @@ fp32 path on a bf16-capable machine.
 
 How bf16 is used (:func:`autocast` for passes with gradients, :class:`InferenceCopy` for passes
 without): trained weights, optimizer states and losses stay float32; matrix products run in bf16
-under ``torch.autocast``; frozen passes that run many small products (token-by-token generation,
+under ``torch.autocast``, the frozen weights under LoRA adapters held in bf16 for those passes
+(:class:`FrozenWeightCast`: the same products without a cast per call); frozen passes that run many small products (token-by-token generation,
 the GRPO reference policy) run on a bf16 copy of the weights made once per weight update, because
 autocast would cast every fp32 weight again on every call, which at a batch of 32 rows costs more
 than the bf16 product saves. bf16 is a recipe choice, not a loss-identical rewrite: the test
@@ -22,7 +23,7 @@ import contextlib
 import copy
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from nla_lens.errors import InputError
 
 __all__ = [
     "PRECISIONS",
+    "FrozenWeightCast",
     "InferenceCopy",
     "autocast",
     "capability",
@@ -103,6 +105,58 @@ def autocast(precision: str, device: torch.device | str = "cpu") -> contextlib.A
     if resolve_precision(precision, device) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+class FrozenWeightCast:
+    """bf16 copies of a model's frozen ``nn.Linear`` weights, made once and swapped in for autocast passes.
+
+    ``torch.autocast`` casts every weight to bf16 on every call and caches the cast only for
+    weights that require grad, so the frozen base layers under LoRA adapters were cast again on
+    every forward (a third of a GRPO step's CPU time went to ``aten::copy_``). autocast rounds a
+    float32 weight to bf16 exactly as ``Tensor.to`` does, so the products, losses and gradients are
+    the same (``tests/integration/test_precision.py``). Weights shared with an ``nn.Embedding`` (a
+    tied output head) stay float32: the embedding lookup must keep the residual stream in float32.
+
+    Frozen means frozen: a weight changed after the copies were made (merging adapters into the
+    base layers is the one place that does, and it never runs inside :meth:`swapped`) would be
+    stale, so the trainers make the copies once, after wrapping with LoRA, and swap them only
+    around forward and backward passes.
+
+    Args:
+        modules: The models whose frozen weights to copy (each parameter once).
+        dtype: The copies' dtype.
+    """
+
+    def __init__(self, modules: Iterable[torch.nn.Module], dtype: torch.dtype = torch.bfloat16):
+        modules = list(modules)
+        embedded = {id(m.weight) for module in modules for m in module.modules() if isinstance(m, torch.nn.Embedding)}
+        self.pairs: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+        seen: set[int] = set()
+        for module in modules:
+            for layer in module.modules():
+                weight = getattr(layer, "weight", None)
+                if (
+                    isinstance(layer, torch.nn.Linear)
+                    and isinstance(weight, torch.nn.Parameter)
+                    and not weight.requires_grad
+                    and weight.dtype == torch.float32
+                    and id(weight) not in embedded | seen
+                ):
+                    seen.add(id(weight))
+                    self.pairs.append((weight, weight.detach().to(dtype)))
+
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[None]:
+        """The bf16 copies in place of the float32 weights for the duration (forward *and* backward:
+        autograd reads the weight again in the backward pass)."""
+        originals = [param.data for param, _ in self.pairs]
+        for param, low in self.pairs:
+            param.data = low
+        try:
+            yield
+        finally:
+            for (param, _), original in zip(self.pairs, originals, strict=True):
+                param.data = original
 
 
 def _plain_name(name: str) -> str:

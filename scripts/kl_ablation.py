@@ -25,12 +25,12 @@ import pandas as pd
 
 from nla_lens.analysis.fluency import perplexity, text_logprobs
 from nla_lens.data.dataset import ActivationDataset
+from nla_lens.metrics import held_out_metrics
 from nla_lens.models import NLA
 from nla_lens.precision import capability
 from nla_lens.subjects.embedded import load_embedded_hf
 from nla_lens.training import GRPOTrainer
 from nla_lens.training.recipe import Recipe
-from nla_lens.training.sft import held_out_metrics
 
 
 def main() -> None:

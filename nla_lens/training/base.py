@@ -23,6 +23,7 @@ widgets, stop files — a stop request reaches every process) and writes checkpo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -42,7 +43,7 @@ from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CheckpointError, InputError
 from nla_lens.jsonable import from_fields, json_safe
 from nla_lens.optional import require
-from nla_lens.precision import autocast, resolve_precision
+from nla_lens.precision import FrozenWeightCast, autocast, resolve_precision
 from nla_lens.training.callbacks import TrainerCallback
 from nla_lens.training.checkpoint import STATE_FILE, load_optimizer, load_rng, save_optimizer, save_rng
 
@@ -128,6 +129,7 @@ class Trainer:
         self.callbacks: list[TrainerCallback] = list(callbacks)
         self.last_checkpoint: Path | None = None
         self._stop_requested = False
+        self._frozen_casts: dict[tuple[int, ...], FrozenWeightCast] = {}
 
     # -- processes ---------------------------------------------------------------------------
     @property
@@ -139,6 +141,16 @@ class Trainer:
     def precision(self) -> str:
         """``"fp32"`` or ``"bf16"``: what ``config.precision`` resolves to on this trainer's device."""
         return resolve_precision(self.config.precision, self.accelerator.device)
+
+    def _frozen_weights_cast(self, *modules: torch.nn.Module) -> contextlib.AbstractContextManager:
+        """Around a forward and backward pass: in bf16, the frozen weights of ``modules`` swapped for
+        bf16 copies made on first use (:class:`~nla_lens.precision.FrozenWeightCast`); in fp32, nothing."""
+        if self.precision != "bf16":
+            return contextlib.nullcontext()
+        key = tuple(id(module) for module in modules)
+        if key not in self._frozen_casts:
+            self._frozen_casts[key] = FrozenWeightCast(modules)
+        return self._frozen_casts[key].swapped()
 
     @property
     def is_main_process(self) -> bool:

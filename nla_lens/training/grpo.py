@@ -18,7 +18,7 @@ launch --num_processes N`` makes the same update as one process. ``engine="vllm"
 vLLM (the AV's weights are sent to it after every optimizer step); log-probs, the PPO ratio, the
 KL and every gradient stay in torch.
 
-HF rollouts run with the AV's LoRA adapters merged into its weights (``merge_adapters``): one
+HF rollouts run with the AV's LoRA adapters merged into its weights (``FastPaths.merge_adapters``): one
 matrix product per adapted layer instead of three, the same samples.
 
 Why not TRL's ``GRPOTrainer``: it drives generation and log-probs from prompt token ids and scores
@@ -36,6 +36,7 @@ import contextlib
 import copy
 import dataclasses
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -43,7 +44,7 @@ import torch
 
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError, ShapeError
-from nla_lens.metrics import normalized_mse
+from nla_lens.metrics import held_out_metrics, normalized_mse
 from nla_lens.models.nla import NLA
 from nla_lens.models.verbalizer import ENGINES
 from nla_lens.modes import evaluating
@@ -54,7 +55,47 @@ from nla_lens.sampling import sample_seeds
 from nla_lens.training.base import Trainer, TrainerConfig
 from nla_lens.training.lora import apply_lora
 from nla_lens.training.losses import WORST_MSE, clipped_surrogate, group_advantages, kl_penalty, rewards_from_mse
-from nla_lens.training.sft import held_out_metrics
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Add the block's wall time to ``timings[key]`` (seconds)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
+
+
+@dataclasses.dataclass
+class Rollout:
+    """One step's samples on this process: ``N = n_vectors / processes * group_size`` rows.
+
+    Attributes:
+        responses: ``N`` response token id lists (the stop token included).
+        texts: ``N`` parsed explanations.
+        failed: ``[N]`` bool: no ``</explanation>``, truncated or empty (worst reward, not used
+            to train the AR).
+        lengths: ``[N]`` response lengths in tokens.
+        rewards: ``[N]`` ``-normalised MSE`` of the current AR's reconstruction.
+        mse: ``[N]`` that MSE (``WORST_MSE`` for failed samples).
+        advantages: ``[N]`` rewards standardised within each group.
+        sample_ids: ``N`` ids (dataset row x group size + sample) seeding the AR's augmentation.
+    """
+
+    responses: list[list[int]]
+    texts: list[str]
+    failed: torch.Tensor
+    lengths: torch.Tensor
+    rewards: torch.Tensor
+    mse: torch.Tensor
+    advantages: torch.Tensor
+    sample_ids: list[int]
+
+    @property
+    def ok(self) -> torch.Tensor:
+        """``[n_ok]`` indices of the successful samples."""
+        return (~self.failed).nonzero().flatten()
 
 
 @dataclasses.dataclass
@@ -81,15 +122,6 @@ class GRPOConfig(TrainerConfig):
             the update is the same and only peak memory changes.
         engine: What samples the rollouts: ``"hf"`` (transformers ``generate``) or ``"vllm"``
             (one process only; ``pip install 'nla_lens[vllm]'``).
-        share_prefix: Compute the AV prompt once per micro-batch in the log-prob passes (the part
-            before the marker once, the rest once per vector, every sample of a group continuing
-            from it) instead of once per sample, and the part before the marker once per batch of
-            HF rollouts; the same loss and samples up to float rounding
-            (``ActivationVerbalizer.logprobs(share_prefix=)``, ``generate(share_prefix=)``).
-            ``False`` only to compare.
-        merge_adapters: HF rollouts fold the AV's LoRA adapters into its weights while sampling
-            (:func:`~nla_lens.models.adapters.merged_adapters`): the same samples, one matrix product
-            per adapted layer instead of three. ``False`` only to compare.
     """
 
     n_vectors: int = 8
@@ -105,10 +137,8 @@ class GRPOConfig(TrainerConfig):
     lora_r: int | None = None
     micro_batch_size: int = 8
     engine: str = "hf"
-    share_prefix: bool = True
-    merge_adapters: bool = True
 
-    RESUMABLE = (*TrainerConfig.RESUMABLE, "engine", "share_prefix", "merge_adapters")  # the last two: speed only
+    RESUMABLE = (*TrainerConfig.RESUMABLE, "engine")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -118,6 +148,31 @@ class GRPOConfig(TrainerConfig):
             raise InputError(f"ar_augment is a share of explanations in [0, 1], got {self.ar_augment!r}.")
         if self.engine not in ENGINES:
             raise InputError(f"Unknown engine {self.engine!r}; choose one of {ENGINES}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class FastPaths:
+    """The GRPO step's loss-preserving shortcuts, all on; a benchmark or test turns one off to
+    measure what it saves or to check it changes nothing (``benchmarks/bench_grpo.py``). Not
+    training settings, so not in :class:`GRPOConfig` or a run's ``config.json``.
+
+    Attributes:
+        share_prefix: Compute the AV prompt once per micro-batch in the log-prob passes (the part
+            before the marker once, the rest once per vector, every sample of a group continuing
+            from it) instead of once per sample, and the part before the marker once per batch of
+            HF rollouts; the same loss and samples up to float rounding
+            (``ActivationVerbalizer.logprobs(share_prefix=)``, ``generate(share_prefix=)``).
+        merge_adapters: HF rollouts fold the AV's LoRA adapters into its weights while sampling
+            (:func:`~nla_lens.models.adapters.merged_adapters`): the same samples, one matrix product
+            per adapted layer instead of three.
+        frozen_cast: In bf16, the frozen weights under the LoRA adapters are held in bf16 for the
+            policy and AR passes (:class:`~nla_lens.precision.FrozenWeightCast`) instead of autocast
+            casting them on every call: the same products.
+    """
+
+    share_prefix: bool = True
+    merge_adapters: bool = True
+    frozen_cast: bool = True
 
 
 class GRPOTrainer(Trainer):
@@ -132,6 +187,7 @@ class GRPOTrainer(Trainer):
         reference: The AV model to keep close to (default: a frozen copy of ``nla.av.model`` now;
             none when ``kl_coef`` is 0).
         resume_from: A checkpoint of this run to continue from.
+        fast_paths: :class:`FastPaths` (all on by default; off only to measure or compare).
     """
 
     config_class = GRPOConfig
@@ -148,8 +204,10 @@ class GRPOTrainer(Trainer):
         reference: Any = None,
         callbacks=(),
         resume_from=None,
+        fast_paths: FastPaths = FastPaths(),
     ):
         super().__init__(config, callbacks)
+        self.fast_paths = fast_paths
         for name, data in (("training", dataset), ("eval", eval_dataset)):
             if data is not None and data.d_model != nla.d_model:
                 raise ShapeError(
@@ -218,9 +276,9 @@ class GRPOTrainer(Trainer):
         av = self.nla.av
         hf = (
             {
-                "merge_adapters": self.config.merge_adapters,
+                "merge_adapters": self.fast_paths.merge_adapters,
                 "precision": self.precision,
-                "share_prefix": self.config.share_prefix,
+                "share_prefix": self.fast_paths.share_prefix,
             }
             if self.config.engine == "hf"
             else {}
@@ -242,69 +300,31 @@ class GRPOTrainer(Trainer):
             failed.append(not row["ok"] or not row["explanation"].strip())
         return responses, texts, torch.tensor(failed), torch.tensor([float(len(r)) for r in responses])
 
+    def _frozen_cast(self, *modules: torch.nn.Module) -> contextlib.AbstractContextManager:
+        """:meth:`Trainer._frozen_weights_cast` unless :attr:`FastPaths.frozen_cast` is off."""
+        return self._frozen_weights_cast(*modules) if self.fast_paths.frozen_cast else contextlib.nullcontext()
+
     def _step(self) -> dict[str, Any]:
+        """Rollout, policy update, (engine sync), AR update; the metrics of all three."""
         cfg = self.config
+        idx = self._shard(self._sample_indices(len(self.dataset), cfg.n_vectors))
+        group = self.dataset.vectors[idx].repeat_interleave(cfg.group_size, dim=0)
         timings: dict[str, float] = {}
-        global_idx = self._sample_indices(len(self.dataset), cfg.n_vectors)
-        idx = self._shard(global_idx)
-        vectors = self.dataset.vectors[idx]
-        group = vectors.repeat_interleave(cfg.group_size, dim=0)
-        seeds = sample_seeds((cfg.seed, self.step_count), idx.tolist(), cfg.group_size)
-
-        start = time.perf_counter()
-        responses, texts, failed, lengths = self._sample(group, seeds)
-        timings["generate_seconds"] = time.perf_counter() - start
-
-        rewards, mse = self._rewards(group, texts, failed)
-        ok = (~failed).nonzero().flatten()
-        advantages = group_advantages(rewards.view(len(idx), cfg.group_size)).flatten()
-
-        # Policy update: one on-policy PPO epoch (old log-probs = current, detached), accumulated
-        # over micro-batches; each chunk's loss is weighted by its share of this process's
-        # sequences (shards are equal, so the processes' averaged gradient is the whole batch's).
-        start = time.perf_counter()
-        av = self.nla.av
-        policy_total, kl_total = 0.0, 0.0
-        chunks = list(range(0, len(group), cfg.micro_batch_size))
-        penalised = cfg.kl_coef > 0  # kl_coef 0: no reference pass, no KL to report
-        for lo in chunks:
-            hi = min(lo + cfg.micro_batch_size, len(group))
-            if penalised:
-                with torch.no_grad():
-                    ref_logp, _ = av.logprobs(
-                        group[lo:hi], responses[lo:hi], model=self.reference, share_prefix=cfg.share_prefix
-                    )
-            # Gradients are averaged across processes once, on the last micro-batch.
-            sync = contextlib.nullcontext() if lo == chunks[-1] else self.accelerator.no_sync(self._av_train)
-            with sync:
-                logp, mask = av.logprobs(
-                    group[lo:hi], responses[lo:hi], model=self._av_train, share_prefix=cfg.share_prefix
-                )
-                policy_loss = clipped_surrogate(logp, logp.detach(), advantages[lo:hi].to(logp.device), mask, cfg.clip)
-                kl = kl_penalty(logp, ref_logp.to(logp.device), mask) if penalised else None
-                share = (hi - lo) / len(group)
-                loss = policy_loss if kl is None else policy_loss + cfg.kl_coef * kl
-                self.accelerator.backward(loss * share)
-            policy_total += policy_loss.item() * share
-            kl_total += float("nan") if kl is None else kl.item() * share
-        av_grad = self._apply_gradients(self._av_train, self.av_optimizer)
-        timings["policy_seconds"] = time.perf_counter() - start
+        rollout = self._rollout(idx, group, timings)
+        with _timed(timings, "policy_seconds"):
+            policy_loss, kl, av_grad = self._policy_update(group, rollout)
         if cfg.engine != "hf":  # the next rollouts sample from the updated weights
-            start = time.perf_counter()
-            av.engine(cfg.engine)
-            timings["sync_seconds"] = time.perf_counter() - start
+            with _timed(timings, "sync_seconds"):
+                self.nla.av.engine(cfg.engine)
+        with _timed(timings, "ar_seconds"):
+            ar_loss = self._ar_update(group, rollout.texts, rollout.ok, rollout.sample_ids)
 
-        start = time.perf_counter()
-        sample_ids = [row * cfg.group_size + k for row in idx.tolist() for k in range(cfg.group_size)]
-        ar_loss = self._ar_update(group, texts, ok, sample_ids)
-        timings["ar_seconds"] = time.perf_counter() - start
-
-        all_rewards, all_mse, all_failed = (self._gather(t) for t in (rewards, mse, failed))
+        all_rewards, all_mse, all_failed = (self._gather(t) for t in (rollout.rewards, rollout.mse, rollout.failed))
         all_ok = (~all_failed).nonzero().flatten()
         self.last_samples = pd.DataFrame(
             {
                 "vector": self._gather(idx.repeat_interleave(cfg.group_size)).tolist(),
-                "explanation": self._gather_objects(texts),
+                "explanation": self._gather_objects(rollout.texts),
                 "reward": all_rewards.tolist(),
                 "failed": all_failed.tolist(),
             }
@@ -313,14 +333,68 @@ class GRPOTrainer(Trainer):
             "reward_mean": float(all_rewards.mean()),
             "reward_std": float(all_rewards.std()),
             "mse_ok": float(all_mse[all_ok].mean()) if len(all_ok) else float("nan"),
-            "policy_loss": self._mean_over_processes(policy_total),
-            "kl": self._mean_over_processes(kl_total),
+            "policy_loss": self._mean_over_processes(policy_loss),
+            "kl": self._mean_over_processes(kl),
             "av_grad_norm": av_grad,
             "ar_loss": ar_loss,
-            "response_length": float(self._gather(lengths).mean()),
+            "response_length": float(self._gather(rollout.lengths).mean()),
             "failure_rate": float(all_failed.float().mean()),
             **timings,
         }
+
+    def _rollout(self, idx: torch.Tensor, group: torch.Tensor, timings: dict[str, float]) -> Rollout:
+        """Sample ``group_size`` explanations of each vector of this process's shard ``idx`` (``group``:
+        its vectors repeated, ``[n * group_size, d]``), reward them with the current AR, and
+        standardise the rewards within each group. Times the sampling as ``generate_seconds``."""
+        cfg = self.config
+        seeds = sample_seeds((cfg.seed, self.step_count), idx.tolist(), cfg.group_size)
+        with _timed(timings, "generate_seconds"):
+            responses, texts, failed, lengths = self._sample(group, seeds)
+        rewards, mse = self._rewards(group, texts, failed)
+        return Rollout(
+            responses=responses,
+            texts=texts,
+            failed=failed,
+            lengths=lengths,
+            rewards=rewards,
+            mse=mse,
+            advantages=group_advantages(rewards.view(len(idx), cfg.group_size)).flatten(),
+            sample_ids=[row * cfg.group_size + k for row in idx.tolist() for k in range(cfg.group_size)],
+        )
+
+    def _policy_update(self, group: torch.Tensor, rollout: Rollout) -> tuple[float, float, float]:
+        """One on-policy PPO epoch on the AV (old log-probs = current, detached), accumulated over
+        micro-batches; each chunk's loss is weighted by its share of this process's sequences
+        (shards are equal, so the processes' averaged gradient is the whole batch's).
+
+        Returns:
+            ``(policy_loss, kl, grad_norm)`` of this process (``kl`` NaN without a KL penalty).
+        """
+        cfg, av = self.config, self.nla.av
+        share_prefix = self.fast_paths.share_prefix
+        policy_total, kl_total = 0.0, 0.0
+        chunks = list(range(0, len(group), cfg.micro_batch_size))
+        penalised = cfg.kl_coef > 0  # kl_coef 0: no reference pass, no KL to report
+        with self._frozen_cast(av.model):
+            for lo in chunks:
+                hi = min(lo + cfg.micro_batch_size, len(group))
+                vectors, responses = group[lo:hi], rollout.responses[lo:hi]
+                if penalised:
+                    with torch.no_grad():
+                        ref_logp, _ = av.logprobs(vectors, responses, model=self.reference, share_prefix=share_prefix)
+                # Gradients are averaged across processes once, on the last micro-batch.
+                sync = contextlib.nullcontext() if lo == chunks[-1] else self.accelerator.no_sync(self._av_train)
+                with sync:
+                    logp, mask = av.logprobs(vectors, responses, model=self._av_train, share_prefix=share_prefix)
+                    advantages = rollout.advantages[lo:hi].to(logp.device)
+                    policy_loss = clipped_surrogate(logp, logp.detach(), advantages, mask, cfg.clip)
+                    kl = kl_penalty(logp, ref_logp.to(logp.device), mask) if penalised else None
+                    share = (hi - lo) / len(group)
+                    loss = policy_loss if kl is None else policy_loss + cfg.kl_coef * kl
+                    self.accelerator.backward(loss * share)
+                policy_total += policy_loss.item() * share
+                kl_total += float("nan") if kl is None else kl.item() * share
+        return policy_total, kl_total, self._apply_gradients(self._av_train, self.av_optimizer)
 
     def _ar_update(self, group: torch.Tensor, texts: list[str], ok: torch.Tensor, sample_ids: list[int]) -> float:
         """One AR regression step on this step's successful explanations; returns their mean loss.
@@ -343,10 +417,11 @@ class GRPOTrainer(Trainer):
             (self.config.seed, self.step_count),
         )
         ids, attention = self.nla.ar.encode(read)
-        predicted = self._ar_train(ids, attention)
-        local_sum = normalized_mse(predicted, group[rows].to(predicted.device)).sum() * (1.0 if len(ok) else 0.0)
-        loss, mean = self._global_mean(local_sum, total)
-        self._optimizer_step(loss, self._ar_train, self.ar_optimizer)
+        with self._frozen_cast(self.nla.ar):
+            predicted = self._ar_train(ids, attention)
+            local_sum = normalized_mse(predicted, group[rows].to(predicted.device)).sum() * (1.0 if len(ok) else 0.0)
+            loss, mean = self._global_mean(local_sum, total)
+            self._optimizer_step(loss, self._ar_train, self.ar_optimizer)
         return mean
 
     def _rewards(
@@ -356,7 +431,7 @@ class GRPOTrainer(Trainer):
         ok = (~failed).nonzero().flatten()
         mse = torch.full((len(group),), WORST_MSE)
         if len(ok):
-            with torch.no_grad():
+            with torch.no_grad(), self._frozen_cast(self.nla.ar):
                 predicted = self.nla.ar.reconstruct([texts[i] for i in ok.tolist()])
             mse[ok] = normalized_mse(predicted, group[ok])
         return rewards_from_mse(mse, failed), mse

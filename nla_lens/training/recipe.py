@@ -36,7 +36,7 @@ from nla_lens.atomic import atomic_folder
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError
 from nla_lens.jsonable import from_fields
-from nla_lens.metrics import current_token_control, predict_mean_control, score_round_trip
+from nla_lens.metrics import current_token_control, held_out_metrics, predict_mean_control, score_round_trip
 from nla_lens.models.nla import NLA
 from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.modes import evaluating
@@ -48,7 +48,7 @@ from nla_lens.training.base import process_state
 from nla_lens.training.callbacks import StopFileCallback
 from nla_lens.training.grpo import GRPOConfig, GRPOTrainer
 from nla_lens.training.model_card import write_model_card
-from nla_lens.training.sft import ARWarmStart, AVWarmStart, WarmStartConfig, held_out_metrics
+from nla_lens.training.sft import ARWarmStart, AVWarmStart, WarmStartConfig
 
 AR_AUGMENT = 0.5
 """Share of the explanations the AR reads rewritten into another surface form (every AR stage):

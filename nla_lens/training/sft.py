@@ -21,7 +21,7 @@ import torch
 
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.errors import InputError, ShapeError
-from nla_lens.metrics import score_round_trip
+from nla_lens.metrics import held_out_metrics, score_round_trip
 from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.models.verbalizer import ActivationVerbalizer
 from nla_lens.modes import evaluating
@@ -151,10 +151,11 @@ class ARWarmStart(_WarmStart):
             [self.explanations[i] for i in rows], rows, self.config.augment, (self.config.seed, self.step_count)
         )
         ids, mask = self.ar.encode(texts)
-        predicted = self._ar_train(ids, mask)
-        # The mean over this shard; shards are equal, so the processes' average is the batch mean.
-        loss = reconstruction_loss(predicted, self.dataset.vectors[idx].to(predicted.device))
-        grad_norm = self._optimizer_step(loss, self._ar_train, self.optimizer)
+        with self._frozen_weights_cast(self.ar):
+            predicted = self._ar_train(ids, mask)
+            # The mean over this shard; shards are equal, so the processes' average is the batch mean.
+            loss = reconstruction_loss(predicted, self.dataset.vectors[idx].to(predicted.device))
+            grad_norm = self._optimizer_step(loss, self._ar_train, self.optimizer)
         return {"loss": self._mean_over_processes(loss.detach()), "grad_norm": grad_norm}
 
     def _evaluate(self) -> dict[str, Any]:
@@ -231,10 +232,11 @@ class AVWarmStart(_WarmStart):
     def _step(self) -> dict[str, Any]:
         idx = self._shard(self._sample_indices(len(self.dataset), self.config.batch_size))
         texts = [self.explanations[i] for i in idx.tolist()]
-        logp, mask = self.av.logprobs(self.dataset.vectors[idx], self.av.response_ids(texts), model=self._av_train)
-        # The batch's loss is a mean over all its tokens, and shards hold different numbers of tokens.
-        loss, mean = self._global_mean(-(logp * mask).sum(), self._sum_over_processes(mask.sum().detach()))
-        grad_norm = self._optimizer_step(loss, self._av_train, self.optimizer)
+        with self._frozen_weights_cast(self.av.model):
+            logp, mask = self.av.logprobs(self.dataset.vectors[idx], self.av.response_ids(texts), model=self._av_train)
+            # The batch's loss is a mean over all its tokens, and shards hold different numbers of tokens.
+            loss, mean = self._global_mean(-(logp * mask).sum(), self._sum_over_processes(mask.sum().detach()))
+            grad_norm = self._optimizer_step(loss, self._av_train, self.optimizer)
         return {"loss": mean, "grad_norm": grad_norm}
 
     def _evaluate(self) -> dict[str, Any]:
@@ -250,14 +252,3 @@ class AVWarmStart(_WarmStart):
                 )
                 metrics.update(held_out_metrics(frame, dataset.vectors[:n], self.eval_ar))
         return metrics
-
-
-def held_out_metrics(frame, targets: torch.Tensor, ar: ActivationReconstructor) -> dict[str, float]:
-    """fve_nrm, shuffled control and failure rate of greedy explanations ``frame`` of ``targets``."""
-    summary = score_round_trip(ar, frame["explanation"], targets).summary()
-    return {
-        "fve_nrm": summary["fve_nrm"],
-        "fve_nrm_shuffled": summary["fve_nrm_shuffled"],
-        "failure_rate": float((~frame["ok"]).mean()),
-        "response_length": float(frame["n_tokens"].mean()),
-    }

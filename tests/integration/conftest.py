@@ -64,16 +64,20 @@ def warm_av_nla():
 def same_grpo_update():
     """``same_grpo_update(nla, data, a, b, columns=...)``: two GRPO trainers, each on a deep copy of ``nla``,
     train two steps on the same batches (4 vectors x 4 samples, micro-batches of 6 that cut groups,
-    ``kl_coef=0.5`` so the second step has a KL) with the settings ``a`` and ``b`` on top; asserts the
+    ``kl_coef=0.5`` so the second step has a KL) with the settings ``a`` and ``b`` on top (config
+    fields, and ``fast_paths=``: a :class:`~nla_lens.training.grpo.FastPaths`); asserts the
     same history ``columns`` and the same trained weights, and returns both trainers."""
     import copy
 
     from nla_lens.training import GRPOConfig, GRPOTrainer
+    from nla_lens.training.grpo import FastPaths
 
     base = dict(n_vectors=4, group_size=4, max_new_tokens=16, micro_batch_size=6, av_lr=1e-3, kl_coef=0.5, seed=11)
 
     def run(nla, data, settings):
-        trainer = GRPOTrainer(copy.deepcopy(nla), data, GRPOConfig(**{**base, **settings}))
+        settings = dict(settings)
+        fast_paths = settings.pop("fast_paths", FastPaths())
+        trainer = GRPOTrainer(copy.deepcopy(nla), data, GRPOConfig(**{**base, **settings}), fast_paths=fast_paths)
         trainer.train(2, progress=False)
         weights = {n: p.detach().clone() for n, p in trainer.nla.av.model.named_parameters() if p.requires_grad}
         return trainer, weights

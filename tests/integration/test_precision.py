@@ -8,6 +8,8 @@ the same. Without the capability, ``"auto"`` is the fp32 run exactly.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ from nla_lens import precision
 from nla_lens.errors import InputError
 from nla_lens.metrics import normalized_mse
 from nla_lens.precision import autocast, cpu_bf16, resolve_precision
+from nla_lens.training.grpo import FastPaths
 from nla_lens.training.losses import clipped_surrogate, kl_penalty
 
 
@@ -147,3 +150,52 @@ def test_an_av_held_in_bf16_generates_from_itself(tiny_nla):
     av.model.float()
     av.generate(vectors, max_new_tokens=8, precision="bf16")
     assert torch.bfloat16 in av._copies  # an fp32 model gets its bf16 copy
+
+
+def test_frozen_weights_held_in_bf16_give_autocast_products_without_the_casts(tiny_nla):
+    """FrozenWeightCast: the frozen Linear weights under LoRA become bf16 for the passes (the tied
+    output head and every trained weight stay float32), the logits and gradients are autocast's to
+    the bit, and the float32 weights are back afterwards."""
+    from nla_lens.precision import FrozenWeightCast
+    from nla_lens.training.lora import apply_lora
+
+    model = apply_lora(tiny_nla.av.model, 4)
+    for name, param in model.named_parameters():  # non-zero B, so the adapters take part
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.1, generator=torch.Generator().manual_seed(1))
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    ids = torch.randint(0, model.config.vocab_size, (3, 9), generator=torch.Generator().manual_seed(0))
+
+    def pass_(cast):
+        model.zero_grad(set_to_none=True)
+        with autocast("bf16"), cast:
+            logits = model(input_ids=ids).logits
+            logits.float().logsumexp(-1).mean().backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    cast = FrozenWeightCast([model])
+    swapped = {id(param) for param, _ in cast.pairs}
+    embedding = model.get_input_embeddings().weight
+    assert id(embedding) not in swapped  # tied to the output head: stays float32
+    assert swapped and all(not p.requires_grad for p, _ in cast.pairs)
+    with cast.swapped():
+        dtypes = {name: param.dtype for name, param in model.named_parameters()}
+    assert {dtypes[n] for n, p in model.named_parameters() if id(p) in swapped} == {torch.bfloat16}
+    assert {dtypes[n] for n, p in model.named_parameters() if id(p) not in swapped} == {torch.float32}
+
+    plain_logits, plain_grads = pass_(contextlib.nullcontext())
+    cast_logits, cast_grads = pass_(cast.swapped())
+    assert torch.equal(plain_logits, cast_logits)
+    assert plain_grads.keys() == cast_grads.keys() and plain_grads
+    for name in plain_grads:
+        assert torch.equal(plain_grads[name], cast_grads[name]), name
+    for name, param in model.named_parameters():
+        assert param.dtype == torch.float32 and torch.equal(param, before[name]), name
+
+
+def test_a_bf16_grpo_step_is_the_same_with_frozen_weights_held_in_bf16(warm_av_nla, same_grpo_update):
+    nla, data = warm_av_nla
+    settings = {"precision": "bf16", "lora_r": 4}
+    held, _ = same_grpo_update(nla, data, settings, {**settings, "fast_paths": FastPaths(frozen_cast=False)})
+    assert held.history["av_grad_norm"].iloc[0] > 0 and held.history["kl"].iloc[-1] > 0
+    assert held._frozen_casts  # the policy and AR passes ran with the bf16 copies

@@ -17,6 +17,7 @@ from nla_lens.norm_range import HIGH, NormRange
 from nla_lens.testing.models import tiny_nla
 from nla_lens.testing.synthetic import concept_dataset
 from nla_lens.training import ARWarmStart, AVWarmStart, GRPOConfig, GRPOTrainer, WarmStartConfig
+from nla_lens.training.grpo import FastPaths
 
 D = 64
 
@@ -114,7 +115,12 @@ def test_the_vector_reaches_generation_policy_and_reference(warm):
     """Spy on the input of block 0: the marker row must carry the rescaled vector in all three passes."""
     nla, data, _, _ = warm
     nla = copy.deepcopy(nla)
-    trainer = GRPOTrainer(nla, data, grpo_config(n_vectors=2, group_size=2, train_ar=False, share_prefix=False))
+    trainer = GRPOTrainer(
+        nla,
+        data,
+        grpo_config(n_vectors=2, group_size=2, train_ar=False),
+        fast_paths=FastPaths(share_prefix=False),
+    )
     prompt = nla.av.prompt_ids()
     marker = (prompt == nla.av.cfg.tokens.injection_token_id).nonzero().item()
     seen = {"policy": [], "reference": []}
