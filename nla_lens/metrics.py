@@ -281,7 +281,8 @@ def predict_mean_control(train_targets: Any, eval_targets: Any) -> float:
     """fve_nrm of always predicting the mean training direction (a baseline near 0).
 
     The prediction is the mean of the unit training targets, *not* renormalised (a unit-length
-    mean direction scores below 0, see DESIGN §1). On the training set itself the result is
+    mean direction scores below 0: on its own set the mean is the constant with the least squared
+    error, so any other constant scores lower). On the training set itself the result is
     exactly 0; on a held-out set from the same distribution it is slightly below 0.
 
     Args:

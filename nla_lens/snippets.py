@@ -1,7 +1,8 @@
 """The snippets of an explanation: find them, write them back, read their headings.
 
-An explanation is 2-3 short *snippets* (DESIGN §1): numbered lines (``1. ...``), bullet lines,
-plain lines, or sentences. :func:`split_snippets` finds them and :func:`join_snippets` writes
+An explanation is 2-3 short *snippets* (what the published method's AV writes inside
+``<explanation>…</explanation>``): numbered lines (``1. ...``), bullet lines, plain lines, or
+sentences. :func:`split_snippets` finds them and :func:`join_snippets` writes
 them back in a given style, so an ablation or a reordering keeps the format the AR was trained
 on. A snippet may open with a short *heading* (``Recent context: ...``).
 

@@ -30,7 +30,8 @@ from nla_lens.positions import CONTENT_RULE, token_content_mask
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 
 DEFAULT_SPLITS: dict[str, float] = {"av_sft": 0.25, "ar_sft": 0.25, "rl": 0.4, "eval": 0.1}
-"""DESIGN.md: ~25% AV warm start, 25% AR warm start, the rest RL, with a held-out slice."""
+"""Split by document, as in the published method (~25% AV warm start, 25% AR warm start, the rest RL),
+with 10% of the documents held out for evaluation (so RL gets 40%)."""
 
 
 def sample_positions(

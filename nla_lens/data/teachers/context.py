@@ -21,7 +21,8 @@ from nla_lens.words import context_words, topic_words
 
 VARIANTS = ("context", "template")
 TEMPLATE_LAST_WORDS = 6
-"""Words of verbatim context the ``"template"`` variant keeps (as in the FACTS.md measurement)."""
+"""Words of verbatim context the ``"template"`` variant keeps (as in the measurement quoted in
+:class:`ContextTeacher`)."""
 
 
 def _quote(text: str) -> str:
@@ -91,7 +92,9 @@ class ContextTeacher:
     Why verbatim context is the default: on the embedded SmolLM2 at ``blocks.20.hook_resid_post``,
     an AR trained on the last ~15 words of the prefix verbatim reached held-out fve_nrm 0.69 in
     15 CPU-minutes, while a templated description (topic words, current word, last 6 words, top-3
-    predictions) reached 0.42 in the same time (FACTS.md, "What a reconstructor can reach here").
+    predictions) reached 0.42 in the same time (measured while nla_lens was built: about 2,900
+    training and 256 held-out vectors from Devil's Dictionary documents, split 80/20 by document, the
+    21-block AR fully fine-tuned at lr 5e-5, batch 16; the shuffled control stayed at -0.6 to -0.8).
     ``variant="template"`` writes that templated description, so the two can be compared.
 
     Args:

@@ -45,7 +45,8 @@ def clean_explanation(text: str) -> str:
 class HFTeacher:
     """Explanations written by a local HF instruct model (e.g. ``nla_lens.load_embedded_hf()``).
 
-    FACTS.md: SmolLM2-135M-Instruct writes generic, often unfinished lists here; a larger local
+    Given the teacher prompt, SmolLM2-135M-Instruct writes generic, verbose, often unfinished
+    lists (seen while nla_lens was built): a weak warm start. A larger local
     instruct model or ``APITeacher`` makes a better warm start, ``ContextTeacher`` a cheaper one.
 
     Args:
