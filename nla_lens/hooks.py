@@ -41,6 +41,20 @@ class HookPoint:
     suffix: str
 
     @property
+    def block(self) -> int:
+        """The block index ``K`` of a hook inside the blocks.
+
+        Raises:
+            HookNameError: For a hook outside the blocks (``hook_embed``, ``ln_final.hook_normalized``).
+        """
+        if self.layer is None:
+            raise HookNameError(
+                f"{self.name!r} is not a hook inside a block; this reader needs 'blocks.<K>.<hook>', "
+                "e.g. 'blocks.20.hook_resid_post'."
+            )
+        return self.layer
+
+    @property
     def hidden_states_index(self) -> int | None:
         """Index into HF ``output_hidden_states`` that equals this hook, or ``None``."""
         if self.layer is not None and self.suffix == RESID_POST:
@@ -92,7 +106,7 @@ def check_layer(layer: int, n_layers: int | None = None) -> int:
     return layer
 
 
-def parse_hook_name(name: str, n_layers: int | None = None) -> HookPoint:
+def parse_hook_name(name: str | int, n_layers: int | None = None) -> HookPoint:
     """Parse a hook name (or a bare layer index, meaning its ``hook_resid_post``).
 
     Args:

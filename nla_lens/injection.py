@@ -116,7 +116,7 @@ def choose_marker(tokenizer: Any) -> MarkerChoice:
     chat_template = getattr(tokenizer, "chat_template", None) or ""
     if isinstance(chat_template, dict):  # named templates
         chat_template = "\n".join(str(t) for t in chat_template.values())
-    added = getattr(tokenizer, "get_added_vocab", lambda: {})()
+    added: dict[str, int] = getattr(tokenizer, "get_added_vocab", lambda: {})()
     candidates: list[tuple[int, str]] = []
     for content, token_id in added.items():
         if token_id in reserved or not content.strip() or content in chat_template:

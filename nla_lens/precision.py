@@ -175,11 +175,15 @@ class InferenceCopy:
     generation in bf16).
 
     Args:
-        model: An HF causal LM, optionally a ``peft`` LoRA model.
+        model: An HF causal LM, optionally a ``peft`` LoRA model (typed ``Any``: on a ``torch.nn.Module``
+            their methods read as ``Tensor | Module``).
         dtype: The copy's dtype (``torch.bfloat16``).
+
+    Attributes:
+        model: The copy, a plain HF causal LM.
     """
 
-    def __init__(self, model: torch.nn.Module, dtype: torch.dtype):
+    def __init__(self, model: Any, dtype: torch.dtype):
         source = model.get_base_model() if hasattr(model, "peft_config") else model
         self.dtype = dtype
         # Deep-copy without the adapters' weights: the copy is a plain model of the base's structure.
@@ -210,7 +214,7 @@ class InferenceCopy:
 
 
 @contextlib.contextmanager
-def _without_peft_layers(model: torch.nn.Module, base: torch.nn.Module) -> Iterator[torch.nn.Module]:
+def _without_peft_layers(model: Any, base: Any) -> Iterator[Any]:
     """``base`` with each peft LoRA layer swapped for its base layer for the duration (a deep copy
     of it then holds no adapter); a plain model is yielded as it is."""
     if base is model:

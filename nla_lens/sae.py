@@ -53,7 +53,7 @@ def validate_sae_interface(sae: Any) -> None:
             "(TransformerLens 3.9, pip install 'nla_lens[sae]') or any object with encode, W_dec, cfg.d_in and "
             "cfg.hook_name (see nla_lens.sae; nla_lens.testing.TinySAE is an example)."
         )
-    if w_dec.shape[1] != d_in:
+    if isinstance(w_dec, torch.Tensor) and w_dec.shape[1] != d_in:  # always a tensor here (checked above)
         raise SAEInterfaceError(
             f"The SAE's W_dec has shape {tuple(w_dec.shape)} but cfg.d_in={d_in}; W_dec must be [d_sae, d_in]."
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from transformers import LogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
@@ -63,7 +64,7 @@ class SeededGumbelSampler(LogitsProcessor):
         if temperature <= 0:
             raise InputError(f"temperature must be > 0 for sampling, got {temperature}; use greedy decoding instead.")
         self.seeds = [int(s) for s in seeds]
-        self.warpers = [TemperatureLogitsWarper(temperature)]
+        self.warpers: list[LogitsProcessor] = [TemperatureLogitsWarper(temperature)]
         if top_p < 1.0:
             self.warpers.append(TopPLogitsWarper(top_p))
         self.generators: list[torch.Generator] | None = None
@@ -76,9 +77,11 @@ class SeededGumbelSampler(LogitsProcessor):
             self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
         for warper in self.warpers:
             scores = warper(input_ids, scores)
-        scores = scores.float()
+        logits = scores.float()
         tiny = torch.finfo(torch.float32).tiny
         noise = torch.stack(
-            [torch.rand(scores.shape[1], generator=g, device=scores.device).clamp_(tiny, 1.0) for g in self.generators]
+            [torch.rand(logits.shape[1], generator=g, device=logits.device).clamp_(tiny, 1.0) for g in self.generators]
         )
-        return scores - torch.log(-torch.log(noise))
+        # transformers types a processor's scores as torch.FloatTensor (by name a float32 CPU tensor); any
+        # float tensor is meant, as everywhere in its generation loop.
+        return cast(torch.FloatTensor, logits - torch.log(-torch.log(noise)))

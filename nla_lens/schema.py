@@ -123,8 +123,10 @@ class TokenMeta:
         values = {k: data.pop(k) for k in _TOKEN_KEYS}
         suffix = data.pop("critic_suffix_ids", None)
         return cls(
-            str(values.pop("injection_char")),
-            *(int(v) for v in values.values()),
+            injection_char=str(values["injection_char"]),
+            injection_token_id=int(values["injection_token_id"]),
+            injection_left_neighbor_id=int(values["injection_left_neighbor_id"]),
+            injection_right_neighbor_id=int(values["injection_right_neighbor_id"]),
             critic_suffix_ids=None if suffix is None else [int(i) for i in suffix],
             extra=data,
         )
@@ -246,11 +248,34 @@ class NLAMeta:
             return self.kept_blocks
         return None if self.layer is None else self.layer + 1
 
+    # ---------------------------------------------------------------- prompts
+    def av_prompt(self) -> str:
+        """The AV's user-turn text: ``prompt_templates.av`` with the marker written in.
+
+        Raises:
+            CheckpointError: The sidecar has no AV template (:meth:`validate` refuses such an AV).
+        """
+        if self.av_template is None:
+            raise _fail("prompt_templates", "av is missing; an AV needs the prompt it was trained on.")
+        return self.av_template.format(injection_char=self.tokens.injection_char)
+
+    def ar_prompt(self, explanation: str) -> str:
+        """The AR's prompt around ``explanation``: ``prompt_templates.ar`` filled in.
+
+        Raises:
+            CheckpointError: The sidecar has no AR template (:meth:`validate` refuses such an AR).
+        """
+        if self.ar_template is None:
+            raise _fail("prompt_templates", "ar is missing; an AR needs the prompt it was trained on.")
+        return self.ar_template.format(explanation=explanation)
+
     # ---------------------------------------------------------------- dict / YAML
     def to_dict(self) -> dict[str, Any]:
         """The sidecar as plain YAML-able data (published field names, ours added)."""
         extra = copy.deepcopy(self.extra)
-        extraction = {k: v for k, v in (("layer", self.layer), ("hook_name", self.hook_name)) if v is not None}
+        extraction: dict[str, Any] = {
+            k: v for k, v in (("layer", self.layer), ("hook_name", self.hook_name)) if v is not None
+        }
         extraction.update(injection_scale=self.injection_scale, mse_scale=self.mse_scale)
         if self.norm_range is not None:
             extraction["norm_range"] = self.norm_range.to_dict()

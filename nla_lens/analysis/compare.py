@@ -116,7 +116,9 @@ def side_by_side(
     frame = frame[list(FRAME_COLUMNS) + [c for c in frame.columns if c not in FRAME_COLUMNS]]
     frame.attrs.update(prompt=prompt, hook_name=hook.name, n_tokens=len(read.ids), truncated=bool(notices))
 
-    attention, shown, attn_layer = None, [], None
+    attention: torch.Tensor | None = None
+    shown: list[int] = []
+    attn_layer: int | None = None
     if adapter.backend == "transformer_lens":
         attn_layer = layer if layer is not None else (nla.layer if nla.layer is not None else hook.layer)
         attn_layer = attn_layer if attn_layer is not None else adapter.n_layers - 1

@@ -171,6 +171,10 @@ def feature_contexts_for(
         return dataset_feature_contexts(sae, contexts, k)
     if subject is None:
         raise InputError("feature_contexts as texts needs subject= to find the top contexts.")
+    if hook_name is None:
+        raise InputError(
+            "feature_contexts as texts needs hook_name= (the hook the SAE reads) to find the top contexts."
+        )
     return top_feature_contexts(sae, subject, list(contexts), hook_name, k)
 
 

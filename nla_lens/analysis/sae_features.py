@@ -213,7 +213,7 @@ def top_feature_contexts(
         all_ids.extend(ids)
         best_vals.append(vals)
         best_pos.append(pos)
-    if not all_ids or not n_tokens:
+    if fired is None or not all_ids or not n_tokens:
         raise InputError("No content tokens in texts (all empty, or too short: position 0 is an attention sink).")
     vals, pos = torch.cat(best_vals), torch.cat(best_pos)  # [N, d_sae]
     top_vals, top_docs = vals.topk(min(k, len(all_ids)), dim=0)  # [k, d_sae]
@@ -270,7 +270,8 @@ def dataset_feature_contexts(
         return contexts
     for feature in torch.nonzero((acts > 0).any(dim=0)).flatten().tolist():
         order = torch.argsort(acts[:, feature], descending=True, stable=True).tolist()
-        snippets, seen = [], set()
+        snippets: list[str] = []
+        seen: set[Any] = set()
         for row in order:
             if len(snippets) >= k or not acts[row, feature] > 0:
                 break

@@ -158,6 +158,8 @@ class _TransformerLensSteerer(_Steerer):
 
 
 class _NNsightSteerer(_Steerer):
+    adapter: NNsightSubject
+
     def __init__(self, adapter: NNsightSubject, hook: HookPoint):
         super().__init__(adapter, hook)
         if hook.suffix != "hook_resid_post":
@@ -165,7 +167,7 @@ class _NNsightSteerer(_Steerer):
                 f"nnsight steering writes decoder-layer outputs, i.e. blocks.K.hook_resid_post; "
                 f"{hook.name!r} is not one. Use a TransformerLens subject for other hooks."
             )
-        self.layer = adapter.layer_envoy(hook.layer)
+        self.layer = adapter.layer_envoy(hook.block)
 
     def _edit(self, delta: torch.Tensor) -> None:
         output = self.layer.output

@@ -74,8 +74,11 @@ def prompt_embeds(av: ActivationVerbalizer, vectors: torch.Tensor) -> torch.Tens
     return embeds
 
 
-def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def merged_state_dict(model: Any) -> dict[str, torch.Tensor]:
     """The weights of ``model`` as a full model, LoRA adapters merged, without touching ``model``.
+
+    ``model`` is a ``torch.nn.Module``, a ``peft`` model or not (typed ``Any``: peft's methods read as
+    ``Tensor | Module`` on a ``Module``).
 
     For a ``peft`` LoRA model each adapted weight is ``W + delta`` computed into a new tensor (one
     extra copy of the adapted matrices only); trained copies of whole modules (``modules_to_save``)

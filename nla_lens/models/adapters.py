@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -47,9 +48,12 @@ def mergeable(model: torch.nn.Module) -> bool:
 
 
 @contextlib.contextmanager
-def merged_adapters(model: torch.nn.Module) -> Iterator[bool]:
+def merged_adapters(model: Any) -> Iterator[bool]:
     """Inside the block, ``model``'s LoRA adapters are folded into its weights (when
     :func:`mergeable`; otherwise nothing changes). Yields whether it merged.
+
+    ``model`` is any ``torch.nn.Module``; a ``peft`` model's ``merge_adapter`` and ``unmerge_adapter``
+    are called (typed ``Any``: on a ``Module`` those read as ``Tensor | Module``).
 
     For passes without gradients only: a merged layer computes no adapter, so no adapter
     gradient. Raises if gradients are on and an adapter would train.

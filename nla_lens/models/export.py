@@ -24,8 +24,6 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
 from nla_lens.atomic import atomic_folder
 from nla_lens.errors import InputError
 from nla_lens.injection import chat_template_ids
@@ -104,8 +102,9 @@ def _check_target(path: Path, *, overwrite: bool) -> None:
         )
 
 
-def _merged_copy(model: nn.Module) -> tuple[nn.Module, bool]:
-    """A full model to save: LoRA merged into a deep copy for a PEFT model, else ``model`` itself.
+def _merged_copy(model: Any) -> tuple[Any, bool]:
+    """A full model to save: LoRA merged into a deep copy for a PEFT model, else ``model`` itself
+    (an HF causal LM, typed ``Any`` as its HF and peft methods read as ``Tensor | Module`` on a ``Module``).
 
     Returns:
         ``(model, merged)``, ``merged`` telling whether adapters were merged.
@@ -161,7 +160,7 @@ def _prefilled_tokenizer(av: ActivationVerbalizer) -> Any:
         return av.tokenizer
     tokenizer = copy.deepcopy(av.tokenizer)
     tokenizer.chat_template = chat_template_with_prefill(template, av.prefill)
-    content = av.cfg.av_template.format(injection_char=av.cfg.tokens.injection_char)
+    content = av.cfg.av_prompt()
     if chat_template_ids(tokenizer, content) != av.prompt_ids().tolist():
         warnings.warn(
             f"The AV's pre-fill {av.prefill!r} tokenizes differently inside its chat template than after "
@@ -187,7 +186,7 @@ def _plain_chat_tokenizer(av: ActivationVerbalizer) -> Any:
     so the published clients (which apply a chat template) send what nla_lens sends."""
     tokenizer = copy.deepcopy(av.tokenizer)
     tokenizer.chat_template = PLAIN_CHAT_TEMPLATE.replace("{{ prefill }}", av.prefill.replace("{", "{{ '{' }}"))
-    content = av.cfg.av_template.format(injection_char=av.cfg.tokens.injection_char)
+    content = av.cfg.av_prompt()
     if chat_template_ids(tokenizer, content) != av.prompt_ids().tolist():
         raise InputError(
             "This plain-prompt AV's prompt cannot be written as a chat template that renders the same tokens "

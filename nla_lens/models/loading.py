@@ -33,8 +33,8 @@ def lm_shape(model_or_name: Any) -> tuple[int, int]:
     if not isinstance(model_or_name, str):
         config = text_config(model_or_name)
         return int(config.hidden_size), int(config.num_hidden_layers)
-    if is_embedded_name(model_or_name):
-        entry = embedded_model(model_or_name)
+    entry = embedded_model(model_or_name)
+    if entry is not None:
         return entry.d_model, entry.n_layers
     from transformers import AutoConfig
 

@@ -297,7 +297,7 @@ class NLA:
 
         if (av is None) != (ar is None):
             raise InputError("Pass both av= and ar= (the two halves), or neither.")
-        if av is not None:
+        if av is not None and ar is not None:
             if name_or_path is not None:
                 raise InputError("Pass either a name/path or av= and ar=, not both.")
             av_dir, ar_dir = fetch(av), fetch(ar)

@@ -58,7 +58,8 @@ class ActivationReconstructor(nn.Module):
     """Explanation -> vector.
 
     Args:
-        causal_lm: An HF causal LM already truncated to ``K + 1`` blocks (optionally a PEFT model).
+        causal_lm: An HF causal LM already truncated to ``K + 1`` blocks (optionally a PEFT model); typed
+            ``Any``, as its HF and peft methods read as ``Tensor | Module`` on a ``torch.nn.Module``.
         tokenizer: Its tokenizer.
         cfg: The config (an :class:`~nla_lens.schema.NLAMeta` with ``role="ar"``, saved as the sidecar file
             ``nla_meta.yaml``), validated here against the tokenizer and the model config.
@@ -68,7 +69,7 @@ class ActivationReconstructor(nn.Module):
 
     def __init__(
         self,
-        causal_lm: nn.Module,
+        causal_lm: Any,
         tokenizer: Any,
         cfg: NLAMeta,
         value_head: nn.Linear | None = None,
@@ -133,7 +134,7 @@ class ActivationReconstructor(nn.Module):
         return next(self.parameters()).device
 
     @classmethod
-    def from_base(cls, causal_lm: nn.Module, tokenizer: Any, cfg: NLAMeta, **kwargs: Any) -> ActivationReconstructor:
+    def from_base(cls, causal_lm: Any, tokenizer: Any, cfg: NLAMeta, **kwargs: Any) -> ActivationReconstructor:
         """Build an untrained AR from a full base LM: truncate to ``cfg.n_kept_blocks`` blocks (K + 1,
         or ``kept_blocks`` on another architecture), identity head (a semi-orthogonal one from the
         AR's width to ``d_model`` when they differ)."""
@@ -161,7 +162,7 @@ class ActivationReconstructor(nn.Module):
                     f"explanations[{index}] is empty or not a string ({text!r:.40}); "
                     "an AR needs text to reconstruct from."
                 )
-            ids = self.tokenizer(self.cfg.ar_template.format(explanation=text), add_special_tokens=True)["input_ids"]
+            ids = self.tokenizer(self.cfg.ar_prompt(text), add_special_tokens=True)["input_ids"]
             if len(ids) > self.max_length:
                 ids = self._truncate(text)
                 cut += 1
@@ -182,12 +183,12 @@ class ActivationReconstructor(nn.Module):
 
     def _truncate(self, text: str) -> list[int]:
         """Shorten the explanation (not the template) until the prompt fits ``max_length``."""
-        frame = self.tokenizer(self.cfg.ar_template.format(explanation=""), add_special_tokens=True)["input_ids"]
+        frame = self.tokenizer(self.cfg.ar_prompt(""), add_special_tokens=True)["input_ids"]
         budget = max(1, self.max_length - len(frame) - 2)
         words = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         while True:
             short = self.tokenizer.decode(words[:budget], skip_special_tokens=True)
-            ids = self.tokenizer(self.cfg.ar_template.format(explanation=short), add_special_tokens=True)["input_ids"]
+            ids = self.tokenizer(self.cfg.ar_prompt(short), add_special_tokens=True)["input_ids"]
             if len(ids) <= self.max_length or budget <= 1:
                 return ids[-self.max_length :]
             budget -= len(ids) - self.max_length
@@ -200,10 +201,7 @@ class ActivationReconstructor(nn.Module):
         reaches into an explanation's own tokens; ``None`` if they share no tail.
         """
         probes = ("a", "The cat sat.", "x = 1)", "über 42!", "\n")
-        rows = [
-            self.tokenizer(self.cfg.ar_template.format(explanation=p), add_special_tokens=True)["input_ids"]
-            for p in probes
-        ]
+        rows = [self.tokenizer(self.cfg.ar_prompt(p), add_special_tokens=True)["input_ids"] for p in probes]
         n = 0
         while n < min(map(len, rows)) and len({row[-n - 1] for row in rows}) == 1:
             n += 1

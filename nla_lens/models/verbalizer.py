@@ -169,8 +169,9 @@ def _cache_holds(cache: Any, length: int) -> bool:
     if getattr(cache, "layer_class_to_replicate", None) not in (None, DynamicLayer):
         return False
     layers = cache.layers
-    return all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers) and (
-        length == 0 or (len(layers) > 0 and all(layer.get_seq_length() == length for layer in layers))
+    plain = [layer for layer in layers if type(layer) is DynamicLayer or type(layer) is DynamicSlidingWindowLayer]
+    return len(plain) == len(layers) and (
+        length == 0 or (len(plain) > 0 and all(layer.get_seq_length() == length for layer in plain))
     )
 
 
@@ -245,7 +246,7 @@ class ActivationVerbalizer:
         (:func:`~nla_lens.models.export.export_merged`); it is not added twice.
         """
         if self._prompt is None:
-            content = self.cfg.av_template.format(injection_char=self.cfg.tokens.injection_char)
+            content = self.cfg.av_prompt()
             ids = av_prompt_ids(self.tokenizer, content, self.cfg.av_format)
             prefill = self.tokenizer.encode(self.prefill, add_special_tokens=False) if self.prefill else []
             if prefill and ids[-len(prefill) :] != prefill:
@@ -276,6 +277,10 @@ class ActivationVerbalizer:
         if isinstance(model, torch.nn.parallel.DistributedDataParallel):  # a trainer's wrapped copy
             model = model.module
         tok = self.cfg.tokens
+        if self.cfg.injection_scale is None:  # NLAMeta refuses an AV sidecar without one
+            raise CheckpointError(
+                "nla_meta extraction.injection_scale: missing; an AV needs the injection scale it was trained with."
+            )
         hook = make_injection_hook(
             self.map_vectors(vectors.to(self.device)),
             marker_id=tok.injection_token_id,
@@ -363,6 +368,7 @@ class ActivationVerbalizer:
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         held_in_bf16 = next(self.model.parameters()).dtype == torch.bfloat16  # loaded in bf16: no copy needed
+        merging: contextlib.AbstractContextManager[Any]
         if resolve_precision(precision, self.device) == "bf16" and not held_in_bf16:
             model, merging = self.inference_copy(torch.bfloat16).model, contextlib.nullcontext()
         else:

@@ -168,8 +168,9 @@ class NNsightSubject(SubjectAdapter):
         self._layers_path = _find_layers_path(self.hf_model, self.n_layers)
 
     @property
-    def hf_model(self) -> torch.nn.Module:
-        """The Hugging Face model the nnsight model wraps (its weights, config and embeddings)."""
+    def hf_model(self) -> Any:
+        """The Hugging Face model the nnsight model wraps (its weights, config and embeddings): a
+        ``PreTrainedModel``, typed ``Any`` as its ``nn.Module`` attributes read as ``Tensor | Module``."""
         # nnsight 0.8 keeps the wrapped module in the Envoy's ``_module`` and offers no public
         # accessor; this is the one place in nla_lens that reads it.
         return self.model._module
@@ -233,7 +234,7 @@ class NNsightSubject(SubjectAdapter):
 
     @torch.no_grad()
     def activations(self, tokens: torch.Tensor, hook: HookPoint) -> torch.Tensor:
-        layer = self.layer_envoy(hook.layer)
+        layer = self.layer_envoy(hook.block)
         with self.model.trace(tokens.to(self.device), remote=self.remote) as tracer:
             if hook.suffix == "hook_resid_post":
                 saved = layer.output.save()

@@ -99,7 +99,8 @@ def load_subject(
         name = model
     elif isinstance(model, torch.nn.Module) and hasattr(model, "config"):
         hf_model = model
-        name = model.config._name_or_path
+        config: Any = model.config  # an HF PretrainedConfig
+        name = config._name_or_path
     else:
         raise InputError(
             f"load_subject takes a model name or a Hugging Face model, got {type(model).__name__}. "

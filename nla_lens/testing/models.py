@@ -8,7 +8,12 @@ on the 3.9 line and raises a clear error on 4.x. :func:`tiny_nla` is the test NL
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
 
 
 def tiny_llama(
@@ -176,6 +181,8 @@ def tiny_causal_lm(architecture: str, tokenizer, *, n_layers: int = 2, d_model: 
         bos_token_id=tokenizer.bos_token_id,
         tie_word_embeddings=True,
     )
+    model_class: type[PreTrainedModel]
+    config: PretrainedConfig
     if architecture == "llama":
         model_class, config = transformers.LlamaForCausalLM, transformers.LlamaConfig(**sizes)
     elif architecture == "qwen2":
@@ -199,7 +206,11 @@ def tiny_causal_lm(architecture: str, tokenizer, *, n_layers: int = 2, d_model: 
             model_class = transformers.Gemma3ForConditionalGeneration
     else:
         raise ValueError(f"Unknown architecture {architecture!r}; choose one of {RELEASED_ARCHITECTURES}.")
+    return _seeded_model(model_class, config, seed).eval()
+
+
+def _seeded_model(model_class: type[PreTrainedModel], config: PretrainedConfig, seed: int) -> PreTrainedModel:
+    """``model_class(config)`` with its weights initialised from ``seed`` (the global RNG left as it was)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = model_class(config)
-    return model.eval()
+        return model_class(config)

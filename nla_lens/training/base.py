@@ -173,10 +173,10 @@ class Trainer:
 
     def _sum_over_processes(self, value: torch.Tensor | float) -> torch.Tensor:
         """The sum over processes of a local scalar (the value itself in one process)."""
-        value = torch.as_tensor(value, dtype=torch.float32).reshape(1).to(self.accelerator.device)
+        local = torch.as_tensor(value, dtype=torch.float32).reshape(1).to(self.accelerator.device)
         if self.world_size > 1:
-            value = self.accelerator.reduce(value, reduction="sum")
-        return value.squeeze(0).cpu()
+            local = self.accelerator.reduce(local, reduction="sum")
+        return local.squeeze(0).cpu()
 
     def _mean_over_processes(self, value: torch.Tensor | float) -> float:
         """The mean over processes of a local scalar: a batch mean when the shards are equal."""

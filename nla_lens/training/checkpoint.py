@@ -56,7 +56,13 @@ def load_optimizer(optimizer: torch.optim.Optimizer, folder: Path, name: str) ->
 
 def save_rng(folder: Path, generator: torch.Generator) -> None:
     """Save the global torch/numpy/python RNG states and the trainer's data generator."""
-    np_state = np.random.get_state()
+    # legacy=True is numpy's default (numpy's stub says False): the (name, keys, pos, has_gauss, cached) tuple.
+    np_state = np.random.get_state(legacy=True)
+    if not isinstance(np_state, tuple):  # numpy returns a dict only for a global generator other than MT19937
+        raise CheckpointError(
+            f"numpy's global random state is a {np_state.get('bit_generator')!r} state, not MT19937; "
+            "the checkpoint can save only MT19937's."
+        )
     save_file(
         {
             "torch": torch.get_rng_state(),

@@ -55,6 +55,9 @@ AR_AUGMENT = 0.5
 half the teacher's layout, half other templates and prose, so a meaning-preserving rewrite
 reconstructs about as well as the original (issue 19; held-out styles in the faithfulness report)."""
 
+_Pairs = tuple[ActivationDataset, list[str]]
+"""One split's activations and the teacher's explanation of each row."""
+
 
 @dataclasses.dataclass
 class Recipe:
@@ -237,11 +240,13 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
     explanations = _teacher_texts(recipe, subject, dataset, out / "teacher_explanations.parquet")
     av_dataset, av_explanations = dataset, explanations
     if recipe.av_positions_per_doc and recipe.av_positions_per_doc > recipe.positions_per_doc:
-        av_dataset = _av_split_dataset(recipe, subject, dataset, out / "activations_av")
+        av_dataset = _av_split_dataset(
+            recipe, subject, dataset, out / "activations_av", positions_per_doc=recipe.av_positions_per_doc
+        )
         av_explanations = _teacher_texts(recipe, subject, av_dataset, out / "teacher_explanations_av.parquet")
     clock["data"] = time.perf_counter() - clock["start"]
 
-    def pairs(split: str, data: ActivationDataset = dataset, texts: pd.Series = explanations):
+    def pairs(split: str, data: ActivationDataset = dataset, texts: pd.Series = explanations) -> _Pairs:
         part = data.split(split)
         mask = (data.frame["split"] == split).to_numpy()
         return part, texts[mask].tolist()
@@ -395,8 +400,11 @@ def _cached_teacher_texts(recipe: Recipe, subject: Any, dataset: ActivationDatas
     return explanations
 
 
-def _av_split_dataset(recipe: Recipe, subject: Any, dataset: ActivationDataset, folder: Path) -> ActivationDataset:
-    """The AV warm-start split drawn with ``av_positions_per_doc`` positions per document.
+def _av_split_dataset(
+    recipe: Recipe, subject: Any, dataset: ActivationDataset, folder: Path, *, positions_per_doc: int
+) -> ActivationDataset:
+    """The AV warm-start split drawn with ``positions_per_doc`` (the recipe's ``av_positions_per_doc``)
+    positions per document.
 
     The AV warm start is the stage that learns to read vectors, and it is short of examples at
     6 per document; extraction is cheap (one forward pass per document), so its documents give
@@ -404,21 +412,23 @@ def _av_split_dataset(recipe: Recipe, subject: Any, dataset: ActivationDataset, 
     ``only_splits`` assigns splits over all documents and runs only the AV split's.
     """
     with process_state().main_process_first():  # the main process extracts, the others read its copy
-        return _cached_av_split(recipe, subject, dataset, folder)
+        return _cached_av_split(recipe, subject, dataset, folder, positions_per_doc)
 
 
-def _cached_av_split(recipe: Recipe, subject: Any, dataset: ActivationDataset, folder: Path) -> ActivationDataset:
+def _cached_av_split(
+    recipe: Recipe, subject: Any, dataset: ActivationDataset, folder: Path, positions_per_doc: int
+) -> ActivationDataset:
     import nla_lens
 
     if (folder / "dataset_meta.json").is_file():
         return nla_lens.ActivationDataset.load(folder)
-    _log(f"extracting {recipe.av_positions_per_doc} positions per document for the AV warm start")
+    _log(f"extracting {positions_per_doc} positions per document for the AV warm start")
     docs = nla_lens.load_corpus(max_documents=recipe.documents)
     part = nla_lens.extract_activations(
         subject,
         docs,
         recipe.layer,
-        positions_per_doc=recipe.av_positions_per_doc,
+        positions_per_doc=positions_per_doc,
         max_length=recipe.max_length,
         seed=recipe.seed,
         only_splits=["av_sft"],
@@ -434,7 +444,7 @@ def _cached_av_split(recipe: Recipe, subject: Any, dataset: ActivationDataset, f
 
 
 def _teacher_warm_start(
-    recipe: Recipe, dataset: Any, out: Path, stop: Any, ar_pairs: tuple, av_pairs: tuple, eval_pairs: tuple
+    recipe: Recipe, dataset: Any, out: Path, stop: Any, ar_pairs: _Pairs, av_pairs: _Pairs, eval_pairs: _Pairs
 ) -> NLA:
     """AR then AV supervised on the teacher's explanations; histories written to ``out``."""
     nla = NLA.untrained(

@@ -136,6 +136,7 @@ def with_solutions(nb: Any) -> Any:
     nb = copy.deepcopy(nb)
     solutions = {name: parts["solution"] for name, parts in exercises(nb).items()}
     for cell in nb.cells:
-        if "exercise" in tags(cell) and exercise_name(cell) in solutions:
-            cell.source = solutions[exercise_name(cell)]
+        name = exercise_name(cell)
+        if "exercise" in tags(cell) and name is not None and name in solutions:
+            cell.source = solutions[name]
     return nb

@@ -19,7 +19,10 @@ from nla_lens.optional import require
 from nla_lens.training.callbacks import TrainerCallback
 from nla_lens.widgets.assets import asset
 
-anywidget = require("anywidget", "NLADashboard")
+if TYPE_CHECKING:  # the real module, so that the class below has a base class mypy knows
+    import anywidget
+else:
+    anywidget = require("anywidget", "NLADashboard")
 traitlets = require("traitlets", "NLADashboard")
 
 if TYPE_CHECKING:  # annotations only: Trainer.train(dashboard=True) imports this module

@@ -11,7 +11,7 @@ chips coloured by their gain over the mean direction, a details panel, nothing f
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -26,7 +26,10 @@ from nla_lens.subjects.adapters import as_subject
 from nla_lens.subjects.hook_check import check_subject
 from nla_lens.widgets.assets import asset
 
-anywidget = require("anywidget", "NLAExplorer")
+if TYPE_CHECKING:  # the real module, so that the class below has a base class mypy knows
+    import anywidget
+else:
+    anywidget = require("anywidget", "NLAExplorer")
 traitlets = require("traitlets", "NLAExplorer")
 
 #: Keys of each entry of ``NLAExplorer.tokens`` (and the columns of ``NLAExplorer.frame``).
