@@ -789,7 +789,7 @@ one, and no value network is needed.
 ## GRPO with the live dashboard
 """),
         code("""
-config = GRPOConfig(n_vectors=8, group_size=4, max_new_tokens=16, av_lr=1e-3, ar_lr=1e-4, kl_coef=0.01,
+config = GRPOConfig(n_vectors=8, group_size=4, max_new_tokens=16, lr=1e-3, ar_lr=1e-4, kl_coef=0.01,
                     eval_every=mode.pick(full=5, smoke=2), eval_size=32)
 trainer = GRPOTrainer(nla, data, config, eval_dataset=data)
 history = trainer.train(mode.pick(full=30, smoke=2), dashboard=True)
@@ -843,7 +843,7 @@ docs = nla_lens.load_corpus(max_documents=mode.pick(full=24, smoke=4))
 real_data = nla_lens.extract_activations(bridge, docs, real.hook_name, positions_per_doc=2, progress=False)
 real_trainer = GRPOTrainer(real, real_data, GRPOConfig(
     n_vectors=mode.pick(full=4, smoke=1), group_size=mode.pick(full=4, smoke=2),
-    max_new_tokens=mode.pick(full=64, smoke=12), av_lr=1e-4, ar_lr=1e-4))
+    max_new_tokens=mode.pick(full=64, smoke=12), lr=1e-4, ar_lr=1e-4))
 real_history = real_trainer.train(mode.pick(full=2, smoke=1), dashboard=True)
 real_history[["step", "reward_mean", "kl", "response_length", "failure_rate", "generate_seconds"]]
 """),
@@ -857,7 +857,7 @@ the whole pipeline at toy size in minutes). From Python: `nla_lens.training.reci
 - Warm start first (format and a rough mapping), then GRPO (what actually reconstructs).
 - Reward up, KL small, length healthy, fve_nrm well above its shuffled control.
 
-**Going further.** Set `kl_coef=0` and `av_lr=3e-3` on the tiny NLA and watch what the AV
+**Going further.** Set `kl_coef=0` and `lr=3e-3` on the tiny NLA and watch what the AV
 writes after 30 steps.
 """),
     ]

@@ -108,8 +108,9 @@ class GRPOConfig(TrainerConfig):
         group_size: Explanations sampled per vector [8].
         max_new_tokens: Response cap [~150].
         temperature: Sampling temperature [1.0].
-        av_lr: AV learning rate [1e-5 full; use ~1e-4 with LoRA].
-        ar_lr: AR learning rate [5e-5].
+        lr: The policy's (the AV's) learning rate [1e-5 full; use ~1e-4 with LoRA]: ``lr`` is always
+            the learning rate of the model a stage trains, as in :class:`~nla_lens.training.WarmStartConfig`.
+        ar_lr: The learning rate of the AR trained alongside [5e-5].
         clip: PPO clip range [0.2].
         kl_coef: Weight of the KL penalty to the reference AV [0.01]. ``0``: no penalty, and so
             no reference model (one copy of the AV less in memory) and no reference pass.
@@ -129,7 +130,7 @@ class GRPOConfig(TrainerConfig):
     group_size: int = 4
     max_new_tokens: int = 64
     temperature: float = 1.0
-    av_lr: float = 1e-5
+    lr: float = 1e-5
     ar_lr: float = 5e-5
     clip: float = 0.2
     kl_coef: float = 0.01
@@ -242,7 +243,7 @@ class GRPOTrainer(Trainer):
         nla.av.model.train()
         nla.ar.train()
         self._check_av_replicas(nla.av)
-        self.av_optimizer = torch.optim.AdamW(nla.av.trainable_parameters(), lr=self.config.av_lr, weight_decay=0.0)
+        self.av_optimizer = torch.optim.AdamW(nla.av.trainable_parameters(), lr=self.config.lr, weight_decay=0.0)
         self.ar_optimizer = torch.optim.AdamW(
             [p for p in nla.ar.parameters() if p.requires_grad], lr=self.config.ar_lr, weight_decay=0.0
         )

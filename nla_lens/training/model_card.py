@@ -61,7 +61,7 @@ its `value_head.safetensors`.
 - AR warm start: {steps["ar_sft"]} steps, LoRA r={recipe["ar"]["lora_r"]}, lr {recipe["ar"]["lr"]}, batch {recipe["ar"]["batch_size"]}.
 - AV warm start: {steps["av_sft"]} steps, LoRA r={recipe["av"]["lora_r"]}, lr {recipe["av"]["lr"]}, batch {recipe["av"]["batch_size"]}.
 {refit_line}- GRPO: {steps["rl"]} steps, {recipe["rl"]["n_vectors"]} vectors x group {recipe["rl"]["group_size"]}, temperature
-  {recipe["rl"]["temperature"]}, <= {recipe["rl"]["max_new_tokens"]} new tokens, AV lr {recipe["rl"]["av_lr"]}, AR lr
+  {recipe["rl"]["temperature"]}, <= {recipe["rl"]["max_new_tokens"]} new tokens, AV lr {recipe["rl"]["lr"]}, AR lr
   {recipe["rl"]["ar_lr"]}, KL {recipe["rl"]["kl_coef"]}, clip {recipe["rl"]["clip"]}.
 - Training time on 2 CPU cores (sum of training-step times, evaluations not included): AR warm start
   {minutes.get("ar_sft")} min, AV warm start {minutes.get("av_sft")} min, AR refit {minutes.get("ar_refit", 0)} min,

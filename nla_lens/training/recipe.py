@@ -5,8 +5,9 @@ warm-start split drawn with more positions per document), the teacher's explanat
 ``history_{stage}.csv`` for each stage, trainer checkpoints, ``ar-teacher-sft/`` (the AR after its
 warm start, so an interrupted AV warm start does not redo it), ``nla-teacher-sft/`` (AR and AV
 warm-started on the teacher), ``av_explanations.parquet`` and ``nla-sft/`` (after the AR refit on
-the AV's own explanations: the end of the warm start), ``nla/`` (after RL) and ``report.json``
-with the held-out figures of each.
+the AV's own explanations: the end of the warm start), ``nla/`` (after RL), ``report.json``
+with the held-out figures of each, and ``stage_minutes.json`` (each stage's minutes). The run is a
+list of :class:`Stage`, each done when its output exists (:func:`run_stages`).
 
 Why the AR refit: on the embedded model, pairing the teacher-warm-started AV with the AR that GRPO
 had adapted to the AV's outputs raised held-out fve_nrm from 0.103 to 0.218, while the RL'd AV with
@@ -23,6 +24,7 @@ trainers run data-parallel, and only the main process writes into the run folder
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -95,7 +97,7 @@ class Recipe:
             n_vectors=8,
             group_size=4,
             max_new_tokens=56,
-            av_lr=1.5e-4,
+            lr=1.5e-4,
             ar_lr=2e-4,
             kl_coef=0.01,
             ar_augment=AR_AUGMENT,
@@ -197,12 +199,57 @@ def held_out_report(
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage of :func:`run_recipe`.
+
+    Attributes:
+        name: Its key in the report's ``cpu_minutes`` (and in ``stage_minutes.json``).
+        output: What exists once the stage has finished (its last write); a stage whose output
+            exists is not run again.
+        run: Makes ``output``. Every process runs it: trainers train data-parallel, and the cached
+            data stages let the main process compute while the others wait and then read its copy.
+    """
+
+    name: str
+    output: Path
+    run: Callable[[], Any]
+
+
+def run_stages(stages: list[Stage], minutes_file: Path) -> dict[str, float]:
+    """Run each stage whose output is missing, in order; the one place resume and timing live.
+
+    Every process decides together, after a barrier, whether a stage is done, so none skips a stage
+    the others run. Each finished stage's minutes are added to ``minutes_file`` (JSON, written by
+    the main process), so a run resumed over several invocations still reports every stage's time
+    (that of the invocation that finished it).
+
+    Returns:
+        ``{stage name: minutes}`` of every stage finished so far.
+    """
+    state = process_state()
+    for stage in stages:
+        state.wait_for_everyone()
+        if stage.output.exists():
+            continue
+        start = time.perf_counter()
+        stage.run()
+        minutes = round((time.perf_counter() - start) / 60, 1)
+        if state.is_main_process:
+            done = json.loads(minutes_file.read_text()) if minutes_file.is_file() else {}
+            minutes_file.write_text(json.dumps({**done, stage.name: minutes}, indent=2))
+    state.wait_for_everyone()
+    return json.loads(minutes_file.read_text()) if minutes_file.is_file() else {}
+
+
 def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None) -> dict[str, Any]:
     """Train an NLA on the embedded (or any) subject from scratch; return the report.
 
-    Stages already finished in ``output_dir`` (their outputs exist) are loaded, not redone, so an
-    interrupted run continues where it stopped (GRPO from its last checkpoint). Creating the file
-    ``{output_dir}/STOP`` ends the running stage cleanly after its current step.
+    The run is a list of :class:`Stage` (data, teacher texts, AR and AV warm starts, AR refit,
+    GRPO, report), each finished when its output exists, so an interrupted run continues where it
+    stopped (the AV warm start and GRPO from their last checkpoints) and a finished one returns
+    its ``report.json``. Creating the file ``{output_dir}/STOP`` ends the running stage cleanly
+    after its current step.
     """
     import nla_lens
 
@@ -214,130 +261,270 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
 
     _on_main(start_folder)
     torch.manual_seed(recipe.seed)
-    clock = {"start": time.perf_counter()}
-    stop = StopFileCallback(out / "STOP")  # `touch {out}/STOP` ends the running stage cleanly
+    run = _Run(recipe, out, nla_lens.load_subject(recipe.subject, cache_dir=cache_dir))
+    run_stages(run.stages(), out / "stage_minutes.json")
+    return json.loads((out / "report.json").read_text())
 
-    subject = nla_lens.load_subject(recipe.subject, cache_dir=cache_dir)
-    acts_dir = out / "activations"
-    with process_state().main_process_first():  # the main process extracts, the others read its copy
-        if (acts_dir / "dataset_meta.json").is_file():
-            dataset = nla_lens.ActivationDataset.load(acts_dir)
-        else:
-            _log(f"extracting activations from {recipe.documents} documents")
-            docs = nla_lens.load_corpus(max_documents=recipe.documents)
-            dataset = nla_lens.extract_activations(
-                subject,
-                docs,
-                recipe.layer,
-                positions_per_doc=recipe.positions_per_doc,
-                max_length=recipe.max_length,
-                seed=recipe.seed,
-            )
-            dataset.save(acts_dir)
-    if set(dataset.splits) < {"av_sft", "ar_sft", "rl", "eval"}:
-        raise InputError(f"Too few documents for all four splits: {dataset.splits}. Raise documents.")
 
-    explanations = _teacher_texts(recipe, subject, dataset, out / "teacher_explanations.parquet")
-    av_dataset, av_explanations = dataset, explanations
-    if recipe.av_positions_per_doc and recipe.av_positions_per_doc > recipe.positions_per_doc:
-        av_dataset = _av_split_dataset(
-            recipe, subject, dataset, out / "activations_av", positions_per_doc=recipe.av_positions_per_doc
+class _Run:
+    """One run folder of :func:`run_recipe`: its stages, and what they read back from the folder."""
+
+    def __init__(self, recipe: Recipe, out: Path, subject: Any):
+        self.recipe, self.out, self.subject = recipe, out, subject
+        self.stop = StopFileCallback(out / "STOP")  # `touch {out}/STOP` ends the running stage cleanly
+        self.acts_dir, self.av_acts_dir = out / "activations", out / "activations_av"
+        self.teacher_dir, self.sft_dir, self.nla_dir = out / "nla-teacher-sft", out / "nla-sft", out / "nla"
+
+    def stages(self) -> list[Stage]:
+        out = self.out
+        stages = [
+            Stage("activations", self.acts_dir / "dataset_meta.json", self._extract),
+            Stage("teacher_texts", out / "teacher_explanations.parquet", lambda: self.explanations),
+        ]
+        if self._separate_av_split:
+            stages += [
+                Stage("av_activations", self.av_acts_dir / "dataset_meta.json", lambda: self.av_dataset),
+                Stage("av_teacher_texts", out / "teacher_explanations_av.parquet", lambda: self.av_explanations),
+            ]
+        return [
+            *stages,
+            Stage("ar_sft", out / "ar-teacher-sft" / SIDECAR_NAME, self._ar_warm_start),
+            Stage("av_sft", self.teacher_dir / "ar", self._av_warm_start),
+            Stage("ar_refit", self.sft_dir / "ar", self._refit),
+            Stage("rl", self.nla_dir / "ar", self._rl),
+            Stage("report", out / "report.json", self._report),
+        ]
+
+    # -- what the stages read --------------------------------------------------------------------
+    @functools.cached_property
+    def dataset(self) -> ActivationDataset:
+        dataset = ActivationDataset.load(self.acts_dir)
+        if set(dataset.splits) < {"av_sft", "ar_sft", "rl", "eval"}:
+            raise InputError(f"Too few documents for all four splits: {dataset.splits}. Raise documents.")
+        return dataset
+
+    @functools.cached_property
+    def explanations(self) -> pd.Series:
+        return _teacher_texts(self.recipe, self.subject, self.dataset, self.out / "teacher_explanations.parquet")
+
+    @property
+    def _separate_av_split(self) -> bool:
+        r = self.recipe
+        return bool(r.av_positions_per_doc and r.av_positions_per_doc > r.positions_per_doc)
+
+    @functools.cached_property
+    def av_dataset(self) -> ActivationDataset:
+        if not self._separate_av_split:
+            return self.dataset
+        return _av_split_dataset(
+            self.recipe,
+            self.subject,
+            self.dataset,
+            self.av_acts_dir,
+            positions_per_doc=self.recipe.av_positions_per_doc or self.recipe.positions_per_doc,
         )
-        av_explanations = _teacher_texts(recipe, subject, av_dataset, out / "teacher_explanations_av.parquet")
-    clock["data"] = time.perf_counter() - clock["start"]
 
-    def pairs(split: str, data: ActivationDataset = dataset, texts: pd.Series = explanations) -> _Pairs:
-        part = data.split(split)
+    @functools.cached_property
+    def av_explanations(self) -> pd.Series:
+        if not self._separate_av_split:
+            return self.explanations
+        cache = self.out / "teacher_explanations_av.parquet"
+        return _teacher_texts(self.recipe, self.subject, self.av_dataset, cache)
+
+    def pairs(self, split: str, av: bool = False) -> _Pairs:
+        data, texts = (self.av_dataset, self.av_explanations) if av else (self.dataset, self.explanations)
         mask = (data.frame["split"] == split).to_numpy()
-        return part, texts[mask].tolist()
+        return data.split(split), texts[mask].tolist()
 
-    av_data, av_texts = pairs("av_sft", av_dataset, av_explanations)
-    ar_data, ar_texts = pairs("ar_sft")
-    eval_data, eval_texts = pairs("eval")
-    rl_data = dataset.split("rl")
-    eval_vectors = eval_data.vectors[: recipe.eval_size]
-    train_vectors = torch.cat([av_data.vectors, ar_data.vectors, rl_data.vectors])
-    train_token_ids = pd.concat([part.frame["token_id"] for part in (av_data, ar_data, rl_data)]).tolist()
+    @functools.cached_property
+    def eval_pairs(self) -> _Pairs:
+        return self.pairs("eval")
 
-    teacher_dir, sft_dir = out / "nla-teacher-sft", out / "nla-sft"
-    report: dict[str, Any] = {"recipe": recipe.name}
+    @property
+    def eval_vectors(self) -> torch.Tensor:
+        return self.eval_pairs[0].vectors[: self.recipe.eval_size]
 
-    def teacher_oracle(nla: NLA) -> float:
-        """fve_nrm of the AR reading the teacher's own held-out explanations (its ceiling with this teacher)."""
-        return score_round_trip(nla.ar, eval_texts[: recipe.eval_size], eval_vectors).summary()["fve_nrm"]
+    @functools.cached_property
+    def train_vectors(self) -> torch.Tensor:
+        return torch.cat([self.pairs(split, av=split == "av_sft")[0].vectors for split in ("av_sft", "ar_sft", "rl")])
 
-    if (sft_dir / "ar").is_dir():
-        nla = NLA.from_pretrained(sft_dir, is_trainable=True)
-    else:
-        if (teacher_dir / "ar").is_dir():
-            nla = NLA.from_pretrained(teacher_dir, is_trainable=True)
-        else:
-            nla = _teacher_warm_start(
-                recipe, dataset, out, stop, (ar_data, ar_texts), (av_data, av_texts), (eval_data, eval_texts)
+    def held_out(self, nla: NLA) -> dict[str, Any]:
+        return held_out_report(nla, self.eval_vectors, self.train_vectors, max_new_tokens=self.recipe.rl.max_new_tokens)
+
+    # -- the stages --------------------------------------------------------------------------------
+    def _extract(self) -> None:
+        import nla_lens
+
+        r = self.recipe
+        with process_state().main_process_first():  # the main process extracts, the others read its copy
+            if (self.acts_dir / "dataset_meta.json").is_file():
+                return
+            _log(f"extracting activations from {r.documents} documents")
+            dataset = nla_lens.extract_activations(
+                self.subject,
+                nla_lens.load_corpus(max_documents=r.documents),
+                r.layer,
+                positions_per_doc=r.positions_per_doc,
+                max_length=r.max_length,
+                seed=r.seed,
             )
-            _on_main(lambda: nla.save_pretrained(teacher_dir))
-        _log("held-out evaluation of the teacher-warm-started NLA")
-        report["teacher_sft"] = held_out_report(
-            nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens
-        )
-        report["teacher_oracle_fve_nrm"] = teacher_oracle(nla)
-        _log(f"teacher warm start: {report['teacher_sft']['fve_nrm']:.3f} fve_nrm")
-        if recipe.ar_refit_steps:
-            report["ar_refit_generate_minutes"] = _ar_refit(recipe, nla, out, stop, ar_data, eval_data)
-        _stamp(nla, "sft", recipe)
-        _on_main(
-            lambda: (nla.save_pretrained(sft_dir), (out / "report_sft.json").write_text(json.dumps(report, indent=2)))
-        )
-    clock["sft"] = time.perf_counter() - clock["start"] - clock["data"]
-    _log("held-out evaluation of the warm-started NLA")
-    if (out / "report_sft.json").is_file():
-        report = {**json.loads((out / "report_sft.json").read_text()), **report}
-    report["sft"] = held_out_report(nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens)
-    if "teacher_oracle_fve_nrm" not in report:
-        report["teacher_oracle_fve_nrm"] = teacher_oracle(nla)
-    if "current_token_control" not in report:  # what naming the current token alone can give
-        report["current_token_control"] = current_token_control(
-            train_vectors,
-            train_token_ids,
-            eval_vectors,
-            eval_data.frame["token_id"][: recipe.eval_size].tolist(),
-            as_subject(subject).token_embeddings(),
-        )
-    _log(f"SFT: {report['sft']['fve_nrm']:.3f} fve_nrm (shuffled {report['sft']['fve_nrm_shuffled']:.3f})")
+            dataset.save(self.acts_dir)
 
-    _log(f"GRPO: {recipe.rl_steps} steps")
-    rl_cfg = dataclasses.replace(
-        recipe.rl,
-        eval_every=recipe.eval_every,
-        eval_size=min(16, recipe.eval_size),
-        checkpoint_every=max(1, recipe.eval_every // 2),
-        output_dir=str(out / "checkpoints"),
-        seed=recipe.seed,
-    )
-    rl_run = GRPOTrainer(
-        nla, rl_data, rl_cfg, eval_dataset=eval_data, resume_from=_last_checkpoint(out / "checkpoints")
-    )
-    rl_run.train(max(0, recipe.rl_steps - rl_run.step_count), callbacks=[stop])
-    _on_main(lambda: rl_run.history.to_csv(out / "history_rl.csv", index=False))
-    clock["rl"] = time.perf_counter() - clock["start"] - clock["data"] - clock["sft"]
-    _stamp(nla, "rl", recipe, rl_steps=rl_run.step_count)
-    _on_main(lambda: nla.save_pretrained(out / "nla"))
-    report["rl"] = held_out_report(nla, eval_vectors, train_vectors, max_new_tokens=recipe.rl.max_new_tokens)
-    report["cpu_minutes"] = {k: round(v / 60, 1) for k, v in clock.items() if k != "start"}
-    report["precision"] = {stage: resolve_precision(getattr(recipe, stage).precision) for stage in STAGES}
-    report["machine"] = capability()
-    report["rl_steps"] = rl_run.step_count
-    _on_main(
-        lambda: (
-            (out / "report.json").write_text(json.dumps(report, indent=2)),
-            write_model_card(out / "nla", report, recipe.to_dict()),
+    def _ar_warm_start(self) -> None:
+        r = self.recipe
+        nla = _untrained(r, self.dataset)
+        _log(f"AR warm start: {r.ar_steps} steps")
+        ar_cfg = dataclasses.replace(r.ar, eval_every=r.eval_every, eval_size=r.eval_size, seed=r.seed)
+        eval_data, eval_texts = self.eval_pairs
+        ar_run = ARWarmStart(
+            nla.ar, *self.pairs("ar_sft"), ar_cfg, eval_dataset=eval_data, eval_explanations=eval_texts
         )
+        ar_run.train(r.ar_steps, callbacks=[self.stop])
+
+        def save() -> None:
+            ar_run.history.to_csv(self.out / "history_ar_sft.csv", index=False)
+            with atomic_folder(self.out / "ar-teacher-sft") as tmp:
+                nla.ar.save_pretrained(tmp)
+
+        _on_main(save)
+
+    def _av_warm_start(self) -> None:
+        r = self.recipe
+        nla = _untrained(r, self.dataset)
+        nla.ar = ActivationReconstructor.from_pretrained(self.out / "ar-teacher-sft", is_trainable=True)
+        av_checkpoints = self.out / "av-checkpoints"  # a warm start of an hour resumes from its last checkpoint
+        last = _last_checkpoint(av_checkpoints)
+        _log(f"AV warm start: {r.av_steps} steps" + (f", resuming from {last.name}" if last else ""))
+        av_cfg = dataclasses.replace(
+            r.av,
+            eval_every=r.eval_every,
+            eval_size=min(16, r.eval_size),
+            seed=r.seed,
+            checkpoint_every=r.eval_every or 50,
+            output_dir=str(av_checkpoints),
+            keep_checkpoints=1,
+        )
+        eval_data, eval_texts = self.eval_pairs
+        av_run = AVWarmStart(
+            nla.av,
+            *self.pairs("av_sft", av=True),
+            av_cfg,
+            eval_dataset=eval_data,
+            eval_explanations=eval_texts,
+            eval_ar=nla.ar,
+            max_new_tokens=r.rl.max_new_tokens,
+            resume_from=last,
+        )
+        av_run.train(max(0, r.av_steps - av_run.step_count), callbacks=[self.stop])
+        _on_main(
+            lambda: (
+                av_run.history.to_csv(self.out / "history_av_sft.csv", index=False),
+                nla.save_pretrained(self.teacher_dir),
+            )
+        )
+
+    def _refit(self) -> None:
+        """Score the teacher warm start, refit the AR on the AV's explanations, score the result."""
+        r = self.recipe
+        nla = NLA.from_pretrained(self.teacher_dir, is_trainable=True)
+        _log("held-out evaluation of the teacher-warm-started NLA")
+        report: dict[str, Any] = {"teacher_sft": self.held_out(nla), "teacher_oracle_fve_nrm": self._oracle(nla)}
+        _log(f"teacher warm start: {report['teacher_sft']['fve_nrm']:.3f} fve_nrm")
+        if r.ar_refit_steps:
+            report["ar_refit_generate_minutes"] = _ar_refit(
+                r, nla, self.out, self.stop, self.pairs("ar_sft")[0], self.eval_pairs[0]
+            )
+        _stamp(nla, "sft", r)
+        _log("held-out evaluation of the warm-started NLA")
+        report["sft"] = self.held_out(nla)
+        report["current_token_control"] = self._current_token_control()
+        _log(f"SFT: {report['sft']['fve_nrm']:.3f} fve_nrm (shuffled {report['sft']['fve_nrm_shuffled']:.3f})")
+        _on_main(
+            lambda: (
+                (self.out / "report_sft.json").write_text(json.dumps(report, indent=2)),
+                nla.save_pretrained(self.sft_dir),
+            )
+        )
+
+    def _rl(self) -> None:
+        r = self.recipe
+        nla = NLA.from_pretrained(self.sft_dir, is_trainable=True)
+        _log(f"GRPO: {r.rl_steps} steps")
+        rl_cfg = dataclasses.replace(
+            r.rl,
+            eval_every=r.eval_every,
+            eval_size=min(16, r.eval_size),
+            checkpoint_every=max(1, r.eval_every // 2),
+            output_dir=str(self.out / "checkpoints"),
+            seed=r.seed,
+        )
+        rl_run = GRPOTrainer(
+            nla,
+            self.pairs("rl")[0],
+            rl_cfg,
+            eval_dataset=self.eval_pairs[0],
+            resume_from=_last_checkpoint(self.out / "checkpoints"),
+        )
+        rl_run.train(max(0, r.rl_steps - rl_run.step_count), callbacks=[self.stop])
+        _stamp(nla, "rl", r, rl_steps=rl_run.step_count)
+        _on_main(
+            lambda: (
+                rl_run.history.to_csv(self.out / "history_rl.csv", index=False),
+                nla.save_pretrained(self.nla_dir),
+            )
+        )
+
+    def _report(self) -> None:
+        r = self.recipe
+        nla = NLA.from_pretrained(self.nla_dir)
+        report: dict[str, Any] = {"recipe": r.name, **json.loads((self.out / "report_sft.json").read_text())}
+        report["rl"] = self.held_out(nla)
+        minutes_file = self.out / "stage_minutes.json"
+        report["cpu_minutes"] = json.loads(minutes_file.read_text()) if minutes_file.is_file() else {}
+        report["precision"] = {stage: resolve_precision(getattr(r, stage).precision) for stage in STAGES}
+        report["machine"] = capability()
+        report["rl_steps"] = int(nla.av.cfg.provenance.get("rl_steps", r.rl_steps))
+        _on_main(
+            lambda: (
+                (self.out / "report.json").write_text(json.dumps(report, indent=2)),
+                write_model_card(self.nla_dir, report, r.to_dict()),
+            )
+        )
+        _log(
+            f"RL: {report['rl']['fve_nrm']:.3f} fve_nrm (shuffled {report['rl']['fve_nrm_shuffled']:.3f}); "
+            f"report in {self.out / 'report.json'}"
+        )
+
+    def _oracle(self, nla: NLA) -> float:
+        """fve_nrm of the AR reading the teacher's own held-out explanations (its ceiling with this teacher)."""
+        texts = self.eval_pairs[1][: self.recipe.eval_size]
+        return score_round_trip(nla.ar, texts, self.eval_vectors).summary()["fve_nrm"]
+
+    def _current_token_control(self) -> float:
+        """What naming the current token alone can give (:func:`~nla_lens.metrics.current_token_control`)."""
+        parts = [self.pairs(split, av=split == "av_sft")[0] for split in ("av_sft", "ar_sft", "rl")]
+        train_tokens = pd.concat([part.frame["token_id"] for part in parts]).tolist()
+        eval_tokens = self.eval_pairs[0].frame["token_id"][: self.recipe.eval_size].tolist()
+        return current_token_control(
+            self.train_vectors,
+            train_tokens,
+            self.eval_vectors,
+            eval_tokens,
+            as_subject(self.subject).token_embeddings(),
+        )
+
+
+def _untrained(recipe: Recipe, dataset: ActivationDataset) -> NLA:
+    """The recipe's untrained NLA for the vectors of ``dataset``."""
+    return NLA.untrained(
+        recipe.subject,
+        layer=recipe.layer,
+        subject_model=dataset.meta.get("subject"),
+        hook_name=dataset.hook_name,
+        av_base=recipe.av_base,
+        ar_base=recipe.ar_base,
+        injection_scale=injection_scale_for(recipe, dataset),
     )
-    _log(
-        f"RL: {report['rl']['fve_nrm']:.3f} fve_nrm (shuffled {report['rl']['fve_nrm_shuffled']:.3f}); "
-        f"report in {out / 'report.json'}"
-    )
-    return report
 
 
 def injection_scale_for(recipe: Recipe, dataset: ActivationDataset) -> float | None:
@@ -441,64 +628,6 @@ def _cached_av_split(
         )
     part.save(folder)
     return part
-
-
-def _teacher_warm_start(
-    recipe: Recipe, dataset: Any, out: Path, stop: Any, ar_pairs: _Pairs, av_pairs: _Pairs, eval_pairs: _Pairs
-) -> NLA:
-    """AR then AV supervised on the teacher's explanations; histories written to ``out``."""
-    nla = NLA.untrained(
-        recipe.subject,
-        layer=recipe.layer,
-        subject_model=dataset.meta.get("subject"),
-        hook_name=dataset.hook_name,
-        av_base=recipe.av_base,
-        ar_base=recipe.ar_base,
-        injection_scale=injection_scale_for(recipe, dataset),
-    )
-    eval_data, eval_texts = eval_pairs
-    ar_dir = out / "ar-teacher-sft"
-    if (ar_dir / SIDECAR_NAME).is_file():  # the AR stage finished before an interruption
-        nla.ar = ActivationReconstructor.from_pretrained(ar_dir, is_trainable=True)
-    else:
-        _log(f"AR warm start: {recipe.ar_steps} steps")
-        ar_cfg = dataclasses.replace(
-            recipe.ar, eval_every=recipe.eval_every, eval_size=recipe.eval_size, seed=recipe.seed
-        )
-        ar_run = ARWarmStart(nla.ar, *ar_pairs, ar_cfg, eval_dataset=eval_data, eval_explanations=eval_texts)
-        ar_run.train(recipe.ar_steps, callbacks=[stop])
-
-        def save_ar() -> None:
-            ar_run.history.to_csv(out / "history_ar_sft.csv", index=False)
-            with atomic_folder(ar_dir) as tmp:
-                nla.ar.save_pretrained(tmp)
-
-        _on_main(save_ar)
-    av_checkpoints = out / "av-checkpoints"  # a warm start of an hour resumes from its last checkpoint
-    last = _last_checkpoint(av_checkpoints)
-    _log(f"AV warm start: {recipe.av_steps} steps" + (f", resuming from {last.name}" if last else ""))
-    av_cfg = dataclasses.replace(
-        recipe.av,
-        eval_every=recipe.eval_every,
-        eval_size=min(16, recipe.eval_size),
-        seed=recipe.seed,
-        checkpoint_every=recipe.eval_every or 50,
-        output_dir=str(av_checkpoints),
-        keep_checkpoints=1,
-    )
-    av_run = AVWarmStart(
-        nla.av,
-        *av_pairs,
-        av_cfg,
-        eval_dataset=eval_data,
-        eval_explanations=eval_texts,
-        eval_ar=nla.ar,
-        max_new_tokens=recipe.rl.max_new_tokens,
-        resume_from=last,
-    )
-    av_run.train(max(0, recipe.av_steps - av_run.step_count), callbacks=[stop])
-    _on_main(lambda: av_run.history.to_csv(out / "history_av_sft.csv", index=False))
-    return nla
 
 
 def _ar_refit(recipe: Recipe, nla: NLA, out: Path, stop: Any, ar_data: Any, eval_data: Any) -> float:

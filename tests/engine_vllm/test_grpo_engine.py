@@ -27,7 +27,7 @@ def trained(vectors):
     trainer = GRPOTrainer(
         nla,
         data,
-        GRPOConfig(n_vectors=4, group_size=4, max_new_tokens=64, av_lr=5e-3, ar_lr=1e-4, engine="vllm", seed=0),
+        GRPOConfig(n_vectors=4, group_size=4, max_new_tokens=64, lr=5e-3, ar_lr=1e-4, engine="vllm", seed=0),
     )
     metrics = trainer.step()
     yield nla, probe, before_tokens, before_weights, metrics, trainer, engine
@@ -50,7 +50,7 @@ def test_the_step_trains_the_av_with_vllm_rollouts(trained):
 def test_the_engine_serves_the_updated_weights(trained):
     nla, probe, before_tokens, _, _, _, engine = trained
     after_hf, _ = nla.av.generate(probe, max_new_tokens=32)
-    assert not torch.equal(after_hf, before_tokens), "the update did not change any greedy output; raise av_lr"
+    assert not torch.equal(after_hf, before_tokens), "the update did not change any greedy output; raise lr"
     # The engine object itself, not av.engine("vllm") (which would sync again): the step's own
     # push after the optimizer step is what the next rollout sees.
     after_engine, _ = engine.generate(probe, max_new_tokens=32)

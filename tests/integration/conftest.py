@@ -72,7 +72,7 @@ def same_grpo_update():
     from nla_lens.training import GRPOConfig, GRPOTrainer
     from nla_lens.training.grpo import FastPaths
 
-    base = dict(n_vectors=4, group_size=4, max_new_tokens=16, micro_batch_size=6, av_lr=1e-3, kl_coef=0.5, seed=11)
+    base = dict(n_vectors=4, group_size=4, max_new_tokens=16, micro_batch_size=6, lr=1e-3, kl_coef=0.5, seed=11)
 
     def run(nla, data, settings):
         settings = dict(settings)

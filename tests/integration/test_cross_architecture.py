@@ -149,7 +149,7 @@ def test_a_grpo_step_trains_the_map_with_the_adapters(nla):
     data, texts = concept_dataset(48, D_SUBJECT)
     AVWarmStart(nla.av, data, texts, WarmStartConfig(lr=1e-2, batch_size=16)).train(15, progress=False)
     before = nla.av.input_map.weight.detach().clone()
-    trainer = GRPOTrainer(nla, data, GRPOConfig(n_vectors=4, group_size=4, max_new_tokens=12, av_lr=1e-2, seed=0))
+    trainer = GRPOTrainer(nla, data, GRPOConfig(n_vectors=4, group_size=4, max_new_tokens=12, lr=1e-2, seed=0))
     metrics = trainer.step()
     assert metrics["failure_rate"] < 1, "every rollout failed (no advantage to learn from)"
     assert (nla.av.input_map.weight - before).abs().max() > 1e-5

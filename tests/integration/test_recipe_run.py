@@ -44,6 +44,19 @@ def test_report_and_model_card_give_every_stage_and_the_current_token_baseline(s
     assert "AR refit: 2 steps" in card and "the AV warm-start split at 6 per document" in card
     baseline = report["current_token_control"]
     assert isinstance(baseline, float) and baseline == baseline and f"scores {baseline:.3f}" in card
+    # Every stage before the report was timed once (the run's stage list, minus the report itself).
+    stages = [
+        "activations",
+        "teacher_texts",
+        "av_activations",
+        "av_teacher_texts",
+        "ar_sft",
+        "av_sft",
+        "ar_refit",
+        "rl",
+    ]
+    assert list(report["cpu_minutes"]) == stages and all(m >= 0 for m in report["cpu_minutes"].values())
+    assert list(json.loads((out / "stage_minutes.json").read_text())) == [*stages, "report"]
 
 
 def test_the_final_nla_is_the_rl_stage_at_layer_20(smoke_run):

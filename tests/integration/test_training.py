@@ -72,9 +72,7 @@ def test_trainers_record_the_norm_range_and_explain_warns_far_outside_it(tmp_pat
 
 
 def grpo_config(**kw):
-    return GRPOConfig(
-        **{**dict(n_vectors=8, group_size=4, max_new_tokens=16, eval_size=32, av_lr=1e-3, ar_lr=1e-4), **kw}
-    )
+    return GRPOConfig(**{**dict(n_vectors=8, group_size=4, max_new_tokens=16, eval_size=32, lr=1e-3, ar_lr=1e-4), **kw})
 
 
 def test_warm_starts_reduce_their_losses(warm):

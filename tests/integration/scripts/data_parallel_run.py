@@ -26,7 +26,7 @@ from nla_lens.training import ARWarmStart, AVWarmStart, GRPOConfig, GRPOTrainer,
 
 D = 64
 GRPO = dict(
-    n_vectors=8, group_size=4, max_new_tokens=16, av_lr=1e-3, ar_lr=1e-4, micro_batch_size=6, seed=3, ar_augment=0.5
+    n_vectors=8, group_size=4, max_new_tokens=16, lr=1e-3, ar_lr=1e-4, micro_batch_size=6, seed=3, ar_augment=0.5
 )
 
 
