@@ -8,6 +8,7 @@ blocks needed to reach it (``stop_at_layer`` in TransformerLens, ``tracer.stop()
 
 from __future__ import annotations
 
+import weakref
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -15,6 +16,22 @@ import torch
 
 from nla_lens.errors import HookNameError, InputError
 from nla_lens.hooks import HookPoint, validate_hook_name
+
+_LOADED_AS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+"""The name each subject model was loaded under (``load_subject``): kept here, beside the model, so
+nla_lens never writes attributes onto a TransformerBridge, HookedTransformer or nnsight object."""
+
+
+def remember_name(model: Any, name: str) -> None:
+    """Record the name ``model`` was loaded under; :attr:`SubjectAdapter.name` reports it."""
+    _LOADED_AS[model] = name
+
+
+def _loaded_as(model: Any) -> str | None:
+    try:
+        return _LOADED_AS.get(model)
+    except TypeError:  # an object that cannot be weakly referenced was never recorded
+        return None
 
 
 class SubjectAdapter(ABC):
@@ -123,7 +140,7 @@ class TransformerLensSubject(SubjectAdapter):
 
     @property
     def name(self) -> str:
-        return str(getattr(self.model, "nla_lens_name", None) or self.model.cfg.model_name)
+        return str(_loaded_as(self.model) or self.model.cfg.model_name)
 
     @property
     def prepend_bos(self) -> bool:
@@ -195,7 +212,7 @@ class NNsightSubject(SubjectAdapter):
 
     @property
     def name(self) -> str:
-        return str(getattr(self.model, "nla_lens_name", None) or self._config._name_or_path)
+        return str(_loaded_as(self.model) or self._config._name_or_path)
 
     @property
     def prepend_bos(self) -> bool:

@@ -18,6 +18,7 @@ import torch
 
 from nla_lens.errors import InputError, SubjectLoadError
 from nla_lens.optional import require
+from nla_lens.subjects.adapters import remember_name
 from nla_lens.subjects.embedded import EMBEDDED_MODELS, SMOLLM2, embedded_model, embedded_model_dir, load_embedded_hf
 
 BACKENDS = ("bridge", "hooked", "nnsight")
@@ -116,7 +117,7 @@ def load_subject(
             f"Could not load subject model {name!r} with backend {backend!r}: {exc}. Without "
             f"internet only the embedded models ({', '.join(map(repr, EMBEDDED_MODELS))}) and local folders load."
         ) from exc
-    subject.nla_lens_name = name
+    remember_name(subject, name)
     return subject
 
 

@@ -76,6 +76,8 @@ def tiny_subject(tokenizer, *, n_layers: int = 2, d_model: int = 32, n_ctx: int 
     """
     from transformer_lens.model_bridge import TransformerBridge
 
+    from nla_lens.subjects.adapters import remember_name
+
     hf_model = tiny_llama(
         tokenizer,
         n_layers=n_layers,
@@ -89,7 +91,7 @@ def tiny_subject(tokenizer, *, n_layers: int = 2, d_model: int = 32, n_ctx: int 
         "nla-lens-tiny-llama", hf_model=hf_model, tokenizer=tokenizer, device="cpu"
     )
     bridge.cfg.default_prepend_bos = False
-    bridge.nla_lens_name = "nla-lens-tiny-llama"
+    remember_name(bridge, "nla-lens-tiny-llama")
     return bridge.eval()
 
 

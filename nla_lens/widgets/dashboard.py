@@ -215,6 +215,12 @@ class NLADashboard(anywidget.AnyWidget, TrainerCallback):
         trainer's stop flag (a plain bool) from that thread. The message itself is still
         delivered normally. Older kernels never call the hook: the button then acts when the
         kernel is next idle (between ``step()`` calls, or after ``train`` returns).
+
+        ``_reply_subshell_for`` is private to ipykernel: no public API (ipykernel's, comm's,
+        ipywidgets' or anywidget's) delivers a widget message to Python code while the shell thread
+        runs a cell, so this is the one place nla_lens reaches into ipykernel, guarded (a kernel
+        without the hook is left alone). ``touch {run}/STOP`` (:class:`~nla_lens.training.callbacks.StopFileCallback`) is the
+        public way to stop a busy run.
         """
         comm = getattr(self, "comm", None)
         if comm is None:
