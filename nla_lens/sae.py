@@ -1,4 +1,4 @@
-"""The SAE interface nla_lens reads, and the checks every place that accepts an SAE runs.
+"""The SAE interface nla_lens reads (:class:`SAELike`), and the checks every place that accepts an SAE runs.
 
 Any object with these four things works wherever nla_lens takes an SAE (the views, the explorer,
 the analyses), on both TransformerLens lines:
@@ -8,22 +8,55 @@ the analyses), on both TransformerLens lines:
 - ``cfg.d_in``: the input width;
 - the hook it reads: ``cfg.metadata.hook_name`` (SAELens 6) or ``cfg.hook_name``.
 
-A SAELens ``SAE`` has all four (the first-class route on TransformerLens 3.9, where SAELens
-installs); :class:`nla_lens.testing.TinySAE` is a twenty-line example for 4.x, where it does not.
+The first three are :class:`SAELike` (a ``typing.Protocol``, for annotations); the hook name, read
+from either place, is checked when the SAE is used (:func:`check_sae`). nla_lens reads nothing else
+(no ``W_enc``, ``decode`` or biases). A SAELens ``SAE`` has all four (the first-class route on
+TransformerLens 3.9, where SAELens installs); :class:`nla_lens.testing.TinySAE` is a twenty-line
+example for 4.x, where it does not.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 import torch
 
 from nla_lens.errors import InputError, SAEInterfaceError
 
-__all__ = ["check_sae", "sae_device_dtype", "sae_hook_name", "validate_sae_interface"]
+__all__ = ["SAEConfigLike", "SAELike", "check_sae", "sae_device_dtype", "sae_hook_name", "validate_sae_interface"]
 
 
-def sae_hook_name(sae: Any) -> str | None:
+class SAEConfigLike(Protocol):
+    """The part of an SAE's ``cfg`` nla_lens types: the input width. The hook name (``metadata.hook_name``
+    in SAELens 6, else ``hook_name``) is read with ``getattr`` (:func:`sae_hook_name`)."""
+
+    @property
+    def d_in(self) -> int:
+        """Width of the activations the SAE encodes."""
+        ...
+
+
+class SAELike(Protocol):
+    """What nla_lens reads from an SAE (this module's docstring); a SAELens ``SAE`` and
+    :class:`~nla_lens.testing.TinySAE` have it. Annotations only: :func:`validate_sae_interface`
+    checks an object at run time, naming what it lacks."""
+
+    @property
+    def W_dec(self) -> torch.Tensor:
+        """Decoder directions ``[d_sae, d_in]``, on the SAE's device and in its dtype."""
+        ...
+
+    @property
+    def cfg(self) -> SAEConfigLike:
+        """The SAE's config (``d_in``, and the hook name it was trained on)."""
+        ...
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature activations ``[..., d_sae]`` of activations ``x`` ``[..., d_in]``."""
+        ...
+
+
+def sae_hook_name(sae: SAELike) -> str | None:
     """The hook an SAE was trained on: ``sae.cfg.metadata.hook_name`` (SAELens 6) or ``cfg.hook_name``."""
     cfg = getattr(sae, "cfg", None)
     metadata = getattr(cfg, "metadata", None)
@@ -31,7 +64,7 @@ def sae_hook_name(sae: Any) -> str | None:
     return name or getattr(cfg, "hook_name", None)
 
 
-def validate_sae_interface(sae: Any) -> None:
+def validate_sae_interface(sae: object) -> None:
     """Refuse an object that lacks the SAE interface (module docstring), naming what is missing.
 
     Raises:
@@ -59,7 +92,7 @@ def validate_sae_interface(sae: Any) -> None:
         )
 
 
-def check_sae(sae: Any, *, d_model: int, hook_name: str | None, what: str = "the NLA") -> None:
+def check_sae(sae: SAELike, *, d_model: int, hook_name: str | None, what: str = "the NLA") -> None:
     """Refuse an SAE that lacks the interface or does not read the vectors ``what`` reads.
 
     Args:
@@ -94,6 +127,6 @@ def check_sae(sae: Any, *, d_model: int, hook_name: str | None, what: str = "the
         )
 
 
-def sae_device_dtype(sae: Any) -> tuple[torch.device, torch.dtype]:
+def sae_device_dtype(sae: SAELike) -> tuple[torch.device, torch.dtype]:
     """Where the SAE's weights live and their dtype (read from ``W_dec``)."""
     return sae.W_dec.device, sae.W_dec.dtype

@@ -9,7 +9,7 @@ prepared table to :class:`~nla_lens.vis.side_by_side.SideBySide`, which only ren
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,24 +17,27 @@ import torch
 from nla_lens.analysis.sae_features import dense_features, encode_features, top_features
 from nla_lens.errors import InputError
 from nla_lens.hooks import nla_hook_name
-from nla_lens.sae import check_sae
+from nla_lens.sae import SAELike, check_sae
 from nla_lens.subjects.activations import prompt_activations
-from nla_lens.subjects.adapters import SubjectAdapter
+from nla_lens.subjects.adapters import SubjectAdapter, SubjectModel
 from nla_lens.subjects.hook_check import check_subject
 from nla_lens.vis.side_by_side import FRAME_COLUMNS, SideBySide
+
+if TYPE_CHECKING:
+    from nla_lens.models.nla import NLA
 
 __all__ = ["side_by_side"]
 
 
 def side_by_side(
-    nla: Any,
-    subject: Any,
+    nla: NLA,
+    subject: SubjectModel,
     prompt: str,
     *,
     positions: Sequence[int] | None = None,
     layer: int | None = None,
     heads: Sequence[int] | None = None,
-    sae: Any = None,
+    sae: SAELike | None = None,
     sae_top_k: int = 5,
     feature_contexts: Mapping[int, Sequence[str]] | None = None,
     feature_labels: Any = None,

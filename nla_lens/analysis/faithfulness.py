@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -68,6 +68,9 @@ from nla_lens.metrics import (
 )
 from nla_lens.models.verbalizer import looks_non_english
 from nla_lens.words import context_words
+
+if TYPE_CHECKING:
+    from nla_lens.models.nla import NLA
 
 __all__ = ["FaithfulnessReport", "context_oracle", "faithfulness_report"]
 
@@ -168,7 +171,7 @@ def _oracle_texts(prefixes: Any, n_words: int | None) -> list[str]:
 
 # -- the context oracle ------------------------------------------------------------------------
 def context_oracle(
-    nla: Any,
+    nla: NLA,
     data: Any,
     *,
     n_words: int | None = 15,
@@ -307,7 +310,7 @@ class _Stage:
 
 
 def _explanations(
-    nla: Any,
+    nla: NLA,
     vectors: torch.Tensor,
     explanations: list[str] | None,
     *,
@@ -406,7 +409,7 @@ def _mean_and_token_controls(
 
 
 def _random_vector_control(
-    nla: Any, vectors: torch.Tensor, *, n_random: int, seed: int, max_new_tokens: int, batch_size: int, progress: bool
+    nla: NLA, vectors: torch.Tensor, *, n_random: int, seed: int, max_new_tokens: int, batch_size: int, progress: bool
 ) -> _Stage:
     """Stage 2: explain ``k = min(n_random, n)`` random vectors ``[k, d]`` (at the median norm of
     ``vectors`` ``[n, d]``) and score their reconstructions against the first ``k`` held-out vectors.
@@ -623,7 +626,7 @@ def _grounding_check(explanations: list[str], prefixes: list[str] | None, *, see
     )
 
 
-def _language_check(nla: Any, explanations: list[str]) -> _Stage:
+def _language_check(nla: NLA, explanations: list[str]) -> _Stage:
     """Stage 6: which of the ``n`` explanations are not English (gibberish, another script).
 
     Returns:
@@ -661,7 +664,7 @@ def _add(out: pd.DataFrame, summary: dict[str, Any], stage: _Stage) -> None:
 
 
 def faithfulness_report(
-    nla: Any,
+    nla: NLA,
     data: Any,
     *,
     explanations: list[str] | None = None,

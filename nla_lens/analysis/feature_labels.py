@@ -22,7 +22,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,9 +33,13 @@ from nla_lens.analysis.sae_features import FeatureContexts, dense_features, enco
 from nla_lens.analysis.text import content_words, grounding
 from nla_lens.errors import InputError
 from nla_lens.metrics import derangement
-from nla_lens.sae import check_sae
+from nla_lens.sae import SAELike, check_sae
 from nla_lens.subjects.hook_check import nla_hook_name
 from nla_lens.vis.sae import FeatureLabel
+
+if TYPE_CHECKING:
+    from nla_lens.models.nla import NLA
+    from nla_lens.subjects.adapters import SubjectModel
 
 __all__ = ["FeatureLabels", "direction_vectors", "label_words", "nla_feature_labels"]
 
@@ -187,13 +191,13 @@ def _grounded(text: str, contexts: Sequence[str] | None) -> float:
 
 
 def nla_feature_labels(
-    nla: Any,
-    sae: Any,
+    nla: NLA,
+    sae: SAELike,
     data: Any,
     features: Sequence[int],
     *,
     feature_contexts: Any,
-    subject: Any = None,
+    subject: SubjectModel | None = None,
     explanations: Sequence[str] | None = None,
     top_n: int = 8,
     n_words: int = 6,

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from nla_lens.errors import InputError
 from nla_lens.hooks import nla_hook_name, parse_hook_name
 from nla_lens.subjects.activations import prompt_activations
-from nla_lens.subjects.adapters import as_subject
+from nla_lens.subjects.adapters import SubjectModel, as_subject
 from nla_lens.subjects.hook_check import check_subject
 from nla_lens.vis.html import BASE_CSS, HTMLView, esc, unique_id
 from nla_lens.vis.side_by_side import cosine_colour
@@ -106,7 +106,7 @@ class LayerSweep(HTMLView):
 
 def layer_sweep(
     nlas: Any,
-    subject: Any,
+    subject: SubjectModel,
     prompt: str,
     position: int = -1,
     *,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -22,6 +22,10 @@ from nla_lens.metrics import normalize
 from nla_lens.subjects.activations import prompt_activations
 from nla_lens.subjects.hook_check import check_subject
 from nla_lens.vis.html import HTMLView
+
+if TYPE_CHECKING:
+    from nla_lens.models.nla import NLA
+    from nla_lens.subjects.adapters import SubjectModel
 
 __all__ = ["PROMPT_COLUMNS", "PromptExplanation", "explain_prompt", "token_fve"]
 
@@ -115,8 +119,8 @@ class PromptExplanation(HTMLView):
 
 
 def explain_prompt(
-    nla: Any,
-    subject: Any,
+    nla: NLA,
+    subject: SubjectModel,
     prompt: str,
     *,
     positions: Sequence[int] | None = None,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -39,8 +39,12 @@ from nla_lens.analysis.text import grounding
 from nla_lens.data.dataset import COLUMNS, ActivationDataset
 from nla_lens.errors import InputError
 from nla_lens.metrics import derangement, nanmean, score_round_trip
-from nla_lens.sae import check_sae
+from nla_lens.sae import SAELike, check_sae
 from nla_lens.subjects.hook_check import nla_hook_name
+
+if TYPE_CHECKING:
+    from nla_lens.models.nla import NLA
+    from nla_lens.subjects.adapters import SubjectModel
 
 __all__ = [
     "SAEAgreement",
@@ -109,7 +113,7 @@ class SAEAgreement:
 
 
 def positions_for(
-    nla: Any, data: Any, *, subject: Any = None, positions_per_doc: int = 2, seed: int = 0
+    nla: NLA, data: Any, *, subject: SubjectModel | None = None, positions_per_doc: int = 2, seed: int = 0
 ) -> ActivationDataset:
     """The held-out positions to score: ``data`` itself, or activations read from texts.
 
@@ -150,7 +154,7 @@ def positions_for(
 
 
 def feature_contexts_for(
-    sae: Any, contexts: Any, *, subject: Any = None, hook_name: str | None = None, k: int = 5
+    sae: SAELike, contexts: Any, *, subject: SubjectModel | None = None, hook_name: str | None = None, k: int = 5
 ) -> dict[int, list[str]]:
     """``{feature: [context, ...]}`` from a ready mapping, an activation dataset, or texts.
 
@@ -219,12 +223,12 @@ def control_summary(frame: pd.DataFrame, measures: Sequence[str]) -> dict[str, f
 
 
 def sae_agreement(
-    nla: Any,
-    sae: Any,
+    nla: NLA,
+    sae: SAELike,
     data: Any,
     *,
     feature_contexts: Any,
-    subject: Any = None,
+    subject: SubjectModel | None = None,
     explanations: Sequence[str] | None = None,
     top_k: int = 5,
     include_dense: bool = False,

@@ -24,8 +24,8 @@ import torch
 
 from nla_lens.errors import InputError
 from nla_lens.positions import ContentRule
-from nla_lens.sae import check_sae, sae_device_dtype
-from nla_lens.subjects.adapters import as_subject
+from nla_lens.sae import SAELike, check_sae, sae_device_dtype
+from nla_lens.subjects.adapters import SubjectModel, as_subject
 from nla_lens.training.sae import activation_batches
 from nla_lens.vis.sae import HIGHLIGHT
 from nla_lens.words import context_words
@@ -98,7 +98,7 @@ def dense_features(
 
 
 @torch.no_grad()
-def encode_features(sae: Any, vectors: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+def encode_features(sae: SAELike, vectors: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
     """Feature activations ``[n, d_sae]`` (fp32, CPU) of ``vectors`` ``[n, d_in]``, in batches."""
     device, dtype = sae_device_dtype(sae)
     vectors = torch.as_tensor(vectors)
@@ -152,8 +152,8 @@ def _snippet(tokenizer: Any, ids: list[int], pos: int, left: int, right: int) ->
 
 @torch.no_grad()
 def top_feature_contexts(
-    sae: Any,
-    subject: Any,
+    sae: SAELike,
+    subject: SubjectModel,
     texts: Sequence[str],
     hook_name: str,
     k: int = 3,
@@ -238,7 +238,7 @@ def _prefix_snippet(prefix: str, token: str, words: int) -> str:
 
 
 def dataset_feature_contexts(
-    sae: Any, dataset: Any, k: int = 5, *, words: int = 8, features: torch.Tensor | None = None
+    sae: SAELike, dataset: Any, k: int = 5, *, words: int = 8, features: torch.Tensor | None = None
 ) -> FeatureContexts:
     """The top-``k`` contexts of every SAE feature among an activation dataset's positions.
 

@@ -22,7 +22,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -41,8 +41,11 @@ from nla_lens.analysis.text import content_words
 from nla_lens.errors import FluencyWarning, InputError
 from nla_lens.hooks import HookPoint
 from nla_lens.models.verbalizer import stop_token_ids
-from nla_lens.subjects.adapters import NNsightSubject, SubjectAdapter, as_subject
+from nla_lens.subjects.adapters import NNsightSubject, SubjectAdapter, SubjectModel, as_subject
 from nla_lens.subjects.hook_check import check_subject
+
+if TYPE_CHECKING:
+    from nla_lens.models.nla import NLA
 
 __all__ = [
     "DEFAULT_COEFFICIENT",
@@ -67,7 +70,7 @@ SWEEP_COEFFICIENTS = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 
 
 # -- the vector --------------------------------------------------------------------------------
-def typical_norm(nla: Any, dataset: Any = None) -> float:
+def typical_norm(nla: NLA, dataset: Any = None) -> float:
     """The activation norm a steering vector is scaled to: the dataset's median norm, else the AV's
     ``injection_scale`` (set to about that median when the NLA was built)."""
     if dataset is not None:
@@ -82,7 +85,7 @@ def typical_norm(nla: Any, dataset: Any = None) -> float:
     return float(scale)
 
 
-def explanation_vector(nla: Any, explanation: str, *, norm: float | None = None, dataset: Any = None) -> torch.Tensor:
+def explanation_vector(nla: NLA, explanation: str, *, norm: float | None = None, dataset: Any = None) -> torch.Tensor:
     """The residual-stream vector ``[d_model]`` an explanation describes, at activation scale.
 
     Args:
@@ -227,7 +230,7 @@ def _cut_at_stop(tokens: torch.Tensor, tokenizer: Any) -> torch.Tensor:
 
 # -- public verbs --------------------------------------------------------------------------------
 def steered_generate(
-    subject: Any,
+    subject: SubjectModel,
     prompt: str,
     vector: torch.Tensor | None,
     *,
@@ -277,7 +280,7 @@ def topic_token_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
 
 
 def topic_logprob(
-    subject: Any,
+    subject: SubjectModel,
     text_ids: torch.Tensor,
     start: int,
     topic_ids: Sequence[int],
@@ -371,8 +374,8 @@ class SteeringResult:
 
 
 def steer(
-    nla: Any,
-    subject: Any,
+    nla: NLA,
+    subject: SubjectModel,
     prompts: str | Sequence[str],
     explanation: str,
     *,
@@ -454,8 +457,8 @@ def steer(
 
 
 def steering_sweep(
-    nla: Any,
-    subject: Any,
+    nla: NLA,
+    subject: SubjectModel,
     prompts: str | Sequence[str],
     explanation: str,
     *,
@@ -549,8 +552,8 @@ class _SteeringRun:
     @classmethod
     def build(
         cls,
-        nla: Any,
-        subject: Any,
+        nla: NLA,
+        subject: SubjectModel,
         prompts: str | Sequence[str],
         explanation: str,
         topic_words: Sequence[str] | None,

@@ -30,15 +30,13 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from nla_lens.engines.protocols import VerbalizerLike
 from nla_lens.errors import InputError, ShapeError
 from nla_lens.optional import vllm as import_vllm
-
-if TYPE_CHECKING:
-    from nla_lens.models.verbalizer import ActivationVerbalizer
 
 __all__ = ["VLLMEngine", "merged_state_dict", "prompt_embeds"]
 
@@ -50,7 +48,7 @@ CPU_KV_CACHE_BYTES = 2 * 2**30
 
 
 @torch.no_grad()
-def prompt_embeds(av: ActivationVerbalizer, vectors: torch.Tensor) -> torch.Tensor:
+def prompt_embeds(av: VerbalizerLike, vectors: torch.Tensor) -> torch.Tensor:
     """The AV prompt's input embeddings with each vector injected at the marker.
 
     Calls the AV model's input-embedding module on the prompt ids inside ``av.injecting(vectors)``,
@@ -179,7 +177,7 @@ class VLLMEngine:
     Use as a context manager, or call :meth:`close`, to stop vLLM and delete the folder.
     """
 
-    def __init__(self, av: ActivationVerbalizer, *, gpu_memory_utilization: float | None = None, **llm_kwargs: Any):
+    def __init__(self, av: VerbalizerLike, *, gpu_memory_utilization: float | None = None, **llm_kwargs: Any):
         vllm = import_vllm("VLLMEngine")
         self.av = av
         self.llm: Any = None

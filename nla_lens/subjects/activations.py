@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 import pandas as pd
 import torch
@@ -20,7 +19,7 @@ import torch
 from nla_lens.errors import InputError
 from nla_lens.hooks import HookPoint
 from nla_lens.positions import CONTENT_RULE, token_content_mask
-from nla_lens.subjects.adapters import SubjectAdapter, as_subject
+from nla_lens.subjects.adapters import SubjectAdapter, SubjectModel, as_subject
 
 __all__ = ["PromptActivations", "prompt_activations"]
 
@@ -55,7 +54,7 @@ class PromptActivations:
 
 
 def prompt_activations(
-    subject: Any,
+    subject: SubjectModel,
     prompt: str,
     hook: str | int | HookPoint,
     positions: Sequence[int] | None = None,

@@ -4,13 +4,17 @@
 ``nnsight`` language model, in a ``SubjectAdapter`` with the few verbs extraction needs: tokenize
 a document, list and validate hook names, and read one hook's activations while running only the
 blocks needed to reach it (``stop_at_layer`` in TransformerLens, ``tracer.stop()`` in nnsight).
+
+What ``as_subject`` accepts, and so every ``subject=`` parameter, is :data:`SubjectModel`: an adapter,
+or a model of either backend as ``as_subject`` recognises it (:class:`TransformerLensModel`,
+:class:`NNsightModel`, ``typing.Protocol`` classes for annotations).
 """
 
 from __future__ import annotations
 
 import weakref
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 import torch
 
@@ -274,7 +278,38 @@ def _find_layers_path(module: torch.nn.Module, n_layers: int) -> str:
     raise InputError(f"Could not find the list of {n_layers} decoder blocks in {type(module).__name__}.")
 
 
-def as_subject(model: Any, tokenizer: Any = None, *, remote: bool = False) -> SubjectAdapter:
+class TransformerLensModel(Protocol):
+    """A TransformerLens ``TransformerBridge`` or ``HookedTransformer``, as :func:`as_subject` recognises
+    one (``run_with_cache`` and ``cfg``); :class:`TransformerLensSubject` reads ``cfg.n_layers``,
+    ``cfg.d_model``, ``cfg.n_ctx``, ``cfg.default_prepend_bos``, ``hook_dict``, ``W_E`` and ``tokenizer``."""
+
+    @property
+    def cfg(self) -> Any:
+        """The model's config."""
+        ...
+
+    def run_with_cache(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the model and return ``(output, cache)``."""
+        ...
+
+
+class NNsightModel(Protocol):
+    """An ``nnsight`` language model, as :func:`as_subject` recognises one (``trace`` and the wrapped
+    Hugging Face module in ``_module``: nnsight offers no public accessor)."""
+
+    @property
+    def _module(self) -> Any: ...
+
+    def trace(self, *args: Any, **kwargs: Any) -> Any:
+        """Open a tracing context over one forward pass."""
+        ...
+
+
+SubjectModel: TypeAlias = SubjectAdapter | TransformerLensModel | NNsightModel
+"""What a ``subject=`` parameter takes: an adapter, or a model :func:`as_subject` wraps in one."""
+
+
+def as_subject(model: SubjectModel, tokenizer: Any = None, *, remote: bool = False) -> SubjectAdapter:
     """Wrap a subject model in the adapter for its backend.
 
     Args:

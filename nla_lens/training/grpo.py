@@ -44,10 +44,10 @@ import pandas as pd
 import torch
 
 from nla_lens.data.dataset import ActivationDataset
+from nla_lens.engines import ENGINES, unknown_engine_message
 from nla_lens.errors import InputError, ShapeError
 from nla_lens.metrics import held_out_metrics, normalized_mse
 from nla_lens.models.nla import NLA
-from nla_lens.models.verbalizer import ENGINES
 from nla_lens.modes import evaluating
 from nla_lens.norm_range import record_norm_range
 from nla_lens.precision import InferenceCopy
@@ -122,8 +122,9 @@ class GRPOConfig(TrainerConfig):
             or keep the adapters they already have).
         micro_batch_size: Sequences per policy forward/backward; gradients are accumulated, so
             the update is the same and only peak memory changes.
-        engine: What samples the rollouts: ``"hf"`` (transformers ``generate``) or ``"vllm"``
-            (one process only; ``pip install 'nla_lens[vllm]'``).
+        engine: What samples the rollouts: ``"hf"`` (transformers ``generate``), ``"vllm"``
+            (one process only; ``pip install 'nla_lens[vllm]'``) or another name in
+            :data:`nla_lens.engines.ENGINES` (:func:`~nla_lens.engines.register_engine`).
     """
 
     n_vectors: int = 8
@@ -149,7 +150,7 @@ class GRPOConfig(TrainerConfig):
         if not 0.0 <= self.ar_augment <= 1.0:
             raise InputError(f"ar_augment is a share of explanations in [0, 1], got {self.ar_augment!r}.")
         if self.engine not in ENGINES:
-            raise InputError(f"Unknown engine {self.engine!r}; choose one of {ENGINES}.")
+            raise InputError(unknown_engine_message(self.engine))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +277,7 @@ class GRPOTrainer(Trainer):
             included), parsed explanations, which failed, and response lengths.
         """
         av = self.nla.av
-        hf = (
+        hf: dict[str, Any] = (
             {
                 "merge_adapters": self.fast_paths.merge_adapters,
                 "precision": self.precision,

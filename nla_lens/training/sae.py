@@ -29,7 +29,7 @@ from nla_lens.errors import CacheError, InputError
 from nla_lens.hooks import HookPoint
 from nla_lens.optional import sae_lens
 from nla_lens.positions import CONTENT_RULE, ContentRule, token_content_mask
-from nla_lens.subjects.adapters import SubjectAdapter, as_subject
+from nla_lens.subjects.adapters import SubjectAdapter, SubjectModel, as_subject
 
 __all__ = ["activation_batches", "collect_activations", "load_sae", "train_embedded_sae"]
 
@@ -152,7 +152,7 @@ def _train_sae(
 
 
 def train_embedded_sae(
-    subject: Any,
+    subject: SubjectModel,
     texts: Sequence[str],
     *,
     hook_name: str = "blocks.20.hook_resid_post",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from nla_lens.errors import InputError
 from nla_lens.jsonable import json_safe
 from nla_lens.optional import require
-from nla_lens.training.callbacks import TrainerCallback
+from nla_lens.training.callbacks import TrainerCallback, TrainerLike
 from nla_lens.widgets.assets import asset
 
 if TYPE_CHECKING:  # the real module, so that the class below has a base class mypy knows
@@ -25,8 +25,6 @@ else:
     anywidget = require("anywidget", "NLADashboard")
 traitlets = require("traitlets", "NLADashboard")
 
-if TYPE_CHECKING:  # annotations only: Trainer.train(dashboard=True) imports this module
-    from nla_lens.training.base import Trainer
 
 #: Metric columns copied into ``NLADashboard.history`` (the ones the view plots, plus ``step``).
 PLOTTED: tuple[str, ...] = (
@@ -67,7 +65,7 @@ def thin(rows: list[dict[str, Any]], max_points: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _samples(trainer: Trainer, limit: int) -> list[dict[str, Any]] | None:
+def _samples(trainer: TrainerLike, limit: int) -> list[dict[str, Any]] | None:
     """The first ``limit`` rows of ``trainer.last_samples``, or ``None`` if it has none."""
     frame = getattr(trainer, "last_samples", None)
     if frame is None:
@@ -123,7 +121,7 @@ class NLADashboard(anywidget.AnyWidget, TrainerCallback):
 
     def __init__(
         self,
-        trainer: Trainer,
+        trainer: TrainerLike,
         *,
         max_points: int = 2000,
         max_samples: int = 8,
@@ -165,7 +163,7 @@ class NLADashboard(anywidget.AnyWidget, TrainerCallback):
         return self
 
     # -- trainer callbacks ---------------------------------------------------------------------
-    def on_train_begin(self, trainer: Trainer, n_steps: int) -> None:
+    def on_train_begin(self, trainer: TrainerLike, n_steps: int) -> None:
         self.trainer = trainer
         self._started = time.perf_counter()
         self._first_step = trainer.step_count
@@ -176,7 +174,7 @@ class NLADashboard(anywidget.AnyWidget, TrainerCallback):
             self.elapsed, self.eta = 0.0, None
             self.status = "running"
 
-    def on_step(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+    def on_step(self, trainer: TrainerLike, metrics: dict[str, Any]) -> None:
         with self.hold_sync():
             self.history = thin([*self.history, _row(metrics)], self.max_points)
             samples = _samples(trainer, self.max_samples)
@@ -189,7 +187,7 @@ class NLADashboard(anywidget.AnyWidget, TrainerCallback):
                 left = max(self.total_steps - trainer.step_count, 0)
                 self.eta = self.elapsed / done * left if done > 0 else None
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainerLike) -> None:
         with self.hold_sync():
             if self._started is not None:
                 self.elapsed = time.perf_counter() - self._started
@@ -239,7 +237,7 @@ class NLADashboard(anywidget.AnyWidget, TrainerCallback):
         comm._reply_subshell_for = peek
 
 
-def dashboard_for(trainer: Trainer, dashboard: bool | NLADashboard) -> NLADashboard:
+def dashboard_for(trainer: TrainerLike, dashboard: bool | NLADashboard) -> NLADashboard:
     """The dashboard ``Trainer.train(dashboard=...)`` uses.
 
     Args:

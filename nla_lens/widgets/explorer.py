@@ -22,7 +22,7 @@ from nla_lens.jsonable import json_safe
 from nla_lens.metrics import score_round_trip
 from nla_lens.optional import require
 from nla_lens.subjects.activations import prompt_activations
-from nla_lens.subjects.adapters import as_subject
+from nla_lens.subjects.adapters import SubjectModel, as_subject
 from nla_lens.subjects.hook_check import check_subject
 from nla_lens.widgets.assets import asset
 
@@ -105,7 +105,7 @@ class NLAExplorer(anywidget.AnyWidget):
     def __init__(
         self,
         nlas: Any,
-        subject: Any,
+        subject: SubjectModel,
         *,
         prompt: str = "",
         max_new_tokens: int = 48,

@@ -66,3 +66,44 @@ def test_an_engine_object_is_used_and_unknown_names_are_refused(tiny_nla):
         GRPOConfig(engine="sglang")
     with pytest.raises(InputError, match="Unknown engine"):
         tiny_nla.explain(vectors, engine="sglang", progress=False)
+
+
+def test_a_registered_engine_is_started_kept_sent_new_weights_and_closed(tiny_nla, monkeypatch):
+    import nla_lens.engines as engines
+
+    monkeypatch.setattr(engines, "_FACTORIES", dict(engines._FACTORIES))  # the registry, restored after
+    av = tiny_nla.av
+    events: list = []
+
+    class Delegating:
+        def __init__(self, served, **kwargs):
+            events.append(("start", kwargs))
+            self.served = served
+
+        def generate(self, vectors, **kwargs):
+            events.append("generate")
+            return self.served.generate(vectors, **kwargs)
+
+        def update_weights(self):
+            events.append("update")
+
+        def close(self):
+            events.append("close")
+
+    engines.register_engine("delegating", Delegating)
+    vectors = _vectors(2, av.d_model)
+    kwargs = dict(max_new_tokens=8, progress=False, warn=False)
+    by_engine = av.verbalize(vectors, engine="delegating", **kwargs)
+    assert by_engine["explanation"].tolist() == av.verbalize(vectors, **kwargs)["explanation"].tolist()
+    av.verbalize(vectors, engine="delegating", **kwargs)  # kept, weights unchanged: no restart, no update
+    weight = next(p for p in av.model.parameters() if p.requires_grad)
+    with torch.no_grad():
+        weight.add_(0.01)  # a training step
+    av.verbalize(vectors, engine="delegating", **kwargs)
+    av.close_engines()
+    assert events == [("start", {}), "generate", "generate", "update", "generate", "close"]
+    assert av.start_engine("delegating", option=1).served is av
+    assert events[-1] == ("start", {"option": 1})
+    av.close_engines()
+    with pytest.raises(InputError, match="Engines to start: 'vllm', 'delegating' .*got 'hf'"):
+        av.start_engine("hf")

@@ -1,8 +1,12 @@
 """The package's import graph: no cycle, no private name taken from another package, views that only render.
 
 Every import statement of ``nla_lens`` is read from the source (module-level and lazy ones inside
-functions alike); only imports under ``if TYPE_CHECKING:`` are left out, because they never run
-(annotations only). A cycle hidden by a lazy import is still a cycle here.
+functions alike). A cycle hidden by a lazy import is still a cycle here. Imports under
+``if TYPE_CHECKING:`` never run (annotations only), so the first check leaves them out; a second
+check counts them too and refuses any cycle that spans two packages (``training`` and ``widgets``,
+``models`` and ``engines``): the types both sides need live in a module both import (a Protocol,
+e.g. :mod:`nla_lens.engines.protocols`, :class:`nla_lens.training.callbacks.TrainerLike`). Inside one
+package such a cycle is allowed (``models.nla`` and ``models.export`` name each other's classes).
 """
 
 from __future__ import annotations
@@ -37,13 +41,14 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _imports(name: str, path: Path) -> list[tuple[str, str | None]]:
-    """``(module, imported name or None)`` for every import that can run in ``name``."""
+def _imports(name: str, path: Path, *, type_checking: bool = False) -> list[tuple[str, str | None]]:
+    """``(module, imported name or None)`` for every import that can run in ``name``, and with
+    ``type_checking`` also those under ``if TYPE_CHECKING:`` (annotations only)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: list[tuple[str, str | None]] = []
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
+        if isinstance(node, ast.If) and _is_type_checking(node.test) and not type_checking:
             for child in node.orelse:
                 visit(child)
             return
@@ -63,12 +68,12 @@ def _imports(name: str, path: Path) -> list[tuple[str, str | None]]:
     return found
 
 
-def _graph() -> dict[str, set[str]]:
+def _graph(*, type_checking: bool = False) -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         targets = set()
-        for module, imported in _imports(name, path):
+        for module, imported in _imports(name, path, type_checking=type_checking):
             full = f"{module}.{imported}" if imported else module
             target = full if full in modules else module
             if target in modules and target != name:
@@ -117,6 +122,11 @@ def _top_package(module: str) -> str:
     return ".".join(parts[:2]) if parts[0] == "nla_lens" else parts[0]
 
 
+def _package_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The cycles of ``graph`` whose modules belong to more than one package."""
+    return [cycle for cycle in _cycles(graph) if len({_top_package(m) for m in cycle}) > 1]
+
+
 def test_the_graph_reader_sees_lazy_imports_and_skips_type_checking(tmp_path):
     source = tmp_path / "m.py"
     source.write_text(
@@ -127,8 +137,32 @@ def test_the_graph_reader_sees_lazy_imports_and_skips_type_checking(tmp_path):
     assert _cycles({"x": {"y"}, "y": {"z"}, "z": {"x"}, "w": {"x"}}) == [["x", "y", "z"]]
 
 
+def test_the_graph_reader_can_count_type_checking_imports(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\nelse:\n    import z\n"
+        "def f():\n    from b import c\n"
+    )
+    assert _imports("pkg.m", source) == [("typing", "TYPE_CHECKING"), ("z", None), ("b", "c")]
+    assert _imports("pkg.m", source, type_checking=True) == [
+        ("typing", "TYPE_CHECKING"),
+        ("a", None),
+        ("z", None),
+        ("b", "c"),
+    ]
+    graph = {"nla_lens.a.x": {"nla_lens.b.y"}, "nla_lens.b.y": {"nla_lens.a.x"}, "nla_lens.a.z": {"nla_lens.a.x"}}
+    assert _package_cycles(graph) == [["nla_lens.a.x", "nla_lens.b.y"]]
+    assert _package_cycles({"nla_lens.a.x": {"nla_lens.a.y"}, "nla_lens.a.y": {"nla_lens.a.x"}}) == []
+
+
 def test_the_package_has_no_import_cycle():
     assert _cycles(_graph()) == []
+
+
+def test_no_cycle_between_packages_even_through_type_checking_imports():
+    """A cycle that only annotations close is still two packages that each need the other's types;
+    the shared types belong in a module both import. Inside one package it is allowed."""
+    assert _package_cycles(_graph(type_checking=True)) == []
 
 
 def test_no_private_name_is_imported_from_another_package():

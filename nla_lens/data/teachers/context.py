@@ -9,7 +9,7 @@ always give the same explanations.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -18,6 +18,9 @@ from tqdm.auto import tqdm
 from nla_lens.data.teachers.base import check_records
 from nla_lens.errors import InputError
 from nla_lens.words import context_words, topic_words
+
+if TYPE_CHECKING:
+    from nla_lens.subjects.adapters import SubjectModel
 
 VARIANTS = ("context", "template")
 TEMPLATE_LAST_WORDS = 6
@@ -37,7 +40,7 @@ def _quote_list(items: list[str]) -> str:
 class _NextTokenModel:
     """Tokenize a prefix and run a causal LM to logits, whatever the subject's backend."""
 
-    def __init__(self, subject: Any):
+    def __init__(self, subject: SubjectModel):
         from nla_lens.subjects.adapters import NNsightSubject, SubjectAdapter, as_subject
 
         if isinstance(subject, tuple) and len(subject) == 2:
@@ -110,7 +113,7 @@ class ContextTeacher:
 
     def __init__(
         self,
-        subject: Any = None,
+        subject: SubjectModel | None = None,
         *,
         n_context_words: int = 15,
         top_k: int = 3,
