@@ -12,6 +12,7 @@ or a model of either backend as ``as_subject`` recognises it (:class:`Transforme
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from abc import ABC, abstractmethod
 from typing import Any, Protocol, TypeAlias
@@ -36,6 +37,21 @@ def _loaded_as(model: Any) -> str | None:
         return _LOADED_AS.get(model)
     except TypeError:  # an object that cannot be weakly referenced was never recorded
         return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ResidualEdit:
+    """An intervention for :meth:`SubjectAdapter.logits` and :meth:`SubjectAdapter.generate`:
+    ``delta`` added at every position of one hook (steering).
+
+    Attributes:
+        hook_name: A hook the subject lists (an nnsight subject edits ``blocks.K.hook_resid_post``,
+            decoder-layer outputs, only).
+        delta: ``[d_model]``.
+    """
+
+    hook_name: str
+    delta: torch.Tensor
 
 
 class SubjectAdapter(ABC):
@@ -121,6 +137,17 @@ class SubjectAdapter(ABC):
             ``[batch, seq, d_model]`` float tensor on the CPU.
         """
 
+    @abstractmethod
+    def logits(self, tokens: torch.Tensor, *, edit: ResidualEdit | None = None) -> torch.Tensor:
+        """Next-token logits ``[B, T, vocab]`` (float32, CPU) of ``tokens [B, T]``; rows may be
+        right-padded (causal: a row's logits never see its padding). ``edit`` adds its delta at every
+        position of its hook."""
+
+    @abstractmethod
+    def generate(self, tokens: torch.Tensor, max_new_tokens: int, *, edit: ResidualEdit | None = None) -> torch.Tensor:
+        """``[max_new_tokens]`` greedy tokens after ``tokens [T]`` (exactly that many: stop tokens do
+        not end it), with ``edit``'s delta added at every position of every pass."""
+
 
 class TransformerLensSubject(SubjectAdapter):
     """A ``TransformerBridge`` or ``HookedTransformer``, read with ``run_with_cache``."""
@@ -172,6 +199,34 @@ class TransformerLensSubject(SubjectAdapter):
         if hook.name not in cache:
             raise HookNameError(f"The model ran but hook {hook.name!r} produced no activation.")
         return cache[hook.name].float().cpu()
+
+    def _fwd_hooks(self, edit: ResidualEdit | None) -> list[tuple[str, Any]]:
+        if edit is None:
+            return []
+        hook, delta = self.resolve_hook(edit.hook_name), edit.delta
+
+        def add(activation: torch.Tensor, hook: Any) -> torch.Tensor:
+            return activation + delta.to(device=activation.device, dtype=activation.dtype)
+
+        return [(hook.name, add)]
+
+    @torch.no_grad()
+    def logits(self, tokens: torch.Tensor, *, edit: ResidualEdit | None = None) -> torch.Tensor:
+        out = self.model.run_with_hooks(tokens.to(self.device), fwd_hooks=self._fwd_hooks(edit), return_type="logits")
+        return out.float().cpu()
+
+    @torch.no_grad()
+    def generate(self, tokens: torch.Tensor, max_new_tokens: int, *, edit: ResidualEdit | None = None) -> torch.Tensor:
+        # Our own greedy loop, one full forward per new token, instead of TransformerLens's
+        # generate: its bridge reads the KV cache under the argument name transformers used before
+        # 5.24 (`past_key_values`), so from 5.24 on (`cache=`) it keeps an empty cache and every step
+        # attends to itself alone -- garbage after the first token, no error. Without a cache an
+        # edit adds its delta at every position of every pass, exactly once per position.
+        out = tokens.cpu()
+        for _ in range(max_new_tokens):
+            next_token = self.logits(out[None], edit=edit)[0, -1].argmax(-1, keepdim=True)
+            out = torch.cat([out, next_token.to(out.dtype)])
+        return out[len(tokens) :]
 
 
 class NNsightSubject(SubjectAdapter):
@@ -268,6 +323,58 @@ class NNsightSubject(SubjectAdapter):
         if isinstance(value, dict):  # ``inputs`` is (args, kwargs)
             value = value["hidden_states"]
         return value.float().cpu()
+
+    def _edited_layer(self, edit: ResidualEdit) -> Any:
+        hook = self.resolve_hook(edit.hook_name)
+        if hook.suffix != "hook_resid_post":
+            raise InputError(
+                f"An nnsight subject is edited at decoder-layer outputs, i.e. blocks.K.hook_resid_post; "
+                f"{hook.name!r} is not one. Use a TransformerLens subject for other hooks."
+            )
+        return self.layer_envoy(hook.block)
+
+    @staticmethod
+    def _add(layer: Any, delta: torch.Tensor) -> None:
+        """Inside a trace: add ``delta`` to ``layer``'s output (a tensor, or ``(hidden, ...)``)."""
+        output = layer.output
+        if isinstance(output, tuple):  # older transformers return (hidden, ...)
+            layer.output = (output[0] + delta.to(output[0].device, output[0].dtype), *output[1:])
+        else:
+            layer.output = output + delta.to(output.device, output.dtype)
+
+    @torch.no_grad()
+    def logits(self, tokens: torch.Tensor, *, edit: ResidualEdit | None = None) -> torch.Tensor:
+        if edit is None and not self.remote and self.hf_model.device.type != "meta":
+            # No intervention: the wrapped module itself, without building a trace.
+            return self.hf_model(input_ids=tokens.to(self.device)).logits.float().cpu()
+        layer = None if edit is None else self._edited_layer(edit)
+        with self.model.trace(tokens.to(self.device), remote=self.remote):
+            if layer is not None and edit is not None:
+                self._add(layer, edit.delta)
+            logits = self.model.output.logits.save()
+        return logits.float().cpu()
+
+    @torch.no_grad()
+    def generate(self, tokens: torch.Tensor, max_new_tokens: int, *, edit: ResidualEdit | None = None) -> torch.Tensor:
+        layer = None if edit is None else self._edited_layer(edit)
+        pad = self.tokenizer.pad_token_id
+        # min_new_tokens: every one of the max_new_tokens steps the loop below edits must happen.
+        with self.model.generate(
+            tokens[None].to(self.device),
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=pad if pad is not None else 0,
+            remote=self.remote,
+        ) as tracer:
+            if layer is not None and edit is not None:
+                for _ in tracer.iter[:max_new_tokens]:
+                    self._add(layer, edit.delta)
+            result = tracer.result.save()
+        return result[0, len(tokens) :].cpu()
 
 
 def _find_layers_path(module: torch.nn.Module, n_layers: int) -> str:

@@ -41,13 +41,13 @@ class _NextTokenModel:
     """Tokenize a prefix and run a causal LM to logits, whatever the subject's backend."""
 
     def __init__(self, subject: SubjectModel):
-        from nla_lens.subjects.adapters import NNsightSubject, SubjectAdapter, as_subject
+        from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 
         if isinstance(subject, tuple) and len(subject) == 2:
             model, tokenizer = subject
             if tokenizer is None:
                 raise InputError("ContextTeacher(subject=(model, tokenizer)) needs a tokenizer.")
-            self.model, self.tokenizer = model, tokenizer
+            self.model, self.tokenizer, self._device = model, tokenizer, next(model.parameters()).device
             self.encode = lambda text: tokenizer(text, add_special_tokens=True)["input_ids"]
             self.forward = lambda tokens: model(input_ids=tokens).logits
             self.n_ctx = getattr(getattr(model, "config", None), "max_position_embeddings", None)
@@ -62,17 +62,13 @@ class _NextTokenModel:
             )
         adapter = as_subject(subject)
         self.tokenizer, self.encode, self.n_ctx = adapter.tokenizer, adapter.encode, adapter.n_ctx
-        if isinstance(adapter, NNsightSubject):  # the local HF module behind the nnsight wrapper
-            hf_model = adapter.hf_model
-            self.model = hf_model
-            self.forward = lambda tokens: hf_model(input_ids=tokens).logits
-        else:
-            self.model = adapter.model
-            self.forward = lambda tokens: adapter.model(tokens)
+        self.model = adapter.model
+        self.forward = adapter.logits  # whatever the backend (SubjectAdapter.logits)
+        self._device = adapter.device
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return self._device
 
     @property
     def pad_id(self) -> int:
