@@ -1,7 +1,8 @@
 """The ``nla-lens`` command line.
 
 ``nla-lens explain TEXT`` explains every token of a text with an NLA (the shipped one by default)
-and scores each reconstruction; ``extract`` saves activations at a hook point as parquet; ``train``
+and scores each reconstruction (``--compare TEXT_A TEXT_B``: two texts' last tokens side by side,
+the words that change and a control); ``extract`` saves activations at a hook point as parquet; ``train``
 runs the training recipe; ``export`` writes an NLA as full folders in the published layout.
 """
 
@@ -123,11 +124,66 @@ def format_row(row: Any, width: int, colour: bool) -> str:
     return f"[{row.position:3d}] {token} {gain}  cos {row.cosine:.3f}  mse {row.mse:.3f}  {explanation[:width]}"
 
 
+def format_comparison(result: Any, width: int) -> list[str]:
+    """The lines of ``nla-lens explain --compare``: both explanations with their reconstruction scores,
+    the snippets that change (with the words added and removed), and the change level beside its control."""
+
+    def one_line(text: Any) -> str:
+        return " / ".join(line.strip() for line in str(text).splitlines() if line.strip())[:width]
+
+    lines = []
+    for row in result.frame.itertuples():
+        if row.side == "control":
+            continue
+        where = f"  token {row.token!r} (position {row.position})" if isinstance(row.token, str) else ""
+        lines.append(f"{row.side}  {row.label!r}{where}  cos {row.cosine:.3f}  mse {row.mse:.3f}")
+        lines.append(f"   {one_line(row.explanation)}")
+    changed = result.changed
+    lines.append(f"changed snippets: {len(changed)} of {len(result.snippets)}")
+    for row in changed.itertuples():
+        words = " ".join([f"-{w}" for w in row.removed] + [f"+{w}" for w in row.added])
+        lines.append(f"  {row.heading}")
+        lines.append(f"    A: {one_line(row.before) or '(none)'}")
+        lines.append(f"    B: {one_line(row.after) or '(none)'}")
+        if words:
+            lines.append(f"    words: {words}")
+    s = result.summary
+    level = f"change level {s['change_level']:.2f} (share of content words that differ)"
+    if math.isnan(s["control_change_level"]):
+        lines.append(f"{level}; control ({s['control_kind']})")
+    else:
+        changed_there = ", ".join(s["control_changed_headings"]) or "none"
+        lines.append(
+            f"{level}; control {s['control_change_level']:.2f}: {s['control_kind']} (snippets changed: {changed_there})"
+        )
+    return lines
+
+
 def _explain(args: argparse.Namespace) -> int:
     import nla_lens
+    from nla_lens.errors import InputError
 
+    if (args.text is None) == (args.compare is None):
+        raise InputError('Pass one text to explain, or --compare "text A" "text B" (not both).')
+    positions = args.positions or None
+    if args.compare is not None and positions is not None and len(positions) not in (1, 2):
+        raise InputError("With --compare, --positions takes one position for both texts or two (A's, B's).")
     nla = nla_lens.NLA.from_pretrained(args.nla)
     subject = nla_lens.load_subject(nla.av.cfg.subject_model or SMOLLM2.name, cache_dir=args.cache_dir)
+    if args.compare is not None:
+        result = nla.compare(
+            *args.compare,
+            subject=subject,
+            positions=None if positions is None else positions[0] if len(positions) == 1 else tuple(positions),
+            control=args.control,
+            max_new_tokens=args.max_new_tokens,
+            precision=args.precision,
+            progress=False,
+            warn=False,
+        )
+        for line in format_comparison(result, args.width):
+            print(line)
+        return 0
     frame = nla.round_trip(
         text=args.text,
         subject=subject,
@@ -217,10 +273,30 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_train)
 
     xp = commands.add_parser("explain", help="explain every token of a text with an NLA, with reconstruction scores")
-    xp.add_argument("text")
+    xp.add_argument("text", nargs="?", default=None)
+    xp.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("TEXT_A", "TEXT_B"),
+        default=None,
+        help="explain two texts' tokens (the last by default) side by side: the snippets and words that "
+        "change, and the change level beside a control",
+    )
+    xp.add_argument(
+        "--control",
+        default="random",
+        choices=("random", "swap"),
+        help="with --compare: a random direction of the same norm as B - A added to A (default), or each "
+        "explanation's reconstruction scored against the other input",
+    )
     xp.add_argument("--nla", default=None, help="NLA folder (default: the one shipped for the embedded model)")
     xp.add_argument(
-        "--positions", type=int, nargs="*", default=None, help="token positions (default: all but the first)"
+        "--positions",
+        type=int,
+        nargs="*",
+        default=None,
+        help="token positions (default: all but the first; with --compare: one for both texts or A's and B's, "
+        "default the last token, negative from the end)",
     )
     xp.add_argument("--max-new-tokens", type=int, default=64)
     xp.add_argument("--width", type=int, default=160, help="characters of each explanation shown")

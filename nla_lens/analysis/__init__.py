@@ -18,7 +18,11 @@ Owns the public names of the analysis layer:
 * :func:`layer_sweep`: one token explained at several hooks by NLAs trained there;
 * :func:`explanation_vector` and :func:`steer`: turn an explanation into a residual-stream
   direction with the AR and add it to the subject while it generates, each topic gain beside the
-  fluency of the steered text; :func:`steering_sweep` does it at several strengths.
+  fluency of the steered text; :func:`steering_sweep` does it at several strengths;
+* :func:`explain_direction` and ``difference.compare`` (also ``NLA.explain_direction`` and
+  ``NLA.compare``; module :mod:`nla_lens.analysis.difference`, as :mod:`nla_lens.analysis.compare`
+  is the side-by-side table): two explanations side by side, the words that change, and a control,
+  as a :class:`Comparison`.
 
 Imports no widget code; the views are self-contained HTML from :mod:`nla_lens.vis`, which only
 renders the tables computed here.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 from nla_lens.analysis.ablation import snippet_ablation
 from nla_lens.analysis.compare import side_by_side
+from nla_lens.analysis.difference import Comparison, explain_direction
 from nla_lens.analysis.faithfulness import FaithfulnessReport, context_oracle, faithfulness_report
 from nla_lens.analysis.feature_labels import FeatureLabels, nla_feature_labels
 from nla_lens.analysis.layer_sweep import LayerSweep, layer_sweep
@@ -47,6 +52,7 @@ from nla_lens.analysis.text import content_words, grounding, split_snippets
 from nla_lens.subjects.hook_check import check_subject, nla_hook_name
 
 __all__ = [
+    "Comparison",
     "FaithfulnessReport",
     "FeatureLabels",
     "LayerSweep",
@@ -60,6 +66,7 @@ __all__ = [
     "content_words",
     "context_oracle",
     "dataset_feature_contexts",
+    "explain_direction",
     "explain_prompt",
     "explanation_vector",
     "faithfulness_report",

@@ -7,7 +7,9 @@ Owns :func:`nla_feature_labels` and its result :class:`FeatureLabels`. For each 
   (``lift`` = share of the feature's explanations with the word minus its base rate);
 * **direction explanation**: the NLA's explanation of the feature's decoder direction itself,
   added to a typical activation (the positions' mean) at the strength the feature fires with
-  where it fires hardest (:func:`direction_vectors`);
+  where it fires hardest (:func:`~nla_lens.analysis.direction.direction_vectors`, the one place
+  that turns a direction into an activation, shared with
+  :func:`~nla_lens.analysis.difference.explain_direction`);
 * **grounding** of both in the feature's top-activating contexts
   (:func:`~nla_lens.analysis.text.grounding`), beside the same label read against a shuffled
   feature's contexts, so a label that fits any feature shows as such.
@@ -28,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from nla_lens.analysis.direction import direction_vectors
 from nla_lens.analysis.sae_agreement import control_summary, feature_contexts_for, positions_for
 from nla_lens.analysis.sae_features import FeatureContexts, dense_features, encode_features, feature_density
 from nla_lens.analysis.text import content_words, grounding
@@ -149,29 +152,6 @@ def label_words(
     table = table.sort_values(["lift", "count", "word"], ascending=[False, False, True]).reset_index(drop=True)
     keep = table[(table["count"] >= min(min_count, len(top))) & (table["lift"] > 0)]
     return keep["word"].head(n_words).tolist(), table
-
-
-def direction_vectors(
-    vectors: torch.Tensor, decoder: torch.Tensor, strengths: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Each decoder direction added to a typical activation at the strength it fires with, at a typical norm.
-
-    Args:
-        vectors: ``[n, d]`` activations: the typical activation is their mean, and the result is
-            rescaled to their median norm.
-        decoder: ``[m, d]`` decoder rows (``W_dec[features]``).
-        strengths: ``[m]`` activation of each feature where it fires hard (the mean of its top
-            activations); a missing or non-positive one becomes the median distance of a vector
-            from the mean, over the row's norm.
-
-    Returns:
-        ``[m, d]``: ``mean + strength * decoder row``, rescaled to the median norm.
-    """
-    mean = vectors.mean(dim=0)  # [d]
-    fallback = (vectors - mean).norm(dim=-1).median() / decoder.norm(dim=-1).clamp_min(1e-12)  # [m]
-    strengths = fallback if strengths is None else torch.where(strengths > 0, strengths, fallback)
-    out = mean + strengths[:, None] * decoder
-    return out * (vectors.norm(dim=-1).median() / out.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
 def _shuffled_partner(features: list[int], pool: list[int], seed: int) -> list[int | None]:

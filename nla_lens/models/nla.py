@@ -26,6 +26,7 @@ from nla_lens.subjects.embedded import SMOLLM2
 from nla_lens.subjects.hook_check import check_subject
 
 if TYPE_CHECKING:
+    from nla_lens.analysis.difference import Comparison
     from nla_lens.subjects.adapters import SubjectModel
 
 EMBEDDED_INJECTION_SCALE = 240.0
@@ -243,6 +244,29 @@ class NLA:
         if len(frame) > 2:
             frame.attrs["report"] = scores.summary(generator=None)
         return frame if read is None else read.label(frame)
+
+    def compare(self, a: Any, b: Any, **kwargs: Any) -> Comparison:
+        """Two activations (``[d_model]`` each, or two texts with ``subject=``) explained side by side:
+        the snippets and words that change, both reconstructions, and a control.
+
+        See :func:`nla_lens.analysis.difference.compare` for the arguments (``subject``,
+        ``positions``, ``control``, ``labels``, ``seed``, verbalize options).
+        """
+        from nla_lens.analysis.difference import compare
+
+        return compare(self, a, b, **kwargs)
+
+    def explain_direction(self, direction: Any, **kwargs: Any) -> Comparison:
+        """A direction ``[d_model]`` (steering vector, SAE decoder row, probe) explained: typical
+        activations (``vectors=``, ``[n, d_model]`` or an ``ActivationDataset``) with and without it,
+        and a random direction of the same norm as the control.
+
+        See :func:`nla_lens.analysis.difference.explain_direction` for the arguments (``vectors``,
+        ``strength``, ``control``, ``seed``, verbalize options).
+        """
+        from nla_lens.analysis.difference import explain_direction
+
+        return explain_direction(self, direction, **kwargs)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save_pretrained(self, path: str | Path, *, merged: bool = False, overwrite: bool = True) -> Path:
