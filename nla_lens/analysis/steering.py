@@ -41,7 +41,7 @@ from nla_lens.analysis.text import content_words
 from nla_lens.errors import FluencyWarning, InputError
 from nla_lens.hooks import HookPoint
 from nla_lens.models.verbalizer import stop_token_ids
-from nla_lens.subjects.adapters import NNsightSubject, SubjectAdapter, SubjectModel, as_subject
+from nla_lens.subjects.adapters import ResidualEdit, SubjectAdapter, SubjectModel, as_subject
 from nla_lens.subjects.hook_check import check_subject
 
 if TYPE_CHECKING:
@@ -112,112 +112,33 @@ def random_like(vector: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return noise / noise.norm() * vector.norm()
 
 
-# -- steering backends -------------------------------------------------------------------------
+# -- steering through the subject adapter -------------------------------------------------------
 class _Steerer:
-    """Greedy generation and logits of one subject with ``coefficient * vector`` added at one hook."""
+    """One subject with ``delta`` added at one hook: the adapter's logits and greedy generation with a
+    :class:`~nla_lens.subjects.adapters.ResidualEdit` (the adapter owns the backend: TransformerLens
+    adds at the hook, nnsight edits the decoder layer's output)."""
 
     def __init__(self, adapter: SubjectAdapter, hook: HookPoint):
         self.adapter, self.hook = adapter, hook
 
+    def _edit(self, delta: torch.Tensor | None) -> ResidualEdit | None:
+        return None if delta is None else ResidualEdit(self.hook.name, delta)
+
     def logits(self, ids: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
         """``[T, vocab]`` logits of ``ids`` ``[T]``."""
-        raise NotImplementedError
+        return self.adapter.logits(ids[None], edit=self._edit(delta))[0]
 
     def generate(self, ids: torch.Tensor, delta: torch.Tensor | None, max_new_tokens: int) -> torch.Tensor:
         """``[L]`` greedily generated tokens after ``ids`` ``[T]`` (exactly ``max_new_tokens``)."""
-        raise NotImplementedError
-
-
-class _TransformerLensSteerer(_Steerer):
-    def _hooks(self, delta: torch.Tensor | None) -> list[tuple[str, Any]]:
-        if delta is None:
-            return []
-
-        def add(activation: torch.Tensor, hook: Any) -> torch.Tensor:
-            return activation + delta.to(device=activation.device, dtype=activation.dtype)
-
-        return [(self.hook.name, add)]
-
-    @torch.no_grad()
-    def logits(self, ids: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
-        model = self.adapter.model
-        out = model.run_with_hooks(
-            ids[None].to(self.adapter.device), fwd_hooks=self._hooks(delta), return_type="logits"
-        )
-        return out[0].float().cpu()
-
-    @torch.no_grad()
-    def generate(self, ids: torch.Tensor, delta: torch.Tensor | None, max_new_tokens: int) -> torch.Tensor:
-        # Our own greedy loop, one full forward per new token, instead of TransformerLens's
-        # generate: its bridge reads the KV cache under the argument name transformers used before
-        # 5.24 (`past_key_values`), so from 5.24 on (`cache=`) it keeps an empty cache and every step
-        # attends to itself alone -- garbage after the first token, no error. Without a cache the
-        # steering hook adds `delta` at every position of every pass, exactly once per position.
-        tokens = ids.cpu()
-        for _ in range(max_new_tokens):
-            next_token = self.logits(tokens, delta)[-1].argmax(-1, keepdim=True)
-            tokens = torch.cat([tokens, next_token.to(tokens.dtype)])
-        return tokens[len(ids) :]
-
-
-class _NNsightSteerer(_Steerer):
-    adapter: NNsightSubject
-
-    def __init__(self, adapter: NNsightSubject, hook: HookPoint):
-        super().__init__(adapter, hook)
-        if hook.suffix != "hook_resid_post":
-            raise InputError(
-                f"nnsight steering writes decoder-layer outputs, i.e. blocks.K.hook_resid_post; "
-                f"{hook.name!r} is not one. Use a TransformerLens subject for other hooks."
-            )
-        self.layer = adapter.layer_envoy(hook.block)
-
-    def _edit(self, delta: torch.Tensor) -> None:
-        output = self.layer.output
-        if isinstance(output, tuple):  # older transformers return (hidden, ...)
-            self.layer.output = (output[0] + delta.to(output[0].device, output[0].dtype), *output[1:])
-        else:
-            self.layer.output = output + delta.to(output.device, output.dtype)
-
-    @torch.no_grad()
-    def logits(self, ids: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
-        model = self.adapter.model
-        with model.trace(ids[None].to(self.adapter.device), remote=self.adapter.remote):
-            if delta is not None:
-                self._edit(delta)
-            logits = model.output.logits.save()
-        return logits[0].float().cpu()
-
-    @torch.no_grad()
-    def generate(self, ids: torch.Tensor, delta: torch.Tensor | None, max_new_tokens: int) -> torch.Tensor:
-        model = self.adapter.model
-        pad = self.adapter.tokenizer.pad_token_id
-        # min_new_tokens: every one of the max_new_tokens steps the loop below edits must happen.
-        with model.generate(
-            ids[None].to(self.adapter.device),
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=max_new_tokens,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            pad_token_id=pad if pad is not None else 0,
-            remote=self.adapter.remote,
-        ) as tracer:
-            if delta is not None:
-                for _ in tracer.iter[:max_new_tokens]:
-                    self._edit(delta)
-            result = tracer.result.save()
-        return result[0, len(ids) :].cpu()
+        return self.adapter.generate(ids, max_new_tokens, edit=self._edit(delta))
 
 
 def subject_steerer(adapter: SubjectAdapter, hook: HookPoint) -> _Steerer:
-    """The backend's steering primitive at ``hook``: ``.logits(ids [T], delta [d] | None) -> [T, vocab]`` and
+    """Steering at ``hook``: ``.logits(ids [T], delta [d] | None) -> [T, vocab]`` and
     ``.generate(ids [T], delta, max_new_tokens) -> [max_new_tokens]`` (greedy), adding ``delta`` at every
-    position (an nnsight subject edits the decoder layer's output; TransformerLens adds at the hook)."""
-    if isinstance(adapter, NNsightSubject):
-        return _NNsightSteerer(adapter, hook)
-    return _TransformerLensSteerer(adapter, hook)
+    position, through :meth:`SubjectAdapter.logits <nla_lens.subjects.adapters.SubjectAdapter.logits>`
+    and ``generate``."""
+    return _Steerer(adapter, hook)
 
 
 def _cut_at_stop(tokens: torch.Tensor, tokenizer: Any) -> torch.Tensor:

@@ -255,7 +255,7 @@ def test_nnsight_steering_equals_an_hf_forward_hook():
     delta = 3.0 * torch.randn(32, generator=torch.Generator().manual_seed(0))
     ids = torch.tensor(tok("The cat sat on the")["input_ids"])
     steerer = subject_steerer(adapter, hook)
-    assert steerer.adapter is adapter and type(steerer).__name__ == "_NNsightSteerer"
+    assert steerer.adapter is adapter and type(adapter).__name__ == "NNsightSubject"  # the adapter owns the edit
 
     handle = hf.model.layers[1].register_forward_hook(
         lambda module, args, out: (out[0] + delta, *out[1:]) if isinstance(out, tuple) else out + delta
