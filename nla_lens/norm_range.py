@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nla_lens.errors import CheckpointError, NormRangeWarning
+
+if TYPE_CHECKING:
+    from nla_lens.schema import NLAMeta
 
 __all__ = ["HIGH", "LOW", "NormRange", "record_norm_range", "warn_if_outside"]
 
@@ -141,12 +144,14 @@ def warn_if_outside(
     return count
 
 
-def record_norm_range(meta: Any, vectors: torch.Tensor) -> None:
-    """Record the norm range of training ``vectors`` ``[n, d_model]`` in a sidecar (``meta.norm_range``).
+def record_norm_range(meta: NLAMeta, vectors: torch.Tensor) -> NLAMeta:
+    """``meta`` with the norm range of training ``vectors`` ``[n, d_model]`` recorded (``norm_range``).
 
-    Every nla_lens trainer calls it for the halves it trains. The first training data a half sees
-    fixes its range; a later stage (GRPO after the warm start, a resumed run) keeps it, since its
-    vectors come from the same hook.
+    Every nla_lens trainer calls it for the halves it trains (``half.cfg = record_norm_range(half.cfg,
+    vectors)``; the sidecar is frozen, so a new one is returned). The first training data a half
+    sees fixes its range; a later stage (GRPO after the warm start, a resumed run) keeps it, since
+    its vectors come from the same hook: then ``meta`` itself is returned.
     """
-    if getattr(meta, "norm_range", None) is None and len(vectors):
-        meta.norm_range = NormRange.from_vectors(vectors)
+    if meta.norm_range is None and len(vectors):
+        return replace(meta, norm_range=NormRange.from_vectors(vectors))
+    return meta

@@ -39,7 +39,7 @@ from nla_lens.analysis.fluency import (
 )
 from nla_lens.analysis.text import content_words
 from nla_lens.errors import FluencyWarning, InputError
-from nla_lens.hooks import HookPoint
+from nla_lens.hooks import HookSite
 from nla_lens.models.verbalizer import stop_token_ids
 from nla_lens.subjects.adapters import NNsightSubject, SubjectAdapter, as_subject
 from nla_lens.subjects.hook_check import check_subject
@@ -113,7 +113,7 @@ def random_like(vector: torch.Tensor, seed: int = 0) -> torch.Tensor:
 class _Steerer:
     """Greedy generation and logits of one subject with ``coefficient * vector`` added at one hook."""
 
-    def __init__(self, adapter: SubjectAdapter, hook: HookPoint):
+    def __init__(self, adapter: SubjectAdapter, hook: HookSite):
         self.adapter, self.hook = adapter, hook
 
     def logits(self, ids: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
@@ -160,7 +160,7 @@ class _TransformerLensSteerer(_Steerer):
 class _NNsightSteerer(_Steerer):
     adapter: NNsightSubject
 
-    def __init__(self, adapter: NNsightSubject, hook: HookPoint):
+    def __init__(self, adapter: NNsightSubject, hook: HookSite):
         super().__init__(adapter, hook)
         if hook.suffix != "hook_resid_post":
             raise InputError(
@@ -208,7 +208,7 @@ class _NNsightSteerer(_Steerer):
         return result[0, len(ids) :].cpu()
 
 
-def subject_steerer(adapter: SubjectAdapter, hook: HookPoint) -> _Steerer:
+def subject_steerer(adapter: SubjectAdapter, hook: HookSite) -> _Steerer:
     """The backend's steering primitive at ``hook``: ``.logits(ids [T], delta [d] | None) -> [T, vocab]`` and
     ``.generate(ids [T], delta, max_new_tokens) -> [max_new_tokens]`` (greedy), adding ``delta`` at every
     position (an nnsight subject edits the decoder layer's output; TransformerLens adds at the hook)."""
@@ -231,7 +231,8 @@ def steered_generate(
     prompt: str,
     vector: torch.Tensor | None,
     *,
-    hook_name: str | int,
+    hook_name: str | None = None,
+    layer: int | None = None,
     coefficient: float = 1.0,
     max_new_tokens: int = 24,
 ) -> str:
@@ -242,6 +243,7 @@ def steered_generate(
         prompt: The text to continue.
         vector: ``[d_model]`` steering vector, or ``None`` for no steering.
         hook_name: Where to add it (every position, prompt and generated tokens).
+        layer: Instead of ``hook_name``: block index K, meaning ``blocks.K.hook_resid_post``.
         coefficient: Multiplier of ``vector``.
         max_new_tokens: Tokens generated (the text is cut at the first stop token).
 
@@ -249,7 +251,7 @@ def steered_generate(
         The continuation text (without the prompt).
     """
     adapter = as_subject(subject)
-    hook = adapter.resolve_hook(hook_name)
+    hook = adapter.resolve_hook(hook_name, layer=layer)
     ids = _encode(adapter, prompt)
     delta = None if vector is None else _delta(vector, coefficient, adapter.d_model)
     new = _cut_at_stop(subject_steerer(adapter, hook).generate(ids, delta, max_new_tokens), adapter.tokenizer)
@@ -283,7 +285,8 @@ def topic_logprob(
     topic_ids: Sequence[int],
     *,
     vector: torch.Tensor | None = None,
-    hook_name: str | int,
+    hook_name: str | None = None,
+    layer: int | None = None,
     coefficient: float = 1.0,
 ) -> float:
     """Mean log-probability that the next token is a topic word, along positions ``start..T-1``.
@@ -299,6 +302,7 @@ def topic_logprob(
         topic_ids: Token ids of the topic words.
         vector: ``[d_model]`` steering vector, or ``None``.
         hook_name: Where the vector is added.
+        layer: Instead of ``hook_name``: block index K, meaning ``blocks.K.hook_resid_post``.
         coefficient: Multiplier of ``vector``.
     """
     adapter = as_subject(subject)
@@ -307,7 +311,7 @@ def topic_logprob(
     if not 1 <= start < len(text_ids):
         raise InputError(f"start must lie in 1..{len(text_ids) - 1} (a non-empty prompt and continuation).")
     delta = None if vector is None else _delta(vector, coefficient, adapter.d_model)
-    steerer = subject_steerer(adapter, adapter.resolve_hook(hook_name))
+    steerer = subject_steerer(adapter, adapter.resolve_hook(hook_name, layer=layer))
     text_ids = torch.as_tensor(text_ids).long()
     return _topic_logprob(steerer.logits(text_ids, delta), start, list(topic_ids))
 
@@ -382,7 +386,8 @@ def steer(
     vector: torch.Tensor | None = None,
     norm: float | None = None,
     dataset: Any = None,
-    hook_name: str | int | None = None,
+    hook_name: str | None = None,
+    layer: int | None = None,
     seed: int = 0,
     progress: bool = True,
     warn: bool = True,
@@ -420,6 +425,7 @@ def steer(
         norm: Norm of the AR vector (default: the typical activation norm, see :func:`typical_norm`).
         dataset: ActivationDataset at the NLA's hook, for the typical norm.
         hook_name: Must be the NLA's hook when given (a mismatch is refused).
+        layer: Instead of ``hook_name``: block index K; ``blocks.K.hook_resid_post`` must be the NLA's hook.
         seed: Seed of the random control vector.
         progress: Show a progress bar.
         warn: Issue a :class:`~nla_lens.errors.FluencyWarning` when the steered text is not fluent.
@@ -429,10 +435,10 @@ def steer(
 
     Raises:
         InputError: A hook other than the NLA's, an empty prompt, no usable topic word.
-        HookNameError: The subject has no such hook.
+        HookNameError: The subject has no such hook, or ``hook_name`` is an int (pass ``layer=``).
     """
     run = _SteeringRun.build(
-        nla, subject, prompts, explanation, topic_words, vector, norm, dataset, hook_name, seed, max_new_tokens
+        nla, subject, prompts, explanation, topic_words, vector, norm, dataset, hook_name, layer, seed, max_new_tokens
     )
     _check_coefficient(coefficient)
     bar = tqdm(total=len(run.prompts) * 3, desc="steer", unit="run", disable=not progress)
@@ -465,7 +471,8 @@ def steering_sweep(
     vector: torch.Tensor | None = None,
     norm: float | None = None,
     dataset: Any = None,
-    hook_name: str | int | None = None,
+    hook_name: str | None = None,
+    layer: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -477,7 +484,7 @@ def steering_sweep(
 
     Args:
         nla, subject, prompts, explanation, topic_words, max_new_tokens, vector, norm, dataset,
-            hook_name, seed, progress: As in :func:`steer`.
+            hook_name, layer, seed, progress: As in :func:`steer`.
         coefficients: The strengths to try (1.0 adds one typical activation norm).
 
     Returns:
@@ -494,7 +501,7 @@ def steering_sweep(
     for c in coefficients:
         _check_coefficient(c)
     run = _SteeringRun.build(
-        nla, subject, prompts, explanation, topic_words, vector, norm, dataset, hook_name, seed, max_new_tokens
+        nla, subject, prompts, explanation, topic_words, vector, norm, dataset, hook_name, layer, seed, max_new_tokens
     )
     bar = tqdm(total=len(run.prompts) * (1 + 2 * len(coefficients)), desc="sweep", unit="run", disable=not progress)
     unsteered = run.unsteered(bar)
@@ -536,7 +543,7 @@ class _SteeringRun:
     unsteered continuations every condition's fluency is measured against."""
 
     adapter: SubjectAdapter
-    hook: HookPoint
+    hook: HookSite
     steerer: _Steerer
     prompts: list[str]
     vector: torch.Tensor
@@ -557,11 +564,12 @@ class _SteeringRun:
         vector: torch.Tensor | None,
         norm: float | None,
         dataset: Any,
-        hook_name: str | int | None,
+        hook_name: str | None,
+        layer: int | None,
         seed: int,
         max_new_tokens: int,
     ) -> _SteeringRun:
-        adapter, hook = check_subject(nla, subject, hook_name)
+        adapter, hook = check_subject(nla, subject, hook_name, layer=layer)
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise InputError("Pass at least one prompt.")

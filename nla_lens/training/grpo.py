@@ -217,7 +217,7 @@ class GRPOTrainer(Trainer):
                 )
         self.nla, self.dataset, self.eval_dataset = nla, dataset, eval_dataset
         for part in (nla.av, nla.ar):
-            record_norm_range(part.cfg, dataset.vectors)
+            part.cfg = record_norm_range(part.cfg, dataset.vectors)
         self._check_divides(self.config.n_vectors, "n_vectors")
         if self.config.engine != "hf" and self.world_size > 1:
             raise InputError(

@@ -228,7 +228,7 @@ def run_recipe(recipe: Recipe, output_dir: str | Path, *, cache_dir: Any = None)
             dataset = nla_lens.extract_activations(
                 subject,
                 docs,
-                recipe.layer,
+                layer=recipe.layer,
                 positions_per_doc=recipe.positions_per_doc,
                 max_length=recipe.max_length,
                 seed=recipe.seed,
@@ -362,7 +362,7 @@ def injection_scale_for(recipe: Recipe, dataset: ActivationDataset) -> float | N
     own = nla_lens.extract_activations(
         nla_lens.load_subject(av_base),
         nla_lens.load_corpus(max_documents=16),
-        layer,
+        layer=layer,
         positions_per_doc=8,
         max_length=recipe.max_length,
         seed=recipe.seed,
@@ -427,7 +427,7 @@ def _cached_av_split(
     part = nla_lens.extract_activations(
         subject,
         docs,
-        recipe.layer,
+        layer=recipe.layer,
         positions_per_doc=positions_per_doc,
         max_length=recipe.max_length,
         seed=recipe.seed,

@@ -125,7 +125,7 @@ class ARWarmStart(_WarmStart):
     ):
         super().__init__(config, callbacks)
         self._set_pairs(ar.d_model, dataset, explanations, eval_dataset, eval_explanations, "AR warm start")
-        record_norm_range(ar.cfg, dataset.vectors)
+        ar.cfg = record_norm_range(ar.cfg, dataset.vectors)
         if self.config.lora_r:
             ar.backbone = apply_lora(ar.backbone, self.config.lora_r, alpha=self.config.lora_alpha)
         ar.value_head.weight.requires_grad_(True)  # also when continuing an AR loaded with its adapters
@@ -199,7 +199,7 @@ class AVWarmStart(_WarmStart):
     ):
         super().__init__(config, callbacks)
         self._set_pairs(av.d_model, dataset, explanations, eval_dataset, eval_explanations, "AV warm start")
-        record_norm_range(av.cfg, dataset.vectors)
+        av.cfg = record_norm_range(av.cfg, dataset.vectors)
         if self.config.augment:
             raise InputError(
                 "augment rewrites what the AR reads; the AV learns to write one form. Leave it 0 for the AV warm start."
