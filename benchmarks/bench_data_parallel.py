@@ -33,7 +33,7 @@ def worker(args: argparse.Namespace) -> None:
 
     bridge = nla_lens.load_subject("smollm2-135m")
     data = nla_lens.extract_activations(
-        bridge, nla_lens.load_corpus(max_documents=16), 20, max_length=64, progress=False
+        bridge, nla_lens.load_corpus(max_documents=16), layer=20, max_length=64, progress=False
     )
     del bridge
     # Any text trains at the same speed; the current token in a short sentence keeps responses short.

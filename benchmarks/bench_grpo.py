@@ -122,7 +122,7 @@ def main() -> None:
 
     bridge = nla_lens.load_subject("smollm2-135m")
     data = nla_lens.extract_activations(
-        bridge, nla_lens.load_corpus(max_documents=16), 20, max_length=64, progress=False
+        bridge, nla_lens.load_corpus(max_documents=16), layer=20, max_length=64, progress=False
     )
     del bridge
     nla = NLA.untrained("smollm2-135m")

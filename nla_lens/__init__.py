@@ -18,7 +18,7 @@ from nla_lens.data.dataset import ActivationDataset
 from nla_lens.data.extraction import extract_activations
 from nla_lens.data.teachers import APITeacher, ContextTeacher, HFTeacher
 from nla_lens.errors import NLALensError
-from nla_lens.hooks import parse_hook_name, resid_post
+from nla_lens.hooks import parse_hook_name, resid_post, resolve_hook_name
 from nla_lens.models import NLA, ActivationReconstructor, ActivationVerbalizer
 from nla_lens.models.registry import list_pretrained, register_pretrained
 from nla_lens.subjects.adapters import as_subject
@@ -52,5 +52,6 @@ __all__ = [
     "parse_hook_name",
     "register_pretrained",
     "resid_post",
+    "resolve_hook_name",
     "steer",
 ]

@@ -31,11 +31,12 @@ def _extract(args: argparse.Namespace) -> int:
             texts = [block.strip() for block in fh.read().split("\n\n") if block.strip()]
     else:
         texts = nla_lens.load_corpus(max_documents=args.max_documents)
-    hook = int(args.hook) if args.hook and args.hook.lstrip("-").isdigit() else args.hook
+    layer = int(args.hook) if args.hook and args.hook.lstrip("-").isdigit() else None  # --hook 20: a layer
     dataset = nla_lens.extract_activations(
         subject,
         texts,
-        hook,
+        None if layer is not None else args.hook,
+        layer=layer,
         positions_per_doc=args.positions_per_doc,
         min_position=args.min_position,
         max_length=args.max_length,

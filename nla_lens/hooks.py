@@ -9,6 +9,10 @@ For a residual-stream hook of block ``K``::
 Any other TransformerLens hook name (``blocks.K.attn.hook_z``, ``blocks.K.hook_mlp_out``...) is
 accepted by the TransformerLens extraction path as long as the model has it; it just has no HF
 ``hidden_states`` twin, which the nnsight path needs.
+
+Public functions take a hook as ``hook_name=`` (a string) or, for the residual stream after block
+``K``, ``layer=K``; :func:`resolve_hook_name` is the one place that turns either into a
+:class:`HookSite`. An int passed as a hook name is refused with a pointer to ``layer=``.
 """
 
 from __future__ import annotations
@@ -17,9 +21,8 @@ import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from nla_lens.errors import HookNameError, InputError
+from nla_lens.errors import HookNameError
 
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 RESID_POST = "hook_resid_post"
@@ -27,8 +30,11 @@ RESID_PRE = "hook_resid_pre"
 
 
 @dataclass(frozen=True)
-class HookPoint:
-    """A parsed TransformerLens hook name.
+class HookSite:
+    """Where a hook sits in the model: a parsed TransformerLens hook name with its block index.
+
+    Made by :func:`resolve_hook_name` (or :func:`parse_hook_name`), and by a subject adapter's
+    ``resolve_hook``, which also checks the model has it.
 
     Attributes:
         name: The full hook name, e.g. ``"blocks.20.hook_resid_post"``.
@@ -106,18 +112,26 @@ def check_layer(layer: int, n_layers: int | None = None) -> int:
     return layer
 
 
-def parse_hook_name(name: str | int, n_layers: int | None = None) -> HookPoint:
-    """Parse a hook name (or a bare layer index, meaning its ``hook_resid_post``).
+def _int_refused(value: object) -> HookNameError:
+    return HookNameError(
+        f"hook_name must be a hook name string like 'blocks.{value}.hook_resid_post', got the int {value!r}; "
+        f"for the residual stream after block {value}, pass layer={value} instead."
+    )
+
+
+def parse_hook_name(name: str, n_layers: int | None = None) -> HookSite:
+    """Parse a hook name string (the grammar only; :func:`resolve_hook_name` also takes a layer).
 
     Args:
-        name: ``"blocks.K.<suffix>"``, a top-level hook such as ``"hook_embed"``, or an int K.
+        name: ``"blocks.K.<suffix>"`` or a top-level hook such as ``"hook_embed"``.
         n_layers: If given, the block index is checked against it.
 
     Raises:
-        HookNameError: For a malformed name or a layer out of range.
+        HookNameError: For a malformed name, a layer out of range, or an int (pass ``layer=``
+            to :func:`resolve_hook_name` for that).
     """
     if isinstance(name, int) and not isinstance(name, bool):
-        name = resid_post(name, n_layers)
+        raise _int_refused(name)
     if not isinstance(name, str) or not name:
         raise HookNameError(f"A hook name must be a non-empty string like 'blocks.20.hook_resid_post', got {name!r}.")
     match = _BLOCK_RE.match(name)
@@ -126,48 +140,67 @@ def parse_hook_name(name: str | int, n_layers: int | None = None) -> HookPoint:
             raise HookNameError(
                 f"Malformed hook name {name!r}: expected 'blocks.<layer>.<hook>', e.g. 'blocks.20.hook_resid_post'."
             )
-        return HookPoint(name=name, layer=None, suffix=name)
+        return HookSite(name=name, layer=None, suffix=name)
     layer = check_layer(int(match.group(1)), n_layers)
-    return HookPoint(name=name, layer=layer, suffix=match.group(2))
+    return HookSite(name=name, layer=layer, suffix=match.group(2))
 
 
-def validate_hook_name(name: str | int, valid_names: Iterable[str], n_layers: int | None = None) -> HookPoint:
-    """Parse ``name`` and check the model really has it.
+def validate_hook_name(name: str, valid_names: Iterable[str], n_layers: int | None = None) -> HookSite:
+    """Parse the hook name ``name`` and check the model really has it.
 
     Args:
-        name: Hook name or layer index.
+        name: Hook name string.
         valid_names: The model's hook names (``model.hook_dict.keys()``).
         n_layers: Number of blocks, for the range check.
 
     Raises:
         HookNameError: Naming the closest valid hooks and the valid suffixes of one block.
     """
-    point = parse_hook_name(name, n_layers)
+    site = parse_hook_name(name, n_layers)
     valid = set(valid_names)
-    if point.name in valid:
-        return point
-    close = difflib.get_close_matches(point.name, sorted(valid), n=3)
+    if site.name in valid:
+        return site
+    close = difflib.get_close_matches(site.name, sorted(valid), n=3)
     block0 = sorted(v.split(".", 2)[2] for v in valid if v.startswith("blocks.0."))
     top = sorted(v for v in valid if not v.startswith("blocks."))
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise HookNameError(
-        f"Unknown hook name {point.name!r}.{hint} Valid names are 'blocks.<K>.<hook>' for K in "
+        f"Unknown hook name {site.name!r}.{hint} Valid names are 'blocks.<K>.<hook>' for K in "
         f"0..{(n_layers or 1) - 1} with <hook> one of {block0}, or one of {top}."
     )
 
 
-def nla_hook_name(nla: Any) -> str:
-    """The TransformerLens hook an NLA was trained on (from its sidecar: ``hook_name`` or ``layer``).
+def resolve_hook_name(
+    hook_name: str | None = None,
+    *,
+    layer: int | None = None,
+    n_layers: int | None = None,
+    valid_names: Iterable[str] | None = None,
+) -> HookSite:
+    """The one resolver of "a hook name or a layer" to a :class:`HookSite`.
 
-    Every view and analysis that reads a subject for an NLA asks this one function.
+    ``layer=K`` is the shortcut for ``hook_name="blocks.K.hook_resid_post"`` (the residual stream
+    after block K, where the published NLAs read). Every public function taking ``hook_name=`` /
+    ``layer=`` (a subject adapter's ``resolve_hook``, :func:`~nla_lens.extract_activations`, the
+    steering verbs, :class:`~nla_lens.schema.NLAMeta` for a sidecar that records only the layer)
+    comes through here.
+
+    Args:
+        hook_name: A TransformerLens hook name string.
+        layer: Block index K instead (negative counts from the end; needs ``n_layers``).
+        n_layers: Number of blocks of the model, for the range check.
+        valid_names: The model's hook names; when given, the hook must be one of them.
+
+    Raises:
+        HookNameError: Both or neither of ``hook_name`` and ``layer``, an int as ``hook_name``
+            (pass ``layer=``), a malformed name, a layer out of range, or a hook the model lacks.
     """
-    name = getattr(nla, "hook_name", None)
-    if name:
-        return str(name)
-    layer = getattr(nla, "layer", None)
-    if layer is None:
-        raise InputError(
-            "The NLA records neither a hook name nor a layer; its checkpoint metadata is incomplete. "
-            "Set extraction.hook_name in its nla_meta.yaml."
-        )
-    return resid_post(int(layer))
+    if hook_name is not None and layer is not None:
+        raise HookNameError(f"Pass hook_name or layer, not both (got hook_name={hook_name!r}, layer={layer!r}).")
+    if hook_name is None:
+        if layer is None:
+            raise HookNameError("Pass hook_name='blocks.<K>.<hook>' or layer=K (meaning 'blocks.K.hook_resid_post').")
+        hook_name = resid_post(layer, n_layers)
+    if valid_names is None:
+        return parse_hook_name(hook_name, n_layers)
+    return validate_hook_name(hook_name, valid_names, n_layers)

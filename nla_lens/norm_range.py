@@ -14,13 +14,16 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nla_lens.errors import CheckpointError, NormRangeWarning
 
-__all__ = ["HIGH", "LOW", "NormRange", "record_norm_range", "warn_if_outside"]
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["HIGH", "LOW", "NormRange", "warn_if_outside"]
 
 #: A norm below ``LOW * p1`` or above ``HIGH * p99`` counts as far outside the training range.
 #: Measured on the embedded model (``scripts/norm_range.py``: 800 corpus documents, <= 128 tokens,
@@ -139,14 +142,3 @@ def warn_if_outside(
             stacklevel=stacklevel + 1,
         )
     return count
-
-
-def record_norm_range(meta: Any, vectors: torch.Tensor) -> None:
-    """Record the norm range of training ``vectors`` ``[n, d_model]`` in a sidecar (``meta.norm_range``).
-
-    Every nla_lens trainer calls it for the halves it trains. The first training data a half sees
-    fixes its range; a later stage (GRPO after the warm start, a resumed run) keeps it, since its
-    vectors come from the same hook.
-    """
-    if getattr(meta, "norm_range", None) is None and len(vectors):
-        meta.norm_range = NormRange.from_vectors(vectors)

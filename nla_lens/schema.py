@@ -20,15 +20,19 @@ import math
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from nla_lens.errors import CheckpointError, MarkerError
+from nla_lens.hooks import resolve_hook_name
 from nla_lens.injection import choose_marker, marker_neighbors
 from nla_lens.norm_range import NormRange
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DEFAULT_AR_TEMPLATE", "DEFAULT_AV_TEMPLATE", "SIDECAR_NAME", "VERBOSE_AV_TEMPLATE", "NLAMeta", "TokenMeta"]
 
@@ -132,9 +136,10 @@ class TokenMeta:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class NLAMeta:
-    """One NLA checkpoint's sidecar (``nla_meta.yaml``).
+    """One NLA checkpoint's sidecar (``nla_meta.yaml``), immutable (change a field with
+    :func:`dataclasses.replace`, which checks the result again).
 
     Attributes:
         role: ``"av"`` (verbalizer) or ``"ar"`` (reconstructor); ``None`` only for dataset
@@ -144,8 +149,14 @@ class NLAMeta:
         injection_scale: L2 norm vectors are rescaled to before injection (AV; null for AR).
         mse_scale: L2 norm both vectors are rescaled to before the MSE (``sqrt(d)``; a value within
             0.1 % of it, such as a rounded one, is read as ``sqrt(d)``), or ``None`` for raw-magnitude MSE.
-        layer: Extraction layer K (``blocks.K.hook_resid_post``); the AR keeps K+1 blocks.
-        hook_name: TransformerLens hook name the vectors come from.
+        layer: Extraction layer K (``blocks.K.hook_resid_post``); the AR keeps K+1 blocks. Read
+            from ``hook_name`` when only that is given and it is a ``hook_resid_post``.
+        hook_name: TransformerLens hook name the vectors come from. A sidecar that records only
+            the layer (the published layout) gets ``blocks.{layer}.hook_resid_post`` here, resolved
+            once when the meta is built (:func:`~nla_lens.hooks.resolve_hook_name`), so it is a
+            string whenever ``layer`` or ``hook_name`` is recorded; ``None`` only when neither is
+            (an AR folder whose layer comes from its config, before loading fills it in). To change
+            ``layer`` with :func:`dataclasses.replace`, pass ``hook_name`` along (or ``None``).
         norm_range: L2-norm percentiles of the training vectors (:class:`~nla_lens.norm_range.NormRange`),
             recorded by nla_lens's trainers; ``None`` (released NLAs) checks no vector's norm.
         av_template: AV user-turn format string with ``{injection_char}``.
@@ -169,6 +180,10 @@ class NLAMeta:
         schema_version: Published schema version (2).
         extra: Unknown top-level keys, plus unknown keys of ``extraction`` /
             ``prompt_templates`` / ``critic`` under those names, kept on a round trip.
+        hook_name_recorded: Whether the sidecar records ``extraction.hook_name`` itself; set to
+            ``False`` when ``hook_name`` is resolved from ``layer``. :meth:`to_dict` writes the
+            hook name only when it is recorded (or is not the layer's ``hook_resid_post``), so a
+            layer-only sidecar is saved as it was read.
     """
 
     role: Literal["av", "ar"] | None
@@ -190,6 +205,11 @@ class NLAMeta:
     kind: str = "nla_model"
     schema_version: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
+    hook_name_recorded: bool = True
+
+    def _set(self, name: str, value: Any) -> None:
+        """Assign a field while the frozen meta is being built (``__post_init__`` only)."""
+        object.__setattr__(self, name, value)
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -197,14 +217,14 @@ class NLAMeta:
         if self.role is not None:
             if self.role not in _ROLE_ALIASES:
                 raise _fail("role", f"unknown role {self.role!r}; expected 'av'/'ar' (or 'actor'/'critic').")
-            self.role = _ROLE_ALIASES[self.role]  # type: ignore[assignment]
+            self._set("role", _ROLE_ALIASES[self.role])
         if not isinstance(self.d_model, int) or isinstance(self.d_model, bool) or self.d_model <= 0:
             raise _fail("d_model", f"must be a positive integer, got {self.d_model!r}.")
         for name in ("injection_scale", "mse_scale"):
-            setattr(self, name, _resolve_scale(getattr(self, name), self.d_model, name))
+            self._set(name, _resolve_scale(getattr(self, name), self.d_model, name))
         if self.mse_scale is not None and math.isclose(self.mse_scale, math.sqrt(self.d_model), rel_tol=1e-3):
             # sqrt(d), written rounded as in the published docs (59.87 for d = 3584): read as sqrt(d).
-            self.mse_scale = math.sqrt(self.d_model)
+            self._set("mse_scale", math.sqrt(self.d_model))
         if self.role == "av" and self.injection_scale is None:
             raise _fail(
                 "extraction.injection_scale",
@@ -214,26 +234,36 @@ class NLAMeta:
         if self.hook_name is not None:
             match = _RESID_POST_RE.match(self.hook_name)
             if match and self.layer is None:
-                self.layer = int(match.group(1))
+                self._set("layer", int(match.group(1)))
             elif match and int(match.group(1)) != self.layer:
                 raise _fail("extraction", f"hook_name {self.hook_name!r} is not at layer {self.layer}.")
         if self.norm_range is not None and not isinstance(self.norm_range, NormRange):
-            self.norm_range = NormRange.from_dict(self.norm_range)
+            self._set("norm_range", NormRange.from_dict(self.norm_range))
         if self.av_format not in ("chat", "plain"):
             raise _fail("prompt_templates.av_format", f"must be 'chat' or 'plain', got {self.av_format!r}.")
         if self.layer is not None and (not isinstance(self.layer, int) or self.layer < 0):
             raise _fail("extraction.layer", f"must be a non-negative integer, got {self.layer!r}.")
+        if self.hook_name is None:
+            # Only the layer recorded (the published layout): its hook_resid_post, resolved here once.
+            self._set("hook_name_recorded", False)
+            if self.layer is not None:
+                self._set("hook_name", resolve_hook_name(layer=self.layer).name)
         for name in ("lm_d_model", "kept_blocks"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise _fail(f"cross_architecture.{name}", f"must be a positive integer, got {value!r}.")
         if self.lm_d_model == self.d_model:
-            self.lm_d_model = None  # as wide as the vectors: no map, the published layout
+            self._set("lm_d_model", None)  # as wide as the vectors: no map, the published layout
 
     @property
     def cross_architecture(self) -> bool:
         """Whether this half's LM is wider or narrower than the vectors it explains (a learned map between)."""
         return self.lm_d_model is not None
+
+    @property
+    def _resolved_hook(self) -> bool:
+        """Whether ``hook_name`` is what ``layer`` alone resolves to (``blocks.{layer}.hook_resid_post``)."""
+        return self.layer is not None and self.hook_name == resolve_hook_name(layer=self.layer).name
 
     @property
     def lm_width(self) -> int:
@@ -270,12 +300,24 @@ class NLAMeta:
         return self.ar_template.format(explanation=explanation)
 
     # ---------------------------------------------------------------- dict / YAML
+    def with_norm_range(self, vectors: torch.Tensor) -> NLAMeta:
+        """This meta with the norm range of training ``vectors`` ``[n, d_model]`` recorded (``norm_range``).
+
+        Every nla_lens trainer calls it for the halves it trains (``half.cfg =
+        half.cfg.with_norm_range(vectors)``; the meta is frozen, so a new one is returned). The first
+        training data a half sees fixes its range; a later stage (GRPO after the warm start, a resumed
+        run) keeps it, since its vectors come from the same hook: then the meta itself is returned.
+        """
+        if self.norm_range is None and len(vectors):
+            return replace(self, norm_range=NormRange.from_vectors(vectors))
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """The sidecar as plain YAML-able data (published field names, ours added)."""
         extra = copy.deepcopy(self.extra)
-        extraction: dict[str, Any] = {
-            k: v for k, v in (("layer", self.layer), ("hook_name", self.hook_name)) if v is not None
-        }
+        extraction: dict[str, Any] = {} if self.layer is None else {"layer": self.layer}
+        if self.hook_name is not None and (self.hook_name_recorded or not self._resolved_hook):
+            extraction["hook_name"] = self.hook_name
         extraction.update(injection_scale=self.injection_scale, mse_scale=self.mse_scale)
         if self.norm_range is not None:
             extraction["norm_range"] = self.norm_range.to_dict()

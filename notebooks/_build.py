@@ -117,7 +117,7 @@ from nla_lens.subjects.adapters import as_subject
 LAYERS = mode.pick(full=[2, 6, 10, 14, 18, 20, 24, 29], smoke=[2, 20])
 WINDOWS = mode.pick(full=[2, 4, 8, 16, 32], smoke=[2, 8])
 docs = nla_lens.load_corpus(max_documents=mode.pick(full=40, smoke=4))
-full = {layer: nla_lens.extract_activations(bridge, docs, layer, positions_per_doc=mode.pick(3, 2), min_position=40,
+full = {layer: nla_lens.extract_activations(bridge, docs, layer=layer, positions_per_doc=mode.pick(3, 2), min_position=40,
                                             max_length=128, progress=False) for layer in LAYERS}
 rows = full[LAYERS[0]].frame
 subject = as_subject(bridge)
@@ -309,8 +309,8 @@ they accept a `TransformerBridge`; the extraction stops the trace after the hook
 """),
         code("""
 docs = nla_lens.load_corpus(max_documents=mode.pick(full=30, smoke=4))
-acts_nn = nla_lens.extract_activations(model, docs, 20, positions_per_doc=2, progress=False)
-acts_tl = nla_lens.extract_activations(bridge, docs, 20, positions_per_doc=2, progress=False)
+acts_nn = nla_lens.extract_activations(model, docs, layer=20, positions_per_doc=2, progress=False)
+acts_tl = nla_lens.extract_activations(bridge, docs, layer=20, positions_per_doc=2, progress=False)
 print("same positions:", acts_nn.frame[["doc_id", "position"]].equals(acts_tl.frame[["doc_id", "position"]]))
 print("max |difference| over the dataset:", (acts_nn.vectors - acts_tl.vectors).abs().max().item(),
       "| median norm:", acts_tl.meta["norm_stats"]["median"])
@@ -354,7 +354,7 @@ if USE_NDIF:
 
     CONFIG.set_default_api_key(os.environ["NDIF_API_KEY"])
     remote_model = nla_lens.load_subject("meta-llama/Llama-3.1-8B", backend="nnsight")
-    remote_acts = nla_lens.extract_activations(remote_model, docs, 20, remote=True, positions_per_doc=2)
+    remote_acts = nla_lens.extract_activations(remote_model, docs, layer=20, remote=True, positions_per_doc=2)
     display(remote_acts)
 else:
     print("NDIF disabled: set USE_NDIF = True to extract activations remotely.")

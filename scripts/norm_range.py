@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     subject = as_subject(nla_lens.load_subject("smollm2-135m"))
-    hooks = [subject.resolve_hook(layer) for layer in args.layers]
+    hooks = [subject.resolve_hook(layer=layer) for layer in args.layers]
     special = subject.special_token_ids()
     docs = [subject.encode(text, args.max_length) for text in nla_lens.load_corpus(max_documents=args.documents)]
     norms: dict[str, list[torch.Tensor]] = {hook.name: [] for hook in hooks}

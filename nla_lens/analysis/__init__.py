@@ -49,7 +49,7 @@ from nla_lens.analysis.steering import (
     topic_logprob,
 )
 from nla_lens.analysis.text import content_words, grounding, split_snippets
-from nla_lens.subjects.hook_check import check_subject, nla_hook_name
+from nla_lens.subjects.hook_check import check_subject
 
 __all__ = [
     "Comparison",
@@ -73,7 +73,6 @@ __all__ = [
     "grounding",
     "layer_sweep",
     "nla_feature_labels",
-    "nla_hook_name",
     "sae_agreement",
     "side_by_side",
     "snippet_ablation",

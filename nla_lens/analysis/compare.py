@@ -16,7 +16,6 @@ import torch
 
 from nla_lens.analysis.sae_features import dense_features, encode_features, top_features
 from nla_lens.errors import InputError
-from nla_lens.hooks import nla_hook_name
 from nla_lens.sae import SAELike, check_sae
 from nla_lens.subjects.activations import prompt_activations
 from nla_lens.subjects.adapters import SubjectAdapter, SubjectModel
@@ -89,7 +88,7 @@ def side_by_side(
         HookNameError: The subject has no such hook.
     """
     if sae is not None:
-        check_sae(sae, d_model=nla.d_model, hook_name=nla_hook_name(nla))
+        check_sae(sae, d_model=nla.d_model, hook_name=nla.hook_name)
     if not isinstance(prompt, str) or not prompt:
         raise InputError("prompt must be a non-empty string.")
     adapter, hook = check_subject(nla, subject)

@@ -37,7 +37,6 @@ from nla_lens.analysis.text import content_words, grounding
 from nla_lens.errors import InputError
 from nla_lens.metrics import derangement
 from nla_lens.sae import SAELike, check_sae
-from nla_lens.subjects.hook_check import nla_hook_name
 from nla_lens.vis.sae import FeatureLabel
 
 if TYPE_CHECKING:
@@ -219,7 +218,7 @@ def nla_feature_labels(
             features, ``explanations`` of another length than the positions.
         SAEInterfaceError: ``sae`` lacks the interface of :mod:`nla_lens.sae`.
     """
-    check_sae(sae, d_model=nla.d_model, hook_name=nla_hook_name(nla))
+    check_sae(sae, d_model=nla.d_model, hook_name=nla.hook_name)
     d_sae = int(sae.W_dec.shape[0])
     features = list(dict.fromkeys(int(f) for f in features))  # each feature once, in the order given
     if not features:
@@ -231,7 +230,7 @@ def nla_feature_labels(
     n = len(dataset)
     if explanations is not None and len(explanations) != n:
         raise InputError(f"{len(explanations)} explanations for {n} positions; pass one per position.")
-    contexts = feature_contexts_for(sae, feature_contexts, subject=subject, hook_name=nla_hook_name(nla))
+    contexts = feature_contexts_for(sae, feature_contexts, subject=subject, hook_name=nla.hook_name)
     acts = encode_features(sae, dataset.vectors)  # [n, d_sae]
     if isinstance(contexts, FeatureContexts) and contexts.density is not None:
         density = contexts.density

@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from nla_lens.errors import InputError
-from nla_lens.hooks import nla_hook_name, parse_hook_name
+from nla_lens.hooks import parse_hook_name, resolve_hook_name
 from nla_lens.subjects.activations import prompt_activations
 from nla_lens.subjects.adapters import SubjectModel, as_subject
 from nla_lens.subjects.hook_check import check_subject
@@ -35,8 +35,10 @@ def _keyed(nlas: Any) -> list[tuple[str, Any]]:
     if isinstance(nlas, Mapping):
         items = []
         for key, nla in nlas.items():
-            trained_at = nla_hook_name(nla)
-            asked = parse_hook_name(key).name  # an int key means blocks.K.hook_resid_post
+            trained_at = nla.hook_name
+            # A key is a hook name, or a layer K meaning blocks.K.hook_resid_post.
+            is_layer = isinstance(key, int) and not isinstance(key, bool)
+            asked = (resolve_hook_name(layer=key) if is_layer else resolve_hook_name(key)).name
             if asked != trained_at:
                 raise InputError(
                     f"nlas[{key!r}] is an NLA trained on {trained_at!r}, not {asked!r}; key each NLA "
@@ -44,7 +46,7 @@ def _keyed(nlas: Any) -> list[tuple[str, Any]]:
                 )
             items.append((trained_at, nla))
     elif isinstance(nlas, Sequence) and not isinstance(nlas, str):
-        items = [(nla_hook_name(nla), nla) for nla in nlas]
+        items = [(nla.hook_name, nla) for nla in nlas]
     else:
         raise InputError(
             f"nlas must be an NLA, a list of NLAs or a dict {{layer or hook name: NLA}}, got {type(nlas).__name__}."

@@ -125,7 +125,8 @@ def explain_prompt(
     *,
     positions: Sequence[int] | None = None,
     reference: Any = None,
-    hook_name: str | int | None = None,
+    hook_name: str | None = None,
+    layer: int | None = None,
     max_new_tokens: int = 64,
     **round_trip_kwargs: Any,
 ) -> PromptExplanation:
@@ -140,6 +141,7 @@ def explain_prompt(
             denominator and whose mean direction is the baseline of ``gain`` (default: the
             prompt's own explained tokens).
         hook_name: Must be the NLA's hook when given (a mismatch is refused).
+        layer: Instead of ``hook_name``: block index K; ``blocks.K.hook_resid_post`` must be the NLA's hook.
         max_new_tokens: Explanation length cap.
         **round_trip_kwargs: Passed to ``NLA.round_trip`` (``seed``, ``progress``, ``batch_size``...).
 
@@ -148,9 +150,9 @@ def explain_prompt(
 
     Raises:
         InputError: A hook other than the NLA's, a subject of another width, positions out of range.
-        HookNameError: The subject has no such hook.
+        HookNameError: The subject has no such hook, or ``hook_name`` is an int (pass ``layer=``).
     """
-    adapter, hook = check_subject(nla, subject, hook_name)
+    adapter, hook = check_subject(nla, subject, hook_name, layer=layer)
     read = prompt_activations(adapter, prompt, hook, positions)  # warns (at our caller) when cut to n_ctx
     if positions is None and read.positions == [0]:
         # A one-token prompt: its only token is the attention sink, never explained by default.

@@ -40,7 +40,6 @@ from nla_lens.data.dataset import COLUMNS, ActivationDataset
 from nla_lens.errors import InputError
 from nla_lens.metrics import derangement, nanmean, score_round_trip
 from nla_lens.sae import SAELike, check_sae
-from nla_lens.subjects.hook_check import nla_hook_name
 
 if TYPE_CHECKING:
     from nla_lens.models.nla import NLA
@@ -128,16 +127,16 @@ def positions_for(
         InputError: Texts without a subject, a dataset of another width or hook than the NLA.
     """
     if isinstance(data, ActivationDataset):
-        hook = data.meta.get("hook_name")
+        hook = data.hook_name
         if data.d_model != nla.d_model:
             raise InputError(f"The dataset holds d_model={data.d_model} vectors but the NLA reads {nla.d_model}.")
-        if hook is not None and nla_hook_name(nla) is not None and hook != nla_hook_name(nla):
-            raise InputError(f"The dataset was read at {hook!r} but the NLA reads {nla_hook_name(nla)!r}.")
+        if hook is not None and hook != nla.hook_name:
+            raise InputError(f"The dataset was read at {hook!r} but the NLA reads {nla.hook_name!r}.")
         return data
     texts = [data] if isinstance(data, str) else list(data)
     if not texts:  # nothing to score: an empty result, not an error
         frame = pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
-        return ActivationDataset(torch.zeros(0, nla.d_model), frame, {"hook_name": nla_hook_name(nla)})
+        return ActivationDataset(torch.zeros(0, nla.d_model), frame, {"hook_name": nla.hook_name})
     if subject is None:
         raise InputError("Texts need subject= (e.g. nla_lens.load_subject()) to read their activations.")
     from nla_lens.data.extraction import extract_activations
@@ -145,7 +144,7 @@ def positions_for(
     return extract_activations(
         subject,
         texts,
-        nla_hook_name(nla),
+        nla.hook_name,
         positions_per_doc=positions_per_doc,
         splits={"eval": 1.0},
         seed=seed,
@@ -267,14 +266,14 @@ def sae_agreement(
             ``explanations`` of another length than the positions, ``top_k < 1``.
         SAEInterfaceError: ``sae`` lacks the interface of :mod:`nla_lens.sae`.
     """
-    check_sae(sae, d_model=nla.d_model, hook_name=nla_hook_name(nla))
+    check_sae(sae, d_model=nla.d_model, hook_name=nla.hook_name)
     if int(top_k) < 1:
         raise InputError(f"top_k must be at least 1 (got {top_k}).")
     dataset = positions_for(nla, data, subject=subject, positions_per_doc=positions_per_doc, seed=seed)
     n = len(dataset)
     if explanations is not None and len(explanations) != n:
         raise InputError(f"{len(explanations)} explanations for {n} positions; pass one per position.")
-    contexts = feature_contexts_for(sae, feature_contexts, subject=subject, hook_name=nla_hook_name(nla))
+    contexts = feature_contexts_for(sae, feature_contexts, subject=subject, hook_name=nla.hook_name)
     frame = dataset.frame.copy()
     if n == 0:
         for column in AGREEMENT_COLUMNS:

@@ -39,7 +39,7 @@ from nla_lens.analysis.fluency import (
 )
 from nla_lens.analysis.text import content_words
 from nla_lens.errors import FluencyWarning, InputError
-from nla_lens.hooks import HookPoint
+from nla_lens.hooks import HookSite
 from nla_lens.models.verbalizer import stop_token_ids
 from nla_lens.subjects.adapters import ResidualEdit, SubjectAdapter, SubjectModel, as_subject
 from nla_lens.subjects.hook_check import check_subject
@@ -118,7 +118,7 @@ class _Steerer:
     :class:`~nla_lens.subjects.adapters.ResidualEdit` (the adapter owns the backend: TransformerLens
     adds at the hook, nnsight edits the decoder layer's output)."""
 
-    def __init__(self, adapter: SubjectAdapter, hook: HookPoint):
+    def __init__(self, adapter: SubjectAdapter, hook: HookSite):
         self.adapter, self.hook = adapter, hook
 
     def _edit(self, delta: torch.Tensor | None) -> ResidualEdit | None:
@@ -133,7 +133,7 @@ class _Steerer:
         return self.adapter.generate(ids, max_new_tokens, edit=self._edit(delta))
 
 
-def subject_steerer(adapter: SubjectAdapter, hook: HookPoint) -> _Steerer:
+def subject_steerer(adapter: SubjectAdapter, hook: HookSite) -> _Steerer:
     """Steering at ``hook``: ``.logits(ids [T], delta [d] | None) -> [T, vocab]`` and
     ``.generate(ids [T], delta, max_new_tokens) -> [max_new_tokens]`` (greedy), adding ``delta`` at every
     position, through :meth:`SubjectAdapter.logits <nla_lens.subjects.adapters.SubjectAdapter.logits>`
@@ -155,7 +155,8 @@ def steered_generate(
     prompt: str,
     vector: torch.Tensor | None,
     *,
-    hook_name: str | int,
+    hook_name: str | None = None,
+    layer: int | None = None,
     coefficient: float = 1.0,
     max_new_tokens: int = 24,
 ) -> str:
@@ -166,6 +167,7 @@ def steered_generate(
         prompt: The text to continue.
         vector: ``[d_model]`` steering vector, or ``None`` for no steering.
         hook_name: Where to add it (every position, prompt and generated tokens).
+        layer: Instead of ``hook_name``: block index K, meaning ``blocks.K.hook_resid_post``.
         coefficient: Multiplier of ``vector``.
         max_new_tokens: Tokens generated (the text is cut at the first stop token).
 
@@ -173,7 +175,7 @@ def steered_generate(
         The continuation text (without the prompt).
     """
     adapter = as_subject(subject)
-    hook = adapter.resolve_hook(hook_name)
+    hook = adapter.resolve_hook(hook_name, layer=layer)
     ids = _encode(adapter, prompt)
     delta = None if vector is None else _delta(vector, coefficient, adapter.d_model)
     new = _cut_at_stop(subject_steerer(adapter, hook).generate(ids, delta, max_new_tokens), adapter.tokenizer)
@@ -207,7 +209,8 @@ def topic_logprob(
     topic_ids: Sequence[int],
     *,
     vector: torch.Tensor | None = None,
-    hook_name: str | int,
+    hook_name: str | None = None,
+    layer: int | None = None,
     coefficient: float = 1.0,
 ) -> float:
     """Mean log-probability that the next token is a topic word, along positions ``start..T-1``.
@@ -223,6 +226,7 @@ def topic_logprob(
         topic_ids: Token ids of the topic words.
         vector: ``[d_model]`` steering vector, or ``None``.
         hook_name: Where the vector is added.
+        layer: Instead of ``hook_name``: block index K, meaning ``blocks.K.hook_resid_post``.
         coefficient: Multiplier of ``vector``.
     """
     adapter = as_subject(subject)
@@ -231,7 +235,7 @@ def topic_logprob(
     if not 1 <= start < len(text_ids):
         raise InputError(f"start must lie in 1..{len(text_ids) - 1} (a non-empty prompt and continuation).")
     delta = None if vector is None else _delta(vector, coefficient, adapter.d_model)
-    steerer = subject_steerer(adapter, adapter.resolve_hook(hook_name))
+    steerer = subject_steerer(adapter, adapter.resolve_hook(hook_name, layer=layer))
     text_ids = torch.as_tensor(text_ids).long()
     return _topic_logprob(steerer.logits(text_ids, delta), start, list(topic_ids))
 
@@ -306,7 +310,8 @@ def steer(
     vector: torch.Tensor | None = None,
     norm: float | None = None,
     dataset: Any = None,
-    hook_name: str | int | None = None,
+    hook_name: str | None = None,
+    layer: int | None = None,
     seed: int = 0,
     progress: bool = True,
     warn: bool = True,
@@ -344,6 +349,7 @@ def steer(
         norm: Norm of the AR vector (default: the typical activation norm, see :func:`typical_norm`).
         dataset: ActivationDataset at the NLA's hook, for the typical norm.
         hook_name: Must be the NLA's hook when given (a mismatch is refused).
+        layer: Instead of ``hook_name``: block index K; ``blocks.K.hook_resid_post`` must be the NLA's hook.
         seed: Seed of the random control vector.
         progress: Show a progress bar.
         warn: Issue a :class:`~nla_lens.errors.FluencyWarning` when the steered text is not fluent.
@@ -353,10 +359,10 @@ def steer(
 
     Raises:
         InputError: A hook other than the NLA's, an empty prompt, no usable topic word.
-        HookNameError: The subject has no such hook.
+        HookNameError: The subject has no such hook, or ``hook_name`` is an int (pass ``layer=``).
     """
     run = _SteeringRun.build(
-        nla, subject, prompts, explanation, topic_words, vector, norm, dataset, hook_name, seed, max_new_tokens
+        nla, subject, prompts, explanation, topic_words, vector, norm, dataset, hook_name, layer, seed, max_new_tokens
     )
     _check_coefficient(coefficient)
     bar = tqdm(total=len(run.prompts) * 3, desc="steer", unit="run", disable=not progress)
@@ -389,7 +395,8 @@ def steering_sweep(
     vector: torch.Tensor | None = None,
     norm: float | None = None,
     dataset: Any = None,
-    hook_name: str | int | None = None,
+    hook_name: str | None = None,
+    layer: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -401,7 +408,7 @@ def steering_sweep(
 
     Args:
         nla, subject, prompts, explanation, topic_words, max_new_tokens, vector, norm, dataset,
-            hook_name, seed, progress: As in :func:`steer`.
+            hook_name, layer, seed, progress: As in :func:`steer`.
         coefficients: The strengths to try (1.0 adds one typical activation norm).
 
     Returns:
@@ -418,7 +425,7 @@ def steering_sweep(
     for c in coefficients:
         _check_coefficient(c)
     run = _SteeringRun.build(
-        nla, subject, prompts, explanation, topic_words, vector, norm, dataset, hook_name, seed, max_new_tokens
+        nla, subject, prompts, explanation, topic_words, vector, norm, dataset, hook_name, layer, seed, max_new_tokens
     )
     bar = tqdm(total=len(run.prompts) * (1 + 2 * len(coefficients)), desc="sweep", unit="run", disable=not progress)
     unsteered = run.unsteered(bar)
@@ -460,7 +467,7 @@ class _SteeringRun:
     unsteered continuations every condition's fluency is measured against."""
 
     adapter: SubjectAdapter
-    hook: HookPoint
+    hook: HookSite
     steerer: _Steerer
     prompts: list[str]
     vector: torch.Tensor
@@ -481,11 +488,12 @@ class _SteeringRun:
         vector: torch.Tensor | None,
         norm: float | None,
         dataset: Any,
-        hook_name: str | int | None,
+        hook_name: str | None,
+        layer: int | None,
         seed: int,
         max_new_tokens: int,
     ) -> _SteeringRun:
-        adapter, hook = check_subject(nla, subject, hook_name)
+        adapter, hook = check_subject(nla, subject, hook_name, layer=layer)
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise InputError("Pass at least one prompt.")

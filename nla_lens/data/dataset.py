@@ -78,6 +78,8 @@ class ActivationDataset:
 
     @property
     def hook_name(self) -> str | None:
+        """The hook the vectors were read at (``meta["hook_name"]``, which extraction always
+        records); ``None`` only for a dataset built by hand without one."""
         return self.meta.get("hook_name")
 
     @property

@@ -65,8 +65,9 @@ def assign_splits(doc_ids: np.ndarray, splits: Mapping[str, float], seed: int) -
 def extract_activations(
     model: Any,
     texts: Any,
-    hook_name: str | int | None = None,
+    hook_name: str | None = None,
     *,
+    layer: int | None = None,
     positions_per_doc: int = 6,
     min_position: int = 10,
     max_length: int = 256,
@@ -85,8 +86,11 @@ def extract_activations(
         model: A ``TransformerBridge``, ``HookedTransformer``, nnsight model (see
             ``nla_lens.load_subject``) or a ``SubjectAdapter``.
         texts: Documents: an iterable of strings, a pandas Series or an HF ``Dataset``.
-        hook_name: TransformerLens hook name or layer index; defaults to the layer about two
-            thirds of the way through (``blocks.20.hook_resid_post`` for the embedded model).
+        hook_name: TransformerLens hook name, e.g. ``"blocks.20.hook_resid_post"``. With neither
+            it nor ``layer``: the residual stream about two thirds of the way through
+            (``blocks.20.hook_resid_post`` for the embedded model).
+        layer: Instead of ``hook_name``: block index K (negative counts from the end), meaning
+            ``blocks.K.hook_resid_post``.
         positions_per_doc: Positions drawn per document (fewer if the document is short).
         min_position: Smallest token position drawn (context before every vector; attention sinks
             are kept out by :data:`~nla_lens.positions.CONTENT_RULE` whatever its value).
@@ -106,12 +110,17 @@ def extract_activations(
         An ``ActivationDataset`` with ``vectors`` ``[n, d_model]`` (fp32, raw) and one metadata row
         per vector. Documents without an eligible position are skipped and counted in
         ``meta["skipped_documents"]`` (with a warning).
+
+    Raises:
+        HookNameError: The model has no such hook (close matches named), a layer out of range, or
+            an int as ``hook_name`` (pass ``layer=``).
+        InputError: No documents, a non-string document, or settings out of range.
     """
     subject: SubjectAdapter = as_subject(model, tokenizer, remote=remote)
     documents = as_texts(texts, text_column)
-    if hook_name is None:
-        hook_name = default_layer(subject.n_layers)
-    hook = subject.resolve_hook(hook_name)
+    if hook_name is None and layer is None:
+        layer = default_layer(subject.n_layers)
+    hook = subject.resolve_hook(hook_name, layer=layer)
     for arg, value, low in (
         ("positions_per_doc", positions_per_doc, 1),
         ("batch_size", batch_size, 1),

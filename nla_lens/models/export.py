@@ -20,6 +20,7 @@ the chat template sends nla_lens's AV prompt, token for token), and the AR's sid
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,15 +123,15 @@ def _exported_meta(meta: NLAMeta, *, merged: bool) -> NLAMeta:
     ``provenance.base_model`` tells the loader which base to put adapters on; a full folder has
     no base, so the name moves to ``merged_base_model`` (kept as a record only, read by nothing).
     """
-    meta = copy.deepcopy(meta)
-    base = meta.provenance.pop("base_model", None)
+    provenance = copy.deepcopy(meta.provenance)
+    base = provenance.pop("base_model", None)
     if merged:
-        meta.provenance[EXPORTED_FROM] = "lora"
+        provenance[EXPORTED_FROM] = "lora"
         if base:
-            meta.provenance["merged_base_model"] = base
+            provenance["merged_base_model"] = base
     else:
-        meta.provenance.setdefault(EXPORTED_FROM, "full")  # a re-export keeps the first record
-    return meta
+        provenance.setdefault(EXPORTED_FROM, "full")  # a re-export keeps the first record
+    return dataclasses.replace(copy.deepcopy(meta), provenance=provenance)
 
 
 def _export_av(av: ActivationVerbalizer, folder: Path) -> Path:
@@ -199,7 +200,7 @@ def _export_ar(ar: ActivationReconstructor, folder: Path) -> Path:
     """Write the AR in the published AR layout, through the reconstructor's own full-model save."""
     backbone, merged = _merged_copy(ar.backbone)
     meta = _exported_meta(ar.cfg, merged=merged)
-    meta.tokens.critic_suffix_ids = ar.suffix_ids()
+    meta = dataclasses.replace(meta, tokens=dataclasses.replace(meta.tokens, critic_suffix_ids=ar.suffix_ids()))
     # A reconstructor around the merged backbone writes exactly the published layout (config with
     # K+1 blocks, weights plus final norm, head, tokenizer, sidecar). Its __init__ finds the final
     # norm already replaced by the identity, so the live AR's saved norm weights are handed over.

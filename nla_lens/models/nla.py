@@ -15,6 +15,7 @@ import torch
 
 from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CheckpointError, InputError
+from nla_lens.hooks import resolve_hook_name
 from nla_lens.injection import choose_marker
 from nla_lens.metrics import score_round_trip
 from nla_lens.models.loading import lm_shape, load_base_lm
@@ -60,13 +61,20 @@ class NLA:
         return self.av.d_model
 
     @property
-    def hook_name(self) -> str | None:
-        """The TransformerLens hook it explains: the sidecar's, else ``blocks.K.hook_resid_post``
-        for the extraction layer K (the published sidecars record only the layer)."""
-        if self.av.cfg.hook_name:
-            return self.av.cfg.hook_name
-        layer = self.av.cfg.layer if self.av.cfg.layer is not None else self.ar.cfg.layer
-        return None if layer is None else f"blocks.{layer}.hook_resid_post"
+    def hook_name(self) -> str:
+        """The TransformerLens hook it explains: the AV sidecar's ``hook_name``, else the AR's.
+
+        Each sidecar resolves it when loaded (``blocks.K.hook_resid_post`` for one that records
+        only the extraction layer K, as the published ones do; :class:`~nla_lens.schema.NLAMeta`),
+        and an AR always knows K, so this is always a hook name.
+        """
+        name = self.av.cfg.hook_name or self.ar.cfg.hook_name
+        if name is None:  # unreachable for a loaded AR (it needs K); kept for the type
+            raise CheckpointError(
+                "The NLA records neither a hook name nor a layer; its checkpoint metadata is incomplete. "
+                "Set extraction.hook_name in its nla_meta.yaml."
+            )
+        return name
 
     @property
     def layer(self) -> int | None:
@@ -131,7 +139,7 @@ class NLA:
         d_subject, n_subject = lm_shape(av_model if base == av_base else ar_model if base == ar_base else base)
         fields = dict(
             layer=layer,
-            hook_name=hook_name or f"blocks.{layer}.hook_resid_post",
+            hook_name=hook_name or resolve_hook_name(layer=layer).name,
             subject_model=subject_model or base,
             # A base model without a chat template (Gemma-3-270M) reads the prompt as plain text.
             av_format="chat" if getattr(av_tok, "chat_template", None) else "plain",

@@ -1,6 +1,6 @@
 """A prompt's activations at one hook: the one reader every per-token view and analysis uses.
 
-``prompt_activations(subject, prompt, hook)`` tokenizes the prompt as the subject does (BOS when
+``prompt_activations(subject, prompt, hook)`` (or ``layer=K``) tokenizes the prompt as the subject does (BOS when
 the model expects it), cuts it to the model's context with a warning and a notice, checks the
 chosen positions and runs the subject once, up to the hook. The result carries the vectors of the
 chosen positions with the prompt's tokens, so a table of per-vector rows can be labelled with the
@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from nla_lens.errors import InputError
-from nla_lens.hooks import HookPoint
+from nla_lens.hooks import HookSite
 from nla_lens.positions import CONTENT_RULE, token_content_mask
 from nla_lens.subjects.adapters import SubjectAdapter, SubjectModel, as_subject
 
@@ -33,7 +33,7 @@ class PromptActivations:
         positions: The chosen token positions, in the order of ``vectors``' rows.
         tokens: Every token of the (possibly cut) prompt, decoded one by one.
         ids: ``[seq]`` token ids of the prompt as the subject read it.
-        hook: The hook point read.
+        hook: The hook site read.
         notices: What the reader changed (a prompt cut to the context), for a view to show.
     """
 
@@ -41,7 +41,7 @@ class PromptActivations:
     positions: list[int]
     tokens: list[str]
     ids: list[int]
-    hook: HookPoint
+    hook: HookSite
     notices: list[str]
 
     def label(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -56,9 +56,10 @@ class PromptActivations:
 def prompt_activations(
     subject: SubjectModel,
     prompt: str,
-    hook: str | int | HookPoint,
+    hook: str | HookSite | None = None,
     positions: Sequence[int] | None = None,
     *,
+    layer: int | None = None,
     warn: bool = True,
     stacklevel: int = 2,
 ) -> PromptActivations:
@@ -67,11 +68,12 @@ def prompt_activations(
     Args:
         subject: A TransformerBridge / HookedTransformer / nnsight model or its adapter.
         prompt: The text; an empty prompt gives no positions and ``[0, d_model]`` vectors.
-        hook: A hook name, a layer index (its ``hook_resid_post``) or a resolved hook point.
+        hook: A hook name or a hook site from the adapter's ``resolve_hook``.
         positions: Token positions to keep (default: the content positions by
             :data:`~nla_lens.positions.CONTENT_RULE`, i.e. no attention sink: not position 0, not a
             norm outlier, with a notice naming any later sink left out; the only token of a
             one-token prompt).
+        layer: Instead of ``hook``: block index K, meaning ``blocks.K.hook_resid_post``.
         warn: Warn when the prompt is cut to the context (the notice is kept either way).
         stacklevel: Where the warning about a prompt cut to the context points (the caller's
             caller by default).
@@ -81,12 +83,16 @@ def prompt_activations(
 
     Raises:
         InputError: ``prompt`` is not a string, or positions out of range.
-        HookNameError: The subject has no such hook (close matches named).
+        HookNameError: The subject has no such hook (close matches named), or ``hook`` is an int
+            (pass ``layer=``).
     """
     adapter: SubjectAdapter = as_subject(subject)
     if not isinstance(prompt, str):
         raise InputError(f"prompt must be a string, got {type(prompt).__name__}.")
-    point = hook if isinstance(hook, HookPoint) else adapter.resolve_hook(hook)
+    if isinstance(hook, HookSite) and layer is None:
+        site = hook
+    else:
+        site = adapter.resolve_hook(hook.name if isinstance(hook, HookSite) else hook, layer=layer)
     ids = adapter.encode(prompt) if prompt else []
     notices: list[str] = []
     if adapter.n_ctx and len(ids) > adapter.n_ctx:
@@ -104,11 +110,11 @@ def prompt_activations(
             f"positions must be token indices in 0..{len(ids) - 1} for this prompt ({len(ids)} tokens), got {chosen}."
         )
     if not ids or chosen == []:
-        return PromptActivations(torch.zeros(0, adapter.d_model), [], tokens, list(ids), point, notices)
-    acts = adapter.activations(torch.tensor([ids]), point)[0].float()  # [seq, d_model]
+        return PromptActivations(torch.zeros(0, adapter.d_model), [], tokens, list(ids), site, notices)
+    acts = adapter.activations(torch.tensor([ids]), site)[0].float()  # [seq, d_model]
     if chosen is None:
         chosen = _content_positions(acts, ids, tokens, adapter.special_token_ids(), notices)
-    return PromptActivations(acts[chosen], chosen, tokens, list(ids), point, notices)
+    return PromptActivations(acts[chosen], chosen, tokens, list(ids), site, notices)
 
 
 def _content_positions(

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeAlias
 import torch
 
 from nla_lens.errors import HookNameError, InputError
-from nla_lens.hooks import HookPoint, validate_hook_name
+from nla_lens.hooks import HookSite, resolve_hook_name
 
 _LOADED_AS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 """The name each subject model was loaded under (``load_subject``): kept here, beside the model, so
@@ -109,9 +109,19 @@ class SubjectAdapter(ABC):
         """Ids of special tokens (BOS/EOS/PAD/chat markers), never sampled as positions."""
         return set(getattr(self.tokenizer, "all_special_ids", []) or [])
 
-    def resolve_hook(self, hook_name: str | int) -> HookPoint:
-        """Validate a hook name (or a layer index meaning its ``hook_resid_post``)."""
-        return validate_hook_name(hook_name, self.hook_names(), self.n_layers)
+    def resolve_hook(self, hook_name: str | None = None, *, layer: int | None = None) -> HookSite:
+        """The :class:`~nla_lens.hooks.HookSite` of a hook this model has.
+
+        Args:
+            hook_name: A hook name, e.g. ``"blocks.20.hook_resid_post"``.
+            layer: Instead: block index K (negative counts from the end), meaning
+                ``blocks.K.hook_resid_post``.
+
+        Raises:
+            HookNameError: The model has no such hook (close matches named), a layer out of
+                range, or an int as ``hook_name`` (pass ``layer=``).
+        """
+        return resolve_hook_name(hook_name, layer=layer, n_layers=self.n_layers, valid_names=self.hook_names())
 
     def encode(self, text: str, max_length: int | None = None) -> list[int]:
         """Token ids of one document, with BOS when the model expects it, truncated."""
@@ -126,12 +136,12 @@ class SubjectAdapter(ABC):
         """The input embedding matrix ``W_E``, ``[d_vocab, d_model]``, float32 on the CPU."""
 
     @abstractmethod
-    def activations(self, tokens: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+    def activations(self, tokens: torch.Tensor, hook: HookSite) -> torch.Tensor:
         """Activations at one hook, running no block after it.
 
         Args:
             tokens: ``[batch, seq]`` token ids, right-padded (causal models need no mask then).
-            hook: A hook point from ``resolve_hook``.
+            hook: A hook site from ``resolve_hook``.
 
         Returns:
             ``[batch, seq, d_model]`` float tensor on the CPU.
@@ -187,7 +197,7 @@ class TransformerLensSubject(SubjectAdapter):
         return self.model.W_E.detach().float().cpu()
 
     @torch.no_grad()
-    def activations(self, tokens: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+    def activations(self, tokens: torch.Tensor, hook: HookSite) -> torch.Tensor:
         # Read by the name asked for: a bridge's hook point for blocks.K.hook_resid_post is named
         # blocks.K.hook_out (its `hook.name` in a hook function), but its cache answers to the alias.
         _, cache = self.model.run_with_cache(
@@ -309,7 +319,7 @@ class NNsightSubject(SubjectAdapter):
         return envoy[index]
 
     @torch.no_grad()
-    def activations(self, tokens: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+    def activations(self, tokens: torch.Tensor, hook: HookSite) -> torch.Tensor:
         layer = self.layer_envoy(hook.block)
         with self.model.trace(tokens.to(self.device), remote=self.remote) as tracer:
             if hook.suffix == "hook_resid_post":

@@ -11,32 +11,37 @@ import warnings
 from typing import Any
 
 from nla_lens.errors import InputError
-from nla_lens.hooks import HookPoint, nla_hook_name, parse_hook_name
+from nla_lens.hooks import HookSite, resolve_hook_name
 from nla_lens.subjects.adapters import SubjectAdapter, as_subject
 
-__all__ = ["check_subject", "nla_hook_name"]
+__all__ = ["check_subject"]
 
 
-def check_subject(nla: Any, subject: Any, hook_name: str | int | None = None) -> tuple[SubjectAdapter, HookPoint]:
-    """Wrap ``subject`` and return it with the NLA's hook point, refusing any mismatch.
+def check_subject(
+    nla: Any, subject: Any, hook_name: str | None = None, *, layer: int | None = None
+) -> tuple[SubjectAdapter, HookSite]:
+    """Wrap ``subject`` and return it with the NLA's hook site, refusing any mismatch.
 
     Args:
-        nla: An :class:`~nla_lens.models.nla.NLA`.
+        nla: An :class:`~nla_lens.models.nla.NLA` (its ``hook_name`` is the hook it reads).
         subject: The subject model (TransformerBridge/HookedTransformer, nnsight model) or adapter.
-        hook_name: A hook (or layer) the caller asked for; it must be the NLA's own.
+        hook_name: A hook the caller asked for; it must be the NLA's own.
+        layer: Instead of ``hook_name``: a layer K the caller asked for, meaning
+            ``blocks.K.hook_resid_post``; it must be the NLA's hook.
 
     Returns:
-        ``(adapter, hook point)``.
+        ``(adapter, hook site)``.
 
     Raises:
-        InputError: ``hook_name`` differs from the hook the NLA was trained on, or the subject's
-            width differs from the NLA's ``d_model``.
-        HookNameError: The subject has no such hook (e.g. fewer blocks than the NLA's layer).
+        InputError: The hook asked for differs from the hook the NLA was trained on, or the
+            subject's width differs from the NLA's ``d_model``.
+        HookNameError: The subject has no such hook (e.g. fewer blocks than the NLA's layer), or
+            ``hook_name`` is an int (pass ``layer=``).
     """
-    trained_at = nla_hook_name(nla)
+    trained_at: str = nla.hook_name
     adapter = as_subject(subject)
-    if hook_name is not None:
-        asked = parse_hook_name(hook_name, adapter.n_layers).name
+    if hook_name is not None or layer is not None:
+        asked = resolve_hook_name(hook_name, layer=layer, n_layers=adapter.n_layers).name
         if asked != trained_at:
             raise InputError(
                 f"This NLA was trained on {trained_at!r}, not {asked!r}: its explanations only mean "

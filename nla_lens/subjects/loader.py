@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from nla_lens.errors import InputError, SubjectLoadError
+from nla_lens.hooks import resid_post
 from nla_lens.optional import require
 from nla_lens.subjects.adapters import remember_name
 from nla_lens.subjects.embedded import EMBEDDED_MODELS, SMOLLM2, embedded_model, embedded_model_dir, load_embedded_hf
@@ -37,7 +38,7 @@ def list_subjects() -> pd.DataFrame:
                 "name": m.name,
                 "hf_id": m.hf_id,
                 "default_layer": m.default_layer,
-                "hook_name": f"blocks.{m.default_layer}.hook_resid_post",
+                "hook_name": resid_post(m.default_layer),
                 "n_layers": m.n_layers,
                 "d_model": m.d_model,
                 "installed": m.installed,

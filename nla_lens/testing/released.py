@@ -62,7 +62,7 @@ def stand_in_for_release(architecture: str, cache_dir: str | Path, **kwargs) -> 
         av=repos["av"],
         ar=repos["ar"],
         subject_model=f"tiny-{architecture}",
-        hook_name=f"blocks.{layer}.hook_resid_post",
+        hook_name=nla.hook_name,
         layer=layer,
         d_model=nla.d_model,
         notes="offline stand-in of a released pair (random weights)",

@@ -49,7 +49,6 @@ from nla_lens.errors import InputError, ShapeError
 from nla_lens.metrics import held_out_metrics, normalized_mse
 from nla_lens.models.nla import NLA
 from nla_lens.modes import evaluating
-from nla_lens.norm_range import record_norm_range
 from nla_lens.precision import InferenceCopy
 from nla_lens.rewrites import augment
 from nla_lens.sampling import sample_seeds
@@ -219,7 +218,7 @@ class GRPOTrainer(Trainer):
                 )
         self.nla, self.dataset, self.eval_dataset = nla, dataset, eval_dataset
         for part in (nla.av, nla.ar):
-            record_norm_range(part.cfg, dataset.vectors)
+            part.cfg = part.cfg.with_norm_range(dataset.vectors)
         self._check_divides(self.config.n_vectors, "n_vectors")
         if self.config.engine != "hf" and self.world_size > 1:
             raise InputError(

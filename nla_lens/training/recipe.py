@@ -363,7 +363,7 @@ class _Run:
             dataset = nla_lens.extract_activations(
                 self.subject,
                 nla_lens.load_corpus(max_documents=r.documents),
-                r.layer,
+                layer=r.layer,
                 positions_per_doc=r.positions_per_doc,
                 max_length=r.max_length,
                 seed=r.seed,
@@ -549,7 +549,7 @@ def injection_scale_for(recipe: Recipe, dataset: ActivationDataset) -> float | N
     own = nla_lens.extract_activations(
         nla_lens.load_subject(av_base),
         nla_lens.load_corpus(max_documents=16),
-        layer,
+        layer=layer,
         positions_per_doc=8,
         max_length=recipe.max_length,
         seed=recipe.seed,
@@ -614,7 +614,7 @@ def _cached_av_split(
     part = nla_lens.extract_activations(
         subject,
         docs,
-        recipe.layer,
+        layer=recipe.layer,
         positions_per_doc=positions_per_doc,
         max_length=recipe.max_length,
         seed=recipe.seed,

@@ -26,7 +26,7 @@ import torch
 
 from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CacheError, InputError
-from nla_lens.hooks import HookPoint
+from nla_lens.hooks import HookSite
 from nla_lens.optional import sae_lens
 from nla_lens.positions import CONTENT_RULE, ContentRule, token_content_mask
 from nla_lens.subjects.adapters import SubjectAdapter, SubjectModel, as_subject
@@ -39,7 +39,7 @@ _WEIGHTS, _CONFIG = "sae_weights.safetensors", "cfg.json"
 def activation_batches(
     adapter: SubjectAdapter,
     texts: Sequence[str],
-    hook: HookPoint,
+    hook: HookSite,
     *,
     max_length: int,
     batch_size: int,
@@ -98,7 +98,7 @@ def _cache_folder(root: Path, adapter: SubjectAdapter, texts: list[str], setting
 
 
 def collect_activations(
-    adapter: SubjectAdapter, texts: list[str], hook: HookPoint, *, limit: int, max_length: int, batch_size: int
+    adapter: SubjectAdapter, texts: list[str], hook: HookSite, *, limit: int, max_length: int, batch_size: int
 ) -> torch.Tensor:
     """Up to ``limit`` activation rows ``[N, d_model]`` at ``hook``, content positions only (no sink, no special token).
 

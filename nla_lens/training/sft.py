@@ -25,7 +25,6 @@ from nla_lens.metrics import held_out_metrics, score_round_trip
 from nla_lens.models.reconstructor import ActivationReconstructor
 from nla_lens.models.verbalizer import ActivationVerbalizer
 from nla_lens.modes import evaluating
-from nla_lens.norm_range import record_norm_range
 from nla_lens.rewrites import augment
 from nla_lens.training.base import Trainer, TrainerConfig
 from nla_lens.training.lora import apply_lora
@@ -125,7 +124,7 @@ class ARWarmStart(_WarmStart):
     ):
         super().__init__(config, callbacks)
         self._set_pairs(ar.d_model, dataset, explanations, eval_dataset, eval_explanations, "AR warm start")
-        record_norm_range(ar.cfg, dataset.vectors)
+        ar.cfg = ar.cfg.with_norm_range(dataset.vectors)
         if self.config.lora_r:
             ar.backbone = apply_lora(ar.backbone, self.config.lora_r, alpha=self.config.lora_alpha)
         ar.value_head.weight.requires_grad_(True)  # also when continuing an AR loaded with its adapters
@@ -199,7 +198,7 @@ class AVWarmStart(_WarmStart):
     ):
         super().__init__(config, callbacks)
         self._set_pairs(av.d_model, dataset, explanations, eval_dataset, eval_explanations, "AV warm start")
-        record_norm_range(av.cfg, dataset.vectors)
+        av.cfg = av.cfg.with_norm_range(dataset.vectors)
         if self.config.augment:
             raise InputError(
                 "augment rewrites what the AR reads; the AV learns to write one form. Leave it 0 for the AV warm start."

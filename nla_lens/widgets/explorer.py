@@ -17,7 +17,6 @@ import pandas as pd
 import torch
 
 from nla_lens.errors import InputError, NLALensError
-from nla_lens.hooks import nla_hook_name
 from nla_lens.jsonable import json_safe
 from nla_lens.metrics import score_round_trip
 from nla_lens.optional import require
@@ -41,14 +40,16 @@ ALTERNATIVE_KEYS: tuple[str, ...] = ("explanation", "mse", "cosine", "gain", "ok
 def _as_nlas(nlas: Any) -> dict[str, Any]:
     """``{hook name: NLA}`` from one NLA or a mapping, checking each key against its NLA's hook."""
     if not isinstance(nlas, Mapping):
-        return {nla_hook_name(nlas): nlas}
+        if not hasattr(nlas, "round_trip"):
+            raise InputError(f"nlas is a {type(nlas).__name__}; pass an NLA or {{hook_name: NLA}}.")
+        return {nlas.hook_name: nlas}
     if not nlas:
         raise InputError("nlas is an empty mapping; pass an NLA or {hook_name: NLA}.")
     out = {}
     for key, nla in nlas.items():
         if not hasattr(nla, "round_trip"):
             raise InputError(f"nlas[{key!r}] is a {type(nla).__name__}, not an NLA.")
-        trained_at = nla_hook_name(nla)
+        trained_at = nla.hook_name
         if str(key) != trained_at:
             raise InputError(f"nlas[{key!r}] was trained at {trained_at!r}; key each NLA by its own hook name.")
         out[str(key)] = nla

@@ -23,7 +23,7 @@ def gemma_vectors() -> torch.Tensor:
 
     bridge = nla_lens.load_subject("gemma3-270m")
     docs = nla_lens.load_corpus(max_documents=4)
-    data = nla_lens.extract_activations(bridge, docs, LAYER, positions_per_doc=2, max_length=64, progress=False)
+    data = nla_lens.extract_activations(bridge, docs, layer=LAYER, positions_per_doc=2, max_length=64, progress=False)
     return data.vectors[:8].float()
 
 

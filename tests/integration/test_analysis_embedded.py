@@ -113,4 +113,4 @@ def test_prompt_table_and_hook_check_on_the_embedded_model(shipped, bridge):
     assert torch.isfinite(torch.tensor(table.frame["fve"].to_numpy())).all()
     assert len(explain_prompt(shipped, bridge, "", progress=False)) == 0
     with pytest.raises(InputError, match="blocks.20.hook_resid_post"):
-        explain_prompt(shipped, bridge, "The cat sat.", hook_name=10)
+        explain_prompt(shipped, bridge, "The cat sat.", layer=10)

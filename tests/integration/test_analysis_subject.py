@@ -94,7 +94,7 @@ def test_empty_prompt_gives_an_empty_table(nla1, subject, tmp_path):
 
 def test_mismatched_hook_or_subject_is_refused(nla1, subject):
     with pytest.raises(InputError, match="trained on 'blocks.1.hook_resid_post', not 'blocks.0.hook_resid_post'"):
-        explain_prompt(nla1, subject, PROMPT, hook_name=0, **KW)
+        explain_prompt(nla1, subject, PROMPT, layer=0, **KW)
     with pytest.raises(HookNameError, match="out of range"):
         explain_prompt(tiny_nla(5, n_layers=2, seed=10), subject, PROMPT, **KW)  # the subject has 2 blocks
     with pytest.raises(InputError, match="d_model is 48"):

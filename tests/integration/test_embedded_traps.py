@@ -45,9 +45,9 @@ def test_a_layer_10_vector_given_to_the_layer_20_nla_warns_and_layer_20_vectors_
     norm_range = shipped_nla.av.cfg.norm_range
     assert norm_range is not None and shipped_nla.ar.cfg.norm_range == norm_range
     docs = [doc[:600] for doc in nla_lens.load_corpus(max_documents=30)]
-    layer20 = torch.cat([prompt_activations(bridge, doc, 20).vectors for doc in docs])  # [n, 576], positions >= 1
+    layer20 = torch.cat([prompt_activations(bridge, doc, layer=20).vectors for doc in docs])  # [n, 576], positions >= 1
     assert len(layer20) > 500 and not norm_range.outside(layer20).any()  # ordinary vectors never trip it
-    layer10 = torch.cat([prompt_activations(bridge, doc, 10).vectors for doc in docs])  # [n, 576]
+    layer10 = torch.cat([prompt_activations(bridge, doc, layer=10).vectors for doc in docs])  # [n, 576]
     assert norm_range.outside(layer10).float().mean() > 0.8  # most do; the layers overlap at the edges
 
     median10 = layer10[layer10.norm(dim=-1).argsort()[len(layer10) // 2]]  # [576], a typical layer-10 vector

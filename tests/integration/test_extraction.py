@@ -134,7 +134,7 @@ def test_bad_input_errors(bridge, documents):
     with pytest.raises(HookNameError, match="Unknown hook name"):
         nla_lens.extract_activations(bridge, documents[:1], "blocks.20.hook_resid_psot", progress=False)
     with pytest.raises(HookNameError, match="out of range"):
-        nla_lens.extract_activations(bridge, documents[:1], 30, progress=False)
+        nla_lens.extract_activations(bridge, documents[:1], layer=30, progress=False)
     with pytest.raises(InputError, match="empty"):
         nla_lens.extract_activations(bridge, [], HOOK, progress=False)
     with pytest.raises(InputError, match=r"texts\[1\]"):

@@ -81,7 +81,7 @@ def test_greedy_generation_equals_hf_generate(backend, gemma_bridge, gemma_hf):
         )
     want = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
     assert len(want) > 10  # a real continuation, so equality says something
-    assert steered_generate(subject, prompt, None, hook_name=12, max_new_tokens=NEW_TOKENS) == want
+    assert steered_generate(subject, prompt, None, layer=12, max_new_tokens=NEW_TOKENS) == want
 
 
 def test_list_subjects_describes_the_models_it_loads(gemma_hf, embedded_hf):

@@ -65,7 +65,7 @@ def test_transformer_bridge_generation_equals_hf_generate(bridge, embedded_hf, p
     hf_model, tokenizer = embedded_hf
     want = _hf_greedy_text(hf_model, tokenizer, prompt)
     assert len(want) > 10  # a real continuation, so equality says something
-    assert steered_generate(bridge, prompt, None, hook_name=20, max_new_tokens=NEW_TOKENS) == want
+    assert steered_generate(bridge, prompt, None, layer=20, max_new_tokens=NEW_TOKENS) == want
 
 
 @pytest.mark.embedded
@@ -98,7 +98,7 @@ def test_nnsight_generation_equals_hf_generate(embedded_hf, prompt):
 
     hf_model, tokenizer = embedded_hf
     subject = TransformersModel(hf_model, tokenizer=tokenizer)
-    got = steered_generate(subject, prompt, None, hook_name=20, max_new_tokens=NEW_TOKENS)
+    got = steered_generate(subject, prompt, None, layer=20, max_new_tokens=NEW_TOKENS)
     assert got == _hf_greedy_text(hf_model, tokenizer, prompt)
 
 
@@ -115,4 +115,4 @@ def test_hooked_transformer_generation_equals_its_own_kv_cache_generate():
     model = tiny_hooked_transformer(tiny_tokenizer(), n_layers=2, n_ctx=64)
     ids = model.tokenizer("The cat sat on the", add_special_tokens=False, return_tensors="pt")["input_ids"]
     text = _tl_greedy_text(model, model.tokenizer, ids)
-    assert steered_generate(model, "The cat sat on the", None, hook_name=1, max_new_tokens=NEW_TOKENS) == text
+    assert steered_generate(model, "The cat sat on the", None, layer=1, max_new_tokens=NEW_TOKENS) == text

@@ -72,7 +72,7 @@ def test_load_subject_by_path_with_dtype_and_device_map(backend, tmp_path):
     tok.save_pretrained(tmp_path / "subject")
     subject = nla_lens.load_subject(str(tmp_path / "subject"), backend=backend, dtype=torch.bfloat16, device_map="auto")
     acts = nla_lens.as_subject(subject).activations(
-        torch.tensor([[5, 6, 7, 8]]), nla_lens.as_subject(subject).resolve_hook(1)
+        torch.tensor([[5, 6, 7, 8]]), nla_lens.as_subject(subject).resolve_hook(layer=1)
     )
     assert acts.shape == (1, 4, 32) and torch.isfinite(acts).all()
     module = subject if backend == "bridge" else subject._module

@@ -1,7 +1,7 @@
 import pytest
 
 from nla_lens.errors import HookNameError, NLALensError
-from nla_lens.hooks import check_layer, parse_hook_name, resid_post, validate_hook_name
+from nla_lens.hooks import check_layer, parse_hook_name, resid_post, resolve_hook_name, validate_hook_name
 
 VALID = [f"blocks.{k}.{s}" for k in range(4) for s in ("hook_resid_pre", "hook_resid_post", "attn.hook_z")]
 VALID += ["hook_embed", "ln_final.hook_normalized"]
@@ -22,7 +22,7 @@ def test_layer_to_name_to_hidden_states_index():
 
 
 def test_int_and_negative_layers():
-    assert parse_hook_name(3, n_layers=4).name == "blocks.3.hook_resid_post"
+    assert resolve_hook_name(layer=3, n_layers=4).name == "blocks.3.hook_resid_post"
     assert resid_post(-1, 30) == "blocks.29.hook_resid_post"
     assert check_layer(-30, 30) == 0
 
@@ -51,3 +51,25 @@ def test_malformed_names(bad):
 
 def test_valid_name_passes():
     assert validate_hook_name("blocks.3.attn.hook_z", VALID, 4).layer == 3
+
+
+def test_an_int_hook_name_is_refused_with_a_pointer_to_layer():
+    for call in (
+        lambda: parse_hook_name(3, 4),
+        lambda: validate_hook_name(3, VALID, 4),
+        lambda: resolve_hook_name(3, n_layers=4),
+    ):
+        with pytest.raises(HookNameError, match=r"pass layer=3 instead"):
+            call()
+
+
+def test_resolve_hook_name_takes_a_name_or_a_layer():
+    assert resolve_hook_name("blocks.2.hook_resid_pre").hidden_states_index == 2
+    assert resolve_hook_name(layer=-1, n_layers=4).name == "blocks.3.hook_resid_post"
+    assert resolve_hook_name("blocks.3.attn.hook_z", n_layers=4, valid_names=VALID).layer == 3
+    with pytest.raises(HookNameError, match="'blocks.2.hook_resid_post'"):
+        resolve_hook_name("blocks.2.hook_resid_pots", n_layers=4, valid_names=VALID)
+    with pytest.raises(HookNameError, match="not both"):
+        resolve_hook_name("blocks.1.hook_resid_post", layer=1)
+    with pytest.raises(HookNameError, match="or layer=K"):
+        resolve_hook_name()

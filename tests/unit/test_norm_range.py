@@ -12,7 +12,7 @@ import yaml
 
 from nla_lens.errors import CheckpointError, NLALensWarning, NormRangeWarning
 from nla_lens.frames import TextFrame
-from nla_lens.norm_range import HIGH, LOW, NormRange, record_norm_range, warn_if_outside
+from nla_lens.norm_range import HIGH, LOW, NormRange, warn_if_outside
 from nla_lens.schema import NLAMeta
 from nla_lens.testing.tokenizers import tiny_tokenizer
 
@@ -71,10 +71,10 @@ def test_sidecar_round_trip_keeps_the_range_and_old_sidecars_have_none(tmp_path)
     tok = tiny_tokenizer()
     meta = NLAMeta.for_tokenizer(tok, role="av", d_model=64, injection_scale=250.0, layer=20)
     assert meta.norm_range is None and "norm_range" not in meta.to_dict()["extraction"]
-    record_norm_range(meta, _with_norms([100.0, 200.0, 300.0]))
+    meta = meta.with_norm_range(_with_norms([100.0, 200.0, 300.0]))
     first = meta.norm_range
     assert first is not None and first.n_vectors == 3
-    record_norm_range(meta, _with_norms([1.0, 2.0]))  # a later stage keeps the first range
+    meta = meta.with_norm_range(_with_norms([1.0, 2.0]))  # a later stage keeps the first range
     assert meta.norm_range == first
     meta.save(tmp_path)
     raw = yaml.safe_load((tmp_path / "nla_meta.yaml").read_text(encoding="utf-8"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -169,7 +170,7 @@ def test_validate_wrong_neighbours(tok) -> None:
     with pytest.raises(CheckpointError, match="neighbours"):
         meta.validate(tok)
     meta = _meta(tok)
-    meta.av_template = "Look: {injection_char} here"  # template drift changes the neighbours
+    meta = dataclasses.replace(meta, av_template="Look: {injection_char} here")  # template drift changes the neighbours
     with pytest.raises(CheckpointError, match="neighbours"):
         meta.validate(tok)
 
@@ -185,15 +186,15 @@ def test_validate_wrong_d_model_and_kept_blocks(tok) -> None:
 
 def test_validate_templates(tok) -> None:
     meta = _meta(tok)
-    meta.ar_template = "Summary: <text>{text}</text>"
+    meta = dataclasses.replace(meta, ar_template="Summary: <text>{text}</text>")
     with pytest.raises(CheckpointError, match=r"\{explanation\}"):
         meta.validate(tok)
     meta = _meta(tok)
-    meta.av_template = "no marker here"
+    meta = dataclasses.replace(meta, av_template="no marker here")
     with pytest.raises(CheckpointError, match=r"\{injection_char\}"):
         meta.validate(tok)
     meta = _meta(tok, role="ar")
-    meta.ar_template = None
+    meta = dataclasses.replace(meta, ar_template=None)
     with pytest.raises(CheckpointError, match="prompt_templates.ar is missing"):
         meta.validate(tok)
 
@@ -210,3 +211,27 @@ def test_hook_name_sets_and_checks_layer(tok) -> None:
     assert meta.layer == 7 and meta.n_kept_blocks == 8
     with pytest.raises(CheckpointError, match="not at layer"):
         _meta(tok, layer=3, hook_name="blocks.7.hook_resid_post")
+
+
+def test_a_layer_only_sidecar_resolves_its_hook_name_and_saves_as_read(tok, tmp_path) -> None:
+    meta = NLAMeta.from_dict(_published(tok, "critic"))  # the published layout: only the layer
+    assert meta.layer == 20 and meta.hook_name == "blocks.20.hook_resid_post" and not meta.hook_name_recorded
+    written = meta.to_dict()
+    assert "hook_name" not in written["extraction"] and written["extraction_layer_index"] == 20
+    again = NLAMeta.load(meta.save(tmp_path))
+    assert again == meta and again.to_dict() == written
+    recorded = _meta(tok, hook_name="blocks.20.hook_resid_post")  # nla_lens's own layout: both recorded
+    assert recorded.hook_name_recorded and recorded.to_dict()["extraction"]["hook_name"] == "blocks.20.hook_resid_post"
+    other = dataclasses.replace(meta, hook_name="blocks.20.attn.hook_z")  # not the layer's resid_post: written
+    assert other.to_dict()["extraction"]["hook_name"] == "blocks.20.attn.hook_z"
+    assert _meta(tok, role="ar", layer=None).hook_name is None  # neither recorded
+
+
+def test_meta_is_frozen_and_replace_checks_again(tok) -> None:
+    meta = _meta(tok)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        meta.layer = 3
+    assert dataclasses.replace(meta, layer=5, hook_name=None).hook_name == "blocks.5.hook_resid_post"
+    with pytest.raises(CheckpointError, match="not at layer"):
+        dataclasses.replace(meta, layer=5)  # the hook resolved from layer 20 stays: pass hook_name=None
+    assert dataclasses.replace(meta, role="critic").role == "ar"
