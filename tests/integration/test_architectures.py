@@ -93,7 +93,8 @@ def test_published_layout_loads_by_hub_id_registry_name_and_path(architecture, t
         NLA.from_pretrained(f"tiny-{architecture}-L1", cache_dir=cache),
     ):
         assert type(loaded.av.model).__name__ == type(nla.av.model).__name__
-        assert loaded.av.cfg.hook_name is None and loaded.hook_name == "blocks.1.hook_resid_post"  # from K
+        # The published sidecar records only K; the hook name is resolved from it on load.
+        assert not loaded.av.cfg.hook_name_recorded and loaded.hook_name == "blocks.1.hook_resid_post"
         got = loaded.round_trip(vectors, max_new_tokens=4, progress=False, warn=False)
         assert got["explanation"].tolist() == want["explanation"].tolist()
         assert torch.allclose(torch.tensor(got["mse"].to_numpy()), torch.tensor(want["mse"].to_numpy()), atol=1e-5)
