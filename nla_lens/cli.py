@@ -118,19 +118,58 @@ def gain_colour(gain: float) -> str:
 
 def format_row(row: Any, width: int, colour: bool) -> str:
     """One token's line of ``nla-lens explain``: position, token, gain (coloured), cosine, mse, explanation."""
-    explanation = " / ".join(line.strip() for line in str(row.explanation).splitlines() if line.strip())
+    explanation = one_line(str(row.explanation))
     start = gain_colour(float(row.gain)) if colour else ""
     token = f"{start}{row.token!r:14s}{_RESET if start else ''}"
     gain = f"{start}gain {float(row.gain):6.3f}{_RESET if start else ''}"
     return f"[{row.position:3d}] {token} {gain}  cos {row.cosine:.3f}  mse {row.mse:.3f}  {explanation[:width]}"
 
 
+def one_line(explanation: str) -> str:
+    """An explanation's snippets on one line, separated by `` / ``."""
+    return " / ".join(line.strip() for line in explanation.splitlines() if line.strip())
+
+
+class LiveLines:
+    """A block of lines redrawn in place on a terminal: each token's explanation as it is generated.
+
+    Every update rewrites the block with ANSI cursor movement (``ESC[nF`` up ``n`` lines, ``ESC[2K``
+    erase a line); :meth:`clear` removes it, so the final table prints where it stood.
+
+    Args:
+        labels: One label per explained row (``[position] 'token'``).
+        width: Characters of each explanation shown.
+        out: The terminal stream.
+    """
+
+    def __init__(self, labels: Sequence[str], width: int, out: Any = None):
+        self.labels, self.width, self.out = list(labels), width, out or sys.stdout
+        self.texts = [""] * len(self.labels)
+        self.drawn = 0
+
+    def update(self, row: int, text: str) -> None:
+        """``row``'s explanation so far (a ``stream=`` callback of ``verbalize``)."""
+        self.texts[row] = text
+        up = f"\033[{self.drawn}F" if self.drawn else ""
+        lines = [f"\033[2K{label} {one_line(text)[: self.width]}" for label, text in zip(self.labels, self.texts)]
+        self.out.write(up + "\n".join(lines) + "\n")
+        self.out.flush()
+        self.drawn = len(lines)
+
+    def clear(self) -> None:
+        """Erase the block (cursor back to where it started)."""
+        if self.drawn:
+            self.out.write(f"\033[{self.drawn}F\033[J")
+            self.out.flush()
+            self.drawn = 0
+
+
 def format_comparison(result: Any, width: int) -> list[str]:
     """The lines of ``nla-lens explain --compare``: both explanations with their reconstruction scores,
     the snippets that change (with the words added and removed), and the change level beside its control."""
 
-    def one_line(text: Any) -> str:
-        return " / ".join(line.strip() for line in str(text).splitlines() if line.strip())[:width]
+    def clipped(text: Any) -> str:
+        return one_line(str(text))[:width]
 
     lines = []
     for row in result.frame.itertuples():
@@ -138,14 +177,14 @@ def format_comparison(result: Any, width: int) -> list[str]:
             continue
         where = f"  token {row.token!r} (position {row.position})" if isinstance(row.token, str) else ""
         lines.append(f"{row.side}  {row.label!r}{where}  cos {row.cosine:.3f}  mse {row.mse:.3f}")
-        lines.append(f"   {one_line(row.explanation)}")
+        lines.append(f"   {clipped(row.explanation)}")
     changed = result.changed
     lines.append(f"changed snippets: {len(changed)} of {len(result.snippets)}")
     for row in changed.itertuples():
         words = " ".join([f"-{w}" for w in row.removed] + [f"+{w}" for w in row.added])
         lines.append(f"  {row.heading}")
-        lines.append(f"    A: {one_line(row.before) or '(none)'}")
-        lines.append(f"    B: {one_line(row.after) or '(none)'}")
+        lines.append(f"    A: {clipped(row.before) or '(none)'}")
+        lines.append(f"    B: {clipped(row.after) or '(none)'}")
         if words:
             lines.append(f"    words: {words}")
     s = result.summary
@@ -163,6 +202,8 @@ def format_comparison(result: Any, width: int) -> list[str]:
 def _explain(args: argparse.Namespace) -> int:
     import nla_lens
     from nla_lens.errors import InputError
+    from nla_lens.subjects.activations import prompt_activations
+    from nla_lens.subjects.hook_check import check_subject
 
     if (args.text is None) == (args.compare is None):
         raise InputError('Pass one text to explain, or --compare "text A" "text B" (not both).')
@@ -185,15 +226,23 @@ def _explain(args: argparse.Namespace) -> int:
         for line in format_comparison(result, args.width):
             print(line)
         return 0
-    frame = nla.round_trip(
-        text=args.text,
-        subject=subject,
-        positions=args.positions,
-        max_new_tokens=args.max_new_tokens,
-        precision=args.precision,
-        progress=False,
-        warn=False,
-    )
+    adapter, hook = check_subject(nla, subject)
+    read = prompt_activations(adapter, args.text, hook, args.positions)
+    stream = args.stream == "always" or (args.stream == "auto" and sys.stdout.isatty())
+    live = LiveLines([f"[{p:3d}] {read.tokens[p]!r:14s}" for p in read.positions], args.width) if stream else None
+    try:
+        frame = nla.round_trip(
+            read.vectors,
+            max_new_tokens=args.max_new_tokens,
+            precision=args.precision,
+            stream=None if live is None else live.update,
+            progress=False,
+            warn=False,
+        )
+    finally:
+        if live is not None:
+            live.clear()  # the table below replaces the block, now with the reconstructions' scores
+    read.label(frame)
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     for row in frame.itertuples():
         print(format_row(row, args.width, colour))
@@ -301,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     xp.add_argument("--max-new-tokens", type=int, default=64)
     xp.add_argument("--width", type=int, default=160, help="characters of each explanation shown")
+    xp.add_argument(
+        "--stream",
+        default="auto",
+        choices=("auto", "always", "never"),
+        help="show each explanation as it is generated, then the scored table (auto: on a terminal)",
+    )
     xp.add_argument("--cache-dir", default=None)
     xp.add_argument(
         "--precision", default="fp32", help="fp32, bf16 or auto (bf16 where the CPU or GPU multiplies it natively)"

@@ -416,9 +416,9 @@ def reconstruction_report(pred: Any, target: Any, generator: torch.Generator | i
         generator: Seed or generator for the shuffled control.
 
     Returns:
-        ``{"fve_nrm", "fve_nrm_shuffled", "mse", "cosine", "n"}``: fve_nrm, the shuffled
-        control, the mean :func:`normalized_mse` (``= 2(1 - cos)``), the mean cosine and the
-        number of vectors.
+        A dict with ``fve_nrm``, its shuffled control ``fve_nrm_shuffled``, ``mse`` (the mean
+        :func:`normalized_mse`, ``= 2(1 - cos)``), the mean ``cosine`` and ``n``, the number of
+        vectors.
     """
     p, t = _check_pair(pred, target, matrix=True)
     with torch.no_grad():

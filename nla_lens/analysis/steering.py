@@ -404,11 +404,10 @@ def steering_sweep(
 
     The unsteered continuations are generated once and shared by every coefficient. No warning is
     issued (breaking the text at large coefficients is what a sweep is for); the ``fluent``
-    column flags each row against the thresholds stated in :func:`steer`.
+    column flags each row against the thresholds stated in :func:`steer`. Every argument but
+    ``coefficients`` means what it means in :func:`steer`.
 
     Args:
-        nla, subject, prompts, explanation, topic_words, max_new_tokens, vector, norm, dataset,
-            hook_name, layer, seed, progress: As in :func:`steer`.
         coefficients: The strengths to try (1.0 adds one typical activation norm).
 
     Returns:

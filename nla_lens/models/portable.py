@@ -56,9 +56,9 @@ def legacy_rope_fields(config: dict[str, Any], where: str = "config") -> dict[st
         where: Its place in the file, for error messages.
 
     Returns:
-        ``{"rope_theta": ..., ["rope_scaling": ...], ["rope_local_base_freq": ...],
-        ["partial_rotary_factor": ...]}``, or ``{}`` when the config has no ``rope_parameters``
-        (transformers 4.x wrote it; it already holds the legacy fields).
+        The fields ``rope_theta`` and, where the config has them, ``rope_scaling``,
+        ``rope_local_base_freq`` and ``partial_rotary_factor``, as a dict; ``{}`` when the config
+        has no ``rope_parameters`` (transformers 4.x wrote it; it already holds the legacy fields).
 
     Raises:
         CheckpointError: Settings 4.57 cannot express (a scaled rope on Gemma-3's sliding layers).

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
+from transformers.generation.streamers import BaseStreamer
 
 # ENGINES (the live list of engine names) stays importable from here, where it was defined before the registry.
 from nla_lens.engines import (
@@ -50,6 +51,7 @@ from nla_lens.norm_range import warn_if_outside
 from nla_lens.precision import InferenceCopy, resolve_precision
 from nla_lens.sampling import SeededGumbelSampler, sample_seeds
 from nla_lens.schema import SIDECAR_NAME, NLAMeta
+from nla_lens.streaming import ExplanationStreamer, StreamCallback
 
 RESPONSE_PREFIX = "<explanation>"
 RESPONSE_SUFFIX = "</explanation>"
@@ -328,6 +330,7 @@ class ActivationVerbalizer:
         merge_adapters: bool = True,
         precision: str = "fp32",
         share_prefix: bool = True,
+        streamer: BaseStreamer | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate one response per vector (KV cache; injection on the prefill only).
 
@@ -346,6 +349,8 @@ class ActivationVerbalizer:
             share_prefix: Run the prompt before the marker once for the whole batch and start
                 every row's generation from that cache (:meth:`prompt_prefix_cache`); the same
                 tokens up to float rounding. ``False`` only to compare.
+            streamer: A transformers streamer that receives each step's tokens ``[N]`` (after the
+                prompt ids), e.g. :class:`~nla_lens.streaming.ExplanationStreamer`.
 
         Returns:
             ``(tokens [N, L], finished [N])``: the new tokens (right-padded with the pad id) and
@@ -358,6 +363,7 @@ class ActivationVerbalizer:
             do_sample=do_sample,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.stop_ids,
+            streamer=streamer,
         )
         if do_sample and seeds is not None:
             if len(seeds) != len(vectors):
@@ -407,6 +413,7 @@ class ActivationVerbalizer:
         seed: int | None = None,
         engine: str | GenerationEngine = "hf",
         precision: str = "fp32",
+        stream: StreamCallback | None = None,
         progress: bool = True,
         warn: bool = True,
     ) -> pd.DataFrame:
@@ -429,6 +436,10 @@ class ActivationVerbalizer:
                 bf16 copy of the weights: faster there, and a greedy explanation can differ from
                 fp32's where two next tokens are nearly tied. Other engines set their dtype when
                 they start.
+            stream: ``stream(row, text)``, called with each explanation so far as it is generated
+                (``row`` indexes the returned frame; the last text of a row is its ``explanation``).
+                The HF engine calls it after every generated token; another engine once per row,
+                when its batch is done.
             progress: Show a progress bar.
             warn: Warn when some explanations are flagged, and
                 (:class:`~nla_lens.errors.NormRangeWarning`) when a vector's L2 norm is far outside
@@ -458,6 +469,8 @@ class ActivationVerbalizer:
         bar = tqdm(total=len(repeated), desc="verbalize", unit="vec", disable=not progress)
         for start in range(0, len(repeated), batch_size):
             chunk = repeated[start : start + batch_size]
+            if stream is not None and generator is self:
+                hf["streamer"] = ExplanationStreamer(lambda ids: self.describe(ids)["explanation"], stream, start)
             tokens, _ = generator.generate(
                 chunk,
                 max_new_tokens=max_new_tokens,
@@ -469,6 +482,8 @@ class ActivationVerbalizer:
             for offset, ids in enumerate(tokens):
                 index = start + offset
                 rows.append(self.describe(ids, index // num_samples, index % num_samples))
+                if stream is not None and generator is not self:
+                    stream(index, rows[-1]["explanation"])
             bar.update(len(chunk))
         bar.close()
         frame = TextFrame(rows)

@@ -3,13 +3,15 @@
 Owns the explorer's synced state (the prompt, the hook choice, one round-trip row per token, the
 selected token and its sampled alternative explanations, a notice line and a busy flag) and the
 observers that recompute it: a new prompt or hook reruns ``NLA.round_trip`` on every token but the
-first; a new selection samples alternative explanations for that token and scores each against
+first, each explanation shown as it is generated (unscored) until the scores arrive; a new selection samples alternative explanations for that token and scores each against
 its activation. The view is the inline ES module ``explorer.js`` with ``explorer.css``: token
 chips coloured by their gain over the mean direction, a details panel, nothing fetched from the network.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,7 @@ from nla_lens.errors import InputError, NLALensError
 from nla_lens.jsonable import json_safe
 from nla_lens.metrics import score_round_trip
 from nla_lens.optional import require
+from nla_lens.streaming import StreamCallback
 from nla_lens.subjects.activations import prompt_activations
 from nla_lens.subjects.adapters import SubjectModel, as_subject
 from nla_lens.subjects.hook_check import check_subject
@@ -35,6 +38,9 @@ traitlets = require("traitlets", "NLAExplorer")
 TOKEN_KEYS: tuple[str, ...] = ("position", "token", "explanation", "mse", "cosine", "gain", "ok")
 #: Keys of each entry of ``NLAExplorer.alternatives``.
 ALTERNATIVE_KEYS: tuple[str, ...] = ("explanation", "mse", "cosine", "gain", "ok")
+
+STREAM_INTERVAL = 0.1
+"""Seconds between two streamed updates of the explanations while they are generated."""
 
 
 def _as_nlas(nlas: Any) -> dict[str, Any]:
@@ -207,12 +213,17 @@ class NLAExplorer(anywidget.AnyWidget):
             return [], "", "The prompt encodes to no tokens."
         if len(read.tokens) < 2:
             return [], read.tokens[0], "The prompt has one token; every token but the first is explained, so type more."
+        first = read.tokens[0]
         frame = read.label(
             self.nla.round_trip(
-                read.vectors, max_new_tokens=self.max_new_tokens, engine=self.engine, progress=False, warn=False
+                read.vectors,
+                max_new_tokens=self.max_new_tokens,
+                engine=self.engine,
+                stream=self._streaming_rows(read.positions, read.tokens),
+                progress=False,
+                warn=False,
             )
         )
-        first = read.tokens[0]
         rows = [
             {
                 "position": int(r["position"]),
@@ -226,6 +237,35 @@ class NLAExplorer(anywidget.AnyWidget):
             for r in frame.to_dict("records")
         ]
         return rows, first, notice
+
+    def _streaming_rows(self, positions: list[int], tokens: list[str]) -> StreamCallback:
+        """A ``stream=`` callback that shows each explanation in ``tokens`` as it is generated.
+
+        The rows carry no scores yet (``gain`` null: the view draws the chip grey) until the round
+        trip returns and :meth:`_refresh` sets the scored rows. Updates go out at most every
+        ``STREAM_INTERVAL`` seconds, the first one at once.
+        """
+        rows = [
+            {
+                "position": p,
+                "token": tokens[p],
+                "explanation": "",
+                "mse": None,
+                "cosine": None,
+                "gain": None,
+                "ok": True,
+            }
+            for p in positions
+        ]
+        self.first_token = tokens[0]
+        last = [-math.inf]
+
+        def show(row: int, text: str) -> None:
+            rows[row] = {**rows[row], "explanation": text}
+            if time.monotonic() - last[0] >= STREAM_INTERVAL:
+                self.tokens, last[0] = [dict(r) for r in rows], time.monotonic()
+
+        return show
 
     def _sample_alternatives(self) -> None:
         """Fill ``alternatives`` for ``selected`` (empty when nothing is selected)."""
