@@ -711,9 +711,11 @@ D = 64
 av_tok, ar_tok = tiny_tokenizer(), tiny_tokenizer()
 nla = NLA.untrained("tiny", layer=1, injection_scale=5.0,
                     base_models=((tiny_llama(av_tok, d_model=D), av_tok), (tiny_llama(ar_tok, seed=1, d_model=D), ar_tok)))
-data, texts = concept_dataset(64, D)
+data, texts = concept_dataset(96, D, held_out=32)  # the last 32: the same concepts, fresh noise
+train, held_out = data.split("rl"), data.split("eval")
+train_texts, held_out_texts = texts[:64], texts[64:]
 print(nla)
-print(texts[:4])
+print(train_texts[:4])
 """),
         md("""
 ## Warm start
@@ -723,14 +725,14 @@ returns the history as a DataFrame. Interrupting (the stop button, or Ctrl-C) st
 after the current step.
 """),
         code("""
-ar_run = ARWarmStart(nla.ar, data, texts, WarmStartConfig(lr=3e-3, batch_size=16, eval_every=5),
-                     eval_dataset=data, eval_explanations=texts)
+ar_run = ARWarmStart(nla.ar, train, train_texts, WarmStartConfig(lr=3e-3, batch_size=16, eval_every=5),
+                     eval_dataset=held_out, eval_explanations=held_out_texts)
 ar_history = ar_run.train(mode.pick(full=40, smoke=5), dashboard=True)
 """),
         code("""
-av_run = AVWarmStart(nla.av, data, texts, WarmStartConfig(lr=3e-3, batch_size=16))
+av_run = AVWarmStart(nla.av, train, train_texts, WarmStartConfig(lr=3e-3, batch_size=16))
 av_history = av_run.train(mode.pick(full=100, smoke=4), dashboard=True)
-nla.explain(data.vectors[:4], max_new_tokens=8, progress=False, warn=False)[["vector", "explanation", "ok"]]
+nla.explain(held_out.vectors[:4], max_new_tokens=8, progress=False, warn=False)[["vector", "explanation", "ok"]]
 """),
         md("""
 ## Rewards and advantages
@@ -791,7 +793,7 @@ one, and no value network is needed.
         code("""
 config = GRPOConfig(n_vectors=8, group_size=4, max_new_tokens=16, lr=1e-3, ar_lr=1e-4, kl_coef=0.01,
                     eval_every=mode.pick(full=5, smoke=2), eval_size=32)
-trainer = GRPOTrainer(nla, data, config, eval_dataset=data)
+trainer = GRPOTrainer(nla, train, config, eval_dataset=held_out)  # evaluated on vectors it never trains on
 history = trainer.train(mode.pick(full=30, smoke=2), dashboard=True)
 """),
         code("""

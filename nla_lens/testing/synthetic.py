@@ -25,8 +25,12 @@ def concept_dataset(
     noise: float = 0.5,
     scale: float = 3.0,
     seed: int = 0,
+    held_out: int = 0,
 ) -> tuple[ActivationDataset, list[str]]:
     """``n`` vectors ``[n, d_model]`` around ``len(words)`` centroids, and one explanation each.
+
+    The rows are in the ``"rl"`` split, except the last ``held_out``, in ``"eval"``: the same
+    concepts with fresh noise, for held-out evaluation (``dataset.split("eval")``).
 
     Returns:
         ``(dataset, explanations)``; vector ``i`` belongs to concept ``i % len(words)``.
@@ -39,7 +43,7 @@ def concept_dataset(
     frame = pd.DataFrame(
         {
             "doc_id": range(n),
-            "split": "rl",
+            "split": ["rl"] * (n - held_out) + ["eval"] * held_out,
             "position": 10,
             "token_id": labels.tolist(),
             "token": [words[i] for i in labels.tolist()],

@@ -31,7 +31,9 @@ new_code_cell, new_markdown_cell, new_notebook = (
 )
 
 _SOLUTION_RE = re.compile(r"```python\n(.*?)\n```", re.DOTALL)
-DIFFICULTY = {1: "🟢⚪⚪", 2: "🟢🟡⚪", 3: "🟢🟡🔴"}
+#: How an exercise's difficulty reads, in words: emoji render as missing-glyph boxes where no emoji
+#: font is installed (Debian's Chromium without fonts-noto-color-emoji, for one).
+DIFFICULTY = {1: "1 of 3 (easy)", 2: "2 of 3 (medium)", 3: "3 of 3 (hard)"}
 
 
 def md(text: str, **meta: Any) -> Any:

@@ -4,16 +4,22 @@ Each check calls the student's function on fresh inputs, compares the answer wit
 own implementation (``nla_lens.hooks``, ``nla_lens.injection``, ``nla_lens.metrics``,
 ``nla_lens.training.losses``, the ``ActivationReconstructor``...) or with a stated property,
 prints ``✓ <exercise>: <n> tests passed`` on success and raises ``AssertionError`` with a hint
-on the first mismatch. A stub that still raises ``NotImplementedError`` lets that error through,
-so the student sees which function is unfinished.
+on the first mismatch; a common wrong answer gets a hint of its own. A stub that still raises
+``NotImplementedError`` lets that error through, so the student sees which function is unfinished.
+
+Every check runs behind :func:`_student_view`: an error's traceback keeps the student's frames and
+drops this module's, whose source lines hold the reference answers (``want = ...``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import re
-from collections.abc import Callable
-from typing import Any
+import types
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import torch
 
@@ -35,13 +41,50 @@ __all__ = [
 ]
 
 TICK = "\u2713"
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _without_this_module(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """``tb`` without the frames of this module (their source shows the reference answers)."""
+    kept = []
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename != __file__:
+            kept.append(tb)
+        tb = tb.tb_next
+    rebuilt = None
+    for frame in reversed(kept):
+        rebuilt = types.TracebackType(rebuilt, frame.tb_frame, frame.tb_lasti, frame.tb_lineno)
+    return rebuilt
+
+
+def _student_view(check: F) -> F:
+    """Run ``check`` so that a failure shows the student's code and the hint, never the reference."""
+
+    @functools.wraps(check)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            check(*args, **kwargs)
+        except Exception as error:
+            # Only this frame's own line (the raise below) remains of this module in the traceback.
+            raise error.with_traceback(_without_this_module(error.__traceback__)) from None
+
+    return run  # type: ignore[return-value]
 
 
 def _passed(name: str, n: int) -> None:
     print(f"{TICK} {name}: {n} tests passed")
 
 
-def _close(got: Any, want: torch.Tensor, what: str, *, atol: float = 1e-5, rtol: float = 1e-4) -> None:
+def _close(
+    got: Any,
+    want: torch.Tensor,
+    what: str,
+    *,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    wrong: Sequence[tuple[torch.Tensor, str]] = (),
+) -> None:
+    """Assert ``got`` equals ``want``; ``wrong`` lists common wrong answers, each with its hint."""
     if not isinstance(got, torch.Tensor):
         try:
             got = torch.as_tensor(got)
@@ -49,9 +92,13 @@ def _close(got: Any, want: torch.Tensor, what: str, *, atol: float = 1e-5, rtol:
             raise AssertionError(f"{what}: expected a tensor, got {type(got).__name__}.") from err
     assert tuple(got.shape) == tuple(want.shape), f"{what}: expected shape {tuple(want.shape)}, got {tuple(got.shape)}."
     got, want = got.detach().double(), want.detach().double()
-    ok = torch.allclose(got, want, atol=atol, rtol=rtol)
+    if torch.allclose(got, want, atol=atol, rtol=rtol):
+        return
+    for answer, hint in wrong:
+        if torch.allclose(got, answer.detach().double(), atol=atol, rtol=rtol):
+            raise AssertionError(f"{what}: {hint}")
     worst = float((got - want).abs().max()) if got.numel() else 0.0
-    assert ok, f"{what}: values differ from the reference (largest difference {worst:.3g})."
+    raise AssertionError(f"{what}: values differ from the reference (largest difference {worst:.3g}).")
 
 
 def _float(got: Any, want: float, what: str, *, atol: float = 1e-5) -> None:
@@ -65,6 +112,7 @@ def _float(got: Any, want: float, what: str, *, atol: float = 1e-5) -> None:
 
 
 # -- tutorial 1: residual streams and hook points ---------------------------------------------
+@_student_view
 def check_hidden_states_index(fn: Callable[[str], int | None]) -> None:
     """``fn(hook_name) -> int | None``: the HF ``hidden_states`` index equal to a TransformerLens hook."""
     from nla_lens.hooks import parse_hook_name
@@ -82,6 +130,7 @@ def check_hidden_states_index(fn: Callable[[str], int | None]) -> None:
     _passed("hidden_states_index", len(names))
 
 
+@_student_view
 def check_get_resid(fn: Callable[[Any, str, int], torch.Tensor], bridge: Any) -> None:
     """``fn(bridge, text, layer) -> [seq, d_model]``: the residual stream after block ``layer``."""
     from nla_lens.hooks import parse_hook_name
@@ -96,9 +145,30 @@ def check_get_resid(fn: Callable[[Any, str, int], torch.Tensor], bridge: Any) ->
     for text, layer in cases:
         tokens = bridge.to_tokens(text)
         want = subject.activations(tokens, parse_hook_name(f"blocks.{layer}.hook_resid_post"))[0]
-        got = fn(bridge, text, layer)
+        with _blocks_run(bridge) as ran:
+            got = fn(bridge, text, layer)
         _close(got, want, f"get_resid(bridge, {text[:24]!r}..., layer={layer})", atol=1e-4)
-    _passed("get_resid", len(cases))
+        beyond = sorted(b for b in ran if b > layer)
+        assert not beyond, (
+            f"get_resid(..., layer={layer}) also ran blocks {beyond[0]}-{beyond[-1]}: the answer is right, but "
+            f"not cheap. Stop the forward pass after block {layer} (run_with_cache's stop_at_layer={layer + 1}) "
+            "and cache only the hook you read (names_filter)."
+        )
+    _passed("get_resid", 2 * len(cases))
+
+
+@contextlib.contextmanager
+def _blocks_run(model: Any) -> Iterator[set[int]]:
+    """The indices of ``model.blocks`` that run inside the block (forward hooks, removed after)."""
+    ran: set[int] = set()
+    handles = [
+        block.register_forward_hook(lambda *_, index=index: ran.add(index)) for index, block in enumerate(model.blocks)
+    ]
+    try:
+        yield ran
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 # -- tutorial 2: reading activations with an NLA ----------------------------------------------
@@ -109,6 +179,7 @@ def _vector_pairs(seed: int, n: int = 12, d: int = 16) -> tuple[torch.Tensor, to
     return pred, target
 
 
+@_student_view
 def check_fve_nrm(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> None:
     """``fn(pred, target) -> float``: fraction of variance explained on unit vectors."""
     from nla_lens.metrics import fve_nrm
@@ -125,6 +196,7 @@ def check_fve_nrm(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> None:
     _passed("fve_nrm", n + 2)
 
 
+@_student_view
 def check_predict_mean(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> None:
     """``fn(train_targets, eval_targets) -> float``: fve_nrm of always predicting the mean training direction."""
     from nla_lens.metrics import predict_mean_control
@@ -141,6 +213,7 @@ def check_predict_mean(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> Non
 
 
 # -- tutorial 3: building the pieces ------------------------------------------------------------
+@_student_view
 def check_find_markers(fn: Callable[[torch.Tensor, int, int, int], torch.Tensor]) -> None:
     """``fn(input_ids [B, T], marker_id, left_id, right_id) -> [N, 2]`` rows of (batch, position)."""
     from nla_lens.injection import find_marker_positions
@@ -164,6 +237,7 @@ def check_find_markers(fn: Callable[[torch.Tensor, int, int, int], torch.Tensor]
     _passed("find_markers", len(cases))
 
 
+@_student_view
 def check_inject(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]) -> None:
     """``fn(embeddings [B, T, d], positions [N, 2], vectors [N, d], scale) -> [B, T, d]`` (out of place)."""
     from nla_lens.injection import inject
@@ -184,6 +258,7 @@ def check_inject(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float],
     _passed("inject", n)
 
 
+@_student_view
 def check_normalized_mse(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """``fn(pred [..., d], target [..., d]) -> [...]``: MSE after rescaling both to norm sqrt(d)."""
     from nla_lens.metrics import cosine, normalized_mse
@@ -200,6 +275,7 @@ def check_normalized_mse(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     _passed("normalized_mse", n + 1)
 
 
+@_student_view
 def check_reconstructor_forward(fn: Callable[..., torch.Tensor]) -> None:
     """``fn(causal_lm, value_head, n_blocks, input_ids, attention_mask) -> [B, d]``, as the AR computes it."""
     from nla_lens.testing.models import tiny_llama, tiny_nla
@@ -221,6 +297,7 @@ def check_reconstructor_forward(fn: Callable[..., torch.Tensor]) -> None:
 
 
 # -- tutorial 4: training -----------------------------------------------------------------------
+@_student_view
 def check_rewards_from_mse(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """``fn(mse [N], failed [N] bool) -> [N]``: reward -mse, and -2.0 for failed samples."""
     from nla_lens.training.losses import rewards_from_mse
@@ -231,12 +308,25 @@ def check_rewards_from_mse(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tens
         (torch.tensor([1.2, 0.4, 0.8]), torch.tensor([False, False, False])),
     ]
     for mse, failed in cases:
+        floor = torch.full_like(mse, -2.0)
+        wrong = [
+            (
+                torch.where(failed, floor, mse),
+                "the reward is minus the mse: a smaller error must earn a larger reward.",
+            ),
+            (mse, "the reward is minus the mse (a smaller error earns more), and -2.0 where the sample failed."),
+            (-mse, "failed samples get the worst reward, -2.0, whatever their mse."),
+        ]
         _close(
-            fn(mse, failed), rewards_from_mse(mse, failed), f"rewards for mse={mse.tolist()}, failed={failed.tolist()}"
+            fn(mse, failed),
+            rewards_from_mse(mse, failed),
+            f"rewards for mse={mse.tolist()}, failed={failed.tolist()}",
+            wrong=wrong,
         )
     _passed("rewards_from_mse", len(cases))
 
 
+@_student_view
 def check_group_advantages(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """``fn(rewards [G, S]) -> [G, S]``: rewards standardised within each group (population std + 1e-4)."""
     from nla_lens.training.losses import group_advantages
@@ -248,16 +338,24 @@ def check_group_advantages(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         torch.tensor([[-2.0, -2.0, -2.0, -2.0], [-0.5, -0.1, -2.0, -0.3]]),
     ]
     for rewards in cases:
+        whole_batch = (rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-4)
+        sample_std = (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-4)
+        wrong = [
+            (whole_batch, "standardise within each group (each row: dim=1, keepdim=True), not over the whole batch."),
+            (sample_std, "use the population standard deviation (unbiased=False), as the task says."),
+        ]
         _close(
             fn(rewards),
             group_advantages(rewards),
             f"advantages of rewards with shape {tuple(rewards.shape)}",
             atol=1e-4,
+            wrong=wrong,
         )
     _passed("group_advantages", len(cases))
 
 
 # -- tutorial 5: faithfulness -------------------------------------------------------------------
+@_student_view
 def check_scramble_words(fn: Callable[[str, int], str]) -> None:
     """``fn(text, seed) -> str``: the same words in a different order, the same for the same seed."""
     texts = [
@@ -281,6 +379,7 @@ def check_scramble_words(fn: Callable[[str, int], str]) -> None:
 
 
 # -- tutorial 6: NLA versus SAE and attention ---------------------------------------------------
+@_student_view
 def check_previous_token_score(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """``fn(pattern [H, Q, K]) -> [H]``: mean attention from each query q >= 1 to key q - 1."""
     g = torch.Generator().manual_seed(0)
@@ -291,7 +390,16 @@ def check_previous_token_score(fn: Callable[[torch.Tensor], torch.Tensor]) -> No
         )
         pattern = scores.softmax(-1)
         want = pattern.diagonal(offset=-1, dim1=1, dim2=2).mean(-1)
-        _close(fn(pattern), want, f"previous-token score of a [{heads}, {seq}, {seq}] pattern")
+        reversed_offset = pattern.diagonal(offset=1, dim1=1, dim2=2).mean(-1)
+        hint = (
+            "the previous token is one key *behind* the query: key q - 1 for query q (the diagonal below the main one)."
+        )
+        _close(
+            fn(pattern),
+            want,
+            f"previous-token score of a [{heads}, {seq}, {seq}] pattern",
+            wrong=[(reversed_offset, hint)],
+        )
         n += 1
     prev = torch.zeros(1, 5, 5)
     prev[0, 0, 0] = 1.0
@@ -300,6 +408,7 @@ def check_previous_token_score(fn: Callable[[torch.Tensor], torch.Tensor]) -> No
     _passed("previous_token_score", n + 1)
 
 
+@_student_view
 def check_top_features(fn: Callable[[Any, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]) -> None:
     """``fn(sae, acts [N, d], k) -> (values [N, k], feature ids [N, k])``: the strongest SAE features."""
     from nla_lens.testing import TinySAE  # the SAE interface, on both TransformerLens lines
@@ -324,6 +433,7 @@ def check_top_features(fn: Callable[[Any, torch.Tensor, int], tuple[torch.Tensor
     _passed("top_features", n)
 
 
+@_student_view
 def check_error_in_features(fn: Callable[[torch.Tensor, torch.Tensor], float]) -> None:
     """``fn(error [d], directions [k, d]) -> float``: share of the error's squared norm in the directions' span."""
     from nla_lens.analysis.sae_agreement import subspace_share  # the library's measure

@@ -26,6 +26,7 @@ class Mode:
     Args:
         smoke: ``True`` for CI-sized runs.
         seed: Seed for ``torch``, ``numpy`` and ``random``, set by :meth:`setup`.
+        threads: torch's CPU threads; ``None`` lets :meth:`setup` choose (:func:`choose_threads`).
 
     Example::
 
@@ -36,6 +37,8 @@ class Mode:
 
     smoke: bool = False
     seed: int = 0
+    threads: int | None = None
+    thread_note: str = dataclasses.field(default="", init=False, repr=False)
 
     def pick(self, full: T, smoke: T) -> T:
         """``smoke`` in smoke mode, else ``full``."""
@@ -64,6 +67,8 @@ class Mode:
         random.seed(self.seed)
         np.random.seed(self.seed)
         torch.manual_seed(self.seed)
+        threads, self.thread_note = choose_threads(self.threads)
+        torch.set_num_threads(threads)
         # Deprecation chatter from dependencies distracts students; our own warnings stay visible.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -80,9 +85,43 @@ class Mode:
         if self.smoke:
             return (
                 "<b>Smoke mode</b> (NLA_LENS_SMOKE=1): every run is shrunk to CI size; numbers are "
-                "meaningless, the code path is the real one."
+                "meaningless, the code path is the real one." + self._threads_html()
             )
-        return "<b>Full mode</b>: the sizes a student runs on a laptop CPU."
+        return "<b>Full mode</b>: the sizes a student runs on a laptop CPU." + self._threads_html()
+
+    def _threads_html(self) -> str:
+        return f"<br>{self.thread_note}" if self.thread_note else ""
 
     def __repr__(self) -> str:
         return f"Mode(smoke={self.smoke}, seed={self.seed})"
+
+
+def choose_threads(requested: int | None = None) -> tuple[int, str]:
+    """torch's CPU thread count for a notebook, and a sentence saying why.
+
+    torch starts one thread per core and every thread waits for the slowest: on a machine whose
+    cores are busy with other work (a shared JupyterHub, a training run beside the notebook) that
+    makes the same computation several times slower than one thread (measured 3-7x on 2 cores at a
+    load of 4-6). So: the ``requested`` count if given, else ``OMP_NUM_THREADS`` if set, else the
+    cores left idle by the load of the last minute (at least 1).
+
+    Returns:
+        ``(threads, note)``: the note is ``""`` when every core is used.
+    """
+    cores = os.cpu_count() or 1
+    if requested is not None:
+        return max(1, int(requested)), f"torch threads: {max(1, int(requested))} (as asked)."
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        n = max(1, int(os.environ["OMP_NUM_THREADS"]))
+        return n, f"torch threads: {n} (OMP_NUM_THREADS)."
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return cores, ""
+    idle = max(1, min(cores, round(cores - load)))
+    if idle == cores:
+        return cores, ""
+    return idle, (
+        f"torch threads: {idle} of {cores} cores: the machine is busy (load {load:.1f}), and fewer "
+        "threads run faster beside other work. Mode(threads=N) overrides this."
+    )

@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import math
+import os
 import random
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,6 +74,41 @@ def test_committed_without_outputs(path):
     assert "widgets" not in nb.metadata, f"{path.name} carries saved widget state; clear it."
 
 
+#: Emoji blocks (pictographs, and the misc symbols such as U+26AA) that show as missing-glyph boxes
+#: where no emoji font is installed (Debian's Chromium without fonts-noto-color-emoji).
+EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u26ff\u2b50-\u2b55]")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_emoji_that_renders_as_a_box(path):
+    found = {c for cell in _read(path).cells for c in EMOJI.findall(cell.source)}
+    assert not found, f"{path.name} uses {sorted(found)}: write it in words (see authoring.DIFFICULTY)"
+
+
+def _training_and_eval_sets(source: str) -> list[tuple[str, str]]:
+    """``(training data, eval_dataset)`` source text of every call that passes ``eval_dataset=``."""
+    import ast
+
+    pairs = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and len(node.args) >= 2:
+            for keyword in node.keywords:
+                if keyword.arg == "eval_dataset":
+                    pairs.append((ast.unparse(node.args[1]), ast.unparse(keyword.value)))
+    return pairs
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_trainers_evaluate_on_data_they_do_not_train_on(path):
+    code = "\n".join(c.source for c in _read(path).cells if c.cell_type == "code" and not c.source.startswith("%"))
+    same = [pair for pair in _training_and_eval_sets(code) if pair[0] == pair[1]]
+    assert not same, f"{path.name}: eval_dataset is the training set in {same}; hold out a split"
+
+
+def test_the_eval_check_catches_a_training_set_passed_as_eval_dataset():
+    assert _training_and_eval_sets("GRPOTrainer(nla, data, config, eval_dataset=data)") == [("data", "data")]
+
+
 # -- exercises --------------------------------------------------------------------------------
 def _broken_hidden_states_index(name):
     parts = name.split(".")
@@ -86,6 +123,11 @@ def _broken_get_resid(bridge, text, layer):
     name = f"blocks.{layer}.hook_resid_pre"  # the input of the block, not its output
     _, cache = bridge.run_with_cache(text, names_filter=name, stop_at_layer=layer + 1)
     return cache[name][0]
+
+
+def _get_resid_full_forward(bridge, text, layer):
+    _, cache = bridge.run_with_cache(text)  # the right numbers, after running all 30 blocks
+    return cache[f"blocks.{layer}.hook_resid_post"][0]
 
 
 def _fve_without_normalising(pred, target):
@@ -193,6 +235,10 @@ def _previous_with_self(pattern):
     ) / pattern.shape[1]
 
 
+def _previous_reversed(pattern):
+    return pattern.diagonal(offset=1, dim1=1, dim2=2).mean(-1)  # key q + 1: the next token, masked out
+
+
 def _previous_over_all_queries(pattern):
     return pattern.diagonal(offset=-1, dim1=1, dim2=2).sum(-1) / pattern.shape[1]
 
@@ -219,7 +265,7 @@ def _error_share_of_unit_rows(error, directions):
 
 BROKEN: dict[str, list[Callable[..., Any]]] = {
     "hidden_states_index": [_broken_hidden_states_index],
-    "get_resid": [_broken_get_resid],
+    "get_resid": [_broken_get_resid, _get_resid_full_forward],
     "fve_nrm": [_fve_without_normalising, _fve_as_cosine],
     "predict_mean": [_predict_mean_renormalised, _predict_mean_of_eval_targets],
     "find_markers": [_markers_ignoring_neighbours, _markers_off_by_one],
@@ -229,11 +275,18 @@ BROKEN: dict[str, list[Callable[..., Any]]] = {
     "rewards_from_mse": [_rewards_zero_for_failed, _rewards_positive],
     "group_advantages": [_advantages_global, _advantages_no_eps],
     "scramble_words": [_scramble_identity, _scramble_drops_a_word, _scramble_unseeded, _scramble_reversed],
-    "previous_token_score": [_previous_with_self, _previous_over_all_queries],
+    "previous_token_score": [_previous_with_self, _previous_over_all_queries, _previous_reversed],
     "top_features": [_top_features_linear, _top_features_smallest],
     "error_in_features": [_error_share_without_orthonormalising, _error_share_of_unit_rows],
 }
 NEEDS_BRIDGE = {"get_resid"}
+#: Common wrong answers and a phrase of the hint each must get (not just "values differ").
+HINTS: dict[str, list[tuple[Callable[..., Any], str]]] = {
+    "rewards_from_mse": [(_rewards_positive, "a smaller error must earn a larger reward")],
+    "group_advantages": [(_advantages_global, "within each group")],
+    "previous_token_score": [(_previous_reversed, "one key *behind* the query")],
+    "get_resid": [(_get_resid_full_forward, "not cheap")],
+}
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +340,52 @@ def test_check_accepts_the_solution_and_rejects_the_stub_and_broken_versions(pat
             _run_check(parts["test"], name, broken, request)
 
 
+@pytest.mark.parametrize(
+    "name,broken,phrase",
+    [
+        pytest.param(name, broken, phrase, marks=[pytest.mark.embedded] if name in NEEDS_BRIDGE else [])
+        for name, hints in HINTS.items()
+        for broken, phrase in hints
+    ],
+    ids=[f"{name}-{broken.__name__}" for name, hints in HINTS.items() for broken, _ in hints],
+)
+def test_a_common_wrong_answer_gets_its_own_hint(name, broken, phrase, request):
+    parts = next(parts for _, n, parts in ALL_EXERCISES if n == name)
+    with pytest.raises(AssertionError, match=re.escape(phrase)):
+        _run_check(parts["test"], name, broken, request)
+
+
+def _reference_lines() -> set[str]:
+    """Source lines of checks.py that a student must not see (all but the wrapper that re-raises)."""
+    import inspect
+
+    lines = Path(checks.__file__).read_text().splitlines()
+    _, start = inspect.getsourcelines(checks._student_view)
+    shown = range(start - 10, start + 30)  # the wrapper and the context lines IPython prints around it
+    return {line.strip() for i, line in enumerate(lines, 1) if i not in shown and len(line.strip()) > 12}
+
+
+@pytest.mark.parametrize("name", [n for n in BROKEN if n not in NEEDS_BRIDGE])
+def test_a_failing_check_shows_no_reference_code(name, request):
+    import inspect
+
+    from IPython.core.ultratb import VerboseTB
+
+    parts = next(parts for _, n, parts in ALL_EXERCISES if n == name)
+    secret = _reference_lines()
+    for broken in BROKEN[name]:
+        try:
+            _run_check(parts["test"], name, broken, request)
+        except AssertionError as error:
+            shown = VerboseTB(theme_name="nocolor").text(type(error), error, error.__traceback__)
+        else:
+            raise AssertionError(f"{broken.__name__} passed the check")
+        own = {line.strip() for line in inspect.getsource(broken).splitlines()}  # the student's code may repeat a line
+        leaked = [line for line in secret - own if line in shown]
+        assert not leaked, f"the traceback of {broken.__name__} shows reference code: {leaked[:3]}"
+        assert "want" not in shown.split("AssertionError")[0], shown
+
+
 def test_with_solutions_replaces_only_the_exercise_cells():
     path = ROOT / "tutorials" / "03_building_the_pieces.ipynb"
     nb = _read(path)
@@ -306,6 +405,9 @@ def test_notebook_runs_in_smoke_mode(path, monkeypatch, tmp_path):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # Each kernel has CI's cores to itself: all of them (Mode.setup would otherwise read the load the
+    # previous notebook left in the one-minute average as a busy machine, and take one thread).
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)))
     nb = authoring.with_solutions(_read(path))
     client = NotebookClient(
         nb,
