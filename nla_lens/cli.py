@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -134,7 +135,9 @@ class LiveLines:
     """A block of lines redrawn in place on a terminal: each token's explanation as it is generated.
 
     Every update rewrites the block with ANSI cursor movement (``ESC[nF`` up ``n`` lines, ``ESC[2K``
-    erase a line); :meth:`clear` removes it, so the final table prints where it stood.
+    erase a line); :meth:`clear` removes it, so the final table prints where it stood. Each line is
+    cut to the terminal's width (a wrapped line would take two rows and break the count), and a
+    block taller than the terminal is not drawn (:meth:`fits`).
 
     Args:
         labels: One label per explained row (``[position] 'token'``).
@@ -146,12 +149,20 @@ class LiveLines:
         self.labels, self.width, self.out = list(labels), width, out or sys.stdout
         self.texts = [""] * len(self.labels)
         self.drawn = 0
+        self.columns, self.rows = shutil.get_terminal_size((160, 48))
+
+    def fits(self) -> bool:
+        """Whether the block fits on the screen (the cursor cannot move above its top line)."""
+        return len(self.labels) < self.rows
 
     def update(self, row: int, text: str) -> None:
         """``row``'s explanation so far (a ``stream=`` callback of ``verbalize``)."""
         self.texts[row] = text
         up = f"\033[{self.drawn}F" if self.drawn else ""
-        lines = [f"\033[2K{label} {one_line(text)[: self.width]}" for label, text in zip(self.labels, self.texts)]
+        lines = [
+            "\033[2K" + f"{label} {one_line(text)[: self.width]}"[: self.columns - 1]
+            for label, text in zip(self.labels, self.texts)
+        ]
         self.out.write(up + "\n".join(lines) + "\n")
         self.out.flush()
         self.drawn = len(lines)
@@ -230,6 +241,7 @@ def _explain(args: argparse.Namespace) -> int:
     read = prompt_activations(adapter, args.text, hook, args.positions)
     stream = args.stream == "always" or (args.stream == "auto" and sys.stdout.isatty())
     live = LiveLines([f"[{p:3d}] {read.tokens[p]!r:14s}" for p in read.positions], args.width) if stream else None
+    live = live if live is not None and live.fits() else None
     try:
         frame = nla.round_trip(
             read.vectors,

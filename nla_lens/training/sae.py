@@ -114,6 +114,8 @@ def collect_activations(
             bar.update(min(rows[-1].shape[0], limit - bar.n))
             if total >= limit:
                 break
+        bar.total = bar.n  # the texts may hold fewer rows than the limit: the bar ends full, not stopped short
+        bar.refresh()
     if total == 0:
         raise InputError("texts hold no usable tokens to train an SAE on.")
     return torch.cat(rows)[:limit]
@@ -148,7 +150,21 @@ def _train_sae(
         n_batches_for_norm_estimate=max(1, min(100, acts.shape[0] // batch)),
         dead_feature_window=max(1, training_tokens // batch // 4),
     )
-    return SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=provider()).fit()
+
+    class Trainer(SAETrainer):
+        """SAELens's trainer with a progress bar that moves every step.
+
+        SAELens moves its bar every 100 steps only, so a run of 1,950 steps closes it at 1,900 of
+        1,950 samples, which a notebook draws as a failed (red) bar on a cell that succeeded.
+        """
+
+        def _update_pbar(self, step_output: Any, pbar: Any, update_interval: int = 100) -> None:
+            pbar.update(self.cfg.train_batch_size_samples)
+            if self.n_training_steps % update_interval == 0:
+                losses = " | ".join(f"{name}: {float(value):.5f}" for name, value in step_output.losses.items())
+                pbar.set_description(f"{self.n_training_steps}| {losses}")
+
+    return Trainer(cfg=trainer_cfg, sae=sae, data_provider=provider()).fit()
 
 
 def train_embedded_sae(

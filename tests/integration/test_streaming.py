@@ -113,3 +113,14 @@ def test_live_lines_redraw_in_place():
     text = out.getvalue()
     assert text.count("\033[2F") == 2 and text.endswith("\033[2F\033[J")  # up over the 2 lines drawn
     assert "\033[2Kb x / y\n" in text and live.texts == ["Current token", "x\ny"]
+
+
+def test_live_lines_stay_within_the_terminal():
+    from nla_lens.cli import LiveLines
+
+    out = io.StringIO()
+    live = LiveLines(["[  1] 'cat'"], width=500, out=out)
+    live.columns, live.rows = 30, 5
+    live.update(0, "Current token: a long explanation that would wrap onto a second row")
+    assert all(len(line.replace("\033[2K", "")) <= 29 for line in out.getvalue().splitlines())
+    assert LiveLines(["x"] * 4, width=9).fits() and not LiveLines(["x"] * 200, width=9).fits()

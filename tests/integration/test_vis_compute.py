@@ -313,3 +313,25 @@ def test_a_token_explained_no_better_than_the_mean_direction_is_not_coloured_goo
     spans = re.findall(r'class="nla-tok nla-explained"[^>]*style="background:([^"]+)"', view.html)
     assert len(spans) == len(view.frame) and set(spans) == {score_colour(0.0)} == {"hsl(0, 75%, 82%)"}
     assert "no better than the mean direction" in view.html  # the legend says what the colour means
+
+
+@pytest.mark.sae_lens
+def test_sae_training_progress_bars_end_full(subject, tmp_path, monkeypatch):
+    import tqdm.std
+
+    closed, close = [], tqdm.std.tqdm.close
+
+    def record(bar):  # the real close, remembering where each bar stood
+        if not bar.disable:
+            closed.append((bar.desc, bar.n, bar.total))
+        close(bar)
+
+    monkeypatch.setattr(tqdm.std.tqdm, "close", record)
+    # 95 steps of 16 samples: SAELens alone moves its bar every 100 steps, so it would close at 0 of
+    # 1,520; the corpus holds fewer rows than max_activations, so the reading bar would stop short.
+    train_embedded_sae(
+        subject, CORPUS, hook_name=HOOK, d_sae=32, k=4, training_tokens=1520, batch_size_tokens=16, cache_dir=tmp_path
+    )
+    bars = {desc.split("|")[-1].strip()[:20]: (n, total) for desc, n, total in closed}
+    assert len(bars) >= 2, closed
+    assert all(n >= total for n, total in bars.values()), closed
