@@ -190,11 +190,25 @@ function render({ model, el }) {
     stop.disabled = state !== "running" || stopping;
     stop.textContent = stopping ? "Stopping\u2026" : "Stop";
   };
+  // Before the first step there is nothing to plot and no step time to estimate from, and a first
+  // GRPO step on a CPU can take minutes: a clock ticking in the browser shows the kernel is at work.
+  let since = Date.now() - 1000 * (model.get("elapsed") || 0);
+  const waiting = () => {
+    if (model.get("status") !== "running") return "Waiting for the first step\u2026";
+    return `Waiting for the first step\u2026 ${clock((Date.now() - since) / 1000)} so far (a first step on a CPU can take minutes)`;
+  };
   const drawCharts = () => {
     const rows = model.get("history") || [];
     const panels = PANELS.map((panel) => chart(panel, rows)).filter(Boolean);
-    charts.replaceChildren(...(panels.length ? panels : [h("div", "nla-empty", "Waiting for the first step\u2026")]));
+    charts.replaceChildren(...(panels.length ? panels : [h("div", "nla-empty", waiting())]));
   };
+  const onStatus = () => {
+    if (model.get("status") === "running") since = Date.now() - 1000 * (model.get("elapsed") || 0);
+    drawCharts();
+  };
+  const tick = setInterval(() => {
+    if (!(model.get("history") || []).length && model.get("status") === "running") drawCharts();
+  }, 1000);
   const drawSamples = () => {
     samples.replaceChildren(samplesTable(model.get("samples") || [], model.get("step")));
   };
@@ -205,7 +219,7 @@ function render({ model, el }) {
     drawHeader();
   });
 
-  const handlers = [["change:history", drawCharts], ["change:samples", drawSamples]];
+  const handlers = [["change:history", drawCharts], ["change:samples", drawSamples], ["change:status", onStatus]];
   for (const name of ["step", "total_steps", "elapsed", "eta", "status", "title", "stop_requested"]) {
     handlers.push([`change:${name}`, drawHeader]);
   }
@@ -213,7 +227,10 @@ function render({ model, el }) {
   drawHeader();
   drawCharts();
   drawSamples();
-  return () => { for (const [event, fn] of handlers) model.off(event, fn); };
+  return () => {
+    clearInterval(tick);
+    for (const [event, fn] of handlers) model.off(event, fn);
+  };
 }
 
 export default { render };

@@ -253,6 +253,7 @@ const out = {
   dashed: all.filter((n) => /nla-line.*nla-dashed/.test(n.attrs.class)).length,
   bands: all.filter((n) => n.tagName === "polygon").length,
   stopDisabled: stop.disabled,
+  empty: (find("nla-empty") || { textContent: "" }).textContent,
 };
 stop.listeners.click();
 out.afterClick = [state.stop_requested, state.saved === true];
@@ -262,7 +263,8 @@ console.log(JSON.stringify(out));
 """
 
 
-def test_the_view_renders_every_panel_under_node(tmp_path):
+def render_under_node(board, tmp_path) -> dict:
+    """The view's ES module run by node against the minimal DOM, with ``board``'s state; what it saw."""
     import shutil
     import subprocess
 
@@ -271,6 +273,26 @@ def test_the_view_renders_every_panel_under_node(tmp_path):
         pytest.skip("needs node (runs the view's ES module against a minimal DOM)")
     (tmp_path / "view.mjs").write_text(NLADashboard._esm)
     (tmp_path / "shim.mjs").write_text(_NODE_SHIM)
+    result = subprocess.run(
+        [node, str(tmp_path / "shim.mjs"), str(tmp_path / "view.mjs"), strict_json(board)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_before_the_first_step_a_running_board_says_how_long_it_has_waited(tmp_path):
+    trainer = ar_trainer()
+    board = NLADashboard(trainer, title="GRPOTrainer")
+    board.on_train_begin(trainer, 3)
+    out = render_under_node(board, tmp_path)
+    assert out["empty"].startswith("Waiting for the first step") and "0:00 so far" in out["empty"]
+    assert out["handlersLeft"] == 0  # and node exited: the clock's timer was cleared with the view
+
+
+def test_the_view_renders_every_panel_under_node(tmp_path):
     trainer = ar_trainer()
     board = NLADashboard(trainer, title="GRPOTrainer")
     board.on_train_begin(trainer, 100)
@@ -297,14 +319,8 @@ def test_the_view_renders_every_panel_under_node(tmp_path):
                 **evaluation,
             },
         )
-    result = subprocess.run(
-        [node, str(tmp_path / "shim.mjs"), str(tmp_path / "view.mjs"), strict_json(board)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    out = render_under_node(board, tmp_path)
+    assert out["empty"] == ""
     assert out["panels"] == ["Loss", "Held-out fve_nrm", "Reward", "KL to reference", "Response length (tokens)"]
     assert out["badAttrs"] == 0 and out["dashed"] == 1 and out["bands"] == 1
     assert "script" not in out["tags"] and "<script>alert(1)</script> &" in out["cells"]
