@@ -3,7 +3,8 @@
 ``nla-lens explain TEXT`` explains every token of a text with an NLA (the shipped one by default)
 and scores each reconstruction (``--compare TEXT_A TEXT_B``: two texts' last tokens side by side,
 the words that change and a control); ``extract`` saves activations at a hook point as parquet; ``train``
-runs the training recipe; ``export`` writes an NLA as full folders in the published layout.
+runs the training recipe; ``export`` writes an NLA as full folders in the published layout;
+``prepare-course`` fills the caches the course reads, before class.
 """
 
 from __future__ import annotations
@@ -291,6 +292,14 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_course(args: argparse.Namespace) -> int:
+    from nla_lens.tutorials.prepare import prepare_course
+
+    seconds = prepare_course(smoke=args.smoke, cache_dir=args.cache_dir)
+    print(f"the course's caches are ready ({sum(seconds.values()) / 60:.1f} min); every notebook now loads them")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nla-lens", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -312,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--cache-dir", default=None, help="cache root for the embedded model")
     ex.add_argument("--out", default="runs/activations", help="output folder")
     ex.set_defaults(func=_extract)
+
+    pc = commands.add_parser(
+        "prepare-course",
+        help="fill the caches the course reads (embedded model, shipped NLA, the notebooks' SAEs) before class",
+    )
+    pc.add_argument("--smoke", action="store_true", help="toy SAEs on 8 documents: a check that it works")
+    pc.add_argument("--cache-dir", default=None, help="cache root for the embedded model")
+    pc.set_defaults(func=_prepare_course)
 
     tr = commands.add_parser("train", help="train an NLA: data, teacher, warm starts, GRPO, held-out report")
     tr.add_argument("--preset", default="smoke", choices=("smoke", SMOLLM2.name))

@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from nla_lens.tutorials import authoring, checks
+from nla_lens.tutorials.prepare import COURSE_SAES
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted([*ROOT.glob("tutorials/*.ipynb"), *ROOT.glob("notebooks/*.ipynb")])
@@ -384,6 +385,59 @@ def test_a_failing_check_shows_no_reference_code(name, request):
         leaked = [line for line in secret - own if line in shown]
         assert not leaked, f"the traceback of {broken.__name__} shows reference code: {leaked[:3]}"
         assert "want" not in shown.split("AssertionError")[0], shown
+
+
+class _FullMode:
+    """What a notebook's ``mode`` answers in full mode."""
+
+    smoke = False
+
+    @staticmethod
+    def pick(full, smoke):
+        return full
+
+
+def _full_mode_sae(notebook_id: str) -> tuple[int, dict]:
+    """``(documents, settings)`` of the notebook's ``train_embedded_sae`` call, read as full mode would run it.
+
+    The call's keyword arguments are evaluated with ``mode.pick`` answering ``full``; its texts are
+    rebuilt by running the cell's assignments that only read the corpus (``load_corpus``, slices).
+    """
+    import ast
+
+    import nla_lens
+
+    path = ROOT / f"{notebook_id}.ipynb"
+    cell = next(c.source for c in _read(path).cells if c.cell_type == "code" and "train_embedded_sae(" in c.source)
+    tree = ast.parse(cell)
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "train_embedded_sae")
+    names = {"mode": _FullMode, "nla_lens": nla_lens}
+    allowed = {"nla_lens.load_corpus", "mode.pick"}
+    for statement in tree.body:
+        calls = {ast.unparse(n.func) for n in ast.walk(statement) if isinstance(n, ast.Call)}
+        if isinstance(statement, ast.Assign) and calls <= allowed:
+            exec(compile(ast.Module([statement], []), str(path), "exec"), names)
+    settings: dict = {}
+    for keyword in call.keywords:
+        value = eval(compile(ast.Expression(keyword.value), str(path), "eval"), names)
+        if keyword.arg is None:
+            settings.update(value)
+        elif keyword.arg != "hook_name":
+            settings[keyword.arg] = value
+    texts = names[ast.unparse(call.args[1])]
+    assert texts == nla_lens.load_corpus()[: len(texts)], "the SAE's texts are no longer the corpus's first documents"
+    return len(texts), settings
+
+
+def test_prepare_course_knows_every_notebook_that_trains_an_sae():
+    training = {i for p, i in zip(NOTEBOOKS, IDS) if any("train_embedded_sae(" in c.source for c in _read(p).cells)}
+    assert training == set(COURSE_SAES)
+
+
+@pytest.mark.parametrize("notebook_id", sorted(COURSE_SAES))
+def test_prepare_course_caches_the_sae_each_notebook_trains(notebook_id):
+    documents, settings = _full_mode_sae(notebook_id)
+    assert {"documents": documents, "settings": settings} == COURSE_SAES[notebook_id]
 
 
 def test_with_solutions_replaces_only_the_exercise_cells():
