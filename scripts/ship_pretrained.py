@@ -73,6 +73,8 @@ def main() -> None:
             report["train_minutes"][stage] = round(float(frame["seconds"].sum()) / 60, 1)
     if args.faithfulness is not None:
         report["faithfulness"] = json.loads(args.faithfulness.read_text())
+    if (args.run / "kl_ablation.json").is_file():  # scripts/kl_ablation.py RUN: the card's KL table
+        report["kl_ablation"] = json.loads((args.run / "kl_ablation.json").read_text())
     (target / "report.json").write_text(json.dumps(report, indent=2))
     write_model_card(target, report, recipe)
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) / 2**20
