@@ -89,6 +89,11 @@ PAGES: dict[str, list[tuple[str, str]]] = {
         ("coefficients=[0.3, 1.0],", "coefficients=[0.3, 1.0], max_new_tokens=4,"),
     ],
     "how-to/export.md": [],
+    "how-to/faithfulness.md": [
+        ("docs[800:860]", "docs[800:806]"),
+        ("docs[:400]", "docs[:30]"),
+        ("n=64,", "n=6, n_random=2, max_new_tokens=8,"),
+    ],
     "how-to/precision.md": [],
 }
 """Every page with code, and the substitutions that run it at smoke size."""
