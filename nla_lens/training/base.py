@@ -144,8 +144,12 @@ class Trainer:
 
     def _frozen_weights_cast(self, *modules: torch.nn.Module) -> contextlib.AbstractContextManager:
         """Around a forward and backward pass: in bf16, the frozen weights of ``modules`` swapped for
-        bf16 copies made on first use (:class:`~nla_lens.precision.FrozenWeightCast`); in fp32, nothing."""
-        if self.precision != "bf16":
+        bf16 copies made on first use (:class:`~nla_lens.precision.FrozenWeightCast`); in fp32, nothing.
+
+        Only while autocast is on: a pass outside it (held-out evaluation runs in fp32 after the
+        step's autocast has ended) feeds float32 inputs, which bf16 weights would refuse.
+        """
+        if self.precision != "bf16" or not torch.is_autocast_enabled(self.accelerator.device.type):
             return contextlib.nullcontext()
         key = tuple(id(module) for module in modules)
         if key not in self._frozen_casts:

@@ -199,3 +199,34 @@ def test_a_bf16_grpo_step_is_the_same_with_frozen_weights_held_in_bf16(warm_av_n
     held, _ = same_grpo_update(nla, data, settings, {**settings, "fast_paths": FastPaths(frozen_cast=False)})
     assert held.history["av_grad_norm"].iloc[0] > 0 and held.history["kl"].iloc[-1] > 0
     assert held._frozen_casts  # the policy and AR passes ran with the bf16 copies
+
+
+def test_frozen_weights_are_swapped_in_only_under_autocast(tiny_nla):
+    from nla_lens.testing.synthetic import concept_dataset
+    from nla_lens.training import GRPOConfig, GRPOTrainer
+
+    data, _ = concept_dataset(8, tiny_nla.d_model)
+    trainer = GRPOTrainer(tiny_nla, data, GRPOConfig(n_vectors=2, group_size=2, precision="bf16", lora_r=4))
+
+    def dtypes() -> set[torch.dtype]:
+        return {p.dtype for p in tiny_nla.ar.parameters() if not p.requires_grad and p.dim() == 2}
+
+    with trainer._frozen_weights_cast(tiny_nla.ar):
+        assert dtypes() == {torch.float32}  # an fp32 pass (held-out evaluation) keeps float32 weights
+    with autocast("bf16"), trainer._frozen_weights_cast(tiny_nla.ar):
+        assert torch.bfloat16 in dtypes()
+    assert dtypes() == {torch.float32}
+
+
+@pytest.mark.embedded
+def test_a_bf16_grpo_run_evaluates_in_fp32_after_its_steps(shipped):
+    import nla_lens
+    from nla_lens.training import GRPOConfig, GRPOTrainer
+
+    nla, _ = shipped
+    subject = nla_lens.load_subject("smollm2-135m")
+    data = nla_lens.extract_activations(subject, nla_lens.load_corpus(max_documents=20), nla.hook_name, progress=False)
+    config = GRPOConfig(n_vectors=2, group_size=2, max_new_tokens=48, eval_every=1, eval_size=4, precision="bf16")
+    trainer = GRPOTrainer(nla, data.split("rl"), config, eval_dataset=data.split("eval"))
+    history = trainer.train(1, progress=False)  # the evaluation samples and reconstructs after the step
+    assert history["eval_reward_mean"].iloc[0] > -2.0  # some sampled explanations were reconstructed
