@@ -128,7 +128,7 @@ def format_row(row: Any, width: int, colour: bool) -> str:
 
 
 def one_line(explanation: str) -> str:
-    """An explanation's snippets on one line, separated by `` / ``."""
+    """An explanation's snippets on one line, separated by slashes."""
     return " / ".join(line.strip() for line in explanation.splitlines() if line.strip())
 
 

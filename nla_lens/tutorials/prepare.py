@@ -47,10 +47,8 @@ def prepare_course(
     """
     import nla_lens
     from nla_lens.models import NLA
-    from nla_lens.optional import require
-    from nla_lens.training.sae import train_embedded_sae
+    from nla_lens.training.sae import train_embedded_sae  # it names the sae extra when SAELens is missing
 
-    require("sae_lens", "Preparing the course's SAEs")
     seconds: dict[str, float] = {}
 
     def timed(step: str, run: Callable[[], Any]) -> Any:
@@ -66,10 +64,9 @@ def prepare_course(
     for notebook, sae in COURSE_SAES.items():
         texts = corpus[: 8 if smoke else sae["documents"]]
         settings = SMOKE_SAE if smoke else sae["settings"]
-        timed(
-            f"SAE of {notebook}",
-            lambda texts=texts, settings=settings: train_embedded_sae(
-                subject, texts, hook_name=nla.hook_name, cache_dir=sae_cache_dir, **settings
-            ),
-        )
+
+        def train(texts: list[str] = texts, settings: dict[str, Any] = settings) -> Any:
+            return train_embedded_sae(subject, texts, hook_name=nla.hook_name, cache_dir=sae_cache_dir, **settings)
+
+        timed(f"SAE of {notebook}", train)
     return seconds

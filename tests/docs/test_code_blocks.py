@@ -80,7 +80,6 @@ PAGES: dict[str, list[tuple[str, str]]] = {
             "cache_dir='saes')",
         ),
         ("texts[:200]", "texts[:10]"),
-        ("feature_contexts=contexts\n)", "feature_contexts=contexts, max_new_tokens=8\n)"),
         ("texts[-20:]", "texts[-3:]"),
         ("feature_contexts=contexts)", "feature_contexts=contexts, max_new_tokens=8)"),
     ],

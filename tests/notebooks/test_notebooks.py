@@ -419,10 +419,12 @@ def _full_mode_sae(notebook_id: str) -> tuple[int, dict]:
             exec(compile(ast.Module([statement], []), str(path), "exec"), names)
     settings: dict = {}
     for keyword in call.keywords:
+        if keyword.arg == "hook_name":
+            continue  # the NLA's hook, not a setting of the cache
         value = eval(compile(ast.Expression(keyword.value), str(path), "eval"), names)
         if keyword.arg is None:
             settings.update(value)
-        elif keyword.arg != "hook_name":
+        else:
             settings[keyword.arg] = value
     texts = names[ast.unparse(call.args[1])]
     assert texts == nla_lens.load_corpus()[: len(texts)], "the SAE's texts are no longer the corpus's first documents"
