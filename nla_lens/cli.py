@@ -84,6 +84,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides.update(
             {stage: dataclasses.replace(getattr(recipe, stage), precision=args.precision) for stage in STAGES}
         )
+    if args.kl_coef is not None:  # GRPO's KL to the reference AV
+        overrides["rl"] = dataclasses.replace(overrides.get("rl", recipe.rl), kl_coef=args.kl_coef)
     recipe = dataclasses.replace(recipe, **overrides)
     out = args.out or f"runs/{recipe.name}"
     report = run_recipe(recipe, out, cache_dir=args.cache_dir)
@@ -342,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--av-base", default=None, help="LM the AV starts from, if not the subject (cross-architecture)")
     tr.add_argument("--ar-base", default=None, help="LM the AR starts from, if not the subject (cross-architecture)")
     tr.add_argument("--seed", type=int, default=None)
+    tr.add_argument(
+        "--kl-coef", type=float, default=None, help="GRPO's KL to the reference AV (default: the preset's, 0)"
+    )
     tr.add_argument("--cache-dir", default=None, help="cache root for the embedded model")
     tr.add_argument(
         "--precision",

@@ -1,7 +1,7 @@
 """Write the research notebooks (notebooks/*.ipynb) from this one readable source.
 
 The committed .ipynb files are the product; edit here, run ``python notebooks/_build.py``, and
-commit both. Notebooks are written without outputs. Smoke mode (``NLA_LENS_SMOKE=1``) shrinks
+commit both. Notebooks are written without outputs. Smoke mode (``NLA_LENS_MODE=smoke``) shrinks
 every run to CI size; see ``notebooks/README.md``.
 """
 
@@ -25,8 +25,8 @@ import nla_lens
 from nla_lens import NLA
 from nla_lens.tutorials import Mode
 
-# CI sets NLA_LENS_SMOKE=1: every run shrinks to seconds (numbers then mean nothing).
-mode = Mode(smoke=os.environ.get("NLA_LENS_SMOKE") == "1").setup()
+# NLA_LENS_MODE: unset (full), "lab" (long runs shortened) or "smoke" (CI: seconds, numbers mean nothing).
+mode = Mode(os.environ.get("NLA_LENS_MODE", "full")).setup()
 pd.set_option("display.max_colwidth", 160)
 mode
 """

@@ -1,6 +1,13 @@
 """KL to the reference AV, decided by measurement: equal GRPO runs from one warm start, kl_coef each.
 
     python scripts/kl_ablation.py runs/r30 [--steps 40] [--coefficients 0.01 0] [--precision auto]
+    python scripts/kl_ablation.py runs/r30 --steps 50 --trained 0.01=runs/r30/nla-rl50
+
+``--trained COEF=FOLDER`` evaluates an NLA the recipe already trained from the same warm start with
+that coefficient for the same number of steps (a recipe run stopped there, its ``nla/`` kept)
+instead of training that arm again; its seconds per step are the run's ``history_rl.csv`` over
+those steps. The recipe's run evaluates every ``eval_every`` steps, which draws from the random
+generator, so its samples are not bit-identical to a fresh arm's: same start, settings and steps.
 
 Reads a recipe run folder (its ``nla-sft/`` warm start, activations and ``config.json``), then for
 each coefficient trains a fresh copy of the warm start with the recipe's GRPO settings (same seed,
@@ -27,9 +34,10 @@ from nla_lens.analysis.fluency import perplexity, text_logprobs
 from nla_lens.data.dataset import ActivationDataset
 from nla_lens.metrics import held_out_metrics
 from nla_lens.models import NLA
-from nla_lens.precision import capability
+from nla_lens.precision import capability, resolve_precision
 from nla_lens.subjects.embedded import load_embedded_hf
 from nla_lens.training import GRPOTrainer
+from nla_lens.training.model_card import kl_decision
 from nla_lens.training.recipe import Recipe
 
 
@@ -39,7 +47,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--coefficients", type=float, nargs="+", default=[0.01, 0.0])
     parser.add_argument("--precision", default="auto")
+    parser.add_argument(
+        "--trained",
+        action="append",
+        default=[],
+        metavar="COEF=FOLDER",
+        help="an arm already trained by the recipe for --steps steps: evaluated, not retrained",
+    )
     args = parser.parse_args()
+    trained = {float(c): Path(f) for c, f in (item.split("=", 1) for item in args.trained)}
     print(capability())
 
     recipe = Recipe.from_json(args.run)
@@ -51,18 +67,26 @@ def main() -> None:
 
     rows = []
     for coefficient in args.coefficients:
-        nla = NLA.from_pretrained(args.run / "nla-sft", is_trainable=True)
         rl = dataclasses.replace(
             recipe.rl, kl_coef=coefficient, precision=args.precision, seed=recipe.seed, eval_every=0
         )
-        trainer = GRPOTrainer(nla, rl_data, rl)
-        start = time.perf_counter()
-        trainer.train(args.steps)
-        seconds = (time.perf_counter() - start) / args.steps
+        if coefficient in trained:
+            nla = NLA.from_pretrained(trained[coefficient])
+            steps = int(nla.av.cfg.provenance.get("rl_steps", -1))
+            if steps != args.steps:
+                raise SystemExit(f"{trained[coefficient]} was trained for {steps} GRPO steps, not --steps {args.steps}")
+            history = pd.read_csv(args.run / "history_rl.csv").head(args.steps)
+            seconds, precision = float(history["seconds"].mean()), resolve_precision(recipe.rl.precision)
+        else:
+            nla = NLA.from_pretrained(args.run / "nla-sft", is_trainable=True)
+            trainer = GRPOTrainer(nla, rl_data, rl)
+            start = time.perf_counter()
+            trainer.train(args.steps)
+            seconds = (time.perf_counter() - start) / args.steps
+            history, precision = trainer.history, trainer.precision
         frame = nla.av.verbalize(eval_vectors, max_new_tokens=rl.max_new_tokens, progress=False, warn=False)
         logprobs = [x for x in text_logprobs(judge, tokenizer, frame["explanation"].tolist()) if not math.isnan(x)]
         mean_logprob = sum(logprobs) / len(logprobs) if logprobs else math.nan
-        history = trainer.history
         rows.append(
             {
                 "kl_coef": coefficient,
@@ -74,21 +98,14 @@ def main() -> None:
                 "perplexity": perplexity(mean_logprob),
                 "train_reward_last10": float(history["reward_mean"].tail(10).mean()),
                 "seconds_per_step": seconds,
-                "precision": trainer.precision,
+                "precision": precision,
+                "arm": str(trained[coefficient]) if coefficient in trained else "trained here",
             }
         )
         print(pd.DataFrame(rows).to_string(index=False), flush=True)
 
-    table = pd.DataFrame(rows)
     (args.run / "kl_ablation.json").write_text(json.dumps(rows, indent=2))
-    with_kl, without = table.iloc[0], table.iloc[-1]
-    readable = without["perplexity"] <= 1.1 * with_kl["perplexity"]
-    ships = readable and without["fve_nrm"] >= with_kl["fve_nrm"]
-    print(
-        f"\nkl_coef={without['kl_coef']:g}: perplexity {without['perplexity']:.1f} vs {with_kl['perplexity']:.1f} "
-        f"({'within' if readable else 'beyond'} 10 %), fve_nrm {without['fve_nrm']:.3f} vs {with_kl['fve_nrm']:.3f}: "
-        f"{'ship it' if ships else 'keep the KL'}"
-    )
+    print("\n" + kl_decision(rows)[1])
 
 
 if __name__ == "__main__":

@@ -8,11 +8,23 @@ The exercise format (stub, visible test, collapsed solution) is described in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from nla_lens.tutorials.authoring import build_all, code, exercise, md
+import nbformat
+
+from nla_lens.tutorials.authoring import build_all, code, exercise, md, timed_cells
+from nla_lens.tutorials.timings import course_table, lab_plan_table, replace_block
 
 HERE = Path(__file__).resolve().parent
+# Each long cell's measured seconds in full and lab mode (scripts/time_course.py writes them).
+TIMINGS = json.loads((HERE / "timings.json").read_text()) if (HERE / "timings.json").is_file() else {}
+
+
+def slow(notebook: str, key: str, *, text: str, steps: dict[str, int] | None = None) -> list:
+    """A long cell with its measured-time note before it (``authoring.timed_cells``)."""
+    return timed_cells(text, key, timings=TIMINGS, notebook=notebook, steps=steps)
+
 
 SETUP = """
 import os
@@ -24,8 +36,8 @@ import torch
 import nla_lens
 from nla_lens.tutorials import Mode, checks
 
-# CI sets NLA_LENS_SMOKE=1: every run below shrinks to seconds. Leave it unset for the full course.
-mode = Mode(smoke=os.environ.get("NLA_LENS_SMOKE") == "1").setup()
+# NLA_LENS_MODE: unset (full), "lab" (long runs shortened for a class) or "smoke" (CI: seconds).
+mode = Mode(os.environ.get("NLA_LENS_MODE", "full")).setup()
 mode
 """
 
@@ -40,8 +52,9 @@ def header(number: int, title: str, *, level: str, minutes: int, summary: str, p
 {summary.strip()}
 
 Every cell runs offline on a CPU. Exercises come with a **visible test cell** (run it after your
-code) and a **collapsed solution** (try first, then peek). Set `NLA_LENS_SMOKE=1` to make every
-run tiny (that is what CI does; the numbers are then meaningless).
+code) and a **collapsed solution** (try first, then peek). Long cells say how long they take.
+Teaching a class? `NLA_LENS_MODE=lab` shortens the long runs so the tutorial fits its time;
+`NLA_LENS_MODE=smoke` makes every run tiny (what CI does; the numbers are then meaningless).
 """),
         code(SETUP),
     ]
@@ -77,12 +90,16 @@ You will:
 Face model, **without** weight processing: folding LayerNorms or centring weights would shift
 `hook_resid_post` away from the raw hidden states that an NLA is trained on.
 """),
-        code("""
+        *slow(
+            "01_residual_streams_and_hooks",
+            "load",
+            text="""
 bridge = nla_lens.load_subject("smollm2-135m")
 print(f"{bridge.cfg.n_layers} blocks, d_model = {bridge.cfg.d_model}, {bridge.cfg.n_heads} heads")
 block0 = sorted(n for n in bridge.hook_dict if n.startswith("blocks.0.") and n.count(".") == 2)
 block0
-"""),
+""",
+        ),
         md("""
 Each block has many hook points. The residual stream lives at `blocks.K.hook_resid_pre` (what
 block K reads) and `blocks.K.hook_resid_post` (what it writes; the next block's `resid_pre`).
@@ -211,12 +228,16 @@ document (never position 0 or anything below `min_position`, never special token
 documents into `av_sft` / `ar_sft` / `rl` / `eval`, and returns an `ActivationDataset` that
 displays itself, converts to pandas and saves to parquet.
 """),
-        code("""
+        *slow(
+            "01_residual_streams_and_hooks",
+            "extract",
+            text="""
 docs = nla_lens.load_corpus(max_documents=mode.pick(full=120, smoke=8))
 acts = nla_lens.extract_activations(bridge, docs, "blocks.20.hook_resid_post",
                                     positions_per_doc=mode.pick(full=6, smoke=3), max_length=128)
 acts
-"""),
+""",
+        ),
         code("""
 frame = acts.to_pandas()
 frame[["doc_id", "split", "position", "token", "norm"]].head(8)
@@ -268,13 +289,17 @@ You will:
 """,
     )
     cells += [
-        code("""
+        *slow(
+            "02_reading_activations_with_an_nla",
+            "load",
+            text="""
 from nla_lens import NLA
 
 bridge = nla_lens.load_subject("smollm2-135m")
 nla = NLA.from_pretrained("smollm2-135m-L20")  # the NLA shipped for blocks.20.hook_resid_post of the embedded model
 nla
-"""),
+""",
+        ),
         md("""
 `NLA.from_pretrained` takes a registry name, a Hugging Face hub id, a local folder, or the two
 halves separately (`av=...`, `ar=...`). The registry lists the NLA shipped here and the four pairs
@@ -300,14 +325,18 @@ print("AR template:", repr(nla.ar.cfg.ar_template))
 `nla.explain(text=..., subject=bridge)` reads the prompt's activations at the NLA's hook and
 explains each chosen token. Generation is greedy, so reruns agree.
 """),
-        code("""
-MAX_NEW = mode.pick(full=96, smoke=16)
+        *slow(
+            "02_reading_activations_with_an_nla",
+            "explain",
+            text="""
+MAX_NEW = mode.pick(full=96, lab=64, smoke=16)
 prompt = "The cat sat on the mat because it was tired."
 explained = nla.explain(text=prompt, subject=bridge, positions=mode.pick(full=[2, 5, 7, 9], smoke=[5]),
                         max_new_tokens=MAX_NEW, progress=False, warn=False)
 pd.set_option("display.max_colwidth", 200)
 explained[["position", "token", "explanation", "ok"]]
-"""),
+""",
+        ),
         md("""
 ## Round trips: explain, reconstruct, score
 
@@ -315,14 +344,18 @@ explained[["position", "token", "explanation", "ok"]]
 and scores each pair with the normalised MSE (`2 (1 - cos)` after rescaling both vectors; 0 is
 perfect, 2 is orthogonal) and the cosine. We use held-out documents.
 """),
-        code("""
+        *slow(
+            "02_reading_activations_with_an_nla",
+            "round-trip",
+            text="""
 docs = nla_lens.load_corpus(max_documents=mode.pick(full=160, smoke=12))
 acts = nla_lens.extract_activations(bridge, docs, nla.hook_name, positions_per_doc=mode.pick(4, 2), progress=False)
 held_out = acts.split("eval") if acts.splits.get("eval", 0) >= 4 else acts
-vectors = held_out.vectors[: mode.pick(full=32, smoke=4)]
+vectors = held_out.vectors[: mode.pick(full=32, lab=16, smoke=4)]
 frame = nla.round_trip(vectors, max_new_tokens=MAX_NEW, progress=False, warn=False)
 frame[["explanation", "mse", "cosine", "ok"]].head()
-"""),
+""",
+        ),
         md("""
 ## fve_nrm
 
@@ -553,7 +586,10 @@ question about a prompt that says " cat" at that place. Input-embedding rows hav
 so here we keep the dog row's own norm (an NLA instead rescales layer-20 vectors to about 240).
 The hook acts on the prefill only; cached decoding steps see one token and pass through.
 """),
-        code("""
+        *slow(
+            "03_building_the_pieces",
+            "load-hf",
+            text="""
 model, tok = nla_lens.load_embedded_hf()
 question = "In one word, which animal is in this sentence: 'The cat sat on the mat.'?"
 ids = tok.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
@@ -580,7 +616,8 @@ try:
     print("injected: ", answer())
 finally:
     handle.remove()
-"""),
+""",
+        ),
         md("""
 ## The normalised MSE
 
@@ -724,16 +761,26 @@ print(train_texts[:4])
 returns the history as a DataFrame. Interrupting (the stop button, or Ctrl-C) stops cleanly
 after the current step.
 """),
-        code("""
+        *slow(
+            "04_training_an_nla",
+            "ar-warm-start",
+            steps={"full": 40},
+            text="""
 ar_run = ARWarmStart(nla.ar, train, train_texts, WarmStartConfig(lr=3e-3, batch_size=16, eval_every=5),
                      eval_dataset=held_out, eval_explanations=held_out_texts)
 ar_history = ar_run.train(mode.pick(full=40, smoke=5), dashboard=True)
-"""),
-        code("""
+""",
+        ),
+        *slow(
+            "04_training_an_nla",
+            "av-warm-start",
+            steps={"full": 100},
+            text="""
 av_run = AVWarmStart(nla.av, train, train_texts, WarmStartConfig(lr=3e-3, batch_size=16))
 av_history = av_run.train(mode.pick(full=100, smoke=4), dashboard=True)
 nla.explain(held_out.vectors[:4], max_new_tokens=8, progress=False, warn=False)[["vector", "explanation", "ok"]]
-"""),
+""",
+        ),
         md("""
 ## Rewards and advantages
 
@@ -790,12 +837,17 @@ one, and no value network is needed.
 
 ## GRPO with the live dashboard
 """),
-        code("""
+        *slow(
+            "04_training_an_nla",
+            "grpo",
+            steps={"full": 30},
+            text="""
 config = GRPOConfig(n_vectors=8, group_size=4, max_new_tokens=16, lr=1e-3, ar_lr=1e-4, kl_coef=0.01,
                     eval_every=mode.pick(full=5, smoke=2), eval_size=32)
 trainer = GRPOTrainer(nla, train, config, eval_dataset=held_out)  # evaluated on vectors it never trains on
 history = trainer.train(mode.pick(full=30, smoke=2), dashboard=True)
-"""),
+""",
+        ),
         code("""
 evaluated = history.dropna(subset=["eval_fve_nrm"])
 evaluated[["step", "reward_mean", "kl", "response_length", "failure_rate", "eval_fve_nrm", "eval_fve_nrm_shuffled"]]
@@ -836,7 +888,11 @@ The same trainer works on the shipped NLA. One step at full size (8 vectors × 4
 tokens) takes about a minute on a CPU; here we take a tiny one. The shipped checkpoint is LoRA
 adapters, loaded trainable.
 """),
-        code("""
+        *slow(
+            "04_training_an_nla",
+            "real-grpo",
+            steps={"full": 2, "lab": 1},
+            text="""
 from nla_lens import NLA
 
 bridge = nla_lens.load_subject("smollm2-135m")
@@ -846,9 +902,10 @@ real_data = nla_lens.extract_activations(bridge, docs, real.hook_name, positions
 real_trainer = GRPOTrainer(real, real_data, GRPOConfig(
     n_vectors=mode.pick(full=4, smoke=1), group_size=mode.pick(full=4, smoke=2),
     max_new_tokens=mode.pick(full=64, smoke=12), lr=1e-4, ar_lr=1e-4))
-real_history = real_trainer.train(mode.pick(full=2, smoke=1), dashboard=True)
+real_history = real_trainer.train(mode.pick(full=2, lab=1, smoke=1), dashboard=True)
 real_history[["step", "reward_mean", "kl", "response_length", "failure_rate", "generate_seconds"]]
-"""),
+""",
+        ),
         md("""
 The full CPU recipe (teacher explanations, both warm starts, GRPO, a held-out report) is one
 command: `nla-lens train --preset smollm2-135m --out runs/my-nla` (hours; `--preset smoke` runs
@@ -888,7 +945,10 @@ You will paraphrase explanations, scramble them, and compare the reconstructions
 """,
     )
     cells += [
-        code("""
+        *slow(
+            "05_faithfulness",
+            "round-trip",
+            text="""
 import random
 import re
 
@@ -899,13 +959,14 @@ bridge = nla_lens.load_subject("smollm2-135m")
 nla = NLA.from_pretrained("smollm2-135m-L20")
 docs = nla_lens.load_corpus(max_documents=mode.pick(full=120, smoke=10))
 acts = nla_lens.extract_activations(bridge, docs, nla.hook_name, positions_per_doc=mode.pick(4, 2), progress=False)
-vectors = acts.vectors[: mode.pick(full=32, smoke=4)]
-frame = nla.round_trip(vectors, max_new_tokens=mode.pick(full=96, smoke=16), progress=False, warn=False)
+vectors = acts.vectors[: mode.pick(full=32, lab=16, smoke=4)]
+frame = nla.round_trip(vectors, max_new_tokens=mode.pick(full=96, lab=64, smoke=16), progress=False, warn=False)
 explanations = [e if e.strip() else "(empty)" for e in frame["explanation"]]
 targets = vectors[torch.tensor(frame["vector"].to_numpy())]
 pd.set_option("display.max_colwidth", 200)
 frame[["explanation", "mse", "ok"]].head(3)
-"""),
+""",
+        ),
         md("""
 ## A meaning-preserving paraphrase
 
@@ -973,7 +1034,10 @@ def scramble_words(text: str, seed: int) -> str:
         md("""
 ## Does the reconstruction survive?
 """),
-        code("""
+        *slow(
+            "05_faithfulness",
+            "variants",
+            text="""
 variants = {
     "original": explanations,
     "paraphrased": [paraphrase(e) for e in explanations],
@@ -990,7 +1054,8 @@ summary = pd.DataFrame({
 })
 summary.loc["shuffled control", "fve_nrm"] = fve_nrm(nla.reconstruct(explanations)[perm], targets)
 summary
-"""),
+""",
+        ),
         code("""
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 summary["fve_nrm"].plot.barh(ax=axes[0], color="tab:blue")
@@ -1047,17 +1112,21 @@ finds it less likely than its own text) and `repetition_explanation` (repeated t
 marked `fluent == False` (drop above 1.5 or repetition above 0.5) are not evidence; `steer`
 warns on them.
 """),
-        code("""
+        *slow(
+            "05_faithfulness",
+            "steering",
+            text="""
 from nla_lens.analysis import steering_sweep
 
 sea = "Recent context: the sailors pulled the boat onto the beach as the waves grew. Likely next: sea, ship."
 sweep = steering_sweep(nla, bridge, mode.pick(full=["I want to tell you about", "The story begins in"],
-                                              smoke=["I want to tell you about"]),
+                                              lab=["I want to tell you about"], smoke=["I want to tell you about"]),
                        sea, topic_words=["sea", "ship", "boat", "waves", "beach", "sailors"],
-                       coefficients=mode.pick(full=[0.1, 0.3, 1.0, 2.0], smoke=[0.3, 2.0]),
+                       coefficients=mode.pick(full=[0.1, 0.3, 1.0, 2.0], lab=[0.3, 1.0, 2.0], smoke=[0.3, 2.0]),
                        max_new_tokens=mode.pick(full=20, smoke=4), progress=False)
 sweep[["coefficient", "gain_vs_none", "gain_vs_random", "logprob_drop", "repetition_explanation", "fluent", "example"]]
-"""),
+""",
+        ),
         md("""
 Read the gain at the strongest coefficient that is still fluent. A gain that appears only where
 the text has broken is the "success for garbage" this check exists to catch.
@@ -1088,7 +1157,10 @@ nla_lens puts them side by side (`nla_lens.analysis.side_by_side` computes the t
 """,
     )
     cells += [
-        code("""
+        *slow(
+            "06_nla_vs_sae_and_attention",
+            "sae",
+            text="""
 from IPython.display import display
 
 from nla_lens import NLA
@@ -1103,17 +1175,22 @@ sae = train_embedded_sae(bridge, corpus, hook_name=nla.hook_name,
                          training_tokens=mode.pick(full=200_000, smoke=2048),
                          batch_size_tokens=256)
 sae.cfg.d_in, sae.cfg.d_sae, sae.cfg.metadata.hook_name
-"""),
+""",
+        ),
         md("""
 Each feature is known by its **top-activating contexts**: the corpus snippets where it fires
 hardest, the token itself marked «like this».
 """),
-        code("""
-contexts = top_feature_contexts(sae, bridge, corpus[: mode.pick(full=200, smoke=8)], nla.hook_name, k=3)
+        *slow(
+            "06_nla_vs_sae_and_attention",
+            "contexts",
+            text="""
+contexts = top_feature_contexts(sae, bridge, corpus[: mode.pick(full=200, lab=100, smoke=8)], nla.hook_name, k=3)
 print(len(contexts), "features fire on this corpus slice; three of them:")
 for feature in list(contexts)[:3]:
     print(feature, contexts[feature])
-"""),
+""",
+        ),
         md("""
 ### Which positions count, and which features say nothing
 Position 0 of every text is an **attention sink**: the model parks a huge residual norm there
@@ -1141,14 +1218,18 @@ has a high cosine with every token. The table lists, per token, the NLA's
 explanation and the SAE's top features with their contexts; below, a circuitsvis attention view
 (self-contained HTML, nothing fetched from the network).
 """),
-        code("""
+        *slow(
+            "06_nla_vs_sae_and_attention",
+            "side-by-side",
+            text="""
 prompt = "The cat sat on the mat because it was tired."
 view = side_by_side(nla, bridge, prompt, sae=sae, feature_contexts=contexts,
                     positions=mode.pick(full=None, smoke=[5]), max_new_tokens=mode.pick(full=96, smoke=12),
                     progress=False, warn=False)
 display(view)
 view.frame[["position", "token", "explanation", "cosine", "sae_features"]]
-"""),
+""",
+        ),
         md("""
 ## Reading attention yourself
 
@@ -1245,15 +1326,19 @@ two kinds of agreement:
 Each comes with a **shuffled** column: the same explanation (or error) paired with *another*
 position's features. Only the gap between the two means anything.
 """),
-        code("""
+        *slow(
+            "06_nla_vs_sae_and_attention",
+            "agreement",
+            text="""
 from nla_lens.analysis import nla_feature_labels, sae_agreement
 
-held_out = nla_lens.load_corpus()[-mode.pick(full=30, smoke=2):]
+held_out = nla_lens.load_corpus()[-mode.pick(full=30, lab=15, smoke=2):]
 agreement = sae_agreement(nla, sae, held_out, subject=bridge, feature_contexts=contexts, top_k=5,
                           max_new_tokens=mode.pick(full=64, smoke=12), progress=False)
 display(agreement)
 agreement.frame[["token", "explanation", "features", "word_overlap", "word_overlap_shuffled", "error_in_features"]].head()
-"""),
+""",
+        ),
         *exercise(
             "error_in_features",
             "how much of the NLA's error do the SAE's features span?",
@@ -1295,23 +1380,31 @@ at large; it also explains the feature's decoder direction itself (added to a ty
 activation). Each label is scored by its grounding in the feature's top contexts, beside the
 same label read against another feature's contexts.
 """),
-        code("""
+        *slow(
+            "06_nla_vs_sae_and_attention",
+            "labels",
+            text="""
 recurring = pd.Series([f for fs in agreement.frame["features"] for f in fs]).value_counts()
-labels = nla_feature_labels(nla, sae, corpus[mode.pick(full=200, smoke=8):], recurring.index[: mode.pick(full=4, smoke=2)],
-                            subject=bridge, feature_contexts=contexts, top_n=mode.pick(full=6, smoke=2),
-                            base_n=mode.pick(full=32, smoke=2), max_new_tokens=mode.pick(full=64, smoke=12),
+labels = nla_feature_labels(nla, sae, corpus[mode.pick(full=200, smoke=8):], recurring.index[: mode.pick(full=4, lab=2, smoke=2)],
+                            subject=bridge, feature_contexts=contexts, top_n=mode.pick(full=6, lab=4, smoke=2),
+                            base_n=mode.pick(full=32, lab=16, smoke=2), max_new_tokens=mode.pick(full=64, smoke=12),
                             progress=False)
 display(labels)
 labels.frame[["feature", "label", "label_grounding", "label_grounding_shuffled", "direction_explanation"]]
-"""),
+""",
+        ),
         md("""
 The side-by-side view shows each feature with its NLA label when you pass `feature_labels=`:
 """),
-        code("""
+        *slow(
+            "06_nla_vs_sae_and_attention",
+            "side-by-side-labels",
+            text="""
 display(side_by_side(nla, bridge, prompt, sae=sae, feature_contexts=contexts, feature_labels=labels,
                      positions=mode.pick(full=None, smoke=[5]), max_new_tokens=mode.pick(full=64, smoke=12),
                      progress=False, warn=False))
-"""),
+""",
+        ),
         md("""
 **Reading it.** A lift (own minus shuffled) clearly above zero on `word_overlap` says the two
 lenses name the same text at the same positions; on `error_in_features`, that the SAE sees
@@ -1355,8 +1448,46 @@ TUTORIALS = {
 }
 
 
+# The two-hour lab of INSTRUCTORS.md: (clock, notebook, its sections or None for all, what happens).
+# Each row's compute minutes are filled from timings.json.
+LAB_PLAN = [
+    ("0:00-0:05", None, None, "Welcome; the hub has the caches (`nla-lens prepare-course`) and `NLA_LENS_MODE=lab`"),
+    (
+        "0:05-0:50",
+        "01_residual_streams_and_hooks",
+        None,
+        "Tutorial 1, whole: hook points, the attention sink, extraction",
+    ),
+    (
+        "0:50-1:30",
+        "02_reading_activations_with_an_nla",
+        None,
+        "Tutorial 2, whole: explain, round trip, fve_nrm, controls",
+    ),
+    (
+        "1:30-1:55",
+        "04_training_an_nla",
+        ["(setup)", "Warm start", "Rewards and advantages", "GRPO with the live dashboard"],
+        "Tutorial 4 up to the dashboard: warm starts, the two GRPO exercises, the live dashboard",
+    ),
+    ("1:55-2:00", None, None, "Discussion: does the NLA beat naming the current token? (INSTRUCTORS.md, question 2)"),
+]
+
+
+def write_time_tables(notebooks: list[Path]) -> None:
+    """Fill the measured-time tables of README.md and INSTRUCTORS.md from timings.json."""
+    if not TIMINGS:
+        return
+    cells = {path.stem: nbformat.read(path, as_version=4).cells for path in notebooks}
+    for name, document, table in (
+        ("course-times", HERE / "README.md", course_table(TIMINGS, cells)),
+        ("lab-plan", HERE / "INSTRUCTORS.md", lab_plan_table(TIMINGS, LAB_PLAN)),
+    ):
+        document.write_text(replace_block(document.read_text(), name, table))
+
+
 def main() -> None:
-    build_all(TUTORIALS, HERE)
+    write_time_tables(build_all(TUTORIALS, HERE))
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ The AR fed the teacher's own explanations (an upper reference for the warm start
 {report["teacher_oracle_fve_nrm"]:.3f}. Measured by `nla-lens train --preset {recipe["name"]}` (`report.json`).
 {_token_baseline(report.get("current_token_control"))}
 
-{_faithfulness(report.get("faithfulness"))}{_kl_table(report.get("kl_ablation"))}
+{_faithfulness(report.get("faithfulness"))}{_kl_table(report.get("kl_ablation"), recipe["rl"]["kl_coef"])}
 ## Example explanations (after GRPO)
 {examples}
 """
@@ -189,11 +189,31 @@ def _precision(report: dict[str, Any]) -> str:
     return f"- Precision: {used} (held-out evaluations in fp32); {report.get('machine', 'machine not recorded')}.\n"
 
 
-def _kl_table(rows: list[dict[str, Any]] | None) -> str:
+def kl_decision(rows: list[dict[str, Any]]) -> tuple[bool, str]:
+    """The recipe's KL rule on a ``scripts/kl_ablation.py`` table: does ``kl_coef=0`` ship?
+
+    ``kl_coef=0`` (the last row) ships only if its readability (perplexity) is within 10 % of the
+    KL run's (the first row) and its held-out fve_nrm is not lower.
+
+    Returns:
+        ``(ships, sentence)``: the verdict and the numbers it rests on.
+    """
+    with_kl, without = rows[0], rows[-1]
+    readable = without["perplexity"] <= 1.1 * with_kl["perplexity"]
+    ships = bool(readable and without["fve_nrm"] >= with_kl["fve_nrm"])
+    return ships, (
+        f"kl_coef={without['kl_coef']:g}: perplexity {without['perplexity']:.1f} vs {with_kl['perplexity']:.1f} "
+        f"({'within' if readable else 'beyond'} 10 %), fve_nrm {without['fve_nrm']:.3f} vs {with_kl['fve_nrm']:.3f}: "
+        f"{'drop the KL' if ships else 'keep the KL'}"
+    )
+
+
+def _kl_table(rows: list[dict[str, Any]] | None, trained_with: float) -> str:
     """The KL decision table (``scripts/kl_ablation.py``): equal GRPO runs from the warm start, kl_coef each."""
     if not rows:
         return ""
     lines = [
+        "",
         "## KL to the reference AV, measured (`python scripts/kl_ablation.py RUN`)",
         f"Equal GRPO runs ({rows[0]['steps']} steps, same seed and batches) from this recipe's warm start; "
         "held-out greedy explanations. Readability is the base model's per-token perplexity of the "
@@ -208,4 +228,17 @@ def _kl_table(rows: list[dict[str, Any]] | None) -> str:
             f"{r['missing_tag']:.2f} | {r['truncated']:.2f} | {r['non_english']:.2f} | {r['perplexity']:.1f} | "
             f"{r['seconds_per_step']:.1f} |"
         )
+    reused = [r for r in rows if r.get("arm", "trained here") != "trained here"]
+    lines.append("")
+    if reused:
+        lines.append(
+            "The " + ", ".join(f"kl_coef={r['kl_coef']:g}" for r in reused) + " arm is this recipe's own run "
+            "stopped at that step, evaluated as the others (it evaluated during training, which draws from "
+            "the random generator, so its samples are not those of a fresh arm)."
+        )
+    _, verdict = kl_decision(rows)
+    lines.append(
+        f"Rule: kl_coef=0 only if its perplexity is within 10 % and its fve_nrm is not lower. Here {verdict}. "
+        f"This checkpoint was trained with kl_coef={trained_with:g}."
+    )
     return "\n".join(lines) + "\n"

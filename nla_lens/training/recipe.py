@@ -85,13 +85,13 @@ class Recipe:
     ar: WarmStartConfig = dataclasses.field(
         default_factory=lambda: WarmStartConfig(lr=3e-4, batch_size=16, lora_r=12, augment=AR_AUGMENT)
     )
-    av_steps: int = 400
+    av_steps: int = 1000
     av: WarmStartConfig = dataclasses.field(default_factory=lambda: WarmStartConfig(lr=5e-4, batch_size=8, lora_r=24))
     ar_refit_steps: int = 150
     ar_refit: WarmStartConfig = dataclasses.field(
         default_factory=lambda: WarmStartConfig(lr=3e-4, batch_size=16, augment=AR_AUGMENT)
     )
-    rl_steps: int = 50
+    rl_steps: int = 100
     rl: GRPOConfig = dataclasses.field(
         default_factory=lambda: GRPOConfig(
             n_vectors=8,
@@ -99,7 +99,9 @@ class Recipe:
             max_new_tokens=56,
             lr=1.5e-4,
             ar_lr=2e-4,
-            kl_coef=0.01,
+            # No KL to the reference AV (and no reference pass): decided by scripts/kl_ablation.py, the
+            # shipped model card's KL table (kl_coef=0 read as well and scored no lower, 20% faster).
+            kl_coef=0.0,
             ar_augment=AR_AUGMENT,
             micro_batch_size=32,
         )

@@ -12,6 +12,11 @@ Cells 2 and 4 carry ``metadata["nla_lens"]["exercise"] = <name>``. :func:`with_s
 returns a copy of a notebook in which every exercise stub is replaced by its solution; the CI
 test executes that copy, which proves the published solutions pass the visible tests, while
 students open the stubs. Notebooks are written without outputs (:func:`write`).
+
+A long-running cell is built by :func:`timed_cells`: the code cell carries
+``metadata["nla_lens"]["timed"] = <key>`` (``scripts/time_course.py`` records its seconds under that
+key in ``tutorials/timings.json``), and a note before it says how long it takes in full and lab mode,
+from those measurements.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nla_lens.optional import require
+from nla_lens.tutorials.timings import timing_note
 
 nbformat = require("nbformat", "Building the tutorials")
 new_code_cell, new_markdown_cell, new_notebook = (
@@ -47,6 +53,16 @@ def code(text: str, *, tags: tuple[str, ...] = (), **meta: Any) -> Any:
     if tags:
         cell.metadata["tags"] = list(tags)
     return cell
+
+
+def timed_cells(
+    text: str, key: str, *, timings: dict[str, Any], notebook: str, steps: dict[str, int] | None = None
+) -> list[Any]:
+    """A long-running code cell keyed ``key``, after its measured :func:`timing_note` (when there is one)."""
+    cell = code(text)
+    cell.metadata["nla_lens"] = {"timed": key}
+    note = timing_note(timings, notebook, key, steps=steps)
+    return [md(note), cell] if note else [cell]
 
 
 def exercise(

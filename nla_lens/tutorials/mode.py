@@ -1,9 +1,12 @@
-"""``Mode``: the smoke switch of a tutorial or research notebook, and the run sizes it picks.
+"""``Mode``: the size a tutorial or research notebook runs at (smoke, lab or full), and the run sizes it picks.
 
-Smoke mode shrinks every run (documents, vectors, steps, tokens) so that a notebook executes top
-to bottom in a minute or two in CI; full mode is what a student runs on a laptop CPU. The
-notebook decides which (it reads the environment variable ``NLA_LENS_SMOKE``); this class only
-carries the answer, seeds the random generators, and keeps Hugging Face offline.
+Full mode is what a student runs alone on a laptop CPU. Lab mode shortens the long runs (training,
+SAE labels, big sweeps) so that each tutorial fits its advertised time in a class; it is full mode
+everywhere a notebook names no lab size. Smoke mode shrinks every run (documents, vectors, steps,
+tokens) so that a notebook executes top to bottom in a minute or two in CI; its numbers mean
+nothing. The notebook decides which (it reads the environment variable ``NLA_LENS_MODE``); this
+class only carries the answer, seeds the random generators, picks torch's thread count and keeps
+Hugging Face offline.
 """
 
 from __future__ import annotations
@@ -11,38 +14,73 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: The environment variable the notebooks read (CI sets it to ``1``).
-SMOKE_VARIABLE = "NLA_LENS_SMOKE"
+#: The environment variable the notebooks read: ``full`` (unset), ``lab`` or ``smoke`` (CI).
+MODE_VARIABLE = "NLA_LENS_MODE"
+
+#: The sizes, smallest first.
+SIZES = ("smoke", "lab", "full")
+
+_UNSET: Any = object()
+
+_BANNERS = {
+    "smoke": "<b>Smoke mode</b> (NLA_LENS_MODE=smoke): every run is shrunk to CI size; numbers are "
+    "meaningless, the code path is the real one.",
+    "lab": "<b>Lab mode</b> (NLA_LENS_MODE=lab): the long runs are shortened to fit a class period; "
+    "numbers are rougher than full mode's.",
+    "full": "<b>Full mode</b>: the sizes a student runs on a laptop CPU.",
+}
 
 
 @dataclasses.dataclass
 class Mode:
-    """Smoke or full mode for one notebook.
+    """The size one notebook runs at: ``"full"``, ``"lab"`` or ``"smoke"``.
 
     Args:
-        smoke: ``True`` for CI-sized runs.
+        size: ``"full"`` (a student alone on a laptop), ``"lab"`` (long runs shortened to fit a
+            class period) or ``"smoke"`` (CI-sized runs).
         seed: Seed for ``torch``, ``numpy`` and ``random``, set by :meth:`setup`.
         threads: torch's CPU threads; ``None`` lets :meth:`setup` choose (:func:`choose_threads`).
+
+    Raises:
+        ValueError: ``size`` is not one of :data:`SIZES`.
 
     Example::
 
         import os
-        mode = Mode(smoke=os.environ.get("NLA_LENS_SMOKE") == "1").setup()
-        n_documents = mode.pick(full=200, smoke=8)
+        mode = Mode(os.environ.get("NLA_LENS_MODE", "full")).setup()
+        n_documents = mode.pick(full=200, lab=100, smoke=8)
     """
 
-    smoke: bool = False
+    size: str = "full"
     seed: int = 0
     threads: int | None = None
     thread_note: str = dataclasses.field(default="", init=False, repr=False)
 
-    def pick(self, full: T, smoke: T) -> T:
-        """``smoke`` in smoke mode, else ``full``."""
-        return smoke if self.smoke else full
+    def __post_init__(self) -> None:
+        size = str(self.size).strip().lower()
+        if size not in SIZES:
+            raise ValueError(
+                f"unknown notebook mode {self.size!r}: use one of {', '.join(SIZES)} "
+                f"(the environment variable {MODE_VARIABLE} sets it; unset means full)."
+            )
+        self.size = size
+
+    @property
+    def smoke(self) -> bool:
+        """``True`` in smoke mode (CI-sized runs)."""
+        return self.size == "smoke"
+
+    def pick(self, full: T, smoke: T, lab: T = _UNSET) -> T:
+        """The value for this mode: ``full``, ``smoke``, or ``lab`` (``full`` when no lab size is given)."""
+        if self.size == "smoke":
+            return smoke
+        if self.size == "lab" and lab is not _UNSET:
+            return lab
+        return full
 
     def setup(self, *, offline: bool = True) -> Mode:
         """Seed every generator, quiet known noise and (by default) keep Hugging Face offline.
@@ -82,18 +120,10 @@ class Mode:
         return self
 
     def _repr_html_(self) -> str:
-        if self.smoke:
-            return (
-                "<b>Smoke mode</b> (NLA_LENS_SMOKE=1): every run is shrunk to CI size; numbers are "
-                "meaningless, the code path is the real one." + self._threads_html()
-            )
-        return "<b>Full mode</b>: the sizes a student runs on a laptop CPU." + self._threads_html()
-
-    def _threads_html(self) -> str:
-        return f"<br>{self.thread_note}" if self.thread_note else ""
+        return _BANNERS[self.size] + (f"<br>{self.thread_note}" if self.thread_note else "")
 
     def __repr__(self) -> str:
-        return f"Mode(smoke={self.smoke}, seed={self.seed})"
+        return f"Mode({self.size!r}, seed={self.seed})"
 
 
 def choose_threads(requested: int | None = None) -> tuple[int, str]:

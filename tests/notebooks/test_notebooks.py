@@ -3,7 +3,7 @@
 - Every notebook is committed without outputs.
 - Every exercise has a stub, a visible test cell and a collapsed solution; the check behind the
   test rejects the stub and deliberately broken implementations, and accepts the solution.
-- Every notebook executes top to bottom in smoke mode (``NLA_LENS_SMOKE=1``, Hugging Face hub
+- Every notebook executes top to bottom in smoke mode (``NLA_LENS_MODE=smoke``, Hugging Face hub
   offline) with the exercise stubs replaced by their solutions, within a per-notebook budget, and
   every exercise's test cell reports success in the executed outputs.
 """
@@ -393,7 +393,7 @@ class _FullMode:
     smoke = False
 
     @staticmethod
-    def pick(full, smoke):
+    def pick(full, smoke, lab=None):
         return full
 
 
@@ -456,7 +456,7 @@ def test_with_solutions_replaces_only_the_exercise_cells():
 def test_notebook_runs_in_smoke_mode(path, monkeypatch, tmp_path):
     from nbclient import NotebookClient
 
-    monkeypatch.setenv("NLA_LENS_SMOKE", "1")
+    monkeypatch.setenv("NLA_LENS_MODE", "smoke")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")

@@ -43,3 +43,21 @@ def test_unknown_fields_are_named():
     data["rl"]["kl_coeff"] = 0.0
     with pytest.raises(InputError, match="kl_coeff"):
         Recipe.from_dict(data)
+
+
+def test_the_train_command_applies_precision_and_kl_coef_to_the_preset(monkeypatch, tmp_path):
+    from nla_lens import cli
+    from nla_lens.training import recipe as recipe_module
+
+    ran = {}
+
+    def record(recipe, out, cache_dir=None):
+        ran["recipe"] = recipe
+        raise SystemExit(0)  # stop before reporting: only the recipe handed over is under test
+
+    monkeypatch.setattr(recipe_module, "run_recipe", record)
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--preset", "smoke", "--out", str(tmp_path), "--precision", "fp32", "--kl-coef", "0.02"])
+    recipe = ran["recipe"]
+    assert recipe.rl.kl_coef == 0.02 and recipe.rl.precision == "fp32" and recipe.av.precision == "fp32"
+    assert recipe.rl.n_vectors == PRESETS["smoke"].rl.n_vectors  # the rest of the preset's GRPO settings kept

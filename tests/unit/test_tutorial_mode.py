@@ -39,8 +39,26 @@ def test_setup_applies_the_choice_and_shows_it(two_cores, monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.setattr(os, "getloadavg", lambda: (5.0, 5.0, 5.0))
     try:
-        mode = Mode(smoke=True).setup()
+        mode = Mode("smoke").setup()
         assert torch.get_num_threads() == 1
         assert "busy (load 5.0)" in mode._repr_html_()
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("size", ["full", "lab", "smoke"])
+def test_pick_answers_each_size(size):
+    mode = Mode(size)
+    assert mode.pick(full=1, lab=2, smoke=3) == {"full": 1, "lab": 2, "smoke": 3}[size]
+    assert mode.smoke == (size == "smoke")
+
+
+def test_lab_mode_is_full_mode_where_no_lab_size_is_named():
+    assert Mode("lab").pick(full=[1, 2], smoke=[1]) == [1, 2]
+    assert Mode("lab").pick(full=1, smoke=0, lab=None) is None  # None is a lab size like any other
+
+
+def test_an_unknown_mode_names_the_sizes_and_the_variable():
+    with pytest.raises(ValueError, match=r"unknown notebook mode 'quick'.*smoke, lab, full.*NLA_LENS_MODE"):
+        Mode("quick")
+    assert Mode(" Lab ").size == "lab"
