@@ -14,6 +14,7 @@ and refuses anything over 25 MB.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -22,6 +23,8 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from nla_lens.norm_range import NormRange
+from nla_lens.schema import NLAMeta
 from nla_lens.training.model_card import write_model_card
 
 # config.json: an AR adapter folder's record of its truncated base (K+1 blocks), which makes
@@ -48,6 +51,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     target = Path(__file__).resolve().parent.parent / "nla_lens" / "pretrained" / args.name
+    kept_range = _shipped_norm_range(target, args.run / "nla" / "av")
     shutil.rmtree(target, ignore_errors=True)
     for role in ("av", "ar"):
         (target / role).mkdir(parents=True)
@@ -61,6 +65,11 @@ def main() -> None:
         save_file(
             {k: v.to(dtype) for k, v in load_file(str(adapters)).items()}, str(adapters), metadata={"format": "pt"}
         )
+    if kept_range is not None:
+        for role in ("av", "ar"):
+            meta = NLAMeta.load(target / role)
+            dataclasses.replace(meta, norm_range=kept_range).save(target / role)
+        print(f"norm range kept from the shipped NLA: {kept_range}")
     report = json.loads((args.run / "report.json").read_text())
     recipe = json.loads((args.run / "config.json").read_text())
     # Stages may have been ended early (STOP file): record the steps and seconds really run.
@@ -82,6 +91,21 @@ def main() -> None:
     if size > LIMIT_MB:
         shutil.rmtree(target)
         raise SystemExit(f"{size:.1f} MB is over the {LIMIT_MB} MB budget; lower the LoRA ranks.")
+
+
+def _shipped_norm_range(target: Path, new_av: Path) -> NormRange | None:
+    """The norm range in the NLA shipped now at ``target``, if it reads the same subject and hook as the new one.
+
+    A trainer records the range of the first vectors each half trains on (the AV's and the AR's warm
+    start splits differ); the shipped sidecars carry the range of every eligible position of the
+    recipe's 800 documents instead (``scripts/norm_range.py``), the same for both halves. It depends
+    on the subject and the hook only, so a re-shipped NLA keeps it.
+    """
+    if not (target / "av").is_dir():
+        return None
+    old, new = NLAMeta.load(target / "av"), NLAMeta.load(new_av)
+    same = (old.hook_name, old.provenance.get("base_model")) == (new.hook_name, new.provenance.get("base_model"))
+    return old.norm_range if same else None
 
 
 if __name__ == "__main__":

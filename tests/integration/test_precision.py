@@ -84,13 +84,27 @@ def shipped():
 @pytest.mark.embedded
 def test_bf16_greedy_explanations_mostly_equal_fp32(shipped):
     nla, vectors = shipped
+    from nla_lens.metrics import fve_nrm
+
     fp32, _ = nla.av.generate(vectors, max_new_tokens=32, precision="fp32")
     bf16, _ = nla.av.generate(vectors, max_new_tokens=32, precision="bf16")
     same = sum(torch.equal(a, b) for a, b in zip(fp32, bf16))
     first = sum(torch.equal(a[:8], b[:8]) for a, b in zip(fp32, bf16))
-    print(f"greedy, 16 vectors x 32 tokens: {same}/16 identical, {first}/16 the same first 8 tokens")
-    assert same >= 9  # most; measured 10 of 16 (15 of 16 the same first 8 tokens) on a CPU with AVX512-BF16
+    # Where a greedy choice is a near tie, bf16 picks the other token and the rest of the text
+    # differs: what must not differ is what the text says about the vector.
+    texts = {
+        name: [nla.av.describe(row)["explanation"] for row in rows] for name, rows in (("fp32", fp32), ("bf16", bf16))
+    }
+    fve = {name: fve_nrm(nla.ar.reconstruct(t), vectors) for name, t in texts.items()}
+    print(
+        f"greedy, 16 vectors x 32 tokens: {same}/16 identical, {first}/16 the same first 8 tokens; "
+        f"fve_nrm of the texts {fve['fp32']:.3f} fp32, {fve['bf16']:.3f} bf16"
+    )
+    # Measured on a CPU with AVX512-BF16: 7 of 16 identical, 15 of 16 the same first 8 tokens with the
+    # NLA shipped on 2026-12-07 (10 and 15 with the one before).
+    assert same >= 6
     assert first >= 13
+    assert abs(fve["fp32"] - fve["bf16"]) < 0.05
 
 
 @pytest.mark.embedded

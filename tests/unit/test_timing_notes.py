@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("nbformat", reason="the notebooks extra (nbformat) builds notebook cells")
 
-from nla_lens.tutorials.authoring import timed_cells  # noqa: E402
-from nla_lens.tutorials.timings import timing_note  # noqa: E402
+from nla_lens.tutorials.authoring import timed_cells
+from nla_lens.tutorials.timings import timing_note
 
 
 def _timings(full: float | None, lab: float | None = None) -> dict:
