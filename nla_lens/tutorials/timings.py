@@ -66,7 +66,7 @@ def timing_note(timings: dict[str, Any], notebook: str, key: str, *, steps: dict
         text += (
             f" (about {duration(full / steps['full'])} per step: the dashboard draws its first point after the first)"
         )
-    return f"*{text}, measured on a 2-core laptop CPU with nothing else running.*"
+    return f"*{text}, measured on a 2-core CPU with nothing else running.*"
 
 
 def header_minutes(cells: list[Any]) -> tuple[int, int]:
