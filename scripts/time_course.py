@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -48,28 +47,9 @@ def time_notebook(path: Path, mode: str, *, timeout: int = 3600) -> dict:
         the cell's id, ``timed`` its ``metadata.nla_lens.timed`` key (long cells; ``None`` for the
         rest), ``section`` the ``##`` heading above it.
     """
-    from nbclient import NotebookClient
-
     from nla_lens.tutorials import authoring
 
-    nb = authoring.with_solutions(nbformat.read(path, as_version=4))
-    os.environ.update(
-        NLA_LENS_MODE=mode,
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        MPLBACKEND="Agg",
-    )
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        record_timing=True,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    start = time.perf_counter()
-    client.execute()
-    total = time.perf_counter() - start
+    nb, total = authoring.execute(path, mode, timeout=timeout)
     cells, section = [], ""
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -112,9 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     from nla_lens.precision import capability
 
     paths = args.notebooks or sorted((ROOT / "tutorials").glob("[0-9]*.ipynb"))
-    # A quiet machine is the point of the measurement: every core to the kernel (Mode.setup would
-    # otherwise read the previous notebook's load as a busy machine).
-    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     record = json.loads(args.out.read_text()) if args.out.is_file() else {}
     machine = f"{capability()}; {os.cpu_count()} cores; load before {os.getloadavg()[0]:.1f}"
     print(machine, flush=True)

@@ -22,7 +22,9 @@ from those measurements.
 from __future__ import annotations
 
 import copy
+import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,49 @@ def build_all(builders: dict[str, Any], folder: str | Path) -> list[Path]:
     for path in paths:
         print("wrote", path.relative_to(folder.parent))
     return paths
+
+
+#: The kernel environment of an executed course notebook: offline, no tokenizer threads, no display.
+KERNEL_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "MPLBACKEND": "Agg",
+}
+
+
+def execute(path: str | Path, mode: str, *, timeout: int) -> tuple[Any, float]:
+    """Run a course notebook top to bottom in a fresh kernel, as CI and ``scripts/time_course.py`` do.
+
+    Exercise stubs are replaced by their solutions (:func:`with_solutions`); the kernel gets
+    :data:`KERNEL_ENV`, ``NLA_LENS_MODE=mode`` and, unless set, ``OMP_NUM_THREADS`` = every core
+    (each kernel has the machine to itself: ``Mode.setup`` would otherwise read the load the previous
+    notebook left in the one-minute average as a busy machine, and take one thread). nbclient
+    records each cell's execution timestamps in ``cell.metadata.execution``.
+
+    Args:
+        path: The ``.ipynb`` file.
+        mode: ``"full"``, ``"lab"`` or ``"smoke"``.
+        timeout: Seconds allowed per cell.
+
+    Returns:
+        ``(executed notebook, wall seconds)``.
+    """
+    client_class = require("nbclient", "Executing the course notebooks").NotebookClient
+    path = Path(path)
+    nb = with_solutions(nbformat.read(path, as_version=4))
+    env = {**os.environ, **KERNEL_ENV, "NLA_LENS_MODE": mode}
+    env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    client = client_class(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=True,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.perf_counter()
+    client.execute(env=env)
+    return nb, time.perf_counter() - start
 
 
 def exercise_name(cell: Any) -> str | None:

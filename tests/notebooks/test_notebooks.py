@@ -11,10 +11,8 @@
 from __future__ import annotations
 
 import math
-import os
 import random
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -453,28 +451,8 @@ def test_with_solutions_replaces_only_the_exercise_cells():
 
 # -- execution in smoke mode ------------------------------------------------------------------
 @pytest.mark.parametrize("path", EXECUTED, ids=IDS)
-def test_notebook_runs_in_smoke_mode(path, monkeypatch, tmp_path):
-    from nbclient import NotebookClient
-
-    monkeypatch.setenv("NLA_LENS_MODE", "smoke")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    # Each kernel has CI's cores to itself: all of them (Mode.setup would otherwise read the load the
-    # previous notebook left in the one-minute average as a busy machine, and take one thread).
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)))
-    nb = authoring.with_solutions(_read(path))
-    client = NotebookClient(
-        nb,
-        timeout=DEFAULT_CELL_TIMEOUT,
-        kernel_name="python3",
-        allow_errors=False,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    start = time.perf_counter()
-    client.execute()
-    elapsed = time.perf_counter() - start
+def test_notebook_runs_in_smoke_mode(path, tmp_path):
+    nb, elapsed = authoring.execute(path, "smoke", timeout=DEFAULT_CELL_TIMEOUT)
     nbformat.write(nb, tmp_path / path.name)  # kept for inspection when a later assertion fails
     assert elapsed < BUDGET_SECONDS, f"{path.name} took {elapsed:.0f} s in smoke mode (budget {BUDGET_SECONDS} s)"
 
