@@ -24,6 +24,8 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
+from nla_lens.tutorials.mode import SIZES
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "tutorials" / "timings.json"
 
@@ -75,7 +77,7 @@ def time_notebook(path: Path, mode: str, *, timeout: int = 3600) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every tutorial")
-    parser.add_argument("--mode", choices=["full", "lab", "smoke"])
+    parser.add_argument("--mode", choices=SIZES)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--table", action="store_true", help="print the minutes per section in markdown; run nothing")
     args = parser.parse_args(argv)
@@ -99,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         result = time_notebook(path, args.mode)
         result.update(machine=machine, date=dt.date.today().isoformat())
         record.setdefault(args.mode, {})[path.stem] = result
-        args.out.write_text(
-            json.dumps(record, indent=1) + "\n"
-        )  # after each notebook: a cut run keeps what it measured
+        # Written after each notebook: a cut run keeps what it measured.
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
         slow = pd.DataFrame(result["cells"]).query("seconds >= 10")[["id", "timed", "section", "first_line", "seconds"]]
         print(f"\n{path.stem} ({args.mode}): {result['total_s'] / 60:.1f} min", flush=True)
         if not slow.empty:
