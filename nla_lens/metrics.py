@@ -37,6 +37,7 @@ __all__ = [
     "current_token_control",
     "derangement",
     "fve_nrm",
+    "fve_nrm_interval",
     "gain_over_mean",
     "held_out_metrics",
     "mean_direction",
@@ -259,6 +260,50 @@ def fve_nrm(pred: Any, target: Any) -> float:
     p, t = _check_pair(pred, target, matrix=True)
     with torch.no_grad():
         return _fve_units(_unit(p, "pred"), _unit(t, "target"))
+
+
+def fve_nrm_interval(
+    pred: Any, target: Any, *, n_boot: int = 2000, level: float = 0.9, seed: int = 0
+) -> tuple[float, float]:
+    """A percentile bootstrap interval of :func:`fve_nrm` over the rows (vectors).
+
+    Resamples the ``N`` (prediction, target) pairs with replacement ``n_boot`` times and
+    recomputes fve_nrm on each resample (its variance term included): the spread that comes from
+    which vectors were evaluated, not from training. Use it where a second training seed does not fit.
+
+    Args:
+        pred: Predicted vectors, shape ``[N, d]``, ``N >= 2``.
+        target: Target vectors, shape ``[N, d]``.
+        n_boot: Number of resamples.
+        level: Coverage of the interval, in (0, 1).
+        seed: Seed of the resampling.
+
+    Returns:
+        ``(low, high)``: the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles.
+
+    Raises:
+        ShapeError: as :func:`fve_nrm`.
+        InputError: NaN/inf entries or zero vectors, ``level`` outside (0, 1), ``n_boot < 1``.
+    """
+    if not 0 < level < 1 or n_boot < 1:
+        raise InputError(f"level must be in (0, 1) and n_boot >= 1, got level={level}, n_boot={n_boot}.")
+    p, t = _check_pair(pred, target, matrix=True)
+    if p.shape[0] < 2:
+        raise ShapeError(f"fve_nrm needs at least 2 vectors, got {p.shape[0]}.")
+    n = p.shape[0]
+    with torch.no_grad():
+        pu, tu = _unit(p, "pred").double(), _unit(t, "target").double()
+        rows = torch.randint(0, n, (n_boot, n), generator=torch.Generator().manual_seed(seed))
+        counts = torch.zeros(n_boot, n, dtype=torch.float64).scatter_add_(
+            1, rows, torch.ones(n_boot, n, dtype=torch.float64)
+        )
+        err = counts @ ((tu - pu) ** 2).sum(dim=-1) / n  # [n_boot]: mean ||u - û||² of each resample
+        var = 1.0 - ((counts @ tu / n) ** 2).sum(dim=-1)  # mean ||u - ū||² = 1 - ||ū||² on unit vectors
+        # A resample that drew one vector N times has no variance: it says nothing, leave it out.
+        scores = (1.0 - err / var)[var > 1e-12]
+        bounds = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+        low, high = torch.quantile(scores, bounds)
+    return float(low), float(high)
 
 
 def _train_eval_pair(train_targets: Any, eval_targets: Any) -> tuple[torch.Tensor, torch.Tensor]:

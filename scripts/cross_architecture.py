@@ -2,17 +2,22 @@
 
     python scripts/cross_architecture.py [--out runs/cross] [--seeds 0 1] [--smoke]
     python scripts/cross_architecture.py --subjects smollm2-135m --bases gemma3-270m --seeds 0   # one cell
+    python scripts/cross_architecture.py --finished results/cross_architecture/rows.json   # go on from the kept rows
 
 Trains (or resumes) every cell and seed (:mod:`nla_lens.training.cross_architecture`), then prints the
 table: held-out fve_nrm with the shuffled, predict-the-mean and current-token controls, paraphrase
 retention, explanation length (words), readability (perplexity under the embedded SmolLM2), CPU
-minutes, and the spread across seeds. Writes ``rows.json`` and ``table.csv`` into ``--out``.
+minutes, a bootstrap interval over the held-out vectors and the spread across seeds. Writes
+``rows.json`` and ``table.csv`` into ``--out``; cells whose rows are in ``--finished`` (the rows
+kept in the repository, ``results/cross_architecture/rows.json``) are read, not retrained.
 Needs ``nla_lens[gemma]``. A full run is hours on a 2-core CPU; ``nice`` it in the background.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -27,6 +32,7 @@ def main() -> None:
     parser.add_argument("--subjects", nargs="+", default=list(SUBJECT_LAYERS), choices=list(SUBJECT_LAYERS))
     parser.add_argument("--bases", nargs="+", default=list(BASES), choices=list(BASES))
     parser.add_argument("--smoke", action="store_true", help="smoke-size cells (minutes; not for conclusions)")
+    parser.add_argument("--finished", type=Path, help="rows.json of cells scored earlier: read, not retrained")
     args = parser.parse_args()
     print(capability())
     table = run_cross_architecture(
@@ -35,6 +41,7 @@ def main() -> None:
         budget=SMOKE if args.smoke else BUDGET,
         subjects=tuple(args.subjects),
         bases=tuple(args.bases),
+        finished=json.loads(args.finished.read_text()) if args.finished else (),
     )
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
         print(table.to_string(index=False))

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from nla_lens.atomic import atomic_folder
 from nla_lens.errors import CacheError, InputError, MissingDependencyError, SubjectLoadError
@@ -251,19 +252,26 @@ def embedded_model_dir(
     model = _resolve(name)
     key = model.key()
     folder = Path(cache_dir or default_cache_dir()).expanduser() / f"{model.cache_prefix}-{key}"
-    if rebuild or not _cache_is_valid(folder, key):
-        gguf = model.locate()
-        if folder.exists() and not rebuild:
-            warnings.warn(
-                f"The embedded-model cache at {folder} is incomplete or corrupted; rebuilding it.", stacklevel=2
-            )
-        try:
-            _build_cache(gguf, folder, key)
-        except OSError as exc:
-            raise CacheError(
-                f"Could not write the embedded-model cache under {folder.parent}: {exc}. "
-                "Pass cache_dir= pointing to a writable folder."
-            ) from exc
+    if not rebuild and _cache_is_valid(folder, key):  # a valid cache is read without a lock (read-only is fine)
+        return folder
+    gguf = model.locate()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # Several processes (two notebooks, parallel test workers) may find the cache missing at once:
+        # the first builds it, the others wait and then find it valid instead of replacing it under its readers.
+        with FileLock(folder.parent / f".{folder.name}.lock"):
+            if rebuild or not _cache_is_valid(folder, key):
+                if folder.exists() and not rebuild:
+                    warnings.warn(
+                        f"The embedded-model cache at {folder} is incomplete or corrupted; rebuilding it.",
+                        stacklevel=2,
+                    )
+                _build_cache(gguf, folder, key)
+    except OSError as exc:
+        raise CacheError(
+            f"Could not write the embedded-model cache under {folder.parent}: {exc}. "
+            "Pass cache_dir= pointing to a writable folder."
+        ) from exc
     return folder
 
 

@@ -96,10 +96,16 @@ def run_cell(out: str | Path, subject: str, base: str, seed: int, budget: Recipe
 
 
 def score_cell(folder: Path, recipe: Recipe) -> dict[str, float]:
-    """Held-out scores of a finished cell's NLA (``folder/nla``) on its subject's eval split."""
+    """Held-out scores of a finished cell's NLA (``folder/nla``) on its subject's eval split.
+
+    ``fve_nrm_low`` / ``fve_nrm_high`` are a 90 % bootstrap interval over the held-out vectors
+    (:func:`~nla_lens.metrics.fve_nrm_interval`): the spread of one trained NLA across evaluation
+    samples, which the table shows beside the spread across seeds.
+    """
     import nla_lens
     from nla_lens.analysis.faithfulness import faithfulness_report
     from nla_lens.analysis.fluency import perplexity, text_logprobs
+    from nla_lens.metrics import fve_nrm_interval, score_round_trip
     from nla_lens.subjects.adapters import as_subject
     from nla_lens.subjects.embedded import load_embedded_hf
 
@@ -120,10 +126,15 @@ def score_cell(folder: Path, recipe: Recipe) -> dict[str, float]:
         progress=False,
     )
     explanations = report.frame["explanation"].tolist()
+    # Deterministic: the same reconstructions the report scored, kept here for the bootstrap.
+    predicted = score_round_trip(nla.ar, explanations, report.vectors).predicted
+    low, high = fve_nrm_interval(predicted, report.vectors, seed=recipe.seed)
     judge, tokenizer = load_embedded_hf()
     logprobs = [x for x in text_logprobs(judge.eval(), tokenizer, explanations) if not math.isnan(x)]
     return {
         **{key: float(report.summary[key]) for key in _SUMMARY_KEYS},
+        "fve_nrm_low": low,
+        "fve_nrm_high": high,
         "words": float(sum(len(e.split()) for e in explanations) / max(1, len(explanations))),
         "perplexity": perplexity(sum(logprobs) / len(logprobs)) if logprobs else math.nan,
         "n": int(report.summary["n"]),
@@ -158,12 +169,20 @@ def run_cross_architecture(
     budget: Recipe = BUDGET,
     subjects: tuple[str, ...] = tuple(SUBJECT_LAYERS),
     bases: tuple[str, ...] = BASES,
+    finished: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
 ) -> pd.DataFrame:
     """Run (or resume) every cell and seed; return :func:`cross_architecture_table` of them.
 
+    ``finished``: rows of cells scored in an earlier run (a ``rows.json`` kept when the run folder
+    was not, say); each is written into its cell folder first, so that cell is read, not retrained.
     The rows are also written to ``out/rows.json`` and the table to ``out/table.csv``.
     """
     out = Path(out)
+    for row in finished:
+        scores = cell_folder(out, row["subject"], row["base"], int(row["seed"])) / "cross_architecture.json"
+        if not scores.is_file():
+            scores.parent.mkdir(parents=True, exist_ok=True)
+            scores.write_text(json.dumps(row, indent=2))
     rows = [run_cell(out, subject, base, seed, budget) for seed in seeds for subject in subjects for base in bases]
     table = cross_architecture_table(rows)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """Shared integration fixtures.
 
-Session-wide: the embedded model (loaded once: ~3 s from the cache, ~20 s the first time), the corpus,
-and one ``nla-lens train --preset smoke`` run that the recipe tests read. Per test: ``tiny_nla``, the
+Session-wide: the embedded model (loaded once: ~3 s from the cache, ~20 s the first time) and the corpus
+(``smoke_run``, the ``nla-lens train --preset smoke`` run the recipe tests read, is in tests/conftest.py:
+the documentation's train page reads it too). Per test: ``tiny_nla``, the
 default tiny random NLA (:func:`nla_lens.testing.models.tiny_nla`). Tests that use an embedded-model
 fixture carry the ``embedded`` marker.
 """
@@ -99,21 +100,3 @@ def same_grpo_update():
         return ta, tb
 
     return compare
-
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    """One ``nla-lens train --preset smoke`` run on the embedded model (about a minute on 2 cores), shared by the
-    ``test_recipe_*`` files: ``(run folder, what it printed)``. Tests read it; tests that change a run
-    folder work on a copy."""
-    import contextlib
-    import io
-
-    from nla_lens.cli import main
-
-    out = tmp_path_factory.mktemp("recipe") / "run"
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = main(["train", "--preset", "smoke", "--out", str(out)])
-    assert code == 0, printed.getvalue()[-4000:]
-    return out, printed.getvalue()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import threading
 
 import pytest
 import torch
+from filelock import FileLock
 
 from nla_lens.subjects import embedded
 from nla_lens.subjects.embedded import embedded_model_dir, load_embedded_hf
@@ -56,6 +58,22 @@ def test_corrupted_or_missing_cache_is_rebuilt(cache_copy, embedded_hf, damage):
     reference, _ = embedded_hf
     assert torch.equal(model.model.embed_tokens.weight, reference.model.embed_tokens.weight)
     assert sorted(p.name for p in root.iterdir()) == [folder.name]  # no temp folders left
+
+
+@pytest.mark.embedded
+def test_a_cache_another_process_is_building_is_waited_for_not_rebuilt(cache_copy):
+    root, folder = cache_copy
+    weights, aside = folder / "model.safetensors", root / "weights.aside"
+    weights.rename(aside)  # the cache is incomplete while "another process" builds it
+    inode, found = folder.stat().st_ino, {}
+    with FileLock(root / f".{folder.name}.lock"):  # that process holds the build lock
+        waiter = threading.Thread(target=lambda: found.update(folder=embedded_model_dir(root)))
+        waiter.start()
+        waiter.join(2.0)
+        assert waiter.is_alive(), "did not wait for the build lock"
+        aside.rename(weights)  # ... and finishes the cache
+    waiter.join(60)
+    assert found["folder"] == folder and folder.stat().st_ino == inode  # found valid: not replaced
 
 
 @pytest.mark.embedded

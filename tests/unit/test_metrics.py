@@ -15,6 +15,7 @@ from nla_lens.metrics import (
     current_token_control,
     derangement,
     fve_nrm,
+    fve_nrm_interval,
     gain_over_mean,
     mean_direction,
     normalize,
@@ -220,3 +221,32 @@ def test_round_trip_gain_defaults_to_the_targets_mean_direction_and_is_nan_for_o
     one = RoundTrip(targets[:1].expand(3, -1), targets[:1].expand(3, -1), torch.zeros(3), torch.ones(3))
     assert torch.isnan(one.gain()).all()
     assert one.gain(targets).tolist() == pytest.approx([1.0] * 3, abs=1e-5)
+
+
+def test_the_bootstrap_interval_brackets_the_estimate_and_matches_explicit_resampling() -> None:
+    target = _structured(64, 16)
+    pred = target + 1.5 * torch.randn(64, 16, generator=torch.Generator().manual_seed(3))
+    low, high = fve_nrm_interval(pred, target, n_boot=400, seed=5)
+    assert low < fve_nrm(pred, target) < high
+    # The same resamples drawn one by one, through fve_nrm itself.
+    rows = torch.randint(0, 64, (400, 64), generator=torch.Generator().manual_seed(5))
+    explicit = torch.tensor([fve_nrm(pred[r], target[r]) for r in rows], dtype=torch.float64)
+    expected = torch.quantile(explicit, torch.tensor([0.05, 0.95], dtype=torch.float64))
+    assert (low, high) == pytest.approx(expected.tolist(), abs=1e-6)  # fve_nrm runs in float32
+
+
+def test_the_bootstrap_interval_narrows_with_more_vectors() -> None:
+    def width(n: int) -> float:
+        target = _structured(n, 16, seed=n)
+        pred = target + 1.5 * torch.randn(n, 16, generator=torch.Generator().manual_seed(n))
+        low, high = fve_nrm_interval(pred, target, n_boot=500)
+        return high - low
+
+    assert width(1024) < 0.5 * width(32)
+
+
+@pytest.mark.parametrize("kwargs", [dict(level=1.0), dict(level=0.0), dict(n_boot=0)])
+def test_the_bootstrap_interval_refuses_bad_settings(kwargs) -> None:
+    target = _structured(8, 4)
+    with pytest.raises(InputError, match="level must be"):
+        fve_nrm_interval(target, target, **kwargs)
