@@ -577,12 +577,146 @@ trained in this same published layout.
     return cells
 
 
+def across_architectures() -> list:
+    cells = intro(
+        "NLAs across architectures: must the NLA share its subject's architecture?",
+        5,
+        """
+The paper starts both halves of an NLA, the verbalizer (AV) and the reconstructor (AR), from the
+subject model itself, and never tries another LM. So: **does an NLA need its subject's
+architecture?** Perhaps an LM reads another model's activations as easily as its own once a
+learned map fits the widths; perhaps sharing the subject's weights is what makes the injected
+vector legible at all.
+
+nla_lens answers it with a 2 × 2 on a laptop: subjects {SmolLM2-135M at layer 20, Gemma-3-270M at
+layer 12, both about 70 % deep} × NLA bases {SmolLM2-135M, Gemma-3-270M}, every cell trained by the
+same reduced recipe from the same activations and teacher texts of its subject
+(`python scripts/cross_architecture.py`, hours on a CPU; its rows are kept in
+`results/cross_architecture/rows.json`). This notebook looks at one cross-architecture NLA up
+close, then reads the kept table. Needs `nla_lens[gemma]` (Gemma Terms of Use).
+""",
+    )
+    cells += [
+        md("""
+## Predict first
+
+Write down, before you read on: which cell reads its subject best? Does a Gemma NLA reading
+SmolLM2 do worse than SmolLM2 reading itself, and by how much? Is the answer the same for both
+subjects? What would it mean if the *bigger* base won off the diagonal?
+"""),
+        md("""
+## One cross-architecture NLA, untrained
+
+`NLA.untrained(subject, layer, av_base=..., ar_base=...)` starts both halves from another LM. The
+subject's vectors are 576 wide (SmolLM2) and Gemma's embeddings 640: the AV gets a learned input
+map from the subject's width to its own, and the AR a head from its width back to the subject's.
+Both start semi-orthogonal (norms and angles kept) and train with the adapters.
+"""),
+        code("""
+from nla_lens.training.cross_architecture import BUDGET, cell_recipe
+from nla_lens.training.recipe import injection_scale_for
+
+subject = nla_lens.load_subject("smollm2-135m")
+# The norm the AV injects at: Gemma's own median residual norm at the same relative depth (the recipe's rule).
+scale = injection_scale_for(cell_recipe("smollm2-135m", "gemma3-270m", seed=0, budget=BUDGET))
+cross = NLA.untrained("smollm2-135m", layer=20, av_base="gemma3-270m", ar_base="gemma3-270m", injection_scale=scale)
+pd.Series({
+    "subject width (d_model)": cross.d_model,
+    "AV width (Gemma)": cross.av.cfg.lm_d_model,
+    "AV input map (in, out)": tuple(cross.av.input_map.weight.shape[::-1]),
+    "AR width (Gemma)": cross.ar.cfg.lm_d_model,
+    "AR blocks kept (of Gemma's 18)": cross.ar.cfg.kept_blocks,
+    "injection scale (Gemma's own residual norm)": round(cross.av.cfg.injection_scale, 1),
+})
+"""),
+        md("""
+The mapped vector is injected at Gemma's own residual norm at the same relative depth (thousands),
+not SmolLM2's (about 240): each LM reads a vector at the size its own layers produce. Untrained,
+the round trip is noise; the point is the path a SmolLM2 vector takes through Gemma.
+"""),
+        code("""
+frame = cross.round_trip(text="The cat sat on the mat.", subject=subject, positions=[3],
+                         max_new_tokens=mode.pick(full=32, smoke=6), progress=False, warn=False)
+frame[["token", "explanation", "mse", "cosine"]]
+"""),
+        md("""
+## The 2 × 2
+
+Each row is one trained cell: held-out fve_nrm on its subject's eval split beside the controls
+that say what the words add (shuffled pairing, predict-the-mean, the current-token baseline: an AR
+that only knows which token it is), `over_current_token` (fve_nrm minus that baseline), paraphrase
+retention, explanation length, readability (perplexity under the embedded SmolLM2, one judge for
+every cell) and CPU minutes. `fve_nrm_low`/`fve_nrm_high` are a 90 % bootstrap interval over the
+held-out vectors; with two seeds, `fve_nrm_spread` is the spread across them.
+"""),
+        code("""
+import json
+from pathlib import Path
+
+from nla_lens.training.cross_architecture import BASES, SUBJECT_LAYERS, cross_architecture_table
+
+kept = Path("../results/cross_architecture/rows.json")
+rows = json.loads(kept.read_text())
+table = cross_architecture_table(rows)
+missing = [(s, b) for s in SUBJECT_LAYERS for b in BASES if not ((table["subject"] == s) & (table["base"] == b)).any()]
+print(f"{len(table)} of 4 cells measured" + (f"; still to run: {missing}" if missing else ""))
+columns = ["subject", "base", "same_architecture", "fve_nrm", "fve_nrm_low", "fve_nrm_high", "current_token_control",
+           "over_current_token", "fve_nrm_shuffled", "paraphrase_retention", "words", "perplexity", "cpu_minutes", "seeds"]
+table[[c for c in columns if c in table.columns]].round(3)
+"""),
+        md("""
+The same numbers as a picture: each bar is a cell's fve_nrm with its bootstrap interval, the
+black tick its current-token baseline. A bar that does not clear its tick says the words carry
+little beyond the token's identity.
+"""),
+        code("""
+fig, ax = plt.subplots(figsize=(7, 3.2))
+labels = [f"{s} read by\\n{b}" for s, b in zip(table["subject"], table["base"])]
+colours = ["tab:blue" if same else "tab:orange" for same in table["same_architecture"]]
+err = [table["fve_nrm"] - table.get("fve_nrm_low", table["fve_nrm"]), table.get("fve_nrm_high", table["fve_nrm"]) - table["fve_nrm"]]
+ax.bar(labels, table["fve_nrm"], yerr=err, color=colours, capsize=4)
+ax.scatter(labels, table["current_token_control"], marker="_", s=900, color="black", zorder=3, label="current-token baseline")
+ax.axhline(0, color="grey", lw=0.8)
+ax.set_ylabel("held-out fve_nrm")
+ax.set_title("blue: same architecture, orange: across architectures")
+ax.legend(loc="lower right", fontsize=8)
+plt.tight_layout()
+"""),
+        md("""
+## Reading it
+
+Compare within a subject, never across: the two subjects' vectors differ in how predictable they
+are, and so do their current-token baselines. For each subject, the question is whether the
+off-diagonal cell's `over_current_token` falls below the diagonal one's by more than the intervals
+allow. The README states what the measured cells say and the size of the budget they were trained
+on (a reduced recipe: conclusions are about NLAs trained that briefly).
+
+## Run a cell yourself
+
+`run_cell` trains (or resumes, or reads) one cell into a run folder and scores it. The smoke
+budget below takes minutes and its numbers mean nothing; `BUDGET` is the experiment's (about an
+hour per cell on 2 CPU cores). Guarded, because it trains.
+"""),
+        code("""
+RUN_CELL = False  # True: train one cell (smoke budget: minutes; BUDGET: about an hour)
+
+if RUN_CELL:
+    from nla_lens.training.cross_architecture import SMOKE, run_cell
+
+    row = run_cell("runs/cross-notebook", "smollm2-135m", "gemma3-270m", seed=0, budget=SMOKE)
+    display(pd.Series(row))
+"""),
+    ]
+    return cells
+
+
 NOTEBOOKS = {
     "01_explorer_and_layer_sweep": explorer_and_layer_sweep,
     "02_nla_vs_sae_over_a_corpus": nla_vs_sae,
     "03_nnsight_backend": nnsight_backend,
     "04_steering_from_explanations": steering,
     "05_a_released_nla_on_a_gpu": released_nla_on_a_gpu,
+    "06_nlas_across_architectures": across_architectures,
 }
 
 

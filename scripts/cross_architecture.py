@@ -3,6 +3,7 @@
     python scripts/cross_architecture.py [--out runs/cross] [--seeds 0 1] [--smoke]
     python scripts/cross_architecture.py --subjects smollm2-135m --bases gemma3-270m --seeds 0   # one cell
     python scripts/cross_architecture.py --finished results/cross_architecture/rows.json   # go on from the kept rows
+    python scripts/cross_architecture.py --finished results/cross_architecture/rows.json --table-only --readme
 
 Trains (or resumes) every cell and seed (:mod:`nla_lens.training.cross_architecture`), then prints the
 table: held-out fve_nrm with the shuffled, predict-the-mean and current-token controls, paraphrase
@@ -22,7 +23,18 @@ from pathlib import Path
 import pandas as pd
 
 from nla_lens.precision import capability
-from nla_lens.training.cross_architecture import BASES, BUDGET, SMOKE, SUBJECT_LAYERS, run_cross_architecture
+from nla_lens.training.cross_architecture import (
+    BASES,
+    BUDGET,
+    SMOKE,
+    SUBJECT_LAYERS,
+    cross_architecture_markdown,
+    cross_architecture_table,
+    run_cross_architecture,
+)
+from nla_lens.tutorials.timings import replace_block
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def main() -> None:
@@ -33,18 +45,29 @@ def main() -> None:
     parser.add_argument("--bases", nargs="+", default=list(BASES), choices=list(BASES))
     parser.add_argument("--smoke", action="store_true", help="smoke-size cells (minutes; not for conclusions)")
     parser.add_argument("--finished", type=Path, help="rows.json of cells scored earlier: read, not retrained")
-    args = parser.parse_args()
-    print(capability())
-    table = run_cross_architecture(
-        args.out,
-        seeds=tuple(args.seeds),
-        budget=SMOKE if args.smoke else BUDGET,
-        subjects=tuple(args.subjects),
-        bases=tuple(args.bases),
-        finished=json.loads(args.finished.read_text()) if args.finished else (),
+    parser.add_argument(
+        "--readme", action="store_true", help="write the table into README.md's cross-architecture block"
     )
+    parser.add_argument("--table-only", action="store_true", help="the table of the --finished rows; train nothing")
+    args = parser.parse_args()
+    finished = json.loads(args.finished.read_text()) if args.finished else []
+    if args.table_only:
+        table = cross_architecture_table(finished)
+    else:
+        print(capability())
+        table = run_cross_architecture(
+            args.out,
+            seeds=tuple(args.seeds),
+            budget=SMOKE if args.smoke else BUDGET,
+            subjects=tuple(args.subjects),
+            bases=tuple(args.bases),
+            finished=finished,
+        )
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.precision", 3):
         print(table.to_string(index=False))
+    if args.readme:
+        README.write_text(replace_block(README.read_text(), "cross-architecture", cross_architecture_markdown(table)))
+        print(f"wrote the table into {README}")
 
 
 if __name__ == "__main__":

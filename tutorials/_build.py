@@ -1131,6 +1131,53 @@ sweep[["coefficient", "gain_vs_none", "gain_vs_random", "logprob_drop", "repetit
 Read the gain at the strongest coefficient that is still fluent. A gain that appears only where
 the text has broken is the "success for garbage" this check exists to catch.
 """),
+        md("""
+## Does an NLA need its subject's architecture? Predict, then look
+
+Everything so far used an NLA built from the subject itself, as the paper does: the AV and AR are
+copies of SmolLM2 reading SmolLM2. They need not be. nla_lens can start both halves from another LM
+and learn a map between the widths (`NLA.untrained("smollm2-135m", layer=20, av_base="gemma3-270m",
+ar_base="gemma3-270m")`). Whether that works as well is a question the method's readers asked and
+the paper does not answer. nla_lens ran a 2 × 2, with the same reduced recipe in every cell:
+
+| | NLA on SmolLM2-135M | NLA on Gemma-3-270M |
+|---|---|---|
+| **subject SmolLM2-135M, layer 20** | same architecture | across architectures |
+| **subject Gemma-3-270M, layer 12** | across architectures | same architecture |
+
+Each cell is scored with this tutorial's tools: held-out fve_nrm, and what the words add beyond
+the current token (`over_current_token` = fve_nrm minus the current-token baseline).
+
+**Before you run the next cells**, rank the four cells by `over_current_token`, best first, and
+say why. Is Gemma, the bigger model, a better reader of SmolLM2 than SmolLM2 itself? Or is
+sharing the subject's weights what makes its vectors legible?
+"""),
+        code("""
+# Your ranking, best first, before you look: "subject/base" for each cell, e.g. "smollm2-135m/gemma3-270m".
+my_ranking = []
+"""),
+        code("""
+import json
+from pathlib import Path
+
+from nla_lens.training.cross_architecture import cross_architecture_table
+
+table = cross_architecture_table(json.loads(Path("../results/cross_architecture/rows.json").read_text()))
+table["cell"] = table["subject"] + "/" + table["base"]
+measured = table.sort_values("over_current_token", ascending=False)
+print(f"{len(table)} of 4 cells measured so far (python scripts/cross_architecture.py runs the rest)")
+if my_ranking:
+    print("your ranking:    ", [c for c in my_ranking if c in set(table["cell"])])
+print("measured ranking:", measured["cell"].tolist())
+measured[["cell", "fve_nrm", "fve_nrm_low", "fve_nrm_high", "current_token_control", "over_current_token"]].round(3)
+"""),
+        md("""
+Compare within a subject only: the two subjects' vectors differ in how much the current token
+already gives away. A difference smaller than the bootstrap intervals (`fve_nrm_low` to
+`fve_nrm_high`, over the held-out vectors) is not a difference. The research notebook
+`notebooks/06_nlas_across_architectures.ipynb` looks at a cross-architecture NLA up close and
+plots the table; the README says what the measured cells show.
+"""),
     ]
     return cells
 

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from nla_lens.subjects.embedded import GEMMA3, SMOLLM2
-from nla_lens.training.recipe import PRESETS, Recipe, run_recipe
+from nla_lens.training.recipe import PRESETS, STAGES, Recipe, run_recipe
 
 SUBJECT_LAYERS: dict[str, int] = {SMOLLM2.name: 20, GEMMA3.name: 12}
 """Each subject and its extraction layer: 21/30 and 13/18 of the depth (both ~0.7)."""
@@ -34,8 +34,9 @@ SUBJECT_LAYERS: dict[str, int] = {SMOLLM2.name: 20, GEMMA3.name: 12}
 BASES: tuple[str, ...] = (SMOLLM2.name, GEMMA3.name)
 """The LMs both NLA halves start from."""
 
+_EMBEDDED = PRESETS[SMOLLM2.name]
 BUDGET = dataclasses.replace(
-    PRESETS[SMOLLM2.name],
+    _EMBEDDED,
     name="cross-architecture",
     documents=300,
     av_positions_per_doc=None,
@@ -43,8 +44,11 @@ BUDGET = dataclasses.replace(
     av_steps=300,
     ar_refit_steps=60,
     rl_steps=20,
+    # fp32 in every stage, not "auto": the cells run over several sessions on CPUs that differ (some
+    # multiply in bf16, some not), and every cell must get the same arithmetic.
+    **{stage: dataclasses.replace(getattr(_EMBEDDED, stage), precision="fp32") for stage in STAGES},
 )
-"""The reduced recipe every cell runs (the embedded recipe with fewer documents and steps)."""
+"""The reduced recipe every cell runs (the embedded recipe with fewer documents and steps, in fp32)."""
 
 SMOKE = dataclasses.replace(PRESETS["smoke"], name="cross-architecture-smoke")
 """The same experiment at smoke size (minutes on a CPU): for tests and notebooks, not for conclusions."""
@@ -160,6 +164,24 @@ def cross_architecture_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     table["seeds"] = grouped["seed"].apply(lambda s: ",".join(map(str, sorted(s))))
     table.insert(0, "same_architecture", [s == b for s, b in table.index])
     return table.reset_index()
+
+
+def cross_architecture_markdown(table: pd.DataFrame) -> str:
+    """The table of :func:`cross_architecture_table` as the Markdown table the README shows."""
+    lines = [
+        "| subject | NLA base | held-out fve_nrm [90 % interval] | current-token baseline | words add | shuffled "
+        "| paraphrase retention | words | perplexity | CPU min | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in table.to_dict("records"):
+        interval = f" [{row['fve_nrm_low']:.3f}, {row['fve_nrm_high']:.3f}]" if "fve_nrm_low" in row else ""
+        lines.append(
+            f"| {row['subject']} | {row['base']}{'' if row['same_architecture'] else ' (across)'} "
+            f"| {row['fve_nrm']:.3f}{interval} | {row['current_token_control']:.3f} "
+            f"| {row['over_current_token']:+.3f} | {row['fve_nrm_shuffled']:.3f} | {row['paraphrase_retention']:.2f} "
+            f"| {row['words']:.0f} | {row['perplexity']:.0f} | {row['cpu_minutes']:.0f} | {row['seeds']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def run_cross_architecture(

@@ -529,7 +529,7 @@ def _untrained(recipe: Recipe, dataset: ActivationDataset) -> NLA:
     )
 
 
-def injection_scale_for(recipe: Recipe, dataset: ActivationDataset) -> float | None:
+def injection_scale_for(recipe: Recipe, dataset: ActivationDataset | None = None) -> float | None:
     """The L2 norm the recipe's AV injects at: ``recipe.injection_scale`` when set, else
 
     - an AV on the subject's own LM: the median norm of the subject's vectors (``None`` for the
@@ -537,12 +537,20 @@ def injection_scale_for(recipe: Recipe, dataset: ActivationDataset) -> float | N
     - an AV on another LM: the median norm of *that LM's own* residual stream at the same relative
       depth, over the first 16 corpus documents, so the injected row is as large as the activations
       its architecture reads at that depth (a Gemma-3 layer-12 vector is ~60x a SmolLM2 layer-20 one).
+
+    ``dataset`` (the subject's activations) is needed only in the first case.
     """
     if recipe.injection_scale is not None:
         return recipe.injection_scale
     av_base = recipe.av_base or recipe.subject
     if av_base == recipe.subject:
-        return None if recipe.subject == SMOLLM2.name else float(dataset.meta["norm_stats"]["median"])
+        if recipe.subject == SMOLLM2.name:
+            return None
+        if dataset is None:
+            raise InputError(
+                "An AV on the subject's own LM injects at the median norm of the subject's vectors: pass dataset=."
+            )
+        return float(dataset.meta["norm_stats"]["median"])
     import nla_lens
     from nla_lens.models.loading import lm_shape
 

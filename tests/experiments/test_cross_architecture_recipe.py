@@ -14,6 +14,7 @@ import math
 import pytest
 
 from nla_lens.training.cross_architecture import SMOKE, cell_recipe, cross_architecture_table, run_cell
+from nla_lens.training.recipe import STAGES
 
 pytestmark = pytest.mark.embedded
 
@@ -48,6 +49,8 @@ def test_a_finished_cell_is_read_not_retrained(cell):
 
 def test_the_cell_recipes_put_other_bases_off_the_diagonal_only():
     assert cell_recipe("gemma3-270m", "gemma3-270m", 1).av_base is None
+    # Every cell the same arithmetic whatever the CPU it runs on.
+    assert {getattr(cell_recipe("smollm2-135m", "gemma3-270m", 0), s).precision for s in STAGES} == {"fp32"}
     cross = cell_recipe("gemma3-270m", "smollm2-135m", 1)
     assert (cross.subject, cross.layer, cross.av_base, cross.ar_base, cross.seed) == (
         "gemma3-270m",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +20,16 @@ def test_finished_rows_are_read_not_retrained(tmp_path):
     assert table["fve_nrm"].tolist() == [0.25]
     assert table["over_current_token"].tolist() == [pytest.approx(0.05)]
     assert json.loads((tmp_path / "rows.json").read_text()) == [row]
+
+
+def test_the_readme_shows_the_kept_rows():
+    from nla_lens.training.cross_architecture import cross_architecture_markdown, cross_architecture_table
+
+    root = Path(__file__).resolve().parents[2]
+    rows = json.loads((root / "results" / "cross_architecture" / "rows.json").read_text())
+    readme = (root / "README.md").read_text()
+    block = readme.split("<!-- cross-architecture -->\n")[1].split("<!-- /cross-architecture -->")[0]
+    assert block == cross_architecture_markdown(cross_architecture_table(rows)), (
+        "README's table differs from results/cross_architecture/rows.json: run python scripts/cross_architecture.py "
+        "--finished results/cross_architecture/rows.json --table-only --readme"
+    )
