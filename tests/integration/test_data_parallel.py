@@ -72,6 +72,12 @@ def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> f
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
+def _count_differing(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tolerance: float) -> int:
+    """How many weights of ``a`` and ``b`` differ by more than ``tolerance``."""
+    assert a.keys() == b.keys()
+    return sum(int(((a[k] - b[k]).abs() > tolerance).sum()) for k in a)
+
+
 @pytest.mark.parametrize("stage", ["ar", "av", "grpo"])
 def test_two_processes_make_the_same_update_as_one(runs, stage):
     root, _ = runs
@@ -79,7 +85,13 @@ def test_two_processes_make_the_same_update_as_one(runs, stage):
         load_file(str(root / "one" / f"{stage}.safetensors")),
         load_file(str(root / "two" / f"{stage}.safetensors")),
     )
-    assert _max_difference(one, two) < 1e-4
+    # Adam divides each gradient element by its own running scale. Where that scale is near zero, float
+    # rounding that differs between one process and two (reduction order, the CPU's vector width) can flip
+    # one element's update and move that weight by up to a step (lr 1e-3): seen once in 300k weights on an
+    # AVX512 CPU without bf16. A wrong gradient or a missed all-reduce moves nearly every weight.
+    total = sum(t.numel() for t in one.values())
+    assert _count_differing(one, two, 1e-4) <= max(1, total // 10_000)
+    assert _max_difference(one, two) < 1e-2  # even a flipped element moves by at most a few steps
     # ... and the update is real: far larger than that tolerance.
     warm = {**{f"av.{k}": v for k, v in load_file(str(root / "warm" / "av" / "model.safetensors")).items()}}
     changed = [float((two[k] - warm[k]).abs().max()) for k in warm if k in two]
