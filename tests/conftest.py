@@ -102,13 +102,13 @@ def _count_tl_uses() -> None:
     counted(subprocess.Popen, "__init__")
 
 
-def pytest_sessionstart(session):
-    if os.environ.get("NLA_LENS_TL_FILES"):
-        _count_tl_uses()
-
-
 def _tl_recording() -> bool:
     return bool(os.environ.get("NLA_LENS_TL_FILES"))
+
+
+def pytest_sessionstart(session):
+    if _tl_recording():
+        _count_tl_uses()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -128,7 +128,6 @@ def pytest_runtest_protocol(item, nextitem):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    path = os.environ.get("NLA_LENS_TL_FILES")
-    if path:
-        with open(path, "w") as out:
+    if _tl_recording():
+        with open(os.environ["NLA_LENS_TL_FILES"], "w") as out:
             out.write("".join(f"{name}\n" for name in sorted(_TL_FILES)))
